@@ -1,0 +1,168 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/alecthomas/units"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/labels"
+
+	"github.com/weir-metrics/weir/receive"
+	"github.com/weir-metrics/weir/tenant"
+)
+
+// config is everything `weir receive` is told on its command line. Every flag name, default and help
+// text lives in registerFlags; names follow Thanos Receive wherever the meaning is the same, so that an
+// operator can switch images without rewriting arguments.
+type config struct {
+	remoteWriteAddress string
+	httpAddress        string
+	grpcAddress        string
+	shutdownTimeout    time.Duration
+	logLevel           string
+	logFormat          string
+
+	handler receive.HandlerConfig
+	storage tenant.Config
+}
+
+func (c *config) registerFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.remoteWriteAddress, "remote-write.address", "0.0.0.0:19291", "Address to listen on for remote write (POST /api/v1/receive, alias /api/v1/write).")
+	fs.StringVar(&c.httpAddress, "http-address", "0.0.0.0:10902", "Address to listen on for /metrics, /-/healthy, /-/ready and /debug/pprof.")
+	fs.StringVar(&c.grpcAddress, "grpc-address", "0.0.0.0:10901", "Address for node-to-node gRPC. Accepted for compatibility with Thanos Receive; used once the node is part of a hashring.")
+	fs.DurationVar(&c.shutdownTimeout, "shutdown.timeout", time.Minute, "On SIGTERM/SIGINT, how long to let in-flight remote-write requests finish before closing storage.")
+	fs.StringVar(&c.logLevel, "log.level", "info", "Log level: debug, info, warn or error.")
+	fs.StringVar(&c.logFormat, "log.format", "logfmt", "Log format: logfmt or json.")
+
+	// Storage.
+	fs.StringVar(&c.storage.Dir, "tsdb.path", "./data", "Directory holding one TSDB per tenant, in a subdirectory named by the tenant ID.")
+	c.storage.Retention = 15 * 24 * time.Hour
+	durationFlag(fs, &c.storage.Retention, "tsdb.retention", "How long to keep blocks on local disk (units ms, s, m, h, d, w, y).")
+	durationFlag(fs, &c.storage.OutOfOrderWindow, "tsdb.out-of-order.time-window", "Accept samples up to this much older than a series' newest sample (0: refuse out-of-order samples). "+
+		"Out-of-order blocks overlap in-order ones: the Thanos compactor then needs vertical compaction, or it halts on the overlap.")
+	fs.Int64Var(&c.storage.MaxExemplars, "tsdb.max-exemplars", 0, "Exemplars kept in memory per tenant; 0 disables exemplar storage (exemplars sent are then counted as rejected, without failing the request).")
+	fs.BoolVar(&c.storage.WALCompression, "tsdb.wal-compression", true, "Compress the write-ahead log with snappy.")
+	fs.IntVar(&c.storage.OpenConcurrency, "tsdb.open-concurrency", runtime.GOMAXPROCS(0), "How many tenant TSDBs replay their WAL at once at start-up.")
+	c.handler.Limits.FutureWindow = 10 * time.Minute
+	durationFlag(fs, &c.handler.Limits.FutureWindow, "tsdb.too-far-in-future.time-window", "Refuse samples stamped further ahead of this node's clock (0: no limit). One far-future sample makes every normal sample of its tenant too old.")
+
+	// Tenants.
+	fs.StringVar(&c.handler.TenantHeader, "receive.tenant-header", tenant.DefaultHeader, "HTTP header that names the tenant of a write request.")
+	fs.StringVar(&c.handler.DefaultTenant, "receive.default-tenant-id", tenant.DefaultID, "Tenant of requests without the tenant header.")
+	fs.StringVar(&c.storage.LabelName, "receive.tenant-label-name", "tenant_id", "External label that names the tenant on its blocks (not added to each series).")
+	fs.Func("label", `External label added to every tenant's blocks, as name="value" (repeatable), e.g. --label 'replica="r1"'.`, func(s string) error {
+		l, err := parseLabel(s)
+		if err != nil {
+			return err
+		}
+		b := labels.NewBuilder(c.storage.ExternalLabels)
+		if c.storage.ExternalLabels.Has(l.Name) {
+			return fmt.Errorf("label %q given twice", l.Name)
+		}
+		b.Set(l.Name, l.Value)
+		c.storage.ExternalLabels = b.Labels()
+		return nil
+	})
+
+	// Request limits.
+	c.handler.Decode.MaxBodyBytes = 16 << 20
+	bytesFlag(fs, &c.handler.Decode.MaxBodyBytes, "remote-write.max-body-size", "Largest compressed request body accepted (413 above), e.g. 16MiB.")
+	c.handler.Decode.MaxDecodedBytes = 64 << 20
+	bytesFlag(fs, &c.handler.Decode.MaxDecodedBytes, "remote-write.max-decoded-size", "Largest decompressed request accepted (413 above), checked before decompressing, e.g. 64MiB.")
+	fs.IntVar(&c.handler.Limits.MaxSeriesPerRequest, "receive.limits.max-series-per-request", 50000, "Most series in one request (0: no limit); larger requests are refused whole with 400.")
+	fs.IntVar(&c.handler.Limits.MaxLabelsPerSeries, "receive.limits.max-labels-per-series", 128, "Most labels in one series (0: no limit).")
+	fs.IntVar(&c.handler.Limits.MaxLabelNameLength, "receive.limits.max-label-name-length", 1024, "Longest label name in bytes (0: no limit).")
+	fs.IntVar(&c.handler.Limits.MaxLabelValueLength, "receive.limits.max-label-value-length", 4096, "Longest label value in bytes (0: no limit).")
+}
+
+// validate checks everything before any file or port is opened, so that a bad flag is a clear start-up
+// error rather than a half-started node.
+func (c *config) validate() error {
+	if _, err := parseLevel(c.logLevel); err != nil {
+		return err
+	}
+	if c.logFormat != "logfmt" && c.logFormat != "json" {
+		return fmt.Errorf("--log.format: %q is neither logfmt nor json", c.logFormat)
+	}
+	if c.shutdownTimeout <= 0 {
+		return errors.New("--shutdown.timeout must be positive")
+	}
+	if c.remoteWriteAddress == c.httpAddress {
+		return fmt.Errorf("--remote-write.address and --http-address are both %s", c.httpAddress)
+	}
+	if err := c.handler.Validate(); err != nil {
+		return fmt.Errorf("remote write: %w", err)
+	}
+	if err := c.storage.Validate(); err != nil {
+		return fmt.Errorf("storage: %w", err)
+	}
+	return nil
+}
+
+// durationFlag registers a duration in Prometheus' notation (which knows days and weeks).
+func durationFlag(fs *flag.FlagSet, d *time.Duration, name, usage string) {
+	fs.Func(name, fmt.Sprintf("%s (default %s)", usage, model.Duration(*d)), func(s string) error {
+		v, err := model.ParseDuration(s)
+		if err != nil {
+			return err
+		}
+		*d = time.Duration(v)
+		return nil
+	})
+}
+
+// bytesFlag registers a size with binary units (KiB, MiB, GiB).
+func bytesFlag(fs *flag.FlagSet, n *int64, name, usage string) {
+	fs.Func(name, fmt.Sprintf("%s (default %s)", usage, units.Base2Bytes(*n)), func(s string) error {
+		v, err := units.ParseBase2Bytes(s)
+		if err != nil {
+			return err
+		}
+		if v <= 0 {
+			return errors.New("must be positive")
+		}
+		*n = int64(v)
+		return nil
+	})
+}
+
+// parseLabel parses name="value" as Thanos' --label does.
+func parseLabel(s string) (labels.Label, error) {
+	name, quoted, ok := strings.Cut(s, "=")
+	if !ok {
+		return labels.Label{}, fmt.Errorf(`%q is not name="value"`, s)
+	}
+	if !model.LegacyValidation.IsValidLabelName(name) {
+		return labels.Label{}, fmt.Errorf("%q is not a valid label name", name)
+	}
+	value, err := unquote(quoted)
+	if err != nil {
+		return labels.Label{}, fmt.Errorf(`value of %s: %w (write name="value")`, name, err)
+	}
+	if value == "" {
+		return labels.Label{}, fmt.Errorf("value of %s is empty", name)
+	}
+	return labels.Label{Name: name, Value: value}, nil
+}
+
+func unquote(s string) (string, error) {
+	if len(s) < 2 || s[0] != '"' {
+		return "", fmt.Errorf("%s is not double-quoted", s)
+	}
+	return strconv.Unquote(s)
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return 0, fmt.Errorf("--log.level: %q is not one of debug, info, warn, error", s)
+	}
+	return l, nil
+}

@@ -1,0 +1,166 @@
+package receive
+
+import (
+	"bytes"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+	"sync"
+
+	"github.com/golang/snappy"
+	"github.com/prometheus/prometheus/prompb"
+)
+
+// DecodeLimits bound what one request may cost before it is validated.
+type DecodeLimits struct {
+	// MaxBodyBytes bounds the compressed body; larger bodies get 413 without being read whole.
+	MaxBodyBytes int64
+	// MaxDecodedBytes bounds the decompressed body, checked against snappy's declared length before
+	// anything is allocated for it (a few bytes can claim gigabytes).
+	MaxDecodedBytes int64
+}
+
+// Request is a decoded remote-write request. Its buffers come from pools: call Release when done with
+// it, after which nothing from it may be used.
+type Request struct {
+	Write prompb.WriteRequest
+
+	body    *[]byte
+	decoded *[]byte
+}
+
+var (
+	bodyPool    = sync.Pool{New: func() any { return new([]byte) }}
+	decodedPool = sync.Pool{New: func() any { return new([]byte) }}
+	requestPool = sync.Pool{New: func() any { return new(Request) }}
+)
+
+// Release returns the request's buffers to their pools.
+func (r *Request) Release() {
+	bodyPool.Put(r.body)
+	decodedPool.Put(r.decoded)
+	ts := r.Write.Timeseries
+	clear(ts) // drop references to the decoded labels and samples so the pool does not pin them
+	*r = Request{Write: prompb.WriteRequest{Timeseries: ts[:0]}}
+	requestPool.Put(r)
+}
+
+// Remote Write 1.0 content types: the spec's, and the bare one older senders use.
+const (
+	contentTypeProtobuf = "application/x-protobuf"
+	protoV1             = "prometheus.WriteRequest"
+	protoV2             = "io.prometheus.write.v2.Request"
+)
+
+// checkHeaders accepts Remote Write 1.0: block-snappy protobuf. A missing Content-Encoding or
+// Content-Type is taken as the 1.0 default, as Prometheus' own receiver does, so old senders keep
+// working; anything else named explicitly is refused with 415.
+func checkHeaders(h http.Header) error {
+	if enc := h.Get("Content-Encoding"); enc != "" && !strings.EqualFold(enc, "snappy") {
+		return errorf(ClassUnsupported, "unsupported Content-Encoding %q: remote write needs block-format snappy (Content-Encoding: snappy)", enc)
+	}
+	ct := h.Get("Content-Type")
+	if ct == "" {
+		return nil
+	}
+	mt, params, err := mime.ParseMediaType(ct)
+	if err != nil {
+		return errorf(ClassUnsupported, "unparsable Content-Type %q: %v", ct, err)
+	}
+	if mt != contentTypeProtobuf {
+		return errorf(ClassUnsupported, "unsupported Content-Type %q: remote write needs %s", mt, contentTypeProtobuf)
+	}
+	switch proto := params["proto"]; proto {
+	case "", protoV1:
+		return nil
+	case protoV2:
+		return errorf(ClassUnsupported, "remote write 2.0 (proto=%s) is not supported yet; configure the sender for remote write 1.0 (protobuf_message: prometheus.WriteRequest)", proto)
+	default:
+		return errorf(ClassUnsupported, "unsupported protobuf message %q in Content-Type", proto)
+	}
+}
+
+// Decode reads, decompresses and unmarshals the body of a Remote Write 1.0 request within limits.
+func Decode(r *http.Request, limits DecodeLimits) (*Request, error) {
+	if err := checkHeaders(r.Header); err != nil {
+		return nil, err
+	}
+	if r.ContentLength > limits.MaxBodyBytes {
+		return nil, errorf(ClassTooLarge, "body of %d bytes is over the limit of %d bytes", r.ContentLength, limits.MaxBodyBytes)
+	}
+	req := requestPool.Get().(*Request)
+	req.body = bodyPool.Get().(*[]byte)
+	req.decoded = decodedPool.Get().(*[]byte)
+
+	body, err := readBody(r.Body, *req.body, limits.MaxBodyBytes)
+	*req.body = body
+	if err == nil {
+		err = req.unmarshal(body, limits.MaxDecodedBytes)
+	}
+	if err != nil {
+		req.Release()
+		return nil, err
+	}
+	return req, nil
+}
+
+// DecodeBytes decodes a snappy-compressed WriteRequest that is already in memory; fuzzing and
+// benchmarks use it to exercise exactly what Decode does after reading.
+func DecodeBytes(compressed []byte, maxDecoded int64) (*Request, error) {
+	req := requestPool.Get().(*Request)
+	req.body = bodyPool.Get().(*[]byte)
+	req.decoded = decodedPool.Get().(*[]byte)
+	if err := req.unmarshal(compressed, maxDecoded); err != nil {
+		req.Release()
+		return nil, err
+	}
+	return req, nil
+}
+
+func (req *Request) unmarshal(compressed []byte, maxDecoded int64) error {
+	n, err := snappy.DecodedLen(compressed)
+	if err != nil {
+		return errorf(ClassInvalid, "body is not block-format snappy%s: %v", sniff(compressed), err)
+	}
+	if int64(n) > maxDecoded {
+		return errorf(ClassTooLarge, "body decompresses to %d bytes, over the limit of %d bytes", n, maxDecoded)
+	}
+	buf := *req.decoded
+	if cap(buf) < n {
+		buf = make([]byte, n)
+	}
+	buf, err = snappy.Decode(buf[:n], compressed)
+	*req.decoded = buf
+	if err != nil {
+		return errorf(ClassInvalid, "body is not block-format snappy%s: %v", sniff(compressed), err)
+	}
+	if err := req.Write.Unmarshal(buf); err != nil {
+		return errorf(ClassInvalid, "body is not a protobuf prometheus.WriteRequest: %v", err)
+	}
+	return nil
+}
+
+// readBody reads all of body into buf (reusing its capacity), failing once more than limit bytes came.
+func readBody(body io.Reader, buf []byte, limit int64) ([]byte, error) {
+	b := bytes.NewBuffer(buf[:0])
+	n, err := b.ReadFrom(io.LimitReader(body, limit+1))
+	if err != nil {
+		return b.Bytes(), errorf(ClassInvalid, "reading body: %v", err)
+	}
+	if n > limit {
+		return b.Bytes(), errorf(ClassTooLarge, "body is over the limit of %d bytes", limit)
+	}
+	return b.Bytes(), nil
+}
+
+// sniff names common wrong encodings so the error tells the sender what it did.
+func sniff(b []byte) string {
+	switch {
+	case bytes.HasPrefix(b, []byte{0x1f, 0x8b}):
+		return " (it looks gzip-compressed)"
+	case bytes.HasPrefix(b, []byte("\xff\x06\x00\x00sNaPpY")):
+		return " (it is framed snappy; remote write uses the block format)"
+	}
+	return ""
+}

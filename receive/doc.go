@@ -1,0 +1,29 @@
+// Package receive is the HTTP edge of Weir: it decodes Remote Write 1.0 requests, validates them,
+// hands the valid series to storage, and answers with a status code the sender acts on correctly.
+//
+// Start with Handler. Decode reads a request within DecodeLimits; Limits.validate normalises and checks
+// the series; Storage writes them; StatusCode maps any error to its answer.
+//
+// # Status codes
+//
+// Senders retry 5xx and 429 and drop the batch on any other 4xx, so a wrong code either loses data or
+// makes a sender retry forever. The table is the contract:
+//
+//	204  every point was written (samples are in the WAL).
+//	400  the body cannot be decoded (not snappy, not a WriteRequest), the tenant ID is invalid, or the
+//	     request is over the series limit: nothing was written.
+//	400  partial write: some series had invalid labels (empty, invalid UTF-8, duplicate names, over a
+//	     length limit) or some points were refused for good (out of order, duplicate timestamp with
+//	     another value, too old, too far in the future, invalid histogram); everything else was written,
+//	     and the body counts what was rejected by reason and names the first series (index, labels).
+//	     Thanos answers 409 here; senders treat both as final, and the specs say 400.
+//	405  not a POST.
+//	413  the body, or what it decompresses to, is over its limit (checked before reading or allocating).
+//	415  a Content-Encoding other than snappy, or a Content-Type other than protobuf Remote Write 1.0.
+//	503  not ready yet (WAL replay), the tenant's TSDB is opening, failed to open, or is closing; or the
+//	     request was cancelled. Retry-After is set. Nothing was written.
+//	500  a storage failure (WAL write, commit). Retried by the sender; nothing was written.
+//
+// Exemplars are best effort, as in Prometheus: rejected exemplars are counted in metrics but never fail
+// a request. Metadata in the request is ignored.
+package receive

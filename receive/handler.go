@@ -1,0 +1,258 @@
+package receive
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+	"github.com/prometheus/prometheus/prompb"
+
+	"github.com/weir-metrics/weir/tenant"
+)
+
+// Storage is where the handler writes a tenant's validated series: the local tenant TSDBs now, the
+// router in front of a ring later. A nil error means every point not listed in the stats is durable.
+type Storage interface {
+	Write(ctx context.Context, tenantID string, series []prompb.TimeSeries) (tenant.WriteStats, error)
+}
+
+// HandlerConfig configures the remote-write endpoint.
+type HandlerConfig struct {
+	TenantHeader  string
+	DefaultTenant string
+	Decode        DecodeLimits
+	Limits        Limits
+}
+
+// Validate reports the first configuration error.
+func (c HandlerConfig) Validate() error {
+	switch {
+	case c.TenantHeader == "":
+		return fmt.Errorf("tenant header name is empty")
+	case c.Decode.MaxBodyBytes <= 0:
+		return fmt.Errorf("maximum body size %d must be positive", c.Decode.MaxBodyBytes)
+	case c.Decode.MaxDecodedBytes <= 0:
+		return fmt.Errorf("maximum decoded size %d must be positive", c.Decode.MaxDecodedBytes)
+	case c.Limits.FutureWindow < 0:
+		return fmt.Errorf("future window %s is negative", c.Limits.FutureWindow)
+	case c.Limits.MaxSeriesPerRequest < 0, c.Limits.MaxLabelsPerSeries < 0, c.Limits.MaxLabelNameLength < 0, c.Limits.MaxLabelValueLength < 0:
+		return fmt.Errorf("limits must not be negative")
+	}
+	if err := tenant.ValidateID(c.DefaultTenant); err != nil {
+		return fmt.Errorf("default tenant: %w", err)
+	}
+	return nil
+}
+
+// Handler serves Remote Write 1.0 (POST /api/v1/receive). See doc.go for the status codes it answers.
+type Handler struct {
+	cfg     HandlerConfig
+	storage Storage
+	ready   func() bool
+	logger  *slog.Logger
+	now     func() time.Time
+	metrics *handlerMetrics
+}
+
+type handlerMetrics struct {
+	appended      *prometheus.CounterVec
+	rejected      *prometheus.CounterVec
+	storageErrors *prometheus.CounterVec
+	failed        *prometheus.CounterVec
+}
+
+func newHandlerMetrics(reg prometheus.Registerer) *handlerMetrics {
+	f := promauto.With(reg)
+	return &handlerMetrics{
+		appended: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "weir_receive_appended_total",
+			Help: "Points written to storage, by tenant and kind (sample, histogram, exemplar).",
+		}, []string{"tenant", "kind"}),
+		rejected: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "weir_receive_rejected_total",
+			Help: "Points refused for good (answered 400 as a partial write; exemplars never fail a request), by tenant, kind and reason.",
+		}, []string{"tenant", "kind", "reason"}),
+		storageErrors: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "weir_receive_storage_errors_total",
+			Help: "Writes that failed in storage (WAL, append or commit errors; tenant TSDB unavailable), by tenant and class.",
+		}, []string{"tenant", "class"}),
+		failed: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "weir_receive_requests_refused_total",
+			Help: "Requests refused before storage, by reason (decode, too_large, unsupported, invalid_tenant, limits, not_ready).",
+		}, []string{"reason"}),
+	}
+}
+
+// NewHandler returns the remote-write handler. ready gates writes (503 until it returns true).
+func NewHandler(cfg HandlerConfig, storage Storage, ready func() bool, logger *slog.Logger, reg prometheus.Registerer) (*Handler, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &Handler{cfg: cfg, storage: storage, ready: ready, logger: logger, now: time.Now, metrics: newHandlerMetrics(reg)}, nil
+}
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		http.Error(w, "remote write needs POST", http.StatusMethodNotAllowed)
+		return
+	}
+	if !h.ready() {
+		h.refuse(w, "not_ready", errorf(ClassUnavailable, "not ready: replaying write-ahead logs"))
+		return
+	}
+	tenantID, err := tenant.FromRequest(r, h.cfg.TenantHeader, h.cfg.DefaultTenant)
+	if err != nil {
+		h.refuse(w, "invalid_tenant", err)
+		return
+	}
+	req, err := Decode(r, h.cfg.Decode)
+	if err != nil {
+		reason := "decode"
+		switch ClassOf(err) {
+		case ClassTooLarge:
+			reason = "too_large"
+		case ClassUnsupported:
+			reason = "unsupported"
+		}
+		h.refuse(w, reason, err)
+		return
+	}
+	defer req.Release()
+
+	series, v, err := h.cfg.Limits.validate(&req.Write, h.now())
+	if err != nil {
+		h.refuse(w, "limits", err)
+		return
+	}
+	stats, err := h.storage.Write(r.Context(), tenantID, series)
+	if err != nil {
+		class := ClassOf(err)
+		h.metrics.storageErrors.WithLabelValues(tenantID, classNames[class]).Inc()
+		h.logger.Error("write failed", "tenant", tenantID, "series", len(series), "err", err)
+		h.answer(w, err)
+		return
+	}
+	for i := range stats.Rejected {
+		rj := &stats.Rejected[i]
+		if i < maxExamples {
+			rj.Err = fmt.Errorf("%s: %w", labelsString(series[rj.Series].Labels), rj.Err)
+		}
+		rj.Series = v.originalIndex(rj.Series)
+	}
+	h.record(tenantID, stats, v.rejected)
+	h.answer(w, partialError(stats, v.rejected))
+}
+
+var classNames = [...]string{
+	ClassInternal: "internal", ClassInvalid: "invalid", ClassConflict: "conflict",
+	ClassTooLarge: "too_large", ClassUnsupported: "unsupported", ClassUnavailable: "unavailable",
+}
+
+func (h *Handler) refuse(w http.ResponseWriter, reason string, err error) {
+	h.metrics.failed.WithLabelValues(reason).Inc()
+	h.logger.Debug("request refused", "reason", reason, "err", err)
+	h.answer(w, err)
+}
+
+func (h *Handler) answer(w http.ResponseWriter, err error) {
+	code := StatusCode(err)
+	if err == nil {
+		w.WriteHeader(code)
+		return
+	}
+	if code == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "5")
+	}
+	http.Error(w, err.Error(), code)
+}
+
+func (h *Handler) record(tenantID string, stats tenant.WriteStats, validation []tenant.Rejection) {
+	for k, n := range stats.Appended {
+		if n > 0 {
+			h.metrics.appended.WithLabelValues(tenantID, tenant.Kind(k).String()).Add(float64(n))
+		}
+	}
+	for _, list := range [][]tenant.Rejection{validation, stats.Rejected} {
+		for _, rj := range list {
+			h.metrics.rejected.WithLabelValues(tenantID, rj.Kind.String(), rj.Reason).Add(float64(rj.Count))
+		}
+	}
+}
+
+// maxExamples bounds how many rejected series an answer names.
+const maxExamples = 5
+
+// partialError builds the 400 answer of a partial write, or nil when no sample or histogram was
+// rejected. Rejected exemplars are counted but never fail a request: exemplars are best effort, as in
+// Prometheus. The message says how much was written and rejected, by reason, and names the first few
+// series (index in the request and labels) with the first error of each.
+func partialError(stats tenant.WriteStats, validation []tenant.Rejection) error {
+	var rejected int
+	byReason := map[string]int{}
+	var examples []tenant.Rejection
+	for _, list := range [][]tenant.Rejection{validation, stats.Rejected} {
+		for _, rj := range list {
+			if rj.Kind == tenant.KindExemplar {
+				continue
+			}
+			rejected += rj.Count
+			byReason[rj.Reason] += rj.Count
+			if len(examples) < maxExamples {
+				examples = append(examples, rj)
+			}
+		}
+	}
+	if rejected == 0 {
+		return nil
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "partial write: %d points rejected, %d written (", rejected, stats.Appended[tenant.KindFloat]+stats.Appended[tenant.KindHistogram])
+	first := true
+	for _, reason := range slices.Sorted(maps.Keys(byReason)) {
+		if !first {
+			b.WriteString(", ")
+		}
+		first = false
+		b.WriteString(reason + ": " + strconv.Itoa(byReason[reason]))
+	}
+	b.WriteString(")")
+	for _, ex := range examples {
+		fmt.Fprintf(&b, "\nseries %d: %d %s(s) rejected (%s): %v", ex.Series, ex.Count, ex.Kind, ex.Reason, ex.Err)
+	}
+	return &Error{Class: ClassConflict, Err: fmt.Errorf("%s", b.String())}
+}
+
+// labelsString formats a label set for an error message, bounded so that hostile label sets cannot
+// blow up an answer.
+func labelsString(ls []prompb.Label) string {
+	const maxLen = 256
+	var b strings.Builder
+	b.WriteByte('{')
+	for i, l := range ls {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		if utf8.ValidString(l.Name) {
+			b.WriteString(l.Name)
+		} else {
+			b.WriteString(strconv.Quote(l.Name))
+		}
+		b.WriteByte('=')
+		b.WriteString(strconv.Quote(l.Value))
+		if b.Len() > maxLen {
+			return b.String()[:maxLen] + "…}"
+		}
+	}
+	b.WriteByte('}')
+	return b.String()
+}

@@ -1,0 +1,183 @@
+package receive
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"time"
+	"unicode/utf8"
+
+	"github.com/prometheus/prometheus/prompb"
+
+	"github.com/weir-metrics/weir/tenant"
+)
+
+// Limits bound what one series and one request may hold. Zero disables a limit.
+type Limits struct {
+	MaxSeriesPerRequest int
+	MaxLabelsPerSeries  int
+	MaxLabelNameLength  int
+	MaxLabelValueLength int
+	// FutureWindow rejects points stamped further than this ahead of the receiver's clock: one such
+	// point moves the head's time forward and makes every normal sample of the tenant "too old".
+	FutureWindow time.Duration
+}
+
+// Reasons for rejecting series or points before they reach storage.
+const (
+	ReasonNoLabels          = "no_labels"
+	ReasonEmptyLabelName    = "empty_label_name"
+	ReasonInvalidLabelName  = "invalid_label_name"
+	ReasonInvalidLabelValue = "invalid_label_value"
+	ReasonDuplicateLabel    = "duplicate_label_name"
+	ReasonTooManyLabels     = "too_many_labels"
+	ReasonLabelNameTooLong  = "label_name_too_long"
+	ReasonLabelValueTooLong = "label_value_too_long"
+	ReasonTooFarInFuture    = "too_far_in_future"
+)
+
+// validation is the result of validating one request.
+type validation struct {
+	// rejected lists what was removed, with Series indexes into the request as the sender sent it.
+	rejected []tenant.Rejection
+	// removed holds the indexes (into the original request) of the series dropped whole, ascending.
+	removed []int
+}
+
+// originalIndex maps an index into the validated series back to the request as sent.
+func (v *validation) originalIndex(i int) int {
+	for _, r := range v.removed {
+		if r > i {
+			break
+		}
+		i++
+	}
+	return i
+}
+
+// validate checks and normalises the series of req in place and returns the series to write.
+//
+// Per series, leniently: labels with empty values are dropped (Prometheus treats an empty value as an
+// absent label), and unsorted labels are sorted — cheap, and what senders that build label sets from
+// maps need. Strictly: a series with no labels, an empty or invalid UTF-8 name or value, a duplicate
+// name or over a length limit is removed whole; points stamped too far in the future are removed. What
+// is removed is reported in the validation, so the answer is a 400 partial write while the valid rest is
+// written. A request over the series limit is refused whole.
+func (l Limits) validate(req *prompb.WriteRequest, now time.Time) ([]prompb.TimeSeries, *validation, error) {
+	series := req.Timeseries
+	if l.MaxSeriesPerRequest > 0 && len(series) > l.MaxSeriesPerRequest {
+		return nil, nil, errorf(ClassInvalid, "request has %d series, over the limit of %d per request (lower the sender's max_samples_per_send)", len(series), l.MaxSeriesPerRequest)
+	}
+	var v validation
+	maxT := int64(1<<63 - 1)
+	if l.FutureWindow > 0 {
+		maxT = now.Add(l.FutureWindow).UnixMilli()
+	}
+	kept := series[:0]
+	for i := range series {
+		ts := &series[i]
+		if reason, err := l.normaliseLabels(ts); err != nil {
+			v.rejectSeries(i, ts, reason, err)
+			continue
+		}
+		if maxT != int64(1<<63-1) {
+			v.dropFuture(i, ts, maxT)
+		}
+		kept = append(kept, *ts) // in place: len(kept) <= i
+	}
+	// Clear the tail so the pooled request does not pin what was removed.
+	clear(series[len(kept):])
+	req.Timeseries = kept
+	return kept, &v, nil
+}
+
+func (l Limits) normaliseLabels(ts *prompb.TimeSeries) (string, error) {
+	ls := ts.Labels
+	// Drop empty values in place.
+	n := 0
+	for _, lb := range ls {
+		if lb.Value != "" {
+			ls[n] = lb
+			n++
+		}
+	}
+	ls = ls[:n]
+	ts.Labels = ls
+	switch {
+	case len(ls) == 0:
+		return ReasonNoLabels, fmt.Errorf("series has no labels")
+	case l.MaxLabelsPerSeries > 0 && len(ls) > l.MaxLabelsPerSeries:
+		return ReasonTooManyLabels, fmt.Errorf("series has %d labels, over the limit of %d", len(ls), l.MaxLabelsPerSeries)
+	}
+	sorted := true
+	for j := range ls {
+		name, value := ls[j].Name, ls[j].Value
+		switch {
+		case name == "":
+			return ReasonEmptyLabelName, fmt.Errorf("label %d has an empty name", j)
+		case l.MaxLabelNameLength > 0 && len(name) > l.MaxLabelNameLength:
+			return ReasonLabelNameTooLong, fmt.Errorf("label name %.64q… is %d bytes long, over the limit of %d", name, len(name), l.MaxLabelNameLength)
+		case l.MaxLabelValueLength > 0 && len(value) > l.MaxLabelValueLength:
+			return ReasonLabelValueTooLong, fmt.Errorf("value of label %q is %d bytes long, over the limit of %d", name, len(value), l.MaxLabelValueLength)
+		case !utf8.ValidString(name):
+			return ReasonInvalidLabelName, fmt.Errorf("label name %q is not valid UTF-8", name)
+		case !utf8.ValidString(value):
+			return ReasonInvalidLabelValue, fmt.Errorf("value of label %q is not valid UTF-8", name)
+		}
+		if j > 0 && ls[j-1].Name >= name {
+			sorted = false
+		}
+	}
+	if !sorted {
+		slices.SortFunc(ls, func(a, b prompb.Label) int { return cmp.Compare(a.Name, b.Name) })
+		for j := 1; j < len(ls); j++ {
+			if ls[j-1].Name == ls[j].Name {
+				return ReasonDuplicateLabel, fmt.Errorf("label name %q appears more than once", ls[j].Name)
+			}
+		}
+	}
+	return "", nil
+}
+
+// rejectSeries records that series i was removed whole with everything it carried.
+func (v *validation) rejectSeries(i int, ts *prompb.TimeSeries, reason string, err error) {
+	v.removed = append(v.removed, i)
+	if len(v.rejected) < maxExamples {
+		err = fmt.Errorf("%s: %w", labelsString(ts.Labels), err)
+	}
+	counts := [tenant.NumKinds]int{len(ts.Samples), len(ts.Histograms), len(ts.Exemplars)}
+	for k, n := range counts {
+		if n > 0 {
+			v.rejected = append(v.rejected, tenant.Rejection{Series: i, Kind: tenant.Kind(k), Reason: reason, Count: n, Err: err})
+		}
+	}
+}
+
+// dropFuture removes the points of series i stamped after maxT, in place.
+func (v *validation) dropFuture(i int, ts *prompb.TimeSeries, maxT int64) {
+	n := 0
+	for _, s := range ts.Samples {
+		if s.Timestamp <= maxT {
+			ts.Samples[n] = s
+			n++
+		}
+	}
+	if dropped := len(ts.Samples) - n; dropped > 0 {
+		v.rejected = append(v.rejected, tenant.Rejection{Series: i, Kind: tenant.KindFloat, Reason: ReasonTooFarInFuture, Count: dropped,
+			Err: fmt.Errorf("%d samples stamped after %s (receiver clock plus the future window)", dropped, time.UnixMilli(maxT).UTC().Format(time.RFC3339))})
+		ts.Samples = ts.Samples[:n]
+	}
+	n = 0
+	for _, h := range ts.Histograms {
+		if h.Timestamp <= maxT {
+			ts.Histograms[n] = h
+			n++
+		}
+	}
+	if dropped := len(ts.Histograms) - n; dropped > 0 {
+		v.rejected = append(v.rejected, tenant.Rejection{Series: i, Kind: tenant.KindHistogram, Reason: ReasonTooFarInFuture, Count: dropped,
+			Err: fmt.Errorf("%d histograms stamped after %s (receiver clock plus the future window)", dropped, time.UnixMilli(maxT).UTC().Format(time.RFC3339))})
+		clear(ts.Histograms[n:])
+		ts.Histograms = ts.Histograms[:n]
+	}
+}

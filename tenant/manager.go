@@ -1,0 +1,330 @@
+package tenant
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/tsdb"
+)
+
+// ErrClosed is returned for writes that arrive after the Manager started closing.
+var ErrClosed = errors.New("tenant storage is closing")
+
+// ErrUnavailable wraps every failure to open a tenant's TSDB: the tenant is unavailable, the others are not.
+var ErrUnavailable = errors.New("tenant storage unavailable")
+
+// Config is the storage configuration of an ingester.
+type Config struct {
+	// Dir holds one TSDB directory per tenant, named by the tenant ID.
+	Dir string
+	// Retention is how long local blocks are kept.
+	Retention time.Duration
+	// OutOfOrderWindow accepts samples this much older than a series' newest one (0: none).
+	OutOfOrderWindow time.Duration
+	// MaxExemplars sizes each tenant's exemplar buffer; 0 disables exemplar storage.
+	MaxExemplars int64
+	// WALCompression compresses WAL records with snappy.
+	WALCompression bool
+	// LabelName is the external label that names the tenant on its blocks.
+	LabelName string
+	// ExternalLabels are added to every tenant's external labels (replica labels and the like).
+	ExternalLabels labels.Labels
+	// OpenConcurrency bounds how many tenant TSDBs replay their WAL at once at start-up.
+	OpenConcurrency int
+}
+
+// Validate reports the first configuration error, naming the flag-level setting.
+func (c Config) Validate() error {
+	switch {
+	case c.Dir == "":
+		return errors.New("storage directory is empty")
+	case c.Retention < BlockDuration:
+		return fmt.Errorf("retention %s is shorter than one block (%s)", c.Retention, BlockDuration)
+	case c.OutOfOrderWindow < 0:
+		return fmt.Errorf("out-of-order window %s is negative", c.OutOfOrderWindow)
+	case c.MaxExemplars < 0:
+		return fmt.Errorf("max exemplars %d is negative", c.MaxExemplars)
+	case c.OpenConcurrency < 1:
+		return fmt.Errorf("open concurrency %d must be at least 1", c.OpenConcurrency)
+	}
+	if !model.LegacyValidation.IsValidLabelName(c.LabelName) {
+		return fmt.Errorf("tenant label name %q is not a valid label name", c.LabelName)
+	}
+	if c.ExternalLabels.Has(c.LabelName) {
+		return fmt.Errorf("external labels already contain the tenant label %q", c.LabelName)
+	}
+	return nil
+}
+
+// Manager owns one TSDB per tenant under Config.Dir. A tenant's TSDB is opened on its first write (or
+// at start-up when its directory exists), exactly once however many writes race for it.
+//
+// Lock order: Manager.mu before db.mu; Manager.mu is never held while a TSDB opens or closes.
+type Manager struct {
+	cfg     Config
+	opts    *tsdb.Options
+	logger  *slog.Logger
+	reg     prometheus.Registerer
+	metrics *managerMetrics
+
+	mu      sync.Mutex
+	tenants map[string]*db
+	closing bool
+}
+
+// db is one tenant's TSDB and its lifecycle. ready is closed once the open attempt ended; then exactly
+// one of tsdb and err is set. Writers hold mu for reading while they append, so that closing waits for
+// them and never pulls a TSDB from under an appender.
+type db struct {
+	id    string
+	ready chan struct{}
+	tsdb  *tsdb.DB
+	err   error
+	reg   *unregisterer
+
+	mu     sync.RWMutex
+	closed bool
+}
+
+type managerMetrics struct {
+	open          prometheus.Gauge
+	openDuration  prometheus.Histogram
+	openFailures  prometheus.Counter
+	startupTotal  prometheus.Gauge
+	startupOpened prometheus.Gauge
+	startupTime   prometheus.Gauge
+}
+
+func newManagerMetrics(reg prometheus.Registerer) *managerMetrics {
+	f := promauto.With(reg)
+	return &managerMetrics{
+		open: f.NewGauge(prometheus.GaugeOpts{
+			Name: "weir_tenants_open",
+			Help: "Number of tenant TSDBs currently open.",
+		}),
+		openDuration: f.NewHistogram(prometheus.HistogramOpts{
+			Name:    "weir_tenant_open_duration_seconds",
+			Help:    "Time to open a tenant TSDB, WAL replay included.",
+			Buckets: prometheus.ExponentialBuckets(0.01, 4, 10),
+		}),
+		openFailures: f.NewCounter(prometheus.CounterOpts{
+			Name: "weir_tenant_open_failures_total",
+			Help: "Attempts to open a tenant TSDB that failed; writes for that tenant answer 503 meanwhile.",
+		}),
+		startupTotal: f.NewGauge(prometheus.GaugeOpts{
+			Name: "weir_startup_tenants",
+			Help: "Tenant TSDBs found on disk at start-up, whose WALs are replayed before the node is ready.",
+		}),
+		startupOpened: f.NewGauge(prometheus.GaugeOpts{
+			Name: "weir_startup_tenants_opened",
+			Help: "Tenant TSDBs opened so far at start-up (replay progress).",
+		}),
+		startupTime: f.NewGauge(prometheus.GaugeOpts{
+			Name: "weir_startup_replay_duration_seconds",
+			Help: "Time taken to open all tenant TSDBs found at start-up.",
+		}),
+	}
+}
+
+// NewManager returns a Manager for cfg; it opens nothing until OpenExisting or the first write.
+func NewManager(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Manager, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o750); err != nil {
+		return nil, fmt.Errorf("create storage directory: %w", err)
+	}
+	return &Manager{
+		cfg:     cfg,
+		opts:    tsdbOptions(cfg),
+		logger:  logger,
+		reg:     reg,
+		metrics: newManagerMetrics(reg),
+		tenants: map[string]*db{},
+	}, nil
+}
+
+// OpenExisting opens, in parallel up to Config.OpenConcurrency, every tenant TSDB found in Config.Dir,
+// replaying their WALs, so that data acknowledged before a crash is queryable and the node is ready
+// only once all of it is back. A directory counts as a tenant TSDB when its name is a valid tenant ID
+// and it has a WAL; anything else (an object-storage directory, say) is left alone.
+func (m *Manager) OpenExisting(ctx context.Context) error {
+	start := time.Now()
+	ids, err := m.existingTenants()
+	if err != nil {
+		return err
+	}
+	m.metrics.startupTotal.Set(float64(len(ids)))
+	m.logger.Info("opening tenant TSDBs found on disk", "tenants", len(ids), "concurrency", m.cfg.OpenConcurrency)
+
+	sem := make(chan struct{}, m.cfg.OpenConcurrency)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var errs []error
+	for _, id := range ids {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			wg.Wait()
+			return ctx.Err()
+		}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if _, err := m.get(ctx, id); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+				return
+			}
+			m.metrics.startupOpened.Inc()
+		}()
+	}
+	wg.Wait()
+	m.metrics.startupTime.Set(time.Since(start).Seconds())
+	m.logger.Info("tenant TSDBs opened", "tenants", len(ids), "failed", len(errs), "duration", time.Since(start))
+	// A tenant that fails to open must not keep the others from serving: it answers 503 on its own
+	// writes and is retried on each of them.
+	for _, err := range errs {
+		m.logger.Error("tenant TSDB failed to open at start-up", "err", err)
+	}
+	return nil
+}
+
+func (m *Manager) existingTenants() ([]string, error) {
+	entries, err := os.ReadDir(m.cfg.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("read storage directory: %w", err)
+	}
+	var ids []string
+	for _, e := range entries {
+		if !e.IsDir() || ValidateID(e.Name()) != nil {
+			continue
+		}
+		if fi, err := os.Stat(filepath.Join(m.cfg.Dir, e.Name(), "wal")); err != nil || !fi.IsDir() {
+			continue
+		}
+		ids = append(ids, e.Name())
+	}
+	return ids, nil
+}
+
+// get returns the open TSDB of tenant id, opening it if needed. Concurrent callers for a tenant being
+// opened wait for the one open; a failed open is forgotten so that the next write retries it.
+func (m *Manager) get(ctx context.Context, id string) (*db, error) {
+	m.mu.Lock()
+	if m.closing {
+		m.mu.Unlock()
+		return nil, ErrClosed
+	}
+	d, ok := m.tenants[id]
+	if !ok {
+		d = &db{id: id, ready: make(chan struct{})}
+		m.tenants[id] = d
+		go m.open(d)
+	}
+	m.mu.Unlock()
+
+	select {
+	case <-d.ready:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("waiting for tenant %s to open: %w", id, ctx.Err())
+	}
+	if d.err != nil {
+		return nil, d.err
+	}
+	return d, nil
+}
+
+// open runs in its own goroutine so that a caller whose request is cancelled does not abandon an open
+// half way; the result is published by closing d.ready.
+func (m *Manager) open(d *db) {
+	defer close(d.ready)
+	start := time.Now()
+	d.reg = newUnregisterer(m.reg, d.id)
+	dir := filepath.Join(m.cfg.Dir, d.id)
+	t, err := tsdb.Open(dir, m.logger.With("tenant", d.id), d.reg, m.opts, nil)
+	m.metrics.openDuration.Observe(time.Since(start).Seconds())
+	if err != nil {
+		d.reg.unregisterAll()
+		d.err = fmt.Errorf("%w: open TSDB of tenant %s: %w", ErrUnavailable, d.id, err)
+		m.metrics.openFailures.Inc()
+		m.logger.Error("cannot open tenant TSDB", "tenant", d.id, "dir", dir, "err", err)
+		m.mu.Lock()
+		if m.tenants[d.id] == d {
+			delete(m.tenants, d.id)
+		}
+		m.mu.Unlock()
+		return
+	}
+	d.tsdb = t
+	m.metrics.open.Inc()
+	m.logger.Info("tenant TSDB open", "tenant", d.id, "dir", dir, "duration", time.Since(start))
+}
+
+// Tenants returns the IDs of the tenants whose TSDB is open, sorted.
+func (m *Manager) Tenants() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	ids := make([]string, 0, len(m.tenants))
+	for id, d := range m.tenants {
+		select {
+		case <-d.ready:
+			if d.err == nil {
+				ids = append(ids, id)
+			}
+		default:
+		}
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// ExternalLabels are the labels that identify tenant id's data outside this node: the tenant label
+// plus the configured external labels. They go on the tenant's blocks, not into each series.
+func (m *Manager) ExternalLabels(id string) labels.Labels {
+	b := labels.NewBuilder(m.cfg.ExternalLabels)
+	b.Set(m.cfg.LabelName, id)
+	return b.Labels()
+}
+
+// Close stops new writes, waits for in-flight ones, and closes every tenant TSDB. It does not cut the
+// head into a block: the WAL keeps every acknowledged sample, and the next start replays it.
+func (m *Manager) Close() error {
+	m.mu.Lock()
+	m.closing = true
+	all := make([]*db, 0, len(m.tenants))
+	for _, d := range m.tenants {
+		all = append(all, d)
+	}
+	m.mu.Unlock()
+
+	var errs []error
+	for _, d := range all {
+		<-d.ready
+		if d.err != nil {
+			continue
+		}
+		d.mu.Lock()
+		d.closed = true
+		err := d.tsdb.Close()
+		d.mu.Unlock()
+		d.reg.unregisterAll()
+		m.metrics.open.Dec()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("close TSDB of tenant %s: %w", d.id, err))
+		}
+	}
+	return errors.Join(errs...)
+}

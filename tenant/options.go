@@ -1,0 +1,37 @@
+package tenant
+
+import (
+	"time"
+
+	"github.com/prometheus/prometheus/tsdb"
+	"github.com/prometheus/prometheus/util/compression"
+)
+
+// BlockDuration is the span of every block an ingester cuts. Blocks are never compacted locally
+// (minimum = maximum): they are shipped as level-1 blocks and compacted by the Thanos compactor, which
+// expects exactly this from a receiver.
+const BlockDuration = 2 * time.Hour
+
+// tsdbOptions turns the storage part of Config into TSDB options. Each choice that differs from the
+// TSDB's defaults says why.
+func tsdbOptions(cfg Config) *tsdb.Options {
+	opts := tsdb.DefaultOptions()
+	opts.MinBlockDuration = BlockDuration.Milliseconds()
+	opts.MaxBlockDuration = BlockDuration.Milliseconds()
+	opts.RetentionDuration = cfg.Retention.Milliseconds()
+	if cfg.WALCompression {
+		opts.WALCompression = compression.Snappy
+	}
+	// Overlapping blocks only appear with out-of-order ingestion; compacting them locally would race
+	// with the shipper (Thanos documents the same in its receiver), and the compactor downstream does it.
+	opts.EnableOverlappingCompaction = false
+	// Isolation serves read-your-writes for scrapes and rule evaluation; the ingest path has neither, and
+	// it costs a lock and bookkeeping per appender.
+	opts.IsolationDisabled = true
+	// Off by default: out-of-order blocks overlap in-order ones, and a Thanos compactor without vertical
+	// compaction halts on overlaps.
+	opts.OutOfOrderTimeWindow = cfg.OutOfOrderWindow.Milliseconds()
+	opts.MaxExemplars = cfg.MaxExemplars
+	opts.EnableExemplarStorage = cfg.MaxExemplars > 0
+	return opts
+}
