@@ -43,7 +43,7 @@ func (u *unregisterer) unregisterAll() {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	for _, c := range u.collectors {
-		u.Registerer.Unregister(c)
+		u.Unregister(c)
 	}
 	u.collectors = nil
 }

@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"runtime/debug"
+	"strings"
 )
 
 const usage = `weir: Prometheus remote-write receiver, a drop-in for Thanos Receive.
@@ -55,14 +56,15 @@ func receiveCommand(args []string, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	var cfg config
 	cfg.registerFlags(fs)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, "Usage: weir receive [flags]\n\nReceives Prometheus remote write (1.0) and stores it, one TSDB per tenant.\n\nFlags:\n")
-		fs.PrintDefaults()
-	}
+	// The flag package reports parse errors itself; the full flag list only on --help.
+	fs.Usage = func() {}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(stderr, "Usage: weir receive [flags]\n\nReceives Prometheus remote write (1.0) and stores it, one TSDB per tenant.\n\nFlags:\n")
+			printFlags(stderr, fs)
 			return 0
 		}
+		fmt.Fprintln(stderr, `Run "weir receive --help" for the flags.`)
 		return 2
 	}
 	if fs.NArg() > 0 {
@@ -85,4 +87,19 @@ func version() string {
 		return bi.Main.Version
 	}
 	return "(devel)"
+}
+
+// printFlags prints flags the way operators of Thanos and Prometheus read them: --name=value.
+func printFlags(w io.Writer, fs *flag.FlagSet) {
+	fs.VisitAll(func(f *flag.Flag) {
+		kind, usage := flag.UnquoteUsage(f)
+		if kind != "" {
+			kind = "=<" + kind + ">"
+		}
+		def := ""
+		if f.DefValue != "" && f.DefValue != "0" && f.DefValue != "false" && !strings.Contains(usage, "(default ") {
+			def = fmt.Sprintf(" (default %s)", f.DefValue)
+		}
+		fmt.Fprintf(w, "  --%s%s\n      %s%s\n", f.Name, kind, usage, def)
+	})
 }

@@ -50,7 +50,7 @@ func serve(cfg config, logOut io.Writer) error {
 	}
 	rwLn, err := net.Listen("tcp", cfg.remoteWriteAddress)
 	if err != nil {
-		opsLn.Close()
+		_ = opsLn.Close()
 		return fmt.Errorf("--remote-write.address: %w", err)
 	}
 	logger.Info("weir starting", "version", version(), "remote_write", rwLn.Addr().String(), "http", opsLn.Addr().String(),

@@ -1,0 +1,104 @@
+# Weir — the two commands a newcomer needs are `make run` and `make test`; the rest is for developers.
+SHELL := /usr/bin/env bash
+.SHELLFLAGS := -eu -o pipefail -c
+
+GO        ?= go
+BIN       := $(CURDIR)/bin
+FUZZTIME  ?= 10s
+BENCHTIME ?= 1s
+BENCHCOUNT ?= 6
+
+# Pinned versions of the real tools the tests and linters use, installed once into ./bin.
+PROMETHEUS_VERSION    := v0.316.0
+GOLANGCI_LINT_VERSION := v2.15.0
+BENCHSTAT_VERSION     := v0.0.0-20260908200009-22c9c6c9d4da
+
+export WEIR_PROMETHEUS := $(BIN)/prometheus
+export WEIR_PROMTOOL := $(BIN)/promtool
+
+.PHONY: all build run test test-unit fuzz bench bench-compare lint fmt tools docker docker-test clean
+
+all: build
+
+build:
+	CGO_ENABLED=0 $(GO) build -o $(BIN)/weir ./cmd/weir
+
+## run: start Weir's embedded default (receive on :19291, metrics on :10902, data in ./data).
+run:
+	$(GO) run ./cmd/weir
+
+## test: install the pinned test tools (once), run every test with the race detector, and a short fuzz run.
+test: tools
+	$(GO) test -race -count=1 ./...
+	$(MAKE) fuzz FUZZTIME=$(FUZZTIME)
+
+## test-unit: the tests alone, without installing tools (tests that need a missing tool skip loudly).
+test-unit:
+	$(GO) test -race -count=1 ./...
+
+## fuzz: run every fuzz target for FUZZTIME each (seed corpora live in */testdata/fuzz).
+fuzz:
+	@for pkg in $$($(GO) list ./...); do \
+	  for target in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+	    echo "fuzz $$pkg $$target ($(FUZZTIME))"; \
+	    $(GO) test -run='^$$' -fuzz="^$$target$$" -fuzztime=$(FUZZTIME) $$pkg; \
+	  done; \
+	done
+
+## bench: micro-benchmarks of the hot paths; compare two runs with `make bench-compare OLD=a.txt NEW=b.txt`.
+bench:
+	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=$(BENCHTIME) -count=$(BENCHCOUNT) ./... | tee bench.txt
+
+bench-compare: $(BIN)/benchstat
+	$(BIN)/benchstat $(OLD) $(NEW)
+
+## lint: gofmt, go vet, go mod tidy check and golangci-lint (pinned).
+lint: $(BIN)/golangci-lint
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
+	$(GO) vet ./...
+	$(GO) mod tidy -diff
+	$(BIN)/golangci-lint run ./...
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+tools: $(BIN)/prometheus $(BIN)/promtool
+
+# Each tool is rebuilt only when the binary is missing or was built from another version.
+$(BIN)/prometheus: FORCE
+	@if ! $(GO) version -m $@ 2>/dev/null | grep -q "prometheus/prometheus[[:space:]]*$(PROMETHEUS_VERSION)"; then \
+	  echo "installing prometheus $(PROMETHEUS_VERSION) into $(BIN) (a few minutes, once)"; \
+	  GOBIN=$(BIN) $(GO) install github.com/prometheus/prometheus/cmd/prometheus@$(PROMETHEUS_VERSION); \
+	fi
+
+$(BIN)/promtool: FORCE
+	@if ! $(GO) version -m $@ 2>/dev/null | grep -q "prometheus/prometheus[[:space:]]*$(PROMETHEUS_VERSION)"; then \
+	  GOBIN=$(BIN) $(GO) install github.com/prometheus/prometheus/cmd/promtool@$(PROMETHEUS_VERSION); \
+	fi
+
+$(BIN)/golangci-lint: FORCE
+	@if ! $(GO) version -m $@ 2>/dev/null | grep -q "golangci-lint/v2[[:space:]]*$(GOLANGCI_LINT_VERSION)"; then \
+	  echo "installing golangci-lint $(GOLANGCI_LINT_VERSION) into $(BIN)"; \
+	  GOBIN=$(BIN) $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION); \
+	fi
+
+$(BIN)/benchstat: FORCE
+	@if ! $(GO) version -m $@ 2>/dev/null | grep -q "golang.org/x/perf[[:space:]]*$(BENCHSTAT_VERSION)"; then \
+	  GOBIN=$(BIN) $(GO) install golang.org/x/perf/cmd/benchstat@$(BENCHSTAT_VERSION); \
+	fi
+
+FORCE:
+
+## docker: a FROM-scratch image from the static binary and the host's CA certificates (no base image needed).
+docker: build
+	rm -rf $(BIN)/docker && mkdir -p $(BIN)/docker/data
+	cp $(BIN)/weir $(BIN)/docker/weir
+	cp /etc/ssl/certs/ca-certificates.crt $(BIN)/docker/ca-certificates.crt
+	docker build -t weir:dev -f Dockerfile $(BIN)/docker
+
+## docker-test: build the image and run the container tests (tag e2e).
+docker-test: docker
+	WEIR_IMAGE=weir:dev $(GO) test -tags e2e -count=1 -run 'Docker' ./e2e/
+
+clean:
+	rm -rf $(BIN)/weir $(BIN)/docker bench.txt
