@@ -134,7 +134,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.refuse(w, "limits", err)
 		return
 	}
-	stats, err := h.storage.Write(r.Context(), tenantID, series)
+	var stats tenant.WriteStats
+	if len(series) > 0 { // nothing valid: do not open (or create) the tenant's storage for it
+		stats, err = h.storage.Write(r.Context(), tenantID, series)
+	}
 	if err != nil {
 		class := ClassOf(err)
 		h.metrics.storageErrors.WithLabelValues(tenantID, classNames[class]).Inc()
