@@ -1,0 +1,104 @@
+package main
+
+import (
+	"bytes"
+	"flag"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+func parseConfig(t *testing.T, args ...string) (config, error) {
+	t.Helper()
+	fs := flag.NewFlagSet("test", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	var cfg config
+	cfg.registerFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return cfg, err
+	}
+	return cfg, cfg.validate()
+}
+
+func TestDefaultsAreTheEmbeddedDefault(t *testing.T) {
+	cfg, err := parseConfig(t)
+	require.NoError(t, err)
+	require.Equal(t, "0.0.0.0:19291", cfg.remoteWriteAddress)
+	require.Equal(t, "0.0.0.0:10902", cfg.httpAddress)
+	require.Equal(t, "0.0.0.0:10901", cfg.grpcAddress)
+	require.Equal(t, "./data", cfg.storage.Dir)
+	require.Equal(t, 15*24*time.Hour, cfg.storage.Retention)
+	require.Equal(t, "THANOS-TENANT", cfg.handler.TenantHeader)
+	require.Equal(t, "default-tenant", cfg.handler.DefaultTenant)
+	require.Equal(t, "tenant_id", cfg.storage.LabelName)
+	require.Equal(t, int64(16<<20), cfg.handler.Decode.MaxBodyBytes)
+	require.Equal(t, int64(64<<20), cfg.handler.Decode.MaxDecodedBytes)
+	require.Equal(t, 10*time.Minute, cfg.handler.Limits.FutureWindow)
+	require.Zero(t, cfg.storage.OutOfOrderWindow)
+	require.True(t, cfg.storage.WALCompression)
+}
+
+func TestFlagsParse(t *testing.T) {
+	cfg, err := parseConfig(t,
+		"--tsdb.path=/var/weir", "--tsdb.retention=2d", "--label", `replica="r1"`, "--label", `cluster="eu \"1\""`,
+		"--remote-write.max-body-size=1MiB", "--tsdb.out-of-order.time-window=30m", "--receive.tenant-header=X-Scope-OrgID")
+	require.NoError(t, err)
+	require.Equal(t, "/var/weir", cfg.storage.Dir)
+	require.Equal(t, 48*time.Hour, cfg.storage.Retention)
+	require.Equal(t, `{cluster="eu \"1\"", replica="r1"}`, cfg.storage.ExternalLabels.String())
+	require.Equal(t, int64(1<<20), cfg.handler.Decode.MaxBodyBytes)
+	require.Equal(t, 30*time.Minute, cfg.storage.OutOfOrderWindow)
+	require.Equal(t, "X-Scope-OrgID", cfg.handler.TenantHeader)
+}
+
+func TestBadFlagsAreClearErrors(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--tsdb.retention=abc"}, "not a valid duration"},
+		{[]string{"--tsdb.retention=1h"}, "shorter than one block"},
+		{[]string{"--label", "replica"}, `is not name="value"`},
+		{[]string{"--label", "replica=r1"}, "not double-quoted"},
+		{[]string{"--label", `1x="a"`}, "not a valid label name"},
+		{[]string{"--label", `a="1"`, "--label", `a="2"`}, "given twice"},
+		{[]string{"--label", `tenant_id="x"`}, "already contain the tenant label"},
+		{[]string{"--log.level=loud"}, "--log.level"},
+		{[]string{"--log.format=xml"}, "--log.format"},
+		{[]string{"--receive.default-tenant-id=../x"}, "default tenant"},
+		{[]string{"--receive.tenant-label-name=a-b"}, "not a valid label name"},
+		{[]string{"--remote-write.max-body-size=0"}, "must be positive"},
+		{[]string{"--remote-write.max-body-size=lots"}, "units"},
+		{[]string{"--tsdb.open-concurrency=0"}, "open concurrency"},
+		{[]string{"--http-address=:1", "--remote-write.address=:1"}, "both"},
+	} {
+		_, err := parseConfig(t, tc.args...)
+		require.Error(t, err, "%v", tc.args)
+		require.Contains(t, err.Error(), tc.want, "%v", tc.args)
+	}
+}
+
+func TestDispatch(t *testing.T) {
+	var out, errOut bytes.Buffer
+	require.Equal(t, 0, dispatch([]string{"help"}, &out, &errOut))
+	require.Contains(t, out.String(), "weir receive [flags]")
+
+	out.Reset()
+	require.Equal(t, 0, dispatch([]string{"receive", "--help"}, &out, &errOut))
+	require.Contains(t, errOut.String(), "--tsdb.path=<string>")
+
+	errOut.Reset()
+	require.Equal(t, 2, dispatch([]string{"bogus"}, &out, &errOut))
+	require.Contains(t, errOut.String(), `unknown command "bogus"`)
+
+	errOut.Reset()
+	require.Equal(t, 2, dispatch([]string{"--tsdb.retention=x"}, &out, &errOut))
+	require.True(t, strings.Contains(errOut.String(), "tsdb.retention"), errOut.String())
+
+	errOut.Reset()
+	require.Equal(t, 2, dispatch([]string{"receive", "extra"}, &out, &errOut))
+	require.Contains(t, errOut.String(), `unexpected argument "extra"`)
+}

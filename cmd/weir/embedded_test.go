@@ -1,0 +1,111 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/golang/snappy"
+	"github.com/prometheus/prometheus/prompb"
+	"github.com/stretchr/testify/require"
+)
+
+// missingTool fails the test in CI and skips it loudly elsewhere.
+func missingTool(t *testing.T, msg string) {
+	t.Helper()
+	if os.Getenv("CI") == "true" {
+		t.Fatal(msg)
+	}
+	t.Skip("SKIPPED LOUDLY: " + msg)
+}
+
+// TestEmbeddedDefault runs exactly what the README promises: `weir` with no arguments, in an empty
+// directory, receives on :19291 with the tenant header, stores under ./data/<tenant>, serves /-/ready on
+// :10902, stops cleanly on SIGTERM, and leaves a TSDB that Prometheus' promtool reads.
+func TestEmbeddedDefault(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	for _, addr := range []string{"127.0.0.1:19291", "127.0.0.1:10902"} {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			missingTool(t, fmt.Sprintf("default port %s is taken, cannot run the embedded default: %v", addr, err))
+		}
+		ln.Close()
+	}
+	promtool := os.Getenv("WEIR_PROMTOOL")
+	if promtool == "" {
+		promtool = "../../bin/promtool"
+	}
+	if _, err := os.Stat(promtool); err != nil {
+		missingTool(t, "promtool missing: run `make tools` (or make test) to install it into ./bin")
+	}
+	promtool, _ = filepath.Abs(promtool)
+
+	bin := filepath.Join(t.TempDir(), "weir")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+
+	work := t.TempDir()
+	var logs bytes.Buffer
+	cmd := exec.Command(bin)
+	cmd.Dir = work
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	require.NoError(t, cmd.Start())
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-exited
+		if t.Failed() {
+			t.Logf("weir logs:\n%s", logs.String())
+		}
+	})
+
+	require.Eventually(t, func() bool {
+		resp, err := http.Get("http://127.0.0.1:10902/-/ready")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, 30*time.Second, 50*time.Millisecond, "not ready")
+
+	ts := time.Now().UnixMilli()
+	raw, err := (&prompb.WriteRequest{Timeseries: []prompb.TimeSeries{{
+		Labels:  []prompb.Label{{Name: "__name__", Value: "readme_metric"}, {Name: "job", Value: "readme"}},
+		Samples: []prompb.Sample{{Timestamp: ts, Value: 7}},
+	}}}).Marshal()
+	require.NoError(t, err)
+	req, err := http.NewRequest(http.MethodPost, "http://127.0.0.1:19291/api/v1/receive", bytes.NewReader(snappy.Encode(nil, raw)))
+	require.NoError(t, err)
+	req.Header.Set("Content-Encoding", "snappy")
+	req.Header.Set("Content-Type", "application/x-protobuf")
+	req.Header.Set("THANOS-TENANT", "team-a")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusNoContent, resp.StatusCode)
+
+	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+	select {
+	case err := <-exited:
+		exited <- err // for the cleanup
+		require.NoError(t, err, "weir did not exit cleanly")
+	case <-time.After(30 * time.Second):
+		t.Fatal("weir did not stop within 30s of SIGTERM")
+	}
+
+	dump, err := exec.Command(promtool, "tsdb", "dump", "--sandbox-dir-root="+t.TempDir(), filepath.Join(work, "data", "team-a")).CombinedOutput()
+	require.NoError(t, err, "%s", dump)
+	require.Contains(t, string(dump), fmt.Sprintf(`{__name__="readme_metric", job="readme"} 7 %d`, ts))
+	require.False(t, strings.Contains(string(dump), "tenant_id"), "the tenant label must not be stored in series")
+}
