@@ -118,7 +118,7 @@ func DecodeBytes(compressed []byte, maxDecoded int64) (*Request, error) {
 	return req, nil
 }
 
-func (req *Request) unmarshal(compressed []byte, maxDecoded int64) error {
+func (r *Request) unmarshal(compressed []byte, maxDecoded int64) error {
 	n, err := snappy.DecodedLen(compressed)
 	if err != nil {
 		return errorf(ClassInvalid, "body is not block-format snappy%s: %v", sniff(compressed), err)
@@ -126,16 +126,16 @@ func (req *Request) unmarshal(compressed []byte, maxDecoded int64) error {
 	if int64(n) > maxDecoded {
 		return errorf(ClassTooLarge, "body decompresses to %d bytes, over the limit of %d bytes", n, maxDecoded)
 	}
-	buf := *req.decoded
+	buf := *r.decoded
 	if cap(buf) < n {
 		buf = make([]byte, n)
 	}
-	buf, err = snappy.Decode(buf[:n], compressed)
-	*req.decoded = buf
-	if err != nil {
+	buf = buf[:n]
+	*r.decoded = buf
+	if _, err := snappy.Decode(buf, compressed); err != nil {
 		return errorf(ClassInvalid, "body is not block-format snappy%s: %v", sniff(compressed), err)
 	}
-	if err := req.Write.Unmarshal(buf); err != nil {
+	if err := r.Write.Unmarshal(buf); err != nil {
 		return errorf(ClassInvalid, "body is not a protobuf prometheus.WriteRequest: %v", err)
 	}
 	return nil

@@ -2,6 +2,7 @@ package receive
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -37,7 +38,7 @@ type HandlerConfig struct {
 func (c HandlerConfig) Validate() error {
 	switch {
 	case c.TenantHeader == "":
-		return fmt.Errorf("tenant header name is empty")
+		return errors.New("tenant header name is empty")
 	case c.Decode.MaxBodyBytes <= 0:
 		return fmt.Errorf("maximum body size %d must be positive", c.Decode.MaxBodyBytes)
 	case c.Decode.MaxDecodedBytes <= 0:
@@ -45,7 +46,7 @@ func (c HandlerConfig) Validate() error {
 	case c.Limits.FutureWindow < 0:
 		return fmt.Errorf("future window %s is negative", c.Limits.FutureWindow)
 	case c.Limits.MaxSeriesPerRequest < 0, c.Limits.MaxLabelsPerSeries < 0, c.Limits.MaxLabelNameLength < 0, c.Limits.MaxLabelValueLength < 0:
-		return fmt.Errorf("limits must not be negative")
+		return errors.New("limits must not be negative")
 	}
 	if err := tenant.ValidateID(c.DefaultTenant); err != nil {
 		return fmt.Errorf("default tenant: %w", err)
@@ -96,6 +97,9 @@ func newHandlerMetrics(reg prometheus.Registerer) *handlerMetrics {
 func NewHandler(cfg HandlerConfig, storage Storage, ready func() bool, logger *slog.Logger, reg prometheus.Registerer) (*Handler, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
+	}
+	if storage == nil || ready == nil || logger == nil || reg == nil {
+		return nil, errors.New("remote-write handler needs storage, a readiness check, a logger and a registerer")
 	}
 	return &Handler{cfg: cfg, storage: storage, ready: ready, logger: logger, now: time.Now, metrics: newHandlerMetrics(reg)}, nil
 }
@@ -253,7 +257,7 @@ func labelsString(ls []prompb.Label) string {
 		b.WriteByte('=')
 		b.WriteString(strconv.Quote(l.Value))
 		if b.Len() > maxLen {
-			return b.String()[:maxLen] + "…}"
+			return strings.ToValidUTF8(b.String()[:maxLen], "") + "…}"
 		}
 	}
 	b.WriteByte('}')

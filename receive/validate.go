@@ -2,6 +2,7 @@ package receive
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -105,7 +106,7 @@ func (l Limits) normaliseLabels(ts *prompb.TimeSeries) (string, error) {
 	ts.Labels = ls
 	switch {
 	case len(ls) == 0:
-		return ReasonNoLabels, fmt.Errorf("series has no labels")
+		return ReasonNoLabels, errors.New("series has no labels")
 	case l.MaxLabelsPerSeries > 0 && len(ls) > l.MaxLabelsPerSeries:
 		return ReasonTooManyLabels, fmt.Errorf("series has %d labels, over the limit of %d", len(ls), l.MaxLabelsPerSeries)
 	}

@@ -1,0 +1,153 @@
+package receive
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/prometheus/prompb"
+	"github.com/stretchr/testify/require"
+
+	"github.com/weir-metrics/weir/tenant"
+)
+
+// benchNow is the receiver clock of the benchmarks; the samples are stamped with it.
+var benchNow = time.UnixMilli(1_700_000_000_000)
+
+// benchWriteRequest is what a node-exporter/kube-state-metrics scrape fleet sends: series series of 10
+// sorted labels each, one sample each, the shape the design's performance targets are stated for.
+func benchWriteRequest(series int) *prompb.WriteRequest {
+	metrics := []string{
+		"node_cpu_seconds_total", "node_memory_MemAvailable_bytes", "node_network_receive_bytes_total",
+		"container_cpu_usage_seconds_total", "container_memory_working_set_bytes",
+		"http_requests_total", "http_request_duration_seconds_bucket", "kube_pod_container_status_restarts_total",
+	}
+	containers := []string{"api", "worker", "envoy", "redis", "postgres"}
+	wr := &prompb.WriteRequest{Timeseries: make([]prompb.TimeSeries, series)}
+	for i := range wr.Timeseries {
+		pod := fmt.Sprintf("%s-%08x-%05x", containers[i%len(containers)], uint32(i*2654435761), i*7919%0xfffff)
+		wr.Timeseries[i] = prompb.TimeSeries{
+			Labels: []prompb.Label{ // sorted by name, as Prometheus sends them
+				{Name: "__name__", Value: metrics[i%len(metrics)]},
+				{Name: "cluster", Value: "prod-eu-west-1"},
+				{Name: "container", Value: containers[i%len(containers)]},
+				{Name: "env", Value: "production"},
+				{Name: "instance", Value: fmt.Sprintf("10.%d.%d.%d:9100", i/65536%256, i/256%256, i%256)},
+				{Name: "job", Value: "kubernetes-pods"},
+				{Name: "namespace", Value: "team-" + strconv.Itoa(i%17)},
+				{Name: "node", Value: fmt.Sprintf("ip-10-0-%d-%d.eu-west-1.compute.internal", i%64, i%200)},
+				{Name: "pod", Value: pod},
+				{Name: "region", Value: "eu-west-1"},
+			},
+			Samples: []prompb.Sample{{Value: float64(i) * 1.5, Timestamp: benchNow.UnixMilli() - int64(i%15_000)}},
+		}
+	}
+	return wr
+}
+
+// benchLimits are realistic production limits that the benchmark request stays within.
+var benchLimits = Limits{
+	MaxSeriesPerRequest: 10_000,
+	MaxLabelsPerSeries:  30,
+	MaxLabelNameLength:  1024,
+	MaxLabelValueLength: 2048,
+	FutureWindow:        10 * time.Minute,
+}
+
+const benchSeries = 2000
+
+// BenchmarkDecode: snappy + protobuf of one request. MB/s is of the decompressed protobuf.
+func BenchmarkDecode(b *testing.B) {
+	b.Run("series="+strconv.Itoa(benchSeries), func(b *testing.B) {
+		raw := marshalWR(b, benchWriteRequest(benchSeries))
+		body := encodeWR(b, benchWriteRequest(benchSeries))
+		b.ReportAllocs()
+		b.SetBytes(int64(len(raw)))
+		for b.Loop() {
+			req, err := DecodeBytes(body, 64<<20)
+			if err != nil {
+				b.Fatal(err)
+			}
+			req.Release()
+		}
+	})
+}
+
+// BenchmarkValidate: the steady state, a request that is already valid and sorted (validating it is
+// idempotent, so one decoded request serves every iteration).
+func BenchmarkValidate(b *testing.B) {
+	b.Run("series="+strconv.Itoa(benchSeries), func(b *testing.B) {
+		raw := marshalWR(b, benchWriteRequest(benchSeries))
+		req, err := DecodeBytes(encodeWR(b, benchWriteRequest(benchSeries)), 64<<20)
+		require.NoError(b, err)
+		defer req.Release()
+		b.ReportAllocs()
+		b.SetBytes(int64(len(raw)))
+		for b.Loop() {
+			kept, v, err := benchLimits.validate(&req.Write, benchNow)
+			if err != nil || len(kept) != benchSeries || len(v.rejected) != 0 {
+				b.Fatalf("validate: %v, %d kept, %d rejected", err, len(kept), len(v.rejected))
+			}
+		}
+	})
+}
+
+// nopStorage accepts everything and does nothing.
+type nopStorage struct{}
+
+func (nopStorage) Write(_ context.Context, _ string, series []prompb.TimeSeries) (tenant.WriteStats, error) {
+	return tenant.WriteStats{Appended: [tenant.NumKinds]int{len(series), 0, 0}}, nil
+}
+
+// rewindBody is a request body that can be read again, so that the benchmark reuses one request.
+type rewindBody struct{ bytes.Reader }
+
+func (*rewindBody) Close() error { return nil }
+
+// discardResponse is a ResponseWriter that keeps only the status, reused across iterations.
+type discardResponse struct {
+	header http.Header
+	code   int
+}
+
+func (w *discardResponse) Header() http.Header         { return w.header }
+func (w *discardResponse) Write(p []byte) (int, error) { return len(p), nil }
+func (w *discardResponse) WriteHeader(code int)        { w.code = code }
+
+// BenchmarkHandler: the whole request path in front of storage (headers, tenant, read, decode,
+// validate, metrics, answer). MB/s is of the compressed body, as received.
+func BenchmarkHandler(b *testing.B) {
+	b.Run("series="+strconv.Itoa(benchSeries), func(b *testing.B) {
+		cfg := testConfig()
+		cfg.Decode = DecodeLimits{MaxBodyBytes: 16 << 20, MaxDecodedBytes: 64 << 20}
+		cfg.Limits = benchLimits
+		h, err := NewHandler(cfg, nopStorage{}, alwaysReady, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+		require.NoError(b, err)
+		h.now = func() time.Time { return benchNow }
+
+		body := encodeWR(b, benchWriteRequest(benchSeries))
+		rb := &rewindBody{}
+		r := newPost(nil, nil)
+		r.Header.Set(tenant.DefaultHeader, "team-a")
+		r.Body = rb
+		r.ContentLength = int64(len(body))
+		w := &discardResponse{header: http.Header{}}
+
+		b.ReportAllocs()
+		b.SetBytes(int64(len(body)))
+		for b.Loop() {
+			rb.Reset(body)
+			w.code = 0
+			h.ServeHTTP(w, r)
+			if w.code != http.StatusNoContent {
+				b.Fatalf("status %d", w.code)
+			}
+		}
+	})
+}
