@@ -2,6 +2,7 @@ package tenant
 
 import (
 	"errors"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -36,4 +37,32 @@ func TestValidateID(t *testing.T) {
 		require.Error(t, err, "%q", tc.id)
 		require.True(t, errors.Is(err, ErrInvalidID), "%q: %v", tc.id, err)
 	}
+}
+
+// FuzzValidateID checks that every ID ValidateID accepts is a single, safe path element under the data
+// directory, and that it never accepts what its rules forbid.
+func FuzzValidateID(f *testing.F) {
+	for _, seed := range []string{
+		"team-a", "default-tenant", "Team_A.prod-1", "", ".", "..", "...", "../etc", "a/b", `a\b`, "a b",
+		"tenant\x00", "ténant", "..a", "a..", strings.Repeat("a", MaxIDLength), strings.Repeat("a", MaxIDLength+1),
+		"%2e%2e", "~root", "a\nb", "\u202e",
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, id string) {
+		err := ValidateID(id)
+		if err != nil {
+			require.ErrorIs(t, err, ErrInvalidID)
+			return
+		}
+		require.NotEmpty(t, id)
+		require.LessOrEqual(t, len(id), MaxIDLength)
+		require.NotEqual(t, ".", id)
+		require.NotEqual(t, "..", id)
+		require.Equal(t, id, filepath.Base(id), "a valid ID is one path element")
+		require.Equal(t, filepath.Join("/data", id), filepath.Clean("/data/"+id))
+		for i := 0; i < len(id); i++ {
+			require.True(t, isIDByte(id[i]), "byte %q", id[i])
+		}
+	})
 }

@@ -73,7 +73,6 @@ func (c Config) Validate() error {
 // Lock order: Manager.mu before db.mu; Manager.mu is never held while a TSDB opens or closes.
 type Manager struct {
 	cfg     Config
-	opts    *tsdb.Options
 	logger  *slog.Logger
 	reg     prometheus.Registerer
 	metrics *managerMetrics
@@ -147,7 +146,6 @@ func NewManager(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Ma
 	}
 	return &Manager{
 		cfg:     cfg,
-		opts:    tsdbOptions(cfg),
 		logger:  logger,
 		reg:     reg,
 		metrics: newManagerMetrics(reg),
@@ -230,6 +228,11 @@ func (m *Manager) get(ctx context.Context, id string) (*db, error) {
 	}
 	d, ok := m.tenants[id]
 	if !ok {
+		// The ID names a directory: whatever the entry point checked, never open one outside Dir.
+		if err := ValidateID(id); err != nil {
+			m.mu.Unlock()
+			return nil, err
+		}
 		d = &db{id: id, ready: make(chan struct{})}
 		m.tenants[id] = d
 		go m.open(d)
@@ -254,7 +257,8 @@ func (m *Manager) open(d *db) {
 	start := time.Now()
 	d.reg = newUnregisterer(m.reg, d.id)
 	dir := filepath.Join(m.cfg.Dir, d.id)
-	t, err := tsdb.Open(dir, m.logger.With("tenant", d.id), d.reg, m.opts, nil)
+	// Options are built afresh for each tenant: tsdb.Open fills in defaults in place.
+	t, err := tsdb.Open(dir, m.logger.With("tenant", d.id), d.reg, tsdbOptions(m.cfg), nil)
 	m.metrics.openDuration.Observe(time.Since(start).Seconds())
 	if err != nil {
 		d.reg.unregisterAll()
@@ -317,6 +321,10 @@ func (m *Manager) Close() error {
 			continue
 		}
 		d.mu.Lock()
+		if d.closed { // an earlier Close did it
+			d.mu.Unlock()
+			continue
+		}
 		d.closed = true
 		err := d.tsdb.Close()
 		d.mu.Unlock()

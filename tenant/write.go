@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"sync"
 
@@ -68,9 +69,26 @@ type WriteStats struct {
 type writeScratch struct {
 	builder   labels.ScratchBuilder
 	exemplars []exemplar.Exemplar
+	// newest is the newest point accepted so far in this write, per series: a series may come in several
+	// entries of one request (Prometheus sends a backlog one sample per entry).
+	newest map[storage.SeriesRef]pointRef
+	// older lists the points accepted in this write behind their series' newest one (out-of-order window
+	// only), to find a timestamp given twice.
+	older []pointRef
 }
 
-var scratchPool = sync.Pool{New: func() any { return &writeScratch{builder: labels.NewScratchBuilder(16)} }}
+// pointRef is a point accepted in this write: its series, timestamp, and where it is in the request.
+type pointRef struct {
+	ref    storage.SeriesRef
+	t      int64
+	series int32 // index in the written slice
+	index  int32 // index in the series' Samples, or in its Histograms when hist
+	hist   bool
+}
+
+var scratchPool = sync.Pool{New: func() any {
+	return &writeScratch{builder: labels.NewScratchBuilder(16), newest: map[storage.SeriesRef]pointRef{}}
+}}
 
 // Write appends series to tenant id's TSDB in one transaction and commits it: when Write returns a nil
 // error, every appended point is in the WAL. Points the TSDB refuses for good (out of order, too old,
@@ -97,9 +115,14 @@ func (m *Manager) Write(ctx context.Context, id string, series []prompb.TimeSeri
 		return stats, errors.New("TSDB appender does not accept exemplars")
 	}
 	sc := scratchPool.Get().(*writeScratch)
-	defer scratchPool.Put(sc)
+	defer func() {
+		clear(sc.newest)
+		sc.older = sc.older[:0]
+		scratchPool.Put(sc)
+	}()
+	getRef, _ := app.(storage.GetRef)
 
-	w := seriesWriter{app: app, sc: sc, stats: &stats, inOrder: m.cfg.OutOfOrderWindow == 0, exemplars: m.cfg.MaxExemplars > 0}
+	w := seriesWriter{app: app, getRef: getRef, series: series, sc: sc, stats: &stats, inOrder: m.cfg.OutOfOrderWindow == 0, exemplars: m.cfg.MaxExemplars > 0}
 	for i := range series {
 		if i%256 == 0 && ctx.Err() != nil {
 			_ = app.Rollback()
@@ -118,10 +141,15 @@ func (m *Manager) Write(ctx context.Context, id string, series []prompb.TimeSeri
 
 // seriesWriter appends the series of one write.
 type seriesWriter struct {
-	app       storage.ExemplarAppenderV2
-	sc        *writeScratch
-	stats     *WriteStats
-	inOrder   bool // no out-of-order window: a series' timestamps must increase within a request too
+	app     storage.ExemplarAppenderV2
+	getRef  storage.GetRef // nil if the appender cannot look series up
+	series  []prompb.TimeSeries
+	sc      *writeScratch
+	stats   *WriteStats
+	inOrder bool // no out-of-order window: a series' timestamps must increase within a request too
+	// prev and prevSeen are what the last check found for its series, for accept to reuse.
+	prev      pointRef
+	prevSeen  bool
 	exemplars bool // exemplar storage enabled
 }
 
@@ -133,18 +161,18 @@ func (w *seriesWriter) write(i int, ts *prompb.TimeSeries) error {
 	}
 	ls := b.Labels()
 
+	// The head checks order against committed points only; within one transaction it would drop an
+	// out-of-order or conflicting point silently at commit. Catch those here so the sender is told; this
+	// needs the series' ref before its first append, as it may have come in an earlier entry.
 	var ref storage.SeriesRef
-	last := int64(-1 << 63)
-	var lastV float64
-	for j, s := range ts.Samples {
-		// The head checks order against committed samples only; within one transaction it would drop an
-		// out-of-order or conflicting sample silently at commit. Catch those here so the sender is told.
-		if w.inOrder && j > 0 && s.Timestamp <= last {
-			if s.Timestamp == last && sameFloat(s.Value, lastV) {
-				w.stats.Appended[KindFloat]++ // an exact duplicate is accepted, as the TSDB does
-				continue
-			}
-			w.reject(i, KindFloat, orderError(s.Timestamp, last))
+	if w.getRef != nil {
+		ref, _ = w.getRef.GetRef(ls, ls.Hash())
+	}
+	for j := range ts.Samples {
+		s := &ts.Samples[j]
+		p := pointRef{t: s.Timestamp, series: int32(i), index: int32(j)}
+		if ok, err := w.check(ref, p); !ok {
+			w.skip(i, KindFloat, err)
 			continue
 		}
 		r, err := w.app.Append(ref, ls, 0, s.Timestamp, s.Value, nil, nil, storage.AOptions{})
@@ -153,15 +181,15 @@ func (w *seriesWriter) write(i int, ts *prompb.TimeSeries) error {
 		}
 		if r != 0 {
 			ref = r
-			last, lastV = s.Timestamp, s.Value
+			w.accept(ref, p)
 		}
 	}
 
-	last = int64(-1 << 63)
 	for j := range ts.Histograms {
 		hp := &ts.Histograms[j]
-		if w.inOrder && j > 0 && hp.Timestamp <= last {
-			w.reject(i, KindHistogram, orderError(hp.Timestamp, last))
+		p := pointRef{t: hp.Timestamp, series: int32(i), index: int32(j), hist: true}
+		if ok, err := w.check(ref, p); !ok {
+			w.skip(i, KindHistogram, err)
 			continue
 		}
 		var r storage.SeriesRef
@@ -176,7 +204,7 @@ func (w *seriesWriter) write(i int, ts *prompb.TimeSeries) error {
 		}
 		if r != 0 {
 			ref = r
-			last = hp.Timestamp
+			w.accept(ref, p)
 		}
 	}
 
@@ -184,6 +212,75 @@ func (w *seriesWriter) write(i int, ts *prompb.TimeSeries) error {
 		w.appendExemplars(i, ref, ls, ts.Exemplars)
 	}
 	return nil
+}
+
+// check tells whether point p of series ref can go to the TSDB given the points of that series already
+// accepted in this write. When it cannot, err says why, or is nil for an exact duplicate, which is
+// accepted without being appended again, as the TSDB does.
+func (w *seriesWriter) check(ref storage.SeriesRef, p pointRef) (ok bool, err error) {
+	w.prev, w.prevSeen = pointRef{}, false
+	if ref == 0 { // not seen in this write: GetRef would have found it
+		return true, nil
+	}
+	newest, seen := w.sc.newest[ref]
+	w.prev, w.prevSeen = newest, seen
+	if !seen || p.t > newest.t {
+		return true, nil
+	}
+	if p.t == newest.t {
+		return false, w.conflict(newest, p)
+	}
+	if w.inOrder {
+		return false, orderError(p.t, newest.t)
+	}
+	// Out-of-order window: older points are fine unless this write already gave one at that time.
+	for _, o := range w.sc.older {
+		if o.ref == ref && o.t == p.t {
+			return false, w.conflict(o, p)
+		}
+	}
+	return true, nil
+}
+
+// accept records point p of series ref as appended in this write, right after check passed it.
+func (w *seriesWriter) accept(ref storage.SeriesRef, p pointRef) {
+	p.ref = ref
+	newest, seen := w.prev, w.prevSeen
+	switch {
+	case !seen || p.t > newest.t:
+		w.sc.newest[ref] = p
+		if seen && !w.inOrder {
+			w.sc.older = append(w.sc.older, newest)
+		}
+	case !w.inOrder:
+		w.sc.older = append(w.sc.older, p)
+	}
+}
+
+// conflict returns nil when b is the same point as a (bit for bit, as the TSDB compares), else why b
+// cannot be written after a.
+func (w *seriesWriter) conflict(a, b pointRef) error {
+	if a.hist == b.hist {
+		if !a.hist {
+			va := w.series[a.series].Samples[a.index].Value
+			vb := w.series[b.series].Samples[b.index].Value
+			if sameFloat(va, vb) {
+				return nil
+			}
+		} else if sameHistogram(&w.series[a.series].Histograms[a.index], &w.series[b.series].Histograms[b.index]) {
+			return nil
+		}
+	}
+	return orderError(b.t, a.t)
+}
+
+// skip counts a point that check refused: rejected for err, or accepted as an exact duplicate.
+func (w *seriesWriter) skip(i int, k Kind, err error) {
+	if err == nil {
+		w.stats.Appended[k]++
+		return
+	}
+	w.reject(i, k, err)
 }
 
 // handle counts the outcome of one Append. It returns an error only for failures that are not the
@@ -286,7 +383,20 @@ func orderError(t, last int64) error {
 	return fmt.Errorf("%w: timestamp %d after %d in the same series", storage.ErrOutOfOrderSample, t, last)
 }
 
-// sameFloat compares as the TSDB does for duplicates: bit for bit, so that equal NaNs match.
+// sameFloat compares as the TSDB does for duplicates: bit for bit, so that equal NaNs match and a
+// staleness marker differs from any other NaN.
 func sameFloat(a, b float64) bool {
-	return a == b || (a != a && b != b)
+	return math.Float64bits(a) == math.Float64bits(b)
+}
+
+// sameHistogram compares two histograms as the TSDB does for duplicates.
+func sameHistogram(a, b *prompb.Histogram) bool {
+	switch fa, fb := a.IsFloatHistogram(), b.IsFloatHistogram(); {
+	case fa != fb:
+		return false
+	case fa:
+		return a.ToFloatHistogram().Equals(b.ToFloatHistogram())
+	default:
+		return a.ToIntHistogram().Equals(b.ToIntHistogram())
+	}
 }

@@ -1,0 +1,99 @@
+package tenant
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"testing"
+
+	"github.com/prometheus/prometheus/prompb"
+	"github.com/stretchr/testify/require"
+)
+
+// benchSeries returns n series of 10 labels each, shaped like a Kubernetes scrape target's, with one
+// sample each; seed makes their label sets distinct from those of another seed.
+func benchSeries(n int, seed string) []prompb.TimeSeries {
+	series := make([]prompb.TimeSeries, n)
+	for i := range series {
+		series[i] = prompb.TimeSeries{
+			Labels: lbls(
+				"__name__", "http_server_requests_seconds_count",
+				"cluster", "prod-eu-west-1",
+				"container", "api",
+				"endpoint", "/api/v1/items/"+strconv.Itoa(i%50),
+				"instance", "10.12."+strconv.Itoa(i/250)+"."+strconv.Itoa(i%250)+":8080",
+				"job", "kubernetes-pods",
+				"method", [...]string{"GET", "POST", "PUT", "DELETE"}[i%4],
+				"namespace", "shop",
+				"pod", "api-7d9f8b6c5-"+seed+"-"+strconv.Itoa(i),
+				"status", [...]string{"200", "404", "500"}[i%3],
+			),
+			Samples: []prompb.Sample{{}},
+		}
+	}
+	return series
+}
+
+// BenchmarkWrite is the ingester's hot path: the same series, each request one sample newer.
+func BenchmarkWrite(b *testing.B) {
+	for _, n := range []int{2000} {
+		b.Run("series="+strconv.Itoa(n), func(b *testing.B) {
+			m, _ := newTestManager(b, nil)
+			ctx := context.Background()
+			series := benchSeries(n, "x")
+			ts := t0
+			step := func() {
+				// 100 ms apart: a long run stays well inside one head block, so no compaction runs.
+				ts += 100
+				for i := range series {
+					series[i].Samples[0] = prompb.Sample{Timestamp: ts, Value: float64(ts)}
+				}
+			}
+			step()
+			_, err := m.Write(ctx, "bench", series) // opens the tenant and creates the series
+			require.NoError(b, err)
+
+			b.ReportAllocs()
+			for b.Loop() {
+				step()
+				st, err := m.Write(ctx, "bench", series)
+				if err != nil || st.Appended[KindFloat] != n {
+					b.Fatalf("write: %v, %+v", err, st)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/sample")
+		})
+	}
+}
+
+// BenchmarkWriteNewSeries measures how fast series are created: every request brings 2,000 new ones.
+func BenchmarkWriteNewSeries(b *testing.B) {
+	const n = 2000
+	m, _ := newTestManager(b, nil)
+	ctx := context.Background()
+	_, err := m.Write(ctx, "bench", benchSeries(1, "warmup"))
+	require.NoError(b, err)
+
+	// Series are built ahead in batches outside the timer, so that label building is not measured.
+	var batch int
+	next := func() []prompb.TimeSeries {
+		batch++
+		s := benchSeries(n, fmt.Sprintf("b%d", batch))
+		for i := range s {
+			s[i].Samples[0] = prompb.Sample{Timestamp: t0 + int64(batch), Value: 1}
+		}
+		return s
+	}
+	series := next()
+	b.ReportAllocs()
+	for b.Loop() {
+		st, err := m.Write(ctx, "bench", series)
+		if err != nil || st.Appended[KindFloat] != n {
+			b.Fatalf("write: %v, %+v", err, st)
+		}
+		b.StopTimer()
+		series = next()
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "series/s")
+}
