@@ -9,13 +9,18 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/oklog/ulid/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/tsdb"
+	"github.com/thanos-io/objstore"
+
+	"github.com/weir-metrics/weir/shipper"
 )
 
 // ErrClosed is returned for writes that arrive after the Manager started closing.
@@ -42,6 +47,13 @@ type Config struct {
 	ExternalLabels labels.Labels
 	// OpenConcurrency bounds how many tenant TSDBs replay their WAL at once at start-up.
 	OpenConcurrency int
+	// Bucket receives every tenant's completed blocks; nil: blocks stay local only.
+	Bucket objstore.Bucket
+	// ShipInterval is how often completed blocks are looked for and shipped.
+	ShipInterval time.Duration
+	// ReservedNames are directory names under Dir that are not tenants (the embedded default's
+	// filesystem bucket): no tenant may take them.
+	ReservedNames []string
 }
 
 // Validate reports the first configuration error, naming the flag-level setting.
@@ -57,6 +69,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("max exemplars %d is negative", c.MaxExemplars)
 	case c.OpenConcurrency < 1:
 		return fmt.Errorf("open concurrency %d must be at least 1", c.OpenConcurrency)
+	case c.Bucket != nil && c.ShipInterval <= 0:
+		return fmt.Errorf("ship interval %s must be positive", c.ShipInterval)
 	}
 	if !model.LegacyValidation.IsValidLabelName(c.LabelName) {
 		return fmt.Errorf("tenant label name %q is not a valid label name", c.LabelName)
@@ -91,6 +105,7 @@ type db struct {
 	tsdb  *tsdb.DB
 	err   error
 	reg   *unregisterer
+	ship  *shipper.Shipper // nil when shipping is off
 
 	mu     sync.RWMutex
 	closed bool
@@ -207,7 +222,7 @@ func (m *Manager) existingTenants() ([]string, error) {
 	}
 	var ids []string
 	for _, e := range entries {
-		if !e.IsDir() || ValidateID(e.Name()) != nil {
+		if !e.IsDir() || m.validateID(e.Name()) != nil {
 			continue
 		}
 		if fi, err := os.Stat(filepath.Join(m.cfg.Dir, e.Name(), "wal")); err != nil || !fi.IsDir() {
@@ -229,7 +244,7 @@ func (m *Manager) get(ctx context.Context, id string) (*db, error) {
 	d, ok := m.tenants[id]
 	if !ok {
 		// The ID names a directory: whatever the entry point checked, never open one outside Dir.
-		if err := ValidateID(id); err != nil {
+		if err := m.validateID(id); err != nil {
 			m.mu.Unlock()
 			return nil, err
 		}
@@ -258,7 +273,31 @@ func (m *Manager) open(d *db) {
 	d.reg = newUnregisterer(m.reg, d.id)
 	dir := filepath.Join(m.cfg.Dir, d.id)
 	// Options are built afresh for each tenant: tsdb.Open fills in defaults in place.
-	t, err := tsdb.Open(dir, m.logger.With("tenant", d.id), d.reg, tsdbOptions(m.cfg), nil)
+	opts := tsdbOptions(m.cfg)
+	// The TSDB asks which blocks to delete while it opens, and from its own goroutines after: it sees
+	// itself through this pointer once Open returned, and deletes nothing before.
+	var self atomic.Pointer[tsdb.DB]
+	if m.cfg.Bucket != nil {
+		d.ship = shipper.New(shipper.Config{Dir: dir, Labels: func() labels.Labels { return m.ExternalLabels(d.id) }},
+			m.cfg.Bucket, m.logger.With("tenant", d.id), d.reg)
+		// Retention never deletes a block that has not reached the bucket.
+		opts.BlocksToDelete = func(blocks []*tsdb.Block) map[ulid.ULID]struct{} {
+			t := self.Load()
+			if t == nil {
+				return nil
+			}
+			deletable := tsdb.DefaultBlocksToDelete(t)(blocks)
+			uploaded := d.ship.Uploaded()
+			for id := range deletable {
+				if _, ok := uploaded[id]; !ok {
+					delete(deletable, id)
+				}
+			}
+			return deletable
+		}
+	}
+	t, err := tsdb.Open(dir, m.logger.With("tenant", d.id), d.reg, opts, nil)
+	self.Store(t)
 	m.metrics.openDuration.Observe(time.Since(start).Seconds())
 	if err != nil {
 		d.reg.unregisterAll()
@@ -293,6 +332,17 @@ func (m *Manager) Tenants() []string {
 	}
 	slices.Sort(ids)
 	return ids
+}
+
+// validateID is ValidateID plus the names reserved in this data directory.
+func (m *Manager) validateID(id string) error {
+	if err := ValidateID(id); err != nil {
+		return err
+	}
+	if slices.Contains(m.cfg.ReservedNames, id) {
+		return fmt.Errorf("%w: %q is reserved for the object-storage directory", ErrInvalidID, id)
+	}
+	return nil
 }
 
 // ExternalLabels are the labels that identify tenant id's data outside this node: the tenant label

@@ -28,6 +28,9 @@ type config struct {
 	shutdownTimeout    time.Duration
 	logLevel           string
 	logFormat          string
+	objstoreConfig     string
+	objstoreConfigFile string
+	shipTimeout        time.Duration
 
 	handler receive.HandlerConfig
 	storage tenant.Config
@@ -52,6 +55,12 @@ func (c *config) registerFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.storage.OpenConcurrency, "tsdb.open-concurrency", runtime.GOMAXPROCS(0), "How many tenant TSDBs replay their WAL at once at start-up.")
 	c.handler.Limits.FutureWindow = 10 * time.Minute
 	durationFlag(fs, &c.handler.Limits.FutureWindow, "tsdb.too-far-in-future.time-window", "Refuse samples stamped further ahead of this node's clock (0: no limit). One far-future sample makes every normal sample of its tenant too old.")
+
+	// Shipping.
+	fs.StringVar(&c.objstoreConfig, "objstore.config", "", "Object storage configuration in Thanos' objstore YAML (type: S3|GCS|AZURE|FILESYSTEM|…). Without it and --objstore.config-file, blocks ship to a FILESYSTEM bucket in <tsdb.path>/bucket.")
+	fs.StringVar(&c.objstoreConfigFile, "objstore.config-file", "", "File holding the object storage configuration (alternative to --objstore.config).")
+	fs.DurationVar(&c.storage.ShipInterval, "shipper.interval", 30*time.Second, "How often completed blocks are looked for and uploaded.")
+	fs.DurationVar(&c.shipTimeout, "shipper.shutdown-timeout", 5*time.Minute, "On shutdown, how long to spend uploading the flushed heads; what is not uploaded by then ships at the next start.")
 
 	// Tenants.
 	fs.StringVar(&c.handler.TenantHeader, "receive.tenant-header", tenant.DefaultHeader, "HTTP header that names the tenant of a write request.")
@@ -96,6 +105,17 @@ func (c *config) validate() error {
 	}
 	if c.remoteWriteAddress == c.httpAddress {
 		return fmt.Errorf("--remote-write.address and --http-address are both %s", c.httpAddress)
+	}
+	if c.objstoreConfig != "" && c.objstoreConfigFile != "" {
+		return errors.New("--objstore.config and --objstore.config-file are mutually exclusive")
+	}
+	if c.storage.ShipInterval <= 0 || c.shipTimeout <= 0 {
+		return errors.New("--shipper.interval and --shipper.shutdown-timeout must be positive")
+	}
+	// Settings that come straight from one flag are checked here, so that the error names the flag;
+	// the component checks below stay as a backstop for library users.
+	if err := c.validateFlags(); err != nil {
+		return err
 	}
 	if err := c.handler.Validate(); err != nil {
 		return fmt.Errorf("remote write: %w", err)
@@ -165,4 +185,42 @@ func parseLevel(s string) (slog.Level, error) {
 		return 0, fmt.Errorf("--log.level: %q is not one of debug, info, warn, error", s)
 	}
 	return l, nil
+}
+
+func (c *config) validateFlags() error {
+	if c.handler.TenantHeader == "" {
+		return errors.New("--receive.tenant-header is empty")
+	}
+	if err := tenant.ValidateID(c.handler.DefaultTenant); err != nil {
+		return fmt.Errorf("--receive.default-tenant-id: %w", err)
+	}
+	for _, l := range []struct {
+		flag string
+		v    int
+	}{
+		{"--receive.limits.max-series-per-request", c.handler.Limits.MaxSeriesPerRequest},
+		{"--receive.limits.max-labels-per-series", c.handler.Limits.MaxLabelsPerSeries},
+		{"--receive.limits.max-label-name-length", c.handler.Limits.MaxLabelNameLength},
+		{"--receive.limits.max-label-value-length", c.handler.Limits.MaxLabelValueLength},
+	} {
+		if l.v < 0 {
+			return fmt.Errorf("%s: %d is negative (0 disables the limit)", l.flag, l.v)
+		}
+	}
+	if c.storage.Retention < tenant.BlockDuration {
+		return fmt.Errorf("--tsdb.retention: %s is shorter than one block (%s)", model.Duration(c.storage.Retention), model.Duration(tenant.BlockDuration))
+	}
+	if c.storage.MaxExemplars < 0 {
+		return fmt.Errorf("--tsdb.max-exemplars: %d is negative (0 disables exemplar storage)", c.storage.MaxExemplars)
+	}
+	if c.storage.OpenConcurrency < 1 {
+		return fmt.Errorf("--tsdb.open-concurrency: %d must be at least 1", c.storage.OpenConcurrency)
+	}
+	if !model.LegacyValidation.IsValidLabelName(c.storage.LabelName) {
+		return fmt.Errorf("--receive.tenant-label-name: %q is not a valid label name", c.storage.LabelName)
+	}
+	if c.storage.ExternalLabels.Has(c.storage.LabelName) {
+		return fmt.Errorf("--label: external labels already contain the tenant label %q (--receive.tenant-label-name)", c.storage.LabelName)
+	}
+	return nil
 }

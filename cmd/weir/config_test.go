@@ -68,11 +68,11 @@ func TestBadFlagsAreClearErrors(t *testing.T) {
 		{[]string{"--label", `tenant_id="x"`}, "already contain the tenant label"},
 		{[]string{"--log.level=loud"}, "--log.level"},
 		{[]string{"--log.format=xml"}, "--log.format"},
-		{[]string{"--receive.default-tenant-id=../x"}, "default tenant"},
+		{[]string{"--receive.default-tenant-id=../x"}, "--receive.default-tenant-id"},
 		{[]string{"--receive.tenant-label-name=a-b"}, "not a valid label name"},
 		{[]string{"--remote-write.max-body-size=0"}, "must be positive"},
 		{[]string{"--remote-write.max-body-size=lots"}, "units"},
-		{[]string{"--tsdb.open-concurrency=0"}, "open concurrency"},
+		{[]string{"--tsdb.open-concurrency=0"}, "--tsdb.open-concurrency"},
 		{[]string{"--http-address=:1", "--remote-write.address=:1"}, "both"},
 	} {
 		_, err := parseConfig(t, tc.args...)

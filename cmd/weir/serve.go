@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
+	"path/filepath"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/thanos-io/objstore"
 
 	"github.com/weir-metrics/weir/receive"
 	"github.com/weir-metrics/weir/tenant"
@@ -27,12 +29,42 @@ import (
 //
 // Order on start: bind both ports (a taken port is a start-up error), answer 503 on remote write while
 // the WALs of all tenants found on disk replay, then turn ready. Order on stop: not ready, stop
-// accepting remote write and let in-flight requests finish (bounded by --shutdown.timeout), then close
-// every tenant TSDB. Nothing acknowledged is lost at any point: a 2xx follows the WAL commit.
+// accepting remote write and let in-flight requests finish (bounded by --shutdown.timeout), cut every
+// head into blocks and ship them (bounded by --shipper.shutdown-timeout), then close every tenant TSDB.
+// Nothing acknowledged is lost at any point: a 2xx follows the WAL commit.
 func serve(cfg config, logOut io.Writer) error {
 	logger := newLogger(cfg, logOut)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	// Listeners first: a taken port is a start-up error that leaves nothing behind.
+	opsLn, err := net.Listen("tcp", cfg.httpAddress)
+	if err != nil {
+		return fmt.Errorf("--http-address: %w", err)
+	}
+	defer func() { _ = opsLn.Close() }()
+	rwLn, err := net.Listen("tcp", cfg.remoteWriteAddress)
+	if err != nil {
+		return fmt.Errorf("--remote-write.address: %w", err)
+	}
+	defer func() { _ = rwLn.Close() }()
+
+	bucketYAML, err := cfg.objstoreYAML()
+	if err != nil {
+		return err
+	}
+	bkt, err := newBucket(bucketYAML, logger)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = bkt.Close() }()
+	if cfg.objstoreConfig == "" && cfg.objstoreConfigFile == "" {
+		// The embedded default: its bucket lives in the data directory, under a name no tenant may take.
+		cfg.storage.ReservedNames = []string{bucketDirName}
+		logger.Info("shipping blocks to a local FILESYSTEM bucket; set --objstore.config-file for object storage",
+			"directory", filepath.Join(cfg.storage.Dir, bucketDirName))
+	}
+	cfg.storage.Bucket = objstore.WrapWithMetrics(bkt, reg, bkt.Name())
 
 	storage, err := tenant.NewManager(cfg.storage, logger, reg)
 	if err != nil {
@@ -43,18 +75,8 @@ func serve(cfg config, logOut io.Writer) error {
 	if err != nil {
 		return err
 	}
-
-	opsLn, err := net.Listen("tcp", cfg.httpAddress)
-	if err != nil {
-		return fmt.Errorf("--http-address: %w", err)
-	}
-	rwLn, err := net.Listen("tcp", cfg.remoteWriteAddress)
-	if err != nil {
-		_ = opsLn.Close()
-		return fmt.Errorf("--remote-write.address: %w", err)
-	}
 	logger.Info("weir starting", "version", version(), "remote_write", rwLn.Addr().String(), "http", opsLn.Addr().String(),
-		"data", cfg.storage.Dir, "tenant_header", cfg.handler.TenantHeader)
+		"data", cfg.storage.Dir, "tenant_header", cfg.handler.TenantHeader, "bucket", bkt.Name())
 
 	var g run.Group
 	// Signals: SIGTERM (Kubernetes) and SIGINT (a terminal) stop the node gracefully.
@@ -79,6 +101,10 @@ func serve(cfg config, logOut io.Writer) error {
 		cancelStart()
 	})
 
+	// Shipping: uploads completed blocks in the background; never on the ingest or readiness path.
+	shipCtx, cancelShip := context.WithCancel(context.Background())
+	g.Add(func() error { return storage.Run(shipCtx) }, func(error) { cancelShip() })
+
 	// Remote write: drained on stop, so every request that got in gets its answer.
 	rwSrv := &http.Server{Handler: remoteWriteMux(handler, reg), ReadHeaderTimeout: 10 * time.Second}
 	g.Add(func() error { return serveHTTP(rwSrv, rwLn) }, func(error) {
@@ -95,7 +121,13 @@ func serve(cfg config, logOut io.Writer) error {
 		logger.Info("shutting down", "reason", runErr.Error())
 		runErr = nil
 	}
-	// Every actor has returned: no request is in flight, so storage can close.
+	// Every actor has returned: no request is in flight. Cut the heads into blocks and ship them, then
+	// close storage. What does not ship in time stays on disk and ships at the next start.
+	flushCtx, cancelFlush := context.WithTimeout(context.Background(), cfg.shipTimeout)
+	if err := storage.Flush(flushCtx); err != nil {
+		logger.Error("flushing and shipping on shutdown", "err", err)
+	}
+	cancelFlush()
 	if err := storage.Close(); err != nil {
 		logger.Error("closing storage", "err", err)
 		return errors.Join(runErr, err)

@@ -1,0 +1,585 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/golang/snappy"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/histogram"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/prompb"
+	"github.com/prometheus/prometheus/tsdb"
+	"github.com/prometheus/prometheus/tsdb/chunkenc"
+	"github.com/stretchr/testify/require"
+)
+
+// Time limits of the harness. They bound waits for conditions; nothing sleeps for a fixed time.
+const (
+	readyTimeout = 60 * time.Second // start-up, WAL replay included
+	stopTimeout  = 60 * time.Second // SIGTERM until exit
+	pollInterval = 20 * time.Millisecond
+)
+
+// ---------------------------------------------------------------------------------------------------
+// Processes.
+
+// proc is a child process in its own process group, with stdout and stderr appended to a log file.
+type proc struct {
+	cmd   *exec.Cmd
+	done  chan struct{} // closed once the process has been waited for
+	state *os.ProcessState
+}
+
+// launch starts bin with args, its output appended to logPath after a header line naming the command.
+func launch(logPath, workDir, bin string, args ...string) (*proc, error) {
+	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close() // the child has its own descriptor
+	fmt.Fprintf(f, "### %s start: %s %s\n", time.Now().Format(time.RFC3339Nano), filepath.Base(bin), strings.Join(args, " "))
+	cmd := exec.Command(bin, args...)
+	cmd.Dir = workDir
+	cmd.Stdout, cmd.Stderr = f, f
+	// Own process group, so that a kill reaches anything the process starts; and SIGKILL should the
+	// test binary die (a -timeout panic, say) without running its cleanups. (Pdeathsig fires when the
+	// forking OS thread exits; Go only ends threads that a goroutine locked and left locked.)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	p := &proc{cmd: cmd, done: make(chan struct{})}
+	go func() {
+		_ = cmd.Wait() // a non-zero exit is reported through state
+		p.state = cmd.ProcessState
+		close(p.done)
+	}()
+	return p, nil
+}
+
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// exitCode is the exit code once exited (-1 when killed by a signal).
+func (p *proc) exitCode() int {
+	<-p.done
+	return p.state.ExitCode()
+}
+
+// killGroup SIGKILLs the process and everything in its process group.
+func (p *proc) killGroup() {
+	if !p.exited() {
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	}
+}
+
+// wait waits up to timeout for the process to exit.
+func (p *proc) wait(timeout time.Duration) bool {
+	select {
+	case <-p.done:
+		return true
+	case <-time.After(timeout):
+		return false
+	}
+}
+
+// cleanupProc kills p's group on test end if it still runs, and dumps the log tail if the test failed.
+// Registered after the directories the process uses, so it runs before they are removed.
+func cleanupProc(t testing.TB, name, logPath string, current func() *proc) {
+	t.Cleanup(func() {
+		if p := current(); p != nil {
+			p.killGroup()
+			if !p.wait(30 * time.Second) {
+				t.Errorf("%s (pid %d) did not die after SIGKILL", name, p.cmd.Process.Pid)
+			}
+		}
+		if t.Failed() {
+			dumpLog(t, name, logPath)
+		}
+	})
+}
+
+// dumpLog logs the tail of a process log.
+func dumpLog(t testing.TB, name, path string) {
+	const maxLines = 150
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Logf("%s log %s: %v", name, path, err)
+		return
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	skipped := 0
+	if len(lines) > maxLines {
+		skipped = len(lines) - maxLines
+		lines = lines[skipped:]
+	}
+	t.Logf("---- %s log %s (last %d lines, %d skipped) ----\n%s\n---- end of %s log ----", name, path, len(lines), skipped, strings.Join(lines, "\n"), name)
+}
+
+// freeAddrs returns n distinct loopback addresses with ports that were free a moment ago. All listeners
+// are held until every port is taken so that the n ports differ; a port can still be taken by someone
+// else before the caller binds it, so starters retry on "address already in use".
+func freeAddrs(t testing.TB, n int) []string {
+	t.Helper()
+	addrs := make([]string, n)
+	lns := make([]net.Listener, n)
+	for i := range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		lns[i] = ln
+		addrs[i] = ln.Addr().String()
+	}
+	for _, ln := range lns {
+		require.NoError(t, ln.Close())
+	}
+	return addrs
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Weir.
+
+// weirNode is one weir process (re)started on a data directory. Its methods that change the process
+// must be called from the test goroutine that started it.
+type weirNode struct {
+	t       testing.TB
+	Dir     string   // --tsdb.path
+	args    []string // extra flags
+	logPath string
+	proc    *proc
+	client  *http.Client
+
+	RemoteWriteAddr string // host:port of the remote-write listener
+	RemoteWriteURL  string // http://…/api/v1/receive
+	OpsURL          string // http://… of /metrics, /-/ready, /-/healthy
+}
+
+// startWeir starts `weir receive --tsdb.path=dir` on free loopback ports with extraArgs appended (so
+// they override the harness defaults) and waits until it is ready. The process is SIGKILLed when the
+// test ends if it still runs, and its log is dumped if the test failed.
+func startWeir(t testing.TB, dir string, extraArgs ...string) *weirNode {
+	t.Helper()
+	requireBinary(t)
+	logDir := t.TempDir()
+	n := &weirNode{
+		t:       t,
+		Dir:     dir,
+		args:    extraArgs,
+		logPath: filepath.Join(logDir, "weir.log"),
+		client:  &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{}},
+	}
+	cleanupProc(t, "weir", n.logPath, func() *proc { return n.proc })
+	t.Cleanup(n.client.CloseIdleConnections)
+	n.start()
+	return n
+}
+
+// start launches the process and waits until it is ready, retrying with other ports when one was taken.
+func (n *weirNode) start() {
+	t := n.t
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		addrs := freeAddrs(t, 3)
+		args := append([]string{"receive",
+			"--tsdb.path=" + n.Dir,
+			"--remote-write.address=" + addrs[0],
+			"--http-address=" + addrs[1],
+			"--grpc-address=" + addrs[2],
+			"--log.level=debug",
+		}, n.args...)
+		offset := fileSize(n.logPath)
+		p, err := launch(n.logPath, filepath.Dir(n.logPath), weirBinary, args...)
+		require.NoError(t, err)
+		n.proc = p
+		n.RemoteWriteAddr = addrs[0]
+		n.RemoteWriteURL = "http://" + addrs[0] + "/api/v1/receive"
+		n.OpsURL = "http://" + addrs[1]
+		err = n.waitReady(readyTimeout)
+		if err == nil {
+			return
+		}
+		if p.exited() && attempt < 5 && strings.Contains(readFrom(n.logPath, offset), "address already in use") {
+			t.Logf("weir could not bind a port (attempt %d), retrying on other ports", attempt)
+			continue
+		}
+		require.NoError(t, err, "weir did not become ready")
+	}
+}
+
+// waitReady polls /-/ready until it answers 200, failing early if the process exits.
+func (n *weirNode) waitReady(timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(pollInterval)
+	defer tick.Stop()
+	var last error
+	for {
+		select {
+		case <-n.proc.done:
+			return fmt.Errorf("weir exited with code %d before it was ready", n.proc.exitCode())
+		default:
+		}
+		code, _, err := httpGet(n.client, n.OpsURL+"/-/ready")
+		if err == nil && code == http.StatusOK {
+			return nil
+		}
+		last = err
+		if err == nil {
+			last = fmt.Errorf("/-/ready answered %d", code)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not ready after %s: %w", timeout, last)
+		}
+		select {
+		case <-tick.C:
+		case <-n.proc.done:
+		}
+	}
+}
+
+// Stop sends SIGTERM and requires a clean exit (code 0) within stopTimeout.
+func (n *weirNode) Stop() {
+	t := n.t
+	t.Helper()
+	require.NoError(t, n.proc.cmd.Process.Signal(syscall.SIGTERM))
+	require.True(t, n.proc.wait(stopTimeout), "weir did not exit within %s of SIGTERM", stopTimeout)
+	require.Equal(t, 0, n.proc.exitCode(), "exit code of weir after SIGTERM")
+	n.client.CloseIdleConnections()
+}
+
+// Kill SIGKILLs the process group and waits for the exit.
+func (n *weirNode) Kill() {
+	t := n.t
+	t.Helper()
+	n.proc.killGroup()
+	require.True(t, n.proc.wait(30*time.Second), "weir did not die after SIGKILL")
+	n.client.CloseIdleConnections()
+}
+
+// Restart starts a stopped or killed node again on the same data directory (on new ports) and waits
+// until it is ready, WAL replay included.
+func (n *weirNode) Restart() {
+	n.t.Helper()
+	require.True(n.t, n.proc.exited(), "Restart needs a stopped node")
+	n.start()
+}
+
+// Log returns everything the node logged so far (all starts).
+func (n *weirNode) Log() string { return readFrom(n.logPath, 0) }
+
+// Get answers a GET on the ops port.
+func (n *weirNode) Get(t testing.TB, path string) (int, string) {
+	t.Helper()
+	code, body, err := httpGet(n.client, n.OpsURL+path)
+	require.NoError(t, err)
+	return code, body
+}
+
+// Write posts req to /api/v1/receive with the headers of a Remote Write 1.0 sender plus kv
+// (name, value pairs, e.g. "THANOS-TENANT", "team-a").
+func (n *weirNode) Write(t testing.TB, req *prompb.WriteRequest, kv ...string) response {
+	t.Helper()
+	return n.Post(t, n.RemoteWriteURL, encodeWrite(t, req), rwHeaders(kv...))
+}
+
+// Post posts body to url with exactly the headers h.
+func (n *weirNode) Post(t testing.TB, url string, body io.Reader, h http.Header) response {
+	t.Helper()
+	r, err := post(n.client, url, body, h)
+	require.NoError(t, err)
+	return r
+}
+
+// Metric scrapes the node and returns the sum of the samples of name whose labels include kv.
+func (n *weirNode) Metric(t testing.TB, name string, kv ...string) (float64, bool) {
+	t.Helper()
+	v, ok, err := scrapeMetric(n.client, n.OpsURL+"/metrics", name, kv...)
+	require.NoError(t, err)
+	return v, ok
+}
+
+// ---------------------------------------------------------------------------------------------------
+// HTTP.
+
+type response struct {
+	Code   int
+	Body   string
+	Header http.Header
+}
+
+func (r response) String() string { return fmt.Sprintf("%d %q", r.Code, r.Body) }
+
+// rwHeaders are the headers of a Remote Write 1.0 request, plus kv as name, value pairs.
+func rwHeaders(kv ...string) http.Header {
+	h := http.Header{}
+	h.Set("Content-Encoding", "snappy")
+	h.Set("Content-Type", "application/x-protobuf")
+	h.Set("X-Prometheus-Remote-Write-Version", "0.1.0")
+	h.Set("User-Agent", "weir-e2e")
+	for i := 0; i+1 < len(kv); i += 2 {
+		h.Add(kv[i], kv[i+1])
+	}
+	return h
+}
+
+// encodeWrite is the body of a Remote Write 1.0 request: block snappy over the protobuf.
+func encodeWrite(t testing.TB, req *prompb.WriteRequest) *bytes.Reader {
+	t.Helper()
+	b, err := req.Marshal()
+	require.NoError(t, err)
+	return bytes.NewReader(snappy.Encode(nil, b))
+}
+
+// post never fails the test, so that goroutines can use it.
+func post(c *http.Client, url string, body io.Reader, h http.Header) (response, error) {
+	req, err := http.NewRequest(http.MethodPost, url, body)
+	if err != nil {
+		return response{}, err
+	}
+	req.Header = h
+	resp, err := c.Do(req)
+	if err != nil {
+		return response{}, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return response{}, err
+	}
+	return response{Code: resp.StatusCode, Body: string(b), Header: resp.Header}, nil
+}
+
+func httpGet(c *http.Client, url string) (int, string, error) {
+	resp, err := c.Get(url)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), err
+}
+
+// scrapeMetric scrapes a Prometheus text-format endpoint and sums the samples of the metric name whose
+// labels include kv (name, value pairs). ok is false when no sample matched.
+func scrapeMetric(c *http.Client, url, name string, kv ...string) (value float64, ok bool, err error) {
+	resp, err := c.Get(url)
+	if err != nil {
+		return 0, false, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, false, fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		return 0, false, fmt.Errorf("parse %s: %w", url, err)
+	}
+	fam, found := fams[name]
+	if !found {
+		return 0, false, nil
+	}
+metrics:
+	for _, m := range fam.GetMetric() {
+		for i := 0; i+1 < len(kv); i += 2 {
+			found := false
+			for _, l := range m.GetLabel() {
+				found = found || l.GetName() == kv[i] && l.GetValue() == kv[i+1]
+			}
+			if !found {
+				continue metrics
+			}
+		}
+		ok = true
+		switch {
+		case m.Counter != nil:
+			value += m.GetCounter().GetValue()
+		case m.Gauge != nil:
+			value += m.GetGauge().GetValue()
+		case m.Untyped != nil:
+			value += m.GetUntyped().GetValue()
+		default:
+			return 0, false, fmt.Errorf("metric %s is neither counter, gauge nor untyped", name)
+		}
+	}
+	return value, ok, nil
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Building requests.
+
+// series is a time series with labels given as name, value pairs.
+func series(kv []string, samples ...prompb.Sample) prompb.TimeSeries {
+	ls := make([]prompb.Label, 0, len(kv)/2)
+	for i := 0; i+1 < len(kv); i += 2 {
+		ls = append(ls, prompb.Label{Name: kv[i], Value: kv[i+1]})
+	}
+	return prompb.TimeSeries{Labels: ls, Samples: samples}
+}
+
+func lbls(kv ...string) []string { return kv }
+
+func smp(ts int64, v float64) prompb.Sample { return prompb.Sample{Timestamp: ts, Value: v} }
+
+func writeReq(ts ...prompb.TimeSeries) *prompb.WriteRequest {
+	return &prompb.WriteRequest{Timeseries: ts}
+}
+
+// key is how readTenant names a series: the Prometheus string form of its labels.
+func key(kv ...string) string { return labels.FromStrings(kv...).String() }
+
+// baseTime is a millisecond timestamp safely inside what a fresh TSDB head accepts (not too old, not
+// in the future), rounded to the second.
+func baseTime() int64 {
+	return time.Now().Add(-10 * time.Minute).Truncate(time.Second).UnixMilli()
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Reading data back.
+
+// sample is a stored point: a float (H empty), or a native histogram in its String form (integer
+// histograms prefixed "int ", float histograms "float "; V is then 0).
+type sample struct {
+	T int64
+	V float64
+	H string
+}
+
+func (s sample) String() string {
+	if s.H != "" {
+		return fmt.Sprintf("%s@%d", s.H, s.T)
+	}
+	return fmt.Sprintf("%g@%d", s.V, s.T)
+}
+
+func intHist(ts int64, h *histogram.Histogram) sample { return sample{T: ts, H: "int " + h.String()} }
+
+func floatHist(ts int64, fh *histogram.FloatHistogram) sample {
+	return sample{T: ts, H: "float " + fh.String()}
+}
+
+// readTenant opens <dataDir>/<tenant> read-only (blocks, head chunks and WAL) after the node stopped
+// and returns every point by series.
+func readTenant(t testing.TB, dataDir, tenant string) map[string][]sample {
+	t.Helper()
+	dir := filepath.Join(dataDir, tenant)
+	require.DirExists(t, dir, "TSDB of tenant %s", tenant)
+	db, err := tsdb.OpenDBReadOnly(dir, t.TempDir(), nil) // sandbox outside the data directory
+	require.NoError(t, err)
+	defer func() { require.NoError(t, db.Close()) }()
+	q, err := db.Querier(math.MinInt64, math.MaxInt64)
+	require.NoError(t, err)
+	defer func() { require.NoError(t, q.Close()) }()
+
+	out := map[string][]sample{}
+	set := q.Select(context.Background(), false, nil, labels.MustNewMatcher(labels.MatchRegexp, model.MetricNameLabel, ".*"))
+	for set.Next() {
+		s := set.At()
+		k := s.Labels().String()
+		it := s.Iterator(nil)
+		for vt := it.Next(); vt != chunkenc.ValNone; vt = it.Next() {
+			switch vt {
+			case chunkenc.ValFloat:
+				ts, v := it.At()
+				out[k] = append(out[k], sample{T: ts, V: v})
+			case chunkenc.ValHistogram:
+				out[k] = append(out[k], intHist(it.AtHistogram(nil)))
+			case chunkenc.ValFloatHistogram:
+				out[k] = append(out[k], floatHist(it.AtFloatHistogram(nil)))
+			default:
+				t.Fatalf("series %s of tenant %s holds a %s", k, tenant, vt)
+			}
+		}
+		require.NoError(t, it.Err())
+	}
+	require.NoError(t, set.Err())
+	return out
+}
+
+// tenantDirs lists the tenant TSDBs in a data directory: the subdirectories with a WAL, sorted. (Other
+// entries, an object-storage directory say, are not tenants.)
+func tenantDirs(t testing.TB, dataDir string) []string {
+	t.Helper()
+	entries, err := os.ReadDir(dataDir)
+	require.NoError(t, err)
+	var names []string
+	for _, e := range entries {
+		if fi, err := os.Stat(filepath.Join(dataDir, e.Name(), "wal")); err == nil && fi.IsDir() {
+			names = append(names, e.Name())
+		}
+	}
+	slices.Sort(names)
+	return names
+}
+
+// tree lists every path under root (relative, sorted), to compare before and after.
+func tree(t testing.TB, root string) []string {
+	t.Helper()
+	var paths []string
+	err := filepath.WalkDir(root, func(path string, _ os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(root, path)
+		paths = append(paths, rel)
+		return err
+	})
+	require.NoError(t, err)
+	return paths
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Waiting.
+
+// waitFor polls cond until it returns nil, failing the test with cond's last error after timeout.
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(pollInterval)
+	defer tick.Stop()
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s: %v", timeout, what, err)
+		}
+		<-tick.C
+	}
+}
+
+func fileSize(path string) int64 {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
+}
+
+func readFrom(path string, offset int64) string {
+	b, err := os.ReadFile(path)
+	if err != nil || offset > int64(len(b)) {
+		return ""
+	}
+	return string(b[offset:])
+}
