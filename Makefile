@@ -12,9 +12,15 @@ BENCHCOUNT ?= 6
 PROMETHEUS_VERSION    := v0.316.0
 GOLANGCI_LINT_VERSION := v2.15.0
 BENCHSTAT_VERSION     := v0.0.0-20260908200009-22c9c6c9d4da
+VERSITYGW_VERSION     := v1.8.0
+THANOS_VERSION        := v0.42.5
+# Thanos needs a newer Go than the project and has replace directives: it is built as a tools module.
+THANOS_GOTOOLCHAIN    := go1.26.10
 
 export WEIR_PROMETHEUS := $(BIN)/prometheus
 export WEIR_PROMTOOL := $(BIN)/promtool
+export WEIR_VERSITYGW := $(BIN)/versitygw
+export WEIR_THANOS := $(BIN)/thanos
 
 .PHONY: all build run test test-unit fuzz bench bench-compare lint fmt tools docker docker-test clean
 
@@ -62,7 +68,7 @@ lint: $(BIN)/golangci-lint
 fmt:
 	gofmt -w $$(git ls-files '*.go')
 
-tools: $(BIN)/prometheus $(BIN)/promtool
+tools: $(BIN)/prometheus $(BIN)/promtool $(BIN)/versitygw $(BIN)/thanos
 
 # Each tool is rebuilt only when the binary is missing or was built from another version.
 $(BIN)/prometheus: FORCE
@@ -74,6 +80,24 @@ $(BIN)/prometheus: FORCE
 $(BIN)/promtool: FORCE
 	@if ! $(GO) version -m $@ 2>/dev/null | grep -q "prometheus/prometheus[[:space:]]*$(PROMETHEUS_VERSION)"; then \
 	  GOBIN=$(BIN) $(GO) install github.com/prometheus/prometheus/cmd/promtool@$(PROMETHEUS_VERSION); \
+	fi
+
+$(BIN)/versitygw: FORCE
+	@if ! $(GO) version -m $@ 2>/dev/null | grep -q "versity/versitygw[[:space:]]*$(VERSITYGW_VERSION)"; then \
+	  echo "installing versitygw $(VERSITYGW_VERSION) (S3 server for tests) into $(BIN)"; \
+	  GOBIN=$(BIN) $(GO) install github.com/versity/versitygw/cmd/versitygw@$(VERSITYGW_VERSION); \
+	fi
+
+$(BIN)/thanos: FORCE
+	@if ! $(GO) version -m $@ 2>/dev/null | grep -q "thanos-io/thanos[[:space:]]*$(THANOS_VERSION)"; then \
+	  echo "building thanos $(THANOS_VERSION) into $(BIN) (several minutes, once)"; \
+	  rm -rf $(BIN)/.thanos-build && mkdir -p $(BIN)/.thanos-build && cd $(BIN)/.thanos-build && \
+	  export GOTOOLCHAIN=$(THANOS_GOTOOLCHAIN) && \
+	  printf 'module thanostool\n\ngo 1.26.10\n\n' > go.mod && \
+	  $(GO) mod download -json github.com/thanos-io/thanos@$(THANOS_VERSION) >/dev/null && \
+	  sed -n '/^replace (/,/^)/p' "$$($(GO) env GOMODCACHE)/cache/download/github.com/thanos-io/thanos/@v/$(THANOS_VERSION).mod" >> go.mod && \
+	  $(GO) get -tool github.com/thanos-io/thanos/cmd/thanos@$(THANOS_VERSION) && \
+	  $(GO) build -tags netgo,slicelabels -o $@ github.com/thanos-io/thanos/cmd/thanos; \
 	fi
 
 $(BIN)/golangci-lint: FORCE
