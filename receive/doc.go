@@ -20,9 +20,18 @@
 //	405  not a POST.
 //	413  the body, or what it decompresses to, is over its limit (checked before reading or allocating).
 //	415  a Content-Encoding other than snappy, or a Content-Type other than protobuf Remote Write 1.0.
+//	400  (router) the replicas of some series refused the forwarded write as invalid (a version skew
+//	     or a bug: replicas validate what the router already validated).
 //	503  not ready yet (WAL replay), the tenant's TSDB is opening, failed to open, or is closing; or the
-//	     request was cancelled. Retry-After is set. Nothing was written.
+//	     request was cancelled; or (router) some series did not reach a write quorum (replicas
+//	     unavailable, timed out, known down, or over the in-flight bound), or there is no usable
+//	     hashring (none loaded, none for the tenant, fewer endpoints or zones than the replication
+//	     factor). Retry-After is set. Points that did land are sent again and accepted as duplicates.
 //	500  a storage failure (WAL write, commit). Retried by the sender; nothing was written.
+//
+// Replication (router.go, quorum.go): a write succeeds when floor(RF/2)+1 replicas of every series
+// acked it; quorum.go has the exact rules. The ingest side (ingest.go) serves node-to-node writes over
+// gRPC and never forwards again.
 //
 // Exemplars are best effort, as in Prometheus: rejected exemplars are counted in metrics but never fail
 // a request. Metadata in the request is ignored.

@@ -34,6 +34,15 @@ type config struct {
 
 	handler receive.HandlerConfig
 	storage tenant.Config
+
+	// The hashring: with a hashrings file the node routes (and ingests its own share when it is in
+	// the ring); without one it ingests everything it gets.
+	hashringsFile    string
+	hashringsRefresh time.Duration
+	hashringsAlg     string
+	router           receive.RouterConfig
+	peer             receive.PeerConfig
+	ingest           receive.IngestConfig
 }
 
 func (c *config) registerFlags(fs *flag.FlagSet) {
@@ -80,6 +89,21 @@ func (c *config) registerFlags(fs *flag.FlagSet) {
 		return nil
 	})
 
+	// Hashring, replication and node-to-node gRPC.
+	fs.StringVar(&c.hashringsFile, "receive.hashrings-file", "", "Thanos hashrings JSON file; reloaded when it changes. Without it the node ingests everything it receives itself.")
+	fs.DurationVar(&c.hashringsRefresh, "receive.hashrings-file-refresh-interval", 5*time.Minute, "How often the hashrings file is re-read even without a change notification.")
+	fs.StringVar(&c.hashringsAlg, "receive.hashrings-algorithm", "hashmod", "Placement of hashrings that name no algorithm: hashmod or ketama (as in Thanos).")
+	fs.StringVar(&c.router.LocalEndpoint, "receive.local-endpoint", "", "This node's endpoint in the hashrings (its --grpc-address as other nodes reach it). Empty with a hashrings file: the node only routes and stores nothing.")
+	fs.IntVar(&c.router.ReplicationFactor, "receive.replication-factor", 1, "Nodes each series is written to; a write succeeds once floor(RF/2)+1 of them acknowledged it (RF=2 needs both; Thanos needs one).")
+	fs.DurationVar(&c.router.ForwardTimeout, "receive.forward-timeout", receive.DefaultForwardTimeout, "Longest a write to one node may take, below the client's own deadline.")
+	fs.StringVar(&c.ingest.TLS.CertFile, "grpc-server-tls-cert", "", "TLS certificate for --grpc-address (empty: plain text).")
+	fs.StringVar(&c.ingest.TLS.KeyFile, "grpc-server-tls-key", "", "TLS key for --grpc-address.")
+	fs.StringVar(&c.ingest.TLS.CAFile, "grpc-server-tls-client-ca", "", "CA that client certificates must chain to (mutual TLS) on --grpc-address.")
+	fs.StringVar(&c.peer.TLS.CertFile, "remote-write.client-tls-cert", "", "Client certificate for writes to other nodes (mutual TLS).")
+	fs.StringVar(&c.peer.TLS.KeyFile, "remote-write.client-tls-key", "", "Client key for writes to other nodes.")
+	fs.StringVar(&c.peer.TLS.CAFile, "remote-write.client-tls-ca", "", "CA that other nodes' certificates must chain to; setting any client TLS flag turns TLS on.")
+	fs.StringVar(&c.peer.TLS.ServerName, "remote-write.client-server-name", "", "Server name expected in other nodes' certificates.")
+
 	// Request limits.
 	c.handler.Decode.MaxBodyBytes = 16 << 20
 	bytesFlag(fs, &c.handler.Decode.MaxBodyBytes, "remote-write.max-body-size", "Largest compressed request body accepted (413 above), e.g. 16MiB.")
@@ -116,6 +140,26 @@ func (c *config) validate() error {
 	// the component checks below stay as a backstop for library users.
 	if err := c.validateFlags(); err != nil {
 		return err
+	}
+	if c.hashringsAlg != "hashmod" && c.hashringsAlg != "ketama" {
+		return fmt.Errorf("--receive.hashrings-algorithm: %q is neither hashmod nor ketama", c.hashringsAlg)
+	}
+	if c.router.ReplicationFactor < 1 {
+		return fmt.Errorf("--receive.replication-factor: %d must be at least 1", c.router.ReplicationFactor)
+	}
+	if c.hashringsFile == "" && c.router.LocalEndpoint != "" {
+		return errors.New("--receive.local-endpoint needs --receive.hashrings-file")
+	}
+	if c.router.ForwardTimeout <= 0 || c.hashringsRefresh <= 0 {
+		return errors.New("--receive.forward-timeout and --receive.hashrings-file-refresh-interval must be positive")
+	}
+	c.ingest.MaxDecodedBytes = c.handler.Decode.MaxDecodedBytes
+	c.peer.Timeout = c.router.ForwardTimeout
+	if err := c.ingest.TLS.Validate(); err != nil {
+		return fmt.Errorf("--grpc-server-tls-*: %w", err)
+	}
+	if err := c.peer.TLS.Validate(); err != nil {
+		return fmt.Errorf("--remote-write.client-tls-*: %w", err)
 	}
 	if err := c.handler.Validate(); err != nil {
 		return fmt.Errorf("remote write: %w", err)

@@ -20,94 +20,180 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/thanos-io/objstore"
+	"google.golang.org/grpc"
 
 	"github.com/weir-metrics/weir/receive"
 	"github.com/weir-metrics/weir/tenant"
 )
 
-// serve runs a receiving node until SIGTERM/SIGINT or a component fails.
+// serve runs a node until SIGTERM/SIGINT or a component fails.
 //
-// Order on start: bind both ports (a taken port is a start-up error), answer 503 on remote write while
+// Order on start: bind every port (a taken port is a start-up error), answer 503 on remote write while
 // the WALs of all tenants found on disk replay, then turn ready. Order on stop: not ready, stop
-// accepting remote write and let in-flight requests finish (bounded by --shutdown.timeout), cut every
-// head into blocks and ship them (bounded by --shipper.shutdown-timeout), then close every tenant TSDB.
-// Nothing acknowledged is lost at any point: a 2xx follows the WAL commit.
+// accepting remote write and node-to-node writes and let in-flight ones finish (bounded by
+// --shutdown.timeout), wait for forwards to other nodes, cut every head into blocks and ship them
+// (bounded by --shipper.shutdown-timeout), then close every tenant TSDB. Nothing acknowledged is lost
+// at any point: a 2xx follows the WAL commit (of a write quorum, with a hashring).
 func serve(cfg config, logOut io.Writer) error {
 	logger := newLogger(cfg, logOut)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
+	n := &node{cfg: cfg, logger: logger, reg: reg}
+	defer n.release()
+	if err := n.build(); err != nil {
+		return err
+	}
+	return n.run()
+}
+
+// node is one weir process: its listeners and the components behind them. Which components exist
+// depends on the role: without a hashrings file the node stores everything it gets; with one it routes,
+// and stores its own share only when --receive.local-endpoint puts it in the ring.
+type node struct {
+	cfg    config
+	logger *slog.Logger
+	reg    *prometheus.Registry
+	ready  atomic.Bool
+
+	opsLn, rwLn, grpcLn net.Listener
+	bkt                 objstore.Bucket
+	storage             *tenant.Manager  // nil on a router that stores nothing
+	cluster             *cluster         // nil without a hashrings file
+	handler             *receive.Handler // remote write, in front of the cluster or the storage
+	grpcSrv             *grpc.Server     // node-to-node writes; nil on a router that stores nothing
+}
+
+func (n *node) build() error {
+	cfg := n.cfg
+	var err error
 	// Listeners first: a taken port is a start-up error that leaves nothing behind.
-	opsLn, err := net.Listen("tcp", cfg.httpAddress)
-	if err != nil {
+	if n.opsLn, err = net.Listen("tcp", cfg.httpAddress); err != nil {
 		return fmt.Errorf("--http-address: %w", err)
 	}
-	defer func() { _ = opsLn.Close() }()
-	rwLn, err := net.Listen("tcp", cfg.remoteWriteAddress)
-	if err != nil {
+	if n.rwLn, err = net.Listen("tcp", cfg.remoteWriteAddress); err != nil {
 		return fmt.Errorf("--remote-write.address: %w", err)
 	}
-	defer func() { _ = rwLn.Close() }()
+	routerOnly := cfg.hashringsFile != "" && cfg.router.LocalEndpoint == ""
+	if !routerOnly {
+		if n.grpcLn, err = net.Listen("tcp", cfg.grpcAddress); err != nil {
+			return fmt.Errorf("--grpc-address: %w", err)
+		}
+		if err := n.buildStorage(); err != nil {
+			return err
+		}
+	}
 
+	var storage receive.Storage
+	if n.storage != nil {
+		storage = n.storage
+	}
+	if cfg.hashringsFile != "" {
+		if n.cluster, err = newCluster(cfg, storage, n.logger, n.reg); err != nil {
+			return err
+		}
+		storage = n.cluster.router
+	}
+	if n.handler, err = receive.NewHandler(cfg.handler, storage, n.ready.Load, n.logger, n.reg); err != nil {
+		return err
+	}
+	role := "ingester"
+	switch {
+	case routerOnly:
+		role = "router"
+	case n.cluster != nil:
+		role = "router+ingester"
+	}
+	n.logger.Info("weir starting", "version", version(), "role", role, "remote_write", n.rwLn.Addr().String(),
+		"http", n.opsLn.Addr().String(), "grpc", addrOf(n.grpcLn), "data", cfg.storage.Dir, "tenant_header", cfg.handler.TenantHeader)
+	return nil
+}
+
+// buildStorage sets up the tenant TSDBs, their shipping and the node-to-node write service.
+func (n *node) buildStorage() error {
+	cfg := n.cfg
 	bucketYAML, err := cfg.objstoreYAML()
 	if err != nil {
 		return err
 	}
-	bkt, err := newBucket(bucketYAML, logger)
-	if err != nil {
+	if n.bkt, err = newBucket(bucketYAML, n.logger); err != nil {
 		return err
 	}
-	defer func() { _ = bkt.Close() }()
 	if cfg.objstoreConfig == "" && cfg.objstoreConfigFile == "" {
 		// The embedded default: its bucket lives in the data directory, under a name no tenant may take.
 		cfg.storage.ReservedNames = []string{bucketDirName}
-		logger.Info("shipping blocks to a local FILESYSTEM bucket; set --objstore.config-file for object storage",
+		n.logger.Info("shipping blocks to a local FILESYSTEM bucket; set --objstore.config-file for object storage",
 			"directory", filepath.Join(cfg.storage.Dir, bucketDirName))
 	}
-	cfg.storage.Bucket = objstore.WrapWithMetrics(bkt, reg, bkt.Name())
-
-	storage, err := tenant.NewManager(cfg.storage, logger, reg)
+	cfg.storage.Bucket = objstore.WrapWithMetrics(n.bkt, n.reg, n.bkt.Name())
+	if n.storage, err = tenant.NewManager(cfg.storage, n.logger, n.reg); err != nil {
+		return err
+	}
+	opts, err := cfg.ingest.ServerOptions()
+	if err != nil {
+		return fmt.Errorf("--grpc-server-tls-*: %w", err)
+	}
+	ingest, err := receive.NewIngestServer(cfg.ingest, n.storage, n.ready.Load, n.logger, n.reg)
 	if err != nil {
 		return err
 	}
-	var ready atomic.Bool
-	handler, err := receive.NewHandler(cfg.handler, storage, ready.Load, logger, reg)
-	if err != nil {
-		return err
-	}
-	logger.Info("weir starting", "version", version(), "remote_write", rwLn.Addr().String(), "http", opsLn.Addr().String(),
-		"data", cfg.storage.Dir, "tenant_header", cfg.handler.TenantHeader, "bucket", bkt.Name())
+	n.grpcSrv = grpc.NewServer(opts...)
+	ingest.Register(n.grpcSrv)
+	return nil
+}
 
+func (n *node) run() error {
+	cfg, logger := n.cfg, n.logger
 	var g run.Group
 	// Signals: SIGTERM (Kubernetes) and SIGINT (a terminal) stop the node gracefully.
 	g.Add(run.SignalHandler(context.Background(), os.Interrupt, syscall.SIGTERM))
 
-	// Operations endpoints: metrics, health, readiness, profiles.
-	opsSrv := &http.Server{Handler: opsMux(reg, ready.Load), ReadHeaderTimeout: 10 * time.Second}
-	g.Add(func() error { return serveHTTP(opsSrv, opsLn) }, func(error) { _ = opsSrv.Close() })
+	// Operations endpoints: metrics, health, readiness, profiles, ring status.
+	opsSrv := &http.Server{Handler: n.opsMux(), ReadHeaderTimeout: 10 * time.Second}
+	g.Add(func() error { return serveHTTP(opsSrv, n.opsLn) }, func(error) { _ = opsSrv.Close() })
 
 	// Start-up: replay every tenant's WAL before the node says ready.
 	startCtx, cancelStart := context.WithCancel(context.Background())
 	g.Add(func() error {
-		if err := storage.OpenExisting(startCtx); err != nil {
-			return fmt.Errorf("open tenant storage: %w", err)
+		if n.storage != nil {
+			if err := n.storage.OpenExisting(startCtx); err != nil {
+				return fmt.Errorf("open tenant storage: %w", err)
+			}
 		}
-		ready.Store(true)
+		n.ready.Store(true)
 		logger.Info("ready")
 		<-startCtx.Done()
 		return nil
 	}, func(error) {
-		ready.Store(false)
+		n.ready.Store(false)
 		cancelStart()
 	})
 
-	// Shipping: uploads completed blocks in the background; never on the ingest or readiness path.
-	shipCtx, cancelShip := context.WithCancel(context.Background())
-	g.Add(func() error { return storage.Run(shipCtx) }, func(error) { cancelShip() })
+	if n.storage != nil {
+		// Shipping: uploads completed blocks in the background; never on the ingest or readiness path.
+		shipCtx, cancelShip := context.WithCancel(context.Background())
+		g.Add(func() error { return n.storage.Run(shipCtx) }, func(error) { cancelShip() })
+
+		// Node-to-node writes, drained on stop like remote write.
+		g.Add(func() error { return n.grpcSrv.Serve(n.grpcLn) }, func(error) {
+			stopped := make(chan struct{})
+			go func() { n.grpcSrv.GracefulStop(); close(stopped) }()
+			select {
+			case <-stopped:
+			case <-time.After(cfg.shutdownTimeout):
+				n.grpcSrv.Stop()
+			}
+		})
+	}
+	if n.cluster != nil {
+		// The hashrings file, followed for changes.
+		ringCtx, cancelRing := context.WithCancel(context.Background())
+		g.Add(func() error { return n.cluster.run(ringCtx) }, func(error) { cancelRing() })
+	}
 
 	// Remote write: drained on stop, so every request that got in gets its answer.
-	rwSrv := &http.Server{Handler: remoteWriteMux(handler, reg), ReadHeaderTimeout: 10 * time.Second}
-	g.Add(func() error { return serveHTTP(rwSrv, rwLn) }, func(error) {
+	rwSrv := &http.Server{Handler: remoteWriteMux(n.handler, n.reg), ReadHeaderTimeout: 10 * time.Second}
+	g.Add(func() error { return serveHTTP(rwSrv, n.rwLn) }, func(error) {
 		ctx, cancel := context.WithTimeout(context.Background(), cfg.shutdownTimeout)
 		defer cancel()
 		if err := rwSrv.Shutdown(ctx); err != nil {
@@ -121,19 +207,51 @@ func serve(cfg config, logOut io.Writer) error {
 		logger.Info("shutting down", "reason", runErr.Error())
 		runErr = nil
 	}
-	// Every actor has returned: no request is in flight. Cut the heads into blocks and ship them, then
-	// close storage. What does not ship in time stays on disk and ships at the next start.
-	flushCtx, cancelFlush := context.WithTimeout(context.Background(), cfg.shipTimeout)
-	if err := storage.Flush(flushCtx); err != nil {
-		logger.Error("flushing and shipping on shutdown", "err", err)
+	return errors.Join(runErr, n.shutdown())
+}
+
+// shutdown runs once every actor has returned, so no request is in flight: forwards still running in
+// the background finish, heads are cut into blocks and shipped, storage closes. What does not ship in
+// time stays on disk and ships at the next start.
+func (n *node) shutdown() error {
+	var errs []error
+	if n.cluster != nil {
+		if err := n.cluster.close(); err != nil {
+			errs = append(errs, err)
+		}
 	}
-	cancelFlush()
-	if err := storage.Close(); err != nil {
-		logger.Error("closing storage", "err", err)
-		return errors.Join(runErr, err)
+	if n.storage != nil {
+		flushCtx, cancel := context.WithTimeout(context.Background(), n.cfg.shipTimeout)
+		if err := n.storage.Flush(flushCtx); err != nil {
+			n.logger.Error("flushing and shipping on shutdown", "err", err)
+		}
+		cancel()
+		if err := n.storage.Close(); err != nil {
+			n.logger.Error("closing storage", "err", err)
+			errs = append(errs, err)
+		}
 	}
-	logger.Info("stopped")
-	return runErr
+	n.logger.Info("stopped")
+	return errors.Join(errs...)
+}
+
+// release closes what build opened, also when build failed half way.
+func (n *node) release() {
+	for _, ln := range []net.Listener{n.opsLn, n.rwLn, n.grpcLn} {
+		if ln != nil {
+			_ = ln.Close()
+		}
+	}
+	if n.bkt != nil {
+		_ = n.bkt.Close()
+	}
+}
+
+func addrOf(ln net.Listener) string {
+	if ln == nil {
+		return ""
+	}
+	return ln.Addr().String()
 }
 
 func serveHTTP(srv *http.Server, ln net.Listener) error {
@@ -165,19 +283,22 @@ func remoteWriteMux(h http.Handler, reg prometheus.Registerer) http.Handler {
 	return mux
 }
 
-func opsMux(reg *prometheus.Registry, ready func() bool) http.Handler {
+func (n *node) opsMux() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.Handle("/metrics", promhttp.HandlerFor(n.reg, promhttp.HandlerOpts{Registry: n.reg}))
 	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "OK")
 	})
 	mux.HandleFunc("/-/ready", func(w http.ResponseWriter, _ *http.Request) {
-		if !ready() {
+		if !n.ready.Load() {
 			http.Error(w, "not ready: replaying write-ahead logs", http.StatusServiceUnavailable)
 			return
 		}
 		fmt.Fprintln(w, "OK")
 	})
+	if n.cluster != nil {
+		mux.HandleFunc("/api/v1/status/ring", n.cluster.statusHandler)
+	}
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)

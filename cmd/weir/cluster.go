@@ -1,0 +1,147 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/weir-metrics/weir/hashring"
+	"github.com/weir-metrics/weir/receive"
+)
+
+// cluster is what a node needs to take part in a hashring: the hashrings file it follows, the router
+// in front of its storage, and the connections to the other nodes. Built only with a hashrings file.
+type cluster struct {
+	ring   *hashring.FileSource
+	router *receive.Router
+	peers  *receive.PeerWriter
+	cfg    config
+}
+
+// newCluster builds the routing side of a node. local is this node's storage, nil for a router that
+// stores nothing. A missing or invalid hashrings file is not a start-up error: the node starts, answers
+// remote write with 503 and the reason, and takes the file as soon as it is fixed.
+func newCluster(cfg config, local receive.Storage, logger *slog.Logger, reg prometheus.Registerer) (*cluster, error) {
+	src, err := hashring.NewFileSource(hashring.FileConfig{
+		Path:     cfg.hashringsFile,
+		Interval: cfg.hashringsRefresh,
+		Options: hashring.Options{
+			DefaultAlgorithm:  hashring.Algorithm(cfg.hashringsAlg),
+			ReplicationFactor: cfg.router.ReplicationFactor,
+		},
+		StartDegraded: true,
+	}, logger, reg)
+	if err != nil {
+		return nil, fmt.Errorf("--receive.hashrings-file: %w", err)
+	}
+	if src.Current() == nil {
+		logger.Error("no usable hashring: remote write answers 503 until the hashrings file is fixed", "file", cfg.hashringsFile, "err", src.Err())
+	}
+	peers, err := receive.NewPeerWriter(cfg.peer, logger, reg)
+	if err != nil {
+		return nil, err
+	}
+	rings := receive.RingsFrom(src)
+	ringFunc := func(tenantID string) (hashring.Ring, error) {
+		if src.Current() == nil {
+			if err := src.Err(); err != nil {
+				return nil, fmt.Errorf("%w: %w", receive.ErrNoRing, err)
+			}
+			return nil, receive.ErrNoRing
+		}
+		return rings(tenantID)
+	}
+	router, err := receive.NewRouter(cfg.router, ringFunc, local, peers, logger, reg)
+	if err != nil {
+		_ = peers.Close()
+		return nil, err
+	}
+	logger.Info("hashring routing on", "file", cfg.hashringsFile, "replication_factor", cfg.router.ReplicationFactor,
+		"quorum", receive.Quorum(cfg.router.ReplicationFactor), "local_endpoint", cfg.router.LocalEndpoint)
+	return &cluster{ring: src, router: router, peers: peers, cfg: cfg}, nil
+}
+
+// run follows the hashrings file until ctx ends, dropping the connections of endpoints that left.
+// A ring change never touches local storage: no flush, no readiness change.
+func (c *cluster) run(ctx context.Context) error {
+	go func() {
+		for {
+			changed := c.ring.Changed()
+			select {
+			case <-ctx.Done():
+				return
+			case <-changed:
+			}
+			if snap := c.ring.Current(); snap != nil {
+				keep := map[string]bool{}
+				for _, h := range snap.Rings.Hashrings() {
+					for _, e := range h.Ring.Endpoints() {
+						keep[e.Address] = true
+					}
+				}
+				c.peers.Prune(func(addr string) bool { return keep[addr] })
+			}
+		}
+	}()
+	return c.ring.Run(ctx)
+}
+
+// close waits for forwards still in flight, then drops the connections.
+func (c *cluster) close() error {
+	c.router.Close()
+	return c.peers.Close()
+}
+
+// ringStatus is the JSON of /api/v1/status/ring: what operators and tests compare across nodes.
+type ringStatus struct {
+	ReplicationFactor int        `json:"replication_factor"`
+	Quorum            int        `json:"quorum"`
+	LocalEndpoint     string     `json:"local_endpoint"`
+	Version           uint64     `json:"version"`
+	ConfigHash        string     `json:"config_hash"`
+	LoadedAt          string     `json:"loaded_at,omitempty"`
+	Error             string     `json:"error,omitempty"`
+	Hashrings         []ringJSON `json:"hashrings"`
+}
+
+type ringJSON struct {
+	Name           string            `json:"name"`
+	Algorithm      string            `json:"algorithm"`
+	Tenants        []string          `json:"tenants"`
+	Endpoints      []endpointJSON    `json:"endpoints"`
+	ExternalLabels map[string]string `json:"external_labels,omitempty"`
+}
+
+type endpointJSON struct {
+	Address string `json:"address"`
+	AZ      string `json:"az,omitempty"`
+}
+
+func (c *cluster) statusHandler(w http.ResponseWriter, _ *http.Request) {
+	st := ringStatus{
+		ReplicationFactor: c.cfg.router.ReplicationFactor,
+		Quorum:            receive.Quorum(c.cfg.router.ReplicationFactor),
+		LocalEndpoint:     c.cfg.router.LocalEndpoint,
+		Hashrings:         []ringJSON{},
+	}
+	if err := c.ring.Err(); err != nil {
+		st.Error = err.Error()
+	}
+	if snap := c.ring.Current(); snap != nil {
+		st.Version, st.ConfigHash = snap.Version, fmt.Sprintf("%016x", snap.ConfigHash)
+		st.LoadedAt = snap.LoadedAt.UTC().Format("2006-01-02T15:04:05.000Z")
+		for _, h := range snap.Rings.Hashrings() {
+			r := ringJSON{Name: h.Name, Algorithm: string(h.Config.Algorithm), Tenants: h.Config.Tenants, ExternalLabels: h.Config.ExternalLabels.Map()}
+			for _, e := range h.Ring.Endpoints() {
+				r.Endpoints = append(r.Endpoints, endpointJSON{Address: e.Address, AZ: e.AZ})
+			}
+			st.Hashrings = append(st.Hashrings, r)
+		}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(st)
+}

@@ -1,0 +1,201 @@
+package receive
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/status"
+
+	"github.com/weir-metrics/weir/tenant"
+)
+
+// ingestErrorPrefix starts the message of every error the ingest service answers, so that a router
+// tells an ingester's answer (the endpoint is up) from a failure to reach it.
+const ingestErrorPrefix = "weir ingest: "
+
+// DefaultMaxDecodedBytes is the default of IngestConfig.MaxDecodedBytes.
+const DefaultMaxDecodedBytes = 64 << 20
+
+// IngestConfig configures the ingest service and its gRPC server.
+type IngestConfig struct {
+	// MaxDecodedBytes bounds a decompressed payload (zero: DefaultMaxDecodedBytes). Routers send
+	// shares of requests that passed their own limit, so this should be at least that limit.
+	MaxDecodedBytes int64
+	// MaxMessageBytes bounds a received message (zero: DefaultMaxMessageBytes).
+	MaxMessageBytes int
+	// TLS is the server side of the connection (see TLSConfig).
+	TLS TLSConfig
+}
+
+func (c IngestConfig) withDefaults() IngestConfig {
+	if c.MaxDecodedBytes == 0 {
+		c.MaxDecodedBytes = DefaultMaxDecodedBytes
+	}
+	if c.MaxMessageBytes == 0 {
+		c.MaxMessageBytes = DefaultMaxMessageBytes
+	}
+	return c
+}
+
+// Validate reports the first configuration error.
+func (c IngestConfig) Validate() error {
+	if c.MaxDecodedBytes < 0 || c.MaxMessageBytes < 0 {
+		return errors.New("ingest limits must not be negative")
+	}
+	return c.TLS.Validate()
+}
+
+// ServerOptions are the options the gRPC server of the ingest service needs: the ingest codec (which
+// hands every other message to protobuf, so other services can share the server), the message size
+// bound and the transport credentials.
+func (c IngestConfig) ServerOptions() ([]grpc.ServerOption, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	c = c.withDefaults()
+	opts := []grpc.ServerOption{
+		grpc.ForceServerCodecV2(newIngestCodec()),
+		grpc.MaxRecvMsgSize(c.MaxMessageBytes),
+		// Let routers ping (see keepaliveTime) without being told they ping too often.
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: keepaliveTime / 2, PermitWithoutStream: true}),
+	}
+	tlsCfg, err := c.TLS.ServerTLS()
+	if err != nil {
+		return nil, err
+	}
+	if tlsCfg != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(tlsCfg)))
+	}
+	return opts, nil
+}
+
+// IngestServer is the ingester side of forwarding: it writes the series a router sends to the local
+// Storage and answers with the write's stats. It trusts the router's placement and never forwards
+// again. The tenant ID is validated again: the gRPC port is an entry point like the HTTP one.
+//
+// Errors, as gRPC status codes (messages start with ingestErrorPrefix):
+//
+//	InvalidArgument   invalid tenant ID, or a payload that is not snappy protobuf or is over the limit
+//	Unavailable       not ready, or the tenant's storage is opening, failed to open or is closing
+//	DeadlineExceeded  the router's deadline passed;  Canceled: the router gave up
+//	Internal          any other storage failure
+type IngestServer struct {
+	cfg      IngestConfig
+	storage  Storage
+	ready    func() bool
+	logger   *slog.Logger
+	requests *prometheus.CounterVec
+}
+
+// NewIngestServer returns the ingest service; Register it on a gRPC server built with
+// cfg.ServerOptions(). ready gates writes (Unavailable until it returns true).
+func NewIngestServer(cfg IngestConfig, storage Storage, ready func() bool, logger *slog.Logger, reg prometheus.Registerer) (*IngestServer, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if storage == nil || ready == nil || logger == nil || reg == nil {
+		return nil, errors.New("ingest server needs storage, a readiness check, a logger and a registerer")
+	}
+	return &IngestServer{
+		cfg:     cfg.withDefaults(),
+		storage: storage,
+		ready:   ready,
+		logger:  logger,
+		requests: promauto.With(reg).NewCounterVec(prometheus.CounterOpts{
+			Name: "weir_ingest_requests_total",
+			Help: "Writes received from routers over gRPC, by status code.",
+		}, []string{"code"}),
+	}, nil
+}
+
+// Register registers the ingest service on s.
+func (s *IngestServer) Register(r grpc.ServiceRegistrar) {
+	r.RegisterService(&ingestServiceDesc, s)
+}
+
+// ingestService is the handler type of the service description.
+type ingestService interface {
+	write(ctx context.Context, req *ingestRequest) (*writeReply, error)
+}
+
+var ingestServiceDesc = grpc.ServiceDesc{
+	ServiceName: ingestServiceName,
+	HandlerType: (*ingestService)(nil),
+	Methods:     []grpc.MethodDesc{{MethodName: "Write", Handler: ingestWriteHandler}},
+	Metadata:    "receive/codec.go",
+}
+
+func ingestWriteHandler(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
+	req := new(ingestRequest)
+	if err := dec(req); err != nil {
+		return nil, err
+	}
+	s := srv.(ingestService)
+	if interceptor == nil {
+		return s.write(ctx, req)
+	}
+	info := &grpc.UnaryServerInfo{Server: srv, FullMethod: ingestWriteMethod}
+	return interceptor(ctx, req, info, func(ctx context.Context, r any) (any, error) {
+		return s.write(ctx, r.(*ingestRequest))
+	})
+}
+
+func (s *IngestServer) write(ctx context.Context, req *ingestRequest) (*writeReply, error) {
+	defer req.release()
+	reply, err := s.writeRequest(ctx, req)
+	s.requests.WithLabelValues(status.Code(err).String()).Inc()
+	return reply, err
+}
+
+func (s *IngestServer) writeRequest(ctx context.Context, req *ingestRequest) (*writeReply, error) {
+	if !s.ready() {
+		return nil, ingestError(codes.Unavailable, errors.New("not ready"))
+	}
+	if err := tenant.ValidateID(req.tenant); err != nil {
+		return nil, ingestError(codes.InvalidArgument, err)
+	}
+	wr, err := DecodeBytes(req.payload, s.cfg.MaxDecodedBytes)
+	if err != nil {
+		return nil, ingestError(codes.InvalidArgument, err)
+	}
+	defer wr.Release()
+	series := wr.Write.Timeseries
+	reply := &writeReply{}
+	if len(series) == 0 {
+		return reply, nil
+	}
+	reply.stats, err = s.storage.Write(ctx, req.tenant, series)
+	if err != nil {
+		s.logger.Debug("ingest write failed", "tenant", req.tenant, "series", len(series), "err", err)
+		return nil, ingestError(ingestCode(err), err)
+	}
+	return reply, nil
+}
+
+// ingestCode is the status code of a storage error.
+func ingestCode(err error) codes.Code {
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		return codes.DeadlineExceeded
+	case errors.Is(err, context.Canceled):
+		return codes.Canceled
+	}
+	switch ClassOf(err) {
+	case ClassUnavailable:
+		return codes.Unavailable
+	case ClassInvalid, ClassConflict, ClassTooLarge, ClassUnsupported:
+		return codes.InvalidArgument
+	}
+	return codes.Internal
+}
+
+func ingestError(code codes.Code, err error) error {
+	return status.Error(code, ingestErrorPrefix+err.Error())
+}

@@ -1,0 +1,428 @@
+package receive
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/status"
+
+	"github.com/weir-metrics/weir/tenant"
+)
+
+var (
+	// ErrEndpointDown is wrapped by the errors of forwards refused without a network round trip
+	// because the endpoint failed recently (see PeerConfig.DownPeriod).
+	ErrEndpointDown = errors.New("endpoint is down")
+	// ErrOverloaded is wrapped by the errors of forwards refused because the bytes in flight to the
+	// endpoint, or in total, are at their bound.
+	ErrOverloaded = errors.New("too many bytes in flight")
+)
+
+// Defaults of PeerConfig.
+const (
+	DefaultDownPeriod                  = time.Second
+	DefaultRetryBackoff                = 50 * time.Millisecond
+	DefaultMaxAttempts                 = 3
+	DefaultMaxInflightBytesPerEndpoint = 64 << 20
+	DefaultMaxInflightBytes            = 256 << 20
+	DefaultMaxMessageBytes             = 64 << 20
+)
+
+// Keepalive pings of the node-to-node connections: a router pings an idle or busy connection every
+// keepaliveTime and drops it when no answer comes within keepaliveTimeout.
+const (
+	keepaliveTime    = 10 * time.Second
+	keepaliveTimeout = 5 * time.Second
+)
+
+// PeerConfig configures a PeerWriter. Zero values take the defaults above.
+type PeerConfig struct {
+	// Timeout caps every Forward, retries included, below the caller's deadline
+	// (zero: DefaultForwardTimeout).
+	Timeout time.Duration
+	// DownPeriod is how long an endpoint that just failed (unreachable, or no answer in time) is
+	// refused without a round trip; after it one probe goes through, and the endpoint is up again
+	// when the probe succeeds. It also caps the reconnection backoff of the endpoint's connection.
+	DownPeriod time.Duration
+	// RetryBackoff is the wait before the first retry of a transient failure (gRPC Unavailable);
+	// it doubles with every retry. A retry is only made when the deadline leaves room for it.
+	RetryBackoff time.Duration
+	// MaxAttempts bounds the tries of one Forward.
+	MaxAttempts int
+	// MaxInflightBytesPerEndpoint and MaxInflightBytes bound the payload bytes being forwarded, to
+	// one endpoint and in total: a slow endpoint cannot pile up a router's memory. A forward over a
+	// bound fails at once (ErrOverloaded, ClassUnavailable); a single payload over a bound is let
+	// through when nothing else is in flight.
+	MaxInflightBytesPerEndpoint int64
+	MaxInflightBytes            int64
+	// MaxMessageBytes bounds a message sent or received.
+	MaxMessageBytes int
+	// TLS is the client side of the connection (see TLSConfig).
+	TLS TLSConfig
+}
+
+func (c PeerConfig) withDefaults() PeerConfig {
+	set := func(v *int64, d int64) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	if c.Timeout == 0 {
+		c.Timeout = DefaultForwardTimeout
+	}
+	if c.DownPeriod == 0 {
+		c.DownPeriod = DefaultDownPeriod
+	}
+	if c.RetryBackoff == 0 {
+		c.RetryBackoff = DefaultRetryBackoff
+	}
+	if c.MaxAttempts == 0 {
+		c.MaxAttempts = DefaultMaxAttempts
+	}
+	set(&c.MaxInflightBytesPerEndpoint, DefaultMaxInflightBytesPerEndpoint)
+	set(&c.MaxInflightBytes, DefaultMaxInflightBytes)
+	if c.MaxMessageBytes == 0 {
+		c.MaxMessageBytes = DefaultMaxMessageBytes
+	}
+	return c
+}
+
+// Validate reports the first configuration error.
+func (c PeerConfig) Validate() error {
+	if c.Timeout < 0 || c.DownPeriod < 0 || c.RetryBackoff < 0 || c.MaxAttempts < 0 ||
+		c.MaxInflightBytesPerEndpoint < 0 || c.MaxInflightBytes < 0 || c.MaxMessageBytes < 0 {
+		return errors.New("peer settings must not be negative")
+	}
+	return c.TLS.Validate()
+}
+
+// PeerWriter forwards shares of requests to ingesters over gRPC (the Forwarder of a Router). It keeps
+// one long-lived connection per endpoint, created on first use; it retries transient failures within
+// the deadline, refuses endpoints that just failed without a round trip (and probes them back), and
+// bounds the bytes in flight. Safe for concurrent use.
+type PeerWriter struct {
+	cfg      PeerConfig
+	dialOpts []grpc.DialOption
+	logger   *slog.Logger
+	m        *peerMetrics
+	now      func() time.Time
+	inflight atomic.Int64
+
+	mu     sync.RWMutex
+	peers  map[string]*peer
+	closed bool
+}
+
+// peer is one endpoint: its connection, bytes in flight and health.
+type peer struct {
+	addr     string
+	cc       *grpc.ClientConn
+	inflight atomic.Int64
+
+	mu        sync.Mutex
+	down      bool
+	downUntil time.Time
+	probing   bool
+}
+
+type peerMetrics struct {
+	inflightBytes prometheus.Gauge
+	retries       *prometheus.CounterVec
+	down          *prometheus.GaugeVec
+}
+
+// NewPeerWriter returns a PeerWriter; it connects to nothing before the first Forward.
+func NewPeerWriter(cfg PeerConfig, logger *slog.Logger, reg prometheus.Registerer) (*PeerWriter, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if logger == nil || reg == nil {
+		return nil, errors.New("peer writer needs a logger and a registerer")
+	}
+	cfg = cfg.withDefaults()
+	tlsCfg, err := cfg.TLS.ClientTLS()
+	if err != nil {
+		return nil, err
+	}
+	creds := insecure.NewCredentials()
+	if tlsCfg != nil {
+		creds = credentials.NewTLS(tlsCfg)
+	}
+	f := promauto.With(reg)
+	return &PeerWriter{
+		cfg: cfg,
+		dialOpts: []grpc.DialOption{
+			grpc.WithTransportCredentials(creds),
+			grpc.WithDefaultCallOptions(
+				grpc.ForceCodecV2(newIngestCodec()),
+				grpc.MaxCallSendMsgSize(cfg.MaxMessageBytes),
+				grpc.MaxCallRecvMsgSize(cfg.MaxMessageBytes),
+			),
+			// Reconnect promptly once an endpoint is back: gRPC's default backoff grows to 2 minutes.
+			grpc.WithConnectParams(grpc.ConnectParams{
+				Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: cfg.DownPeriod},
+				MinConnectTimeout: cfg.Timeout,
+			}),
+			// Find a peer that vanished without closing its connections (host down, partition) before
+			// requests time out on it; ingest servers permit these pings (IngestConfig.ServerOptions).
+			grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: keepaliveTime, Timeout: keepaliveTimeout, PermitWithoutStream: true}),
+		},
+		logger: logger,
+		now:    time.Now,
+		peers:  map[string]*peer{},
+		m: &peerMetrics{
+			inflightBytes: f.NewGauge(prometheus.GaugeOpts{
+				Name: "weir_forward_inflight_bytes",
+				Help: "Payload bytes being forwarded to ingesters.",
+			}),
+			retries: f.NewCounterVec(prometheus.CounterOpts{
+				Name: "weir_forward_retries_total",
+				Help: "Forwards retried after a transient failure, by endpoint.",
+			}, []string{"endpoint"}),
+			down: f.NewGaugeVec(prometheus.GaugeOpts{
+				Name: "weir_forward_endpoint_down",
+				Help: "1 while an endpoint is refused without a round trip because it failed recently.",
+			}, []string{"endpoint"}),
+		},
+	}, nil
+}
+
+// Forward implements Forwarder.
+func (p *PeerWriter) Forward(ctx context.Context, endpoint, tenantID string, payload []byte) (tenant.WriteStats, error) {
+	pc, err := p.peer(endpoint)
+	if err != nil {
+		return tenant.WriteStats{}, err
+	}
+	probe, ok := pc.admit(p.now())
+	if !ok {
+		return tenant.WriteStats{}, &Error{Class: ClassUnavailable, Err: fmt.Errorf("forward to %s: %w", endpoint, ErrEndpointDown)}
+	}
+	n := int64(len(payload))
+	if err := p.acquire(pc, n); err != nil {
+		pc.settle(probe)
+		return tenant.WriteStats{}, err
+	}
+	defer p.release(pc, n)
+
+	ctx, cancel := context.WithTimeout(ctx, p.cfg.Timeout)
+	defer cancel()
+	req := forwardRequest{tenant: tenantID, payload: payload}
+	var reply writeReply
+	var opts []grpc.CallOption
+	if probe {
+		// The connection may still be waiting out its reconnection backoff: reconnect now, and let the
+		// probe wait for the connection (within its deadline) instead of failing at once.
+		pc.cc.ResetConnectBackoff()
+		opts = append(opts, grpc.WaitForReady(true))
+	}
+	wait := p.cfg.RetryBackoff
+	for attempt := 1; ; attempt++ {
+		reply = writeReply{}
+		err = pc.cc.Invoke(ctx, ingestWriteMethod, &req, &reply, opts...)
+		if err == nil || attempt >= p.cfg.MaxAttempts || status.Code(err) != codes.Unavailable || !p.pause(ctx, wait) {
+			break
+		}
+		p.m.retries.WithLabelValues(endpoint).Inc()
+		wait *= 2
+	}
+	switch {
+	case err == nil, fromIngester(err):
+		if pc.up() {
+			p.m.down.WithLabelValues(endpoint).Set(0)
+			p.logger.Info("endpoint is up again", "endpoint", endpoint)
+		}
+	case isEndpointFault(err):
+		if pc.markDown(p.now().Add(p.cfg.DownPeriod)) {
+			p.m.down.WithLabelValues(endpoint).Set(1)
+			p.logger.Warn("endpoint is down", "endpoint", endpoint, "for", p.cfg.DownPeriod, "err", err)
+		}
+	default:
+		pc.settle(probe)
+	}
+	if err != nil {
+		return tenant.WriteStats{}, forwardError(endpoint, err)
+	}
+	return reply.stats, nil
+}
+
+// pause waits d before a retry, if the deadline of ctx leaves room for the wait and a try after it.
+func (p *PeerWriter) pause(ctx context.Context, d time.Duration) bool {
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < 2*d {
+		return false
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// fromIngester reports whether err is an answer of the ingest service (which prefixes its messages),
+// as opposed to a failure to reach it: the endpoint is up.
+func fromIngester(err error) bool {
+	return strings.HasPrefix(status.Convert(err).Message(), ingestErrorPrefix)
+}
+
+// isEndpointFault reports whether err says the endpoint is unreachable or did not answer in time.
+func isEndpointFault(err error) bool {
+	switch status.Code(err) {
+	case codes.Unavailable, codes.DeadlineExceeded:
+		return true
+	}
+	return false
+}
+
+// forwardError classifies a failed call to endpoint.
+func forwardError(endpoint string, err error) error {
+	class := ClassInternal
+	switch status.Code(err) {
+	case codes.Unavailable, codes.DeadlineExceeded, codes.Canceled, codes.ResourceExhausted, codes.Aborted:
+		class = ClassUnavailable
+	case codes.InvalidArgument:
+		class = ClassInvalid
+	}
+	return &Error{Class: class, Err: fmt.Errorf("forward to %s: %w", endpoint, err)}
+}
+
+func (p *PeerWriter) acquire(pc *peer, n int64) error {
+	if v := pc.inflight.Add(n); v > p.cfg.MaxInflightBytesPerEndpoint && v != n {
+		pc.inflight.Add(-n)
+		return &Error{Class: ClassUnavailable, Err: fmt.Errorf("forward to %s: %w to the endpoint (bound %d bytes)", pc.addr, ErrOverloaded, p.cfg.MaxInflightBytesPerEndpoint)}
+	}
+	if v := p.inflight.Add(n); v > p.cfg.MaxInflightBytes && v != n {
+		p.inflight.Add(-n)
+		pc.inflight.Add(-n)
+		return &Error{Class: ClassUnavailable, Err: fmt.Errorf("forward to %s: %w in total (bound %d bytes)", pc.addr, ErrOverloaded, p.cfg.MaxInflightBytes)}
+	}
+	p.m.inflightBytes.Add(float64(n))
+	return nil
+}
+
+func (p *PeerWriter) release(pc *peer, n int64) {
+	pc.inflight.Add(-n)
+	p.inflight.Add(-n)
+	p.m.inflightBytes.Sub(float64(n))
+}
+
+// peer returns the endpoint's state, connecting lazily.
+func (p *PeerWriter) peer(endpoint string) (*peer, error) {
+	p.mu.RLock()
+	pc, closed := p.peers[endpoint], p.closed
+	p.mu.RUnlock()
+	if pc != nil {
+		return pc, nil
+	}
+	if closed {
+		return nil, errorf(ClassUnavailable, "forward to %s: peer writer closed", endpoint)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return nil, errorf(ClassUnavailable, "forward to %s: peer writer closed", endpoint)
+	}
+	if pc := p.peers[endpoint]; pc != nil {
+		return pc, nil
+	}
+	// passthrough: the address is dialled as written (resolved by the dialer on every connection),
+	// as grpc.Dial did; a pod that comes back with a new IP is found on the next reconnection.
+	cc, err := grpc.NewClient("passthrough:///"+endpoint, p.dialOpts...)
+	if err != nil {
+		return nil, errorf(ClassInternal, "forward to %s: %v", endpoint, err)
+	}
+	pc = &peer{addr: endpoint, cc: cc}
+	p.peers[endpoint] = pc
+	return pc, nil
+}
+
+// Prune closes the connections of the endpoints for which keep returns false (those that left every
+// ring) and returns how many it closed. Forwards in flight to them fail.
+func (p *PeerWriter) Prune(keep func(endpoint string) bool) int {
+	p.mu.Lock()
+	var gone []*peer
+	for addr, pc := range p.peers {
+		if !keep(addr) {
+			gone = append(gone, pc)
+			delete(p.peers, addr)
+		}
+	}
+	p.mu.Unlock()
+	for _, pc := range gone {
+		_ = pc.cc.Close()
+		p.m.down.DeleteLabelValues(pc.addr)
+	}
+	return len(gone)
+}
+
+// Close closes every connection; later forwards fail with ClassUnavailable.
+func (p *PeerWriter) Close() error {
+	p.mu.Lock()
+	p.closed = true
+	peers := p.peers
+	p.peers = map[string]*peer{}
+	p.mu.Unlock()
+	var errs []error
+	for _, pc := range peers {
+		errs = append(errs, pc.cc.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// admit says whether a forward may go to the endpoint now, and whether it is the probe of an
+// endpoint that is down.
+func (pc *peer) admit(now time.Time) (probe, ok bool) {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	switch {
+	case !pc.down:
+		return false, true
+	case now.Before(pc.downUntil), pc.probing:
+		return false, false
+	}
+	pc.probing = true
+	return true, true
+}
+
+// up records an answer from the endpoint; it reports whether the endpoint was down.
+func (pc *peer) up() bool {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	was := pc.down
+	pc.down, pc.probing = false, false
+	return was
+}
+
+// markDown records a failure of the endpoint; it reports whether the endpoint was up.
+func (pc *peer) markDown(until time.Time) bool {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	was := pc.down
+	pc.down, pc.downUntil, pc.probing = true, until, false
+	return !was
+}
+
+// settle ends a probe that told nothing about the endpoint, so that another may go.
+func (pc *peer) settle(probe bool) {
+	if !probe {
+		return
+	}
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	pc.probing = false
+}

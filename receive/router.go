@@ -1,0 +1,644 @@
+package receive
+
+import (
+	"cmp"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/golang/snappy"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+	"github.com/prometheus/prometheus/prompb"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/weir-metrics/weir/hashring"
+	"github.com/weir-metrics/weir/tenant"
+)
+
+// Forwarder delivers one endpoint's share of a request to that endpoint. PeerWriter implements it
+// over gRPC; tests use fakes.
+type Forwarder interface {
+	// Forward writes payload for tenantID on the ingester at endpoint and returns what it wrote, with
+	// Rejection.Series indexing the payload's series. payload is block-format snappy of a protobuf
+	// prometheus.WriteRequest (a Remote Write 1.0 body); it is valid only until Forward returns.
+	//
+	// A nil error means every point not listed in the rejections is in the endpoint's WAL. An error
+	// means nothing may have been written and carries a Class (see ClassOf): ClassUnavailable for
+	// transient failures (unavailable, timeout, endpoint known down, over the in-flight bound),
+	// ClassInvalid when the endpoint refused the write as the client's fault. Forward returns by the
+	// deadline of ctx. It is called concurrently.
+	Forward(ctx context.Context, endpoint, tenantID string, payload []byte) (tenant.WriteStats, error)
+}
+
+// RingFunc returns the ring that places tenantID's series. It is called once per request.
+type RingFunc func(tenantID string) (hashring.Ring, error)
+
+// ErrNoRing is returned by the RingFunc of RingsFrom before a hashrings file was loaded.
+var ErrNoRing = errors.New("no hashring loaded yet")
+
+// RingsFrom returns a RingFunc that resolves tenants on src's current snapshot (a
+// *hashring.FileSource, for one).
+func RingsFrom(src interface{ Current() *hashring.Snapshot }) RingFunc {
+	return func(tenantID string) (hashring.Ring, error) {
+		snap := src.Current()
+		if snap == nil {
+			return nil, ErrNoRing
+		}
+		ring, _, err := snap.Rings.For(tenantID)
+		return ring, err
+	}
+}
+
+// DefaultForwardTimeout is the default of RouterConfig.ForwardTimeout (Thanos'
+// --receive-forward-timeout default).
+const DefaultForwardTimeout = 5 * time.Second
+
+// RouterConfig configures a Router.
+type RouterConfig struct {
+	// ReplicationFactor is the number of endpoints every series is written to
+	// (--receive.replication-factor); a write succeeds when Quorum(ReplicationFactor) of them ack.
+	ReplicationFactor int
+	// LocalEndpoint is the address of this node in the hashrings (--receive.local-endpoint): its share
+	// goes to the local Storage without a network hop. Empty: a router only, every share is forwarded.
+	LocalEndpoint string
+	// ForwardTimeout caps every write to an endpoint, local or remote, below the client's own deadline.
+	// Forwards still running when the client is answered go on in the background until it expires.
+	ForwardTimeout time.Duration
+}
+
+// Validate reports the first configuration error.
+func (c RouterConfig) Validate() error {
+	switch {
+	case c.ReplicationFactor < 1 || c.ReplicationFactor > maxReplicationFactor:
+		return fmt.Errorf("replication factor %d: must be between 1 and %d", c.ReplicationFactor, maxReplicationFactor)
+	case c.ForwardTimeout <= 0:
+		return fmt.Errorf("forward timeout %s: must be positive", c.ForwardTimeout)
+	}
+	return nil
+}
+
+// Router places every series of a request on its ReplicationFactor owners in the tenant's hashring,
+// writes each owner's share in parallel (the local share through the local Storage, the others
+// through a Forwarder) and answers when every series is decided by the quorum rules of quorum.go.
+// It implements Storage, so a Handler writes through it unchanged.
+//
+// Per request: one ring lookup; per series one SeriesHash, one Owners and one protobuf marshal (the
+// marshalled series are copied into each remote owner's payload, which is snappy-compressed once);
+// one goroutine per remote endpoint; the local share is written in the calling goroutine.
+type Router struct {
+	cfg    RouterConfig
+	ring   RingFunc
+	local  Storage
+	peers  Forwarder
+	logger *slog.Logger
+	m      *routerMetrics
+	now    func() time.Time
+
+	mu     sync.Mutex // guards closed and the zero crossings of wg
+	closed bool
+	wg     sync.WaitGroup // writes and background forwards in flight
+}
+
+// NewRouter returns a router. local is the Storage of this node (nil for a router without
+// LocalEndpoint); peers forwards to the other endpoints. Metrics are registered on reg.
+func NewRouter(cfg RouterConfig, ring RingFunc, local Storage, peers Forwarder, logger *slog.Logger, reg prometheus.Registerer) (*Router, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	switch {
+	case ring == nil || peers == nil || logger == nil || reg == nil:
+		return nil, errors.New("router needs a ring, a forwarder, a logger and a registerer")
+	case cfg.LocalEndpoint != "" && local == nil:
+		return nil, fmt.Errorf("local endpoint %s given without local storage", cfg.LocalEndpoint)
+	}
+	return &Router{cfg: cfg, ring: ring, local: local, peers: peers, logger: logger, m: newRouterMetrics(reg), now: time.Now}, nil
+}
+
+// Close makes later writes fail with ClassUnavailable and waits for the writes and background
+// forwards in flight, each bounded by the forward timeout. Call it after the remote-write server
+// stopped and before the local storage is closed.
+func (r *Router) Close() {
+	r.mu.Lock()
+	r.closed = true
+	r.mu.Unlock()
+	r.wg.Wait()
+}
+
+func (r *Router) enter() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return false
+	}
+	r.wg.Add(1)
+	return true
+}
+
+// Write implements Storage: it writes series for tenantID on their owners and returns once every
+// series is decided (quorum.go), the request's context is done, or the forward timeout expired —
+// whichever comes first — without waiting for the replicas beyond a quorum.
+//
+// The answer:
+//   - a series without a quorum for a server-side reason, or undecided when ctx or the forward
+//     timeout ended, or no usable ring (none loaded, no hashring for the tenant, fewer endpoints or
+//     zones than the replication factor) → a ClassUnavailable error (503): the sender retries;
+//   - else a series refused as invalid by replicas (rule 3) → a ClassInvalid error (400);
+//   - else a nil error, and the stats (Rejection.Series indexing series) list the rejections of the
+//     conflict series: per series, kind and reason, the largest count among the replicas that
+//     answered before the router did (different replicas may refuse different points: the largest
+//     is what a sender must consider lost). Rejected exemplars of written series are listed too;
+//     they never fail a request. Appended counts every point of the written and conflict series
+//     once (not once per replica), minus the rejections listed.
+//
+// Write reads series only until it returns: remote shares are marshalled before Write returns, and
+// the local share is written by the calling goroutine, so the caller may reuse the series' memory
+// (the handler's pooled request) while background forwards go on.
+func (r *Router) Write(ctx context.Context, tenantID string, series []prompb.TimeSeries) (tenant.WriteStats, error) {
+	if len(series) == 0 {
+		return tenant.WriteStats{}, nil
+	}
+	ring, err := r.ring(tenantID)
+	if err != nil {
+		r.m.quorumFailures.WithLabelValues("no_ring").Inc()
+		return tenant.WriteStats{}, &Error{Class: ClassUnavailable, Err: fmt.Errorf("no hashring for tenant %s: %w", tenantID, err)}
+	}
+	if !r.enter() {
+		r.m.quorumFailures.WithLabelValues("shutdown").Inc()
+		return tenant.WriteStats{}, errorf(ClassUnavailable, "router is shutting down")
+	}
+	defer r.wg.Done()
+
+	eps := ring.Endpoints()
+	local := -1
+	if r.cfg.LocalEndpoint != "" {
+		local = slices.IndexFunc(eps, func(e hashring.Endpoint) bool { return e.Address == r.cfg.LocalEndpoint })
+	}
+	f := getFanout(len(series), len(eps), r.cfg.ReplicationFactor)
+	defer f.release()
+	fl := getFlight(len(eps))
+	defer fl.release()
+	if err := f.split(ring, tenantID, series, r.cfg.ReplicationFactor, local); err != nil {
+		r.m.quorumFailures.WithLabelValues("ring").Inc()
+		return tenant.WriteStats{}, &Error{Class: ClassUnavailable, Err: fmt.Errorf("placing the series of tenant %s: %w", tenantID, err)}
+	}
+
+	start := r.now()
+	deadline := start.Add(r.cfg.ForwardTimeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	// Remote forwards outlive the request when they are not needed for its answer: their context
+	// keeps its deadline but not its cancellation.
+	var expired <-chan struct{}
+	for d := range eps {
+		if d == local || len(f.groups[d]) == 0 {
+			continue
+		}
+		if fl.ctx == nil {
+			fl.ctx, fl.cancel = context.WithDeadline(context.WithoutCancel(ctx), deadline)
+			expired = fl.ctx.Done()
+		}
+		f.refs.Add(1)
+		fl.refs.Add(1)
+		r.wg.Add(1)
+		go r.forward(f, fl, d, eps[d].Address, tenantID)
+	}
+
+	if local >= 0 && len(f.groups[local]) > 0 {
+		f.apply(r.writeLocal(ctx, deadline, f, local, tenantID, series))
+	}
+
+	var waitErr error
+wait:
+	for !f.tracker.done() {
+		select {
+		case res := <-fl.results:
+			f.apply(res)
+		case <-ctx.Done():
+			waitErr = ctx.Err()
+			break wait
+		case <-expired:
+			waitErr = fl.ctx.Err()
+			break wait
+		}
+	}
+	return r.answer(f, tenantID, series, waitErr)
+}
+
+// writeLocal writes the local share in the calling goroutine, under the request's context capped by
+// the forward timeout.
+func (r *Router) writeLocal(ctx context.Context, deadline time.Time, f *fanout, d int, tenantID string, series []prompb.TimeSeries) destResult {
+	idx := f.groups[d]
+	sub := f.local[:0]
+	for _, s := range idx {
+		sub = append(sub, series[s])
+	}
+	f.local = sub
+	lctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	start := time.Now()
+	r.m.inflight.WithLabelValues(r.cfg.LocalEndpoint).Inc()
+	stats, err := r.local.Write(lctx, tenantID, sub)
+	r.m.inflight.WithLabelValues(r.cfg.LocalEndpoint).Dec()
+	clear(sub) // do not keep the caller's series reachable from the pool
+	if err == nil {
+		err = checkStats(&stats, len(idx))
+	}
+	r.observe(r.cfg.LocalEndpoint, len(idx), time.Since(start), err)
+	return destResult{dest: d, stats: stats, err: err}
+}
+
+// forward sends one remote share; it may outlive the Write that started it. It lets go of the
+// request's state (f) as soon as its payload is encoded, so that a forward that waits for a slow
+// endpoint holds no more than its payload (which the PeerWriter bounds) and fl.
+func (r *Router) forward(f *fanout, fl *flight, d int, endpoint, tenantID string) {
+	defer r.wg.Done()
+	defer fl.release()
+	start := time.Now()
+	inflight := r.m.inflight.WithLabelValues(endpoint)
+	inflight.Inc()
+	n := len(f.groups[d])
+	payload := f.encode(d)
+	f.release()
+	stats, err := r.peers.Forward(fl.ctx, endpoint, tenantID, *payload)
+	putBuffer(payload)
+	inflight.Dec()
+	if err == nil {
+		err = checkStats(&stats, n)
+	}
+	r.observe(endpoint, n, time.Since(start), err)
+	if err != nil {
+		r.logger.Debug("forward failed", "endpoint", endpoint, "tenant", tenantID, "series", n, "err", err)
+	}
+	fl.results <- destResult{dest: d, stats: stats, err: err} // buffered: never blocks
+}
+
+// checkStats refuses stats that do not fit a write of n series.
+func checkStats(s *tenant.WriteStats, n int) error {
+	for _, rj := range s.Rejected {
+		if rj.Series < 0 || rj.Series >= n || rj.Kind >= tenant.NumKinds || rj.Count < 0 {
+			return errorf(ClassInternal, "malformed write stats: rejection of series %d (kind %d, count %d) in a write of %d series", rj.Series, rj.Kind, rj.Count, n)
+		}
+	}
+	return nil
+}
+
+// answer turns the verdicts into the result of Write (see there).
+func (r *Router) answer(f *fanout, tenantID string, series []prompb.TimeSeries, waitErr error) (tenant.WriteStats, error) {
+	t := &f.tracker
+	rf, q := r.cfg.ReplicationFactor, t.q
+	if n := t.counts[verdictUnavailable] + t.counts[verdictPending]; n > 0 {
+		cause, reason := f.failure, "unavailable"
+		if f.timedOut {
+			reason = "timeout"
+		}
+		if t.counts[verdictPending] > 0 && waitErr != nil {
+			cause, reason = waitErr, "canceled"
+			if errors.Is(waitErr, context.DeadlineExceeded) {
+				reason = "timeout"
+			}
+		}
+		r.m.quorumFailures.WithLabelValues(reason).Inc()
+		return tenant.WriteStats{}, &Error{Class: ClassUnavailable, Err: fmt.Errorf(
+			"write quorum (%d of %d replicas) not reached for %d of %d series of tenant %s: %w", q, rf, n, len(series), tenantID, cause)}
+	}
+	if n := t.counts[verdictInvalid]; n > 0 {
+		r.m.quorumFailures.WithLabelValues("invalid").Inc()
+		return tenant.WriteStats{}, &Error{Class: ClassInvalid, Err: fmt.Errorf(
+			"%d of %d series of tenant %s refused by their replicas: %w", n, len(series), tenantID, f.invalid)}
+	}
+	return f.stats(series), nil
+}
+
+// routerMetrics are the router's metrics.
+type routerMetrics struct {
+	requests       *prometheus.CounterVec
+	series         *prometheus.CounterVec
+	duration       *prometheus.HistogramVec
+	quorumFailures *prometheus.CounterVec
+	inflight       *prometheus.GaugeVec
+}
+
+func newRouterMetrics(reg prometheus.Registerer) *routerMetrics {
+	f := promauto.With(reg)
+	m := &routerMetrics{
+		requests: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "weir_forward_requests_total",
+			Help: "Writes of a request's share to one endpoint (the local one included), by endpoint and result (success, invalid, unavailable, timeout, down, overloaded, error).",
+		}, []string{"endpoint", "result"}),
+		series: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "weir_forward_series_total",
+			Help: "Series written to one endpoint, by endpoint and result of the write that carried them.",
+		}, []string{"endpoint", "result"}),
+		duration: f.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "weir_forward_duration_seconds",
+			Help:    "Time to write a request's share to one endpoint, encoding and retries included.",
+			Buckets: []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10},
+		}, []string{"endpoint"}),
+		quorumFailures: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "weir_quorum_failures_total",
+			Help: "Requests that did not reach a write quorum for every series, by reason (unavailable, invalid, timeout, canceled, no_ring, ring, shutdown).",
+		}, []string{"reason"}),
+		inflight: f.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "weir_forward_inflight_requests",
+			Help: "Writes to one endpoint in flight, including those still running after the client was answered.",
+		}, []string{"endpoint"}),
+	}
+	for _, reason := range []string{"unavailable", "invalid", "timeout", "canceled", "no_ring", "ring", "shutdown"} {
+		m.quorumFailures.WithLabelValues(reason)
+	}
+	return m
+}
+
+func (r *Router) observe(endpoint string, series int, d time.Duration, err error) {
+	result := forwardResult(err)
+	r.m.requests.WithLabelValues(endpoint, result).Inc()
+	r.m.series.WithLabelValues(endpoint, result).Add(float64(series))
+	r.m.duration.WithLabelValues(endpoint).Observe(d.Seconds())
+}
+
+// forwardResult is the result label of one write to an endpoint.
+func forwardResult(err error) string {
+	switch {
+	case err == nil:
+		return "success"
+	case errors.Is(err, ErrEndpointDown):
+		return "down"
+	case errors.Is(err, ErrOverloaded):
+		return "overloaded"
+	case errors.Is(err, context.DeadlineExceeded), status.Code(err) == codes.DeadlineExceeded:
+		return "timeout"
+	}
+	if outcomeOf(err) == outcomeInvalid {
+		return "invalid"
+	}
+	if ClassOf(err) == ClassUnavailable {
+		return "unavailable"
+	}
+	return "error"
+}
+
+// outcomeOf is the replica outcome of a write that failed with err: the client's fault (invalid) or
+// not (failed).
+func outcomeOf(err error) outcome {
+	switch ClassOf(err) {
+	case ClassInvalid, ClassConflict, ClassTooLarge, ClassUnsupported:
+		return outcomeInvalid
+	}
+	return outcomeFailed
+}
+
+// destResult is the answer of one endpoint.
+type destResult struct {
+	dest  int
+	stats tenant.WriteStats
+	err   error
+}
+
+// fanout is the state of one Write. It is pooled and reference-counted: the Write holds one
+// reference and every background forward another until it has encoded its payload; the last to
+// release it returns it to the pool. Forwards read only groups, spans and enc (written before they
+// start); everything else belongs to the Write's goroutine.
+type fanout struct {
+	refs   atomic.Int32
+	groups [][]int32 // per endpoint index: the indexes of the series it owns, ascending
+	owners []int     // scratch for Ring.Owners
+	spans  []span    // per series: its frame in enc (empty when only the local endpoint owns it)
+	enc    []byte    // the series owned by a remote endpoint, each framed as a WriteRequest field
+	local  []prompb.TimeSeries
+
+	tracker  tracker
+	conflict []bool       // scratch of apply, per series
+	rejected []destResult // answers with rejections, for stats
+	failure  error        // the first server-side failure, for the error message
+	invalid  error        // the first client-class failure
+	timedOut bool         // some endpoint did not answer in time
+}
+
+type span struct{ start, end int }
+
+var fanoutPool = sync.Pool{New: func() any { return new(fanout) }}
+
+func getFanout(n, endpoints, rf int) *fanout {
+	f := fanoutPool.Get().(*fanout)
+	f.refs.Store(1)
+	if cap(f.groups) < endpoints {
+		groups := make([][]int32, endpoints)
+		copy(groups, f.groups[:cap(f.groups)])
+		f.groups = groups
+	}
+	f.groups = f.groups[:endpoints]
+	f.spans = resize(f.spans, n)
+	f.conflict = resize(f.conflict, n)
+	f.tracker.reset(n, rf)
+	return f
+}
+
+func (f *fanout) release() {
+	if f.refs.Add(-1) != 0 {
+		return
+	}
+	for i := range f.groups {
+		f.groups[i] = f.groups[i][:0]
+	}
+	f.enc = f.enc[:0]
+	clear(f.rejected)
+	f.rejected = f.rejected[:0]
+	f.failure, f.invalid, f.timedOut = nil, nil, false
+	fanoutPool.Put(f)
+}
+
+// flight is what the forwards of one Write share until the last one ends: their context and the
+// channel of their answers. Pooled and reference-counted like fanout, by the Write and every forward.
+type flight struct {
+	refs    atomic.Int32
+	results chan destResult // buffered for every endpoint: sends never block
+	ctx     context.Context
+	cancel  context.CancelFunc
+}
+
+var flightPool = sync.Pool{New: func() any { return new(flight) }}
+
+func getFlight(endpoints int) *flight {
+	fl := flightPool.Get().(*flight)
+	fl.refs.Store(1)
+	if cap(fl.results) < endpoints {
+		fl.results = make(chan destResult, endpoints)
+	}
+	return fl
+}
+
+func (fl *flight) release() {
+	if fl.refs.Add(-1) != 0 {
+		return
+	}
+	if fl.cancel != nil {
+		fl.cancel()
+	}
+	fl.ctx, fl.cancel = nil, nil
+	for len(fl.results) > 0 {
+		<-fl.results
+	}
+	flightPool.Put(fl)
+}
+
+// split places every series: it appends each series' index to the groups of its owners and
+// marshals the series owned by a remote endpoint once into enc.
+func (f *fanout) split(ring hashring.Ring, tenantID string, series []prompb.TimeSeries, rf, local int) error {
+	owners := f.owners[:0]
+	enc := f.enc[:0]
+	var err error
+	for i := range series {
+		ts := &series[i]
+		owners, err = ring.Owners(hashring.SeriesHash(tenantID, ts.Labels), rf, owners[:0])
+		if err != nil {
+			f.owners, f.enc = owners, enc
+			return err
+		}
+		remote := false
+		for _, o := range owners {
+			f.groups[o] = append(f.groups[o], int32(i))
+			remote = remote || o != local
+		}
+		if !remote {
+			f.spans[i] = span{}
+			continue
+		}
+		// A WriteRequest is a sequence of field 1 (timeseries), length-delimited: a payload is the
+		// concatenation of its series' frames.
+		size := ts.Size()
+		start := len(enc)
+		enc = slices.Grow(enc, 1+binary.MaxVarintLen64+size)
+		enc = append(enc, 0x0a)
+		enc = binary.AppendUvarint(enc, uint64(size))
+		p := len(enc)
+		enc = enc[:p+size]
+		if _, err := ts.MarshalToSizedBuffer(enc[p:]); err != nil {
+			f.owners, f.enc = owners, enc[:start]
+			return fmt.Errorf("marshal series %d: %w", i, err)
+		}
+		f.spans[i] = span{start, len(enc)}
+	}
+	f.owners, f.enc = owners, enc
+	return nil
+}
+
+// encode builds the payload of endpoint d: its series' frames, snappy-compressed. The caller puts
+// the returned buffer back with putBuffer.
+func (f *fanout) encode(d int) *[]byte {
+	raw := getBuffer()
+	b := (*raw)[:0]
+	for _, s := range f.groups[d] {
+		sp := f.spans[s]
+		b = append(b, f.enc[sp.start:sp.end]...)
+	}
+	*raw = b
+	out := getBuffer()
+	if n := snappy.MaxEncodedLen(len(b)); cap(*out) < n {
+		*out = make([]byte, n)
+	}
+	*out = snappy.Encode((*out)[:cap(*out)], b)
+	putBuffer(raw)
+	return out
+}
+
+// apply records the answer of one endpoint for each of its series.
+func (f *fanout) apply(res destResult) {
+	idx := f.groups[res.dest]
+	if res.err != nil {
+		o := outcomeOf(res.err)
+		if o == outcomeInvalid && f.invalid == nil {
+			f.invalid = res.err
+		} else if o == outcomeFailed && f.failure == nil {
+			f.failure = res.err
+		}
+		f.timedOut = f.timedOut || forwardResult(res.err) == "timeout"
+
+		for _, s := range idx {
+			f.tracker.add(int(s), o)
+		}
+		return
+	}
+	if len(res.stats.Rejected) > 0 {
+		f.rejected = append(f.rejected, res)
+		for _, rj := range res.stats.Rejected {
+			if rj.Kind != tenant.KindExemplar {
+				f.conflict[idx[rj.Series]] = true
+			}
+		}
+	}
+	for _, s := range idx {
+		o := outcomeOK
+		if f.conflict[s] {
+			o = outcomeConflict
+			f.conflict[s] = false
+		}
+		f.tracker.add(int(s), o)
+	}
+}
+
+// stats builds the stats of a write in which no series failed (see Router.Write).
+func (f *fanout) stats(series []prompb.TimeSeries) tenant.WriteStats {
+	var st tenant.WriteStats
+	verdicts := f.tracker.verdicts
+	if len(f.rejected) > 0 {
+		type key struct {
+			series int
+			kind   tenant.Kind
+			reason string
+		}
+		at := map[key]int{}
+		for _, res := range f.rejected {
+			idx := f.groups[res.dest]
+			for _, rj := range res.stats.Rejected {
+				s := int(idx[rj.Series])
+				if v := verdicts[s]; v != verdictConflict && (v != verdictWritten || rj.Kind != tenant.KindExemplar) {
+					continue // a quorum wrote these points
+				}
+				k := key{s, rj.Kind, rj.Reason}
+				if i, ok := at[k]; ok {
+					st.Rejected[i].Count = max(st.Rejected[i].Count, rj.Count)
+					continue
+				}
+				at[k] = len(st.Rejected)
+				if rj.Err == nil {
+					rj.Err = errors.New(rj.Reason)
+				}
+				rj.Series = s
+				st.Rejected = append(st.Rejected, rj)
+			}
+		}
+		slices.SortFunc(st.Rejected, func(a, b tenant.Rejection) int {
+			return cmp.Or(cmp.Compare(a.Series, b.Series), cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.Reason, b.Reason))
+		})
+	}
+	for i := range series {
+		if v := verdicts[i]; v == verdictWritten || v == verdictConflict {
+			st.Appended[tenant.KindFloat] += len(series[i].Samples)
+			st.Appended[tenant.KindHistogram] += len(series[i].Histograms)
+			st.Appended[tenant.KindExemplar] += len(series[i].Exemplars)
+		}
+	}
+	for _, rj := range st.Rejected {
+		st.Appended[rj.Kind] = max(st.Appended[rj.Kind]-rj.Count, 0)
+	}
+	return st
+}
+
+// bufferPool holds the payload buffers of forwards.
+var bufferPool = sync.Pool{New: func() any { return new([]byte) }}
+
+func getBuffer() *[]byte { return bufferPool.Get().(*[]byte) }
+
+func putBuffer(b *[]byte) {
+	*b = (*b)[:0]
+	bufferPool.Put(b)
+}
