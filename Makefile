@@ -122,7 +122,7 @@ docker: build
 
 ## docker-test: build the image and run the container tests (tag e2e).
 docker-test: docker
-	WEIR_IMAGE=weir:dev $(GO) test -tags e2e -count=1 -run 'Docker' ./e2e/
+	WEIR_IMAGE=weir:dev $(GO) test -tags e2e -count=1 -v -run 'Docker' ./e2e/
 
 clean:
 	rm -rf $(BIN)/weir $(BIN)/docker bench.txt
