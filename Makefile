@@ -22,7 +22,7 @@ export WEIR_PROMTOOL := $(BIN)/promtool
 export WEIR_VERSITYGW := $(BIN)/versitygw
 export WEIR_THANOS := $(BIN)/thanos
 
-.PHONY: all build run test test-unit fuzz bench bench-compare lint fmt tools docker docker-test clean
+.PHONY: all build run run-ring test test-unit fuzz bench bench-compare lint fmt tools docker docker-test clean
 
 all: build
 
@@ -32,6 +32,10 @@ build:
 ## run: start Weir's embedded default (receive on :19291, metrics on :10902, data in ./data).
 run:
 	$(GO) run ./cmd/weir
+
+## run-ring: three nodes on this machine, each router and ingester, replication factor 3 (see deploy/local/ring.sh).
+run-ring:
+	bash deploy/local/ring.sh
 
 ## test: install the pinned test tools (once), run every test with the race detector, and a short fuzz run.
 test: tools
