@@ -48,7 +48,7 @@ type config struct {
 func (c *config) registerFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.remoteWriteAddress, "remote-write.address", "0.0.0.0:19291", "Address to listen on for remote write (POST /api/v1/receive, alias /api/v1/write).")
 	fs.StringVar(&c.httpAddress, "http-address", "0.0.0.0:10902", "Address to listen on for /metrics, /-/healthy, /-/ready and /debug/pprof.")
-	fs.StringVar(&c.grpcAddress, "grpc-address", "0.0.0.0:10901", "Address for node-to-node gRPC. Accepted for compatibility with Thanos Receive; used once the node is part of a hashring.")
+	fs.StringVar(&c.grpcAddress, "grpc-address", "0.0.0.0:10901", "Address for node-to-node gRPC: writes forwarded by routers (nodes that store data).")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown.timeout", time.Minute, "On SIGTERM/SIGINT, how long to let in-flight remote-write requests finish before closing storage.")
 	fs.StringVar(&c.logLevel, "log.level", "info", "Log level: debug, info, warn or error.")
 	fs.StringVar(&c.logFormat, "log.format", "logfmt", "Log format: logfmt or json.")
