@@ -448,13 +448,13 @@ func TestRouterDeadAndHungEndpoints(t *testing.T) {
 				return
 			}
 			for range 3 {
+				// A hung replica holds the answer until the forward timeout; the quorum of the other
+				// two then makes the write a success.
 				_, err := router.Write(context.Background(), "t", testSeries(10, 1))
 				require.NoError(t, err)
 			}
-			// The hung forwards are still in flight: the client did not wait for them.
-			require.Positive(t, counterValue(t, reg, "weir_forward_inflight_requests", "endpoint="+tc.third))
-			router.Close()
 			require.Equal(t, 0.0, counterValue(t, reg, "weir_forward_inflight_requests", "endpoint="+tc.third))
+			router.Close()
 			require.Positive(t, counterValue(t, reg, "weir_forward_requests_total", "endpoint="+tc.third+",result=timeout"))
 		})
 	}

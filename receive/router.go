@@ -143,8 +143,9 @@ func (r *Router) enter() bool {
 }
 
 // Write implements Storage: it writes series for tenantID on their owners and returns once every
-// series is decided (quorum.go), the request's context is done, or the forward timeout expired —
-// whichever comes first — without waiting for the replicas beyond a quorum.
+// replica answered, the request's context is done, or the forward timeout expired — whichever comes
+// first. Series are decided by quorum (quorum.go); waiting for the replicas beyond it keeps a sender's
+// consecutive requests in order on every replica.
 //
 // The answer:
 //   - a series without a quorum for a server-side reason, or undecided when ctx or the forward
@@ -198,6 +199,7 @@ func (r *Router) Write(ctx context.Context, tenantID string, series []prompb.Tim
 	// Remote forwards outlive the request when they are not needed for its answer: their context
 	// keeps its deadline but not its cancellation.
 	var expired <-chan struct{}
+	started := 0
 	for d := range eps {
 		if d == local || len(f.groups[d]) == 0 {
 			continue
@@ -209,6 +211,7 @@ func (r *Router) Write(ctx context.Context, tenantID string, series []prompb.Tim
 		f.refs.Add(1)
 		fl.refs.Add(1)
 		r.wg.Add(1)
+		started++
 		go r.forward(f, fl, d, eps[d].Address, tenantID)
 	}
 
@@ -216,11 +219,17 @@ func (r *Router) Write(ctx context.Context, tenantID string, series []prompb.Tim
 		f.apply(r.writeLocal(ctx, deadline, f, local, tenantID, series))
 	}
 
+	// Wait for every replica, not just a quorum: a replica left behind would still be appending
+	// request k when the sender's request k+1 reaches it first, and would then refuse k's samples as
+	// out of order — a permanently short replica that nobody sees. Replicas known to be down fail
+	// fast, and a slow one holds the answer at most until the forward timeout.
 	var waitErr error
+	pending := started
 wait:
-	for !f.tracker.done() {
+	for pending > 0 || !f.tracker.done() {
 		select {
 		case res := <-fl.results:
+			pending--
 			f.apply(res)
 		case <-ctx.Done():
 			waitErr = ctx.Err()
