@@ -19,6 +19,7 @@ const usage = `weir: Prometheus remote-write receiver, a drop-in for Thanos Rece
 Usage:
   weir [flags]            start the embedded default (same as "weir receive")
   weir receive [flags]    receive remote write and store it, one TSDB per tenant
+  weir bench [flags]      send remote-write load to a receiver and report samples/s and latency
   weir version            print the version
   weir help               print this help
 
@@ -39,6 +40,8 @@ func dispatch(args []string, stdout, stderr io.Writer) int {
 	switch cmd {
 	case "receive":
 		return receiveCommand(args, stderr)
+	case "bench":
+		return benchCommand(args, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "weir", version())
 		return 0
