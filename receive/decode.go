@@ -21,29 +21,60 @@ type DecodeLimits struct {
 	MaxDecodedBytes int64
 }
 
-// Request is a decoded remote-write request. Its buffers come from pools: call Release when done with
-// it, after which nothing from it may be used.
+// Request is a decoded remote-write request. Its memory is pooled: call Release when done with it,
+// after which nothing from it may be used.
+//
+// Aliasing invariant: Write is not a deep copy of anything. Its label names and values (of series,
+// exemplars and metadata) point into the request's decoded buffer, and its Timeseries, Labels, Samples,
+// Exemplars, Histograms and Metadata slices are windows of arenas the Request keeps (unmarshal.go).
+// Release hands all of that to the next request, which overwrites it. So whatever must outlive Release
+// has to be copied first; reading, reordering and shortening in place before Release is fine. Who
+// relies on this, and why it holds:
+//   - validation (validate.go) drops, sorts and compacts in place; its error messages are formatted
+//     (copied) when they are made;
+//   - the handler answers and logs before its deferred Release; the ingest server likewise;
+//   - the TSDB (tenant.Manager.Write) builds each series' labels with labels.ScratchBuilder, whose
+//     Labels copies the strings in the default stringlabels build; copyStrings (unmarshal.go) makes
+//     the decoder copy in builds where it would not;
+//   - the router marshals every remote share before Router.Write returns and writes the local share
+//     synchronously; background forwards only read their own copy.
+//
+// A new consumer that keeps label strings (a series cache keyed by them, say) must copy them.
 type Request struct {
 	Write prompb.WriteRequest
 
 	body    *[]byte
-	decoded *[]byte
+	decoded []byte // the decompressed protobuf, which Write's strings alias; kept for reuse
+	dec     decoder
 }
 
 var (
 	bodyPool    = sync.Pool{New: func() any { return new([]byte) }}
-	decodedPool = sync.Pool{New: func() any { return new([]byte) }}
 	requestPool = sync.Pool{New: func() any { return new(Request) }}
 )
 
-// Release returns the request's buffers to their pools.
+// maxRetainedDecoded bounds the decoded buffer a pooled Request keeps for the next request.
+const maxRetainedDecoded = 16 << 20
+
+// Release returns the request and its buffers to their pools. The decoded buffer and the arenas stay
+// with the Request, their lengths reset, to be reused by the next request decoded into it.
 func (r *Request) Release() {
-	bodyPool.Put(r.body)
-	decodedPool.Put(r.decoded)
-	ts := r.Write.Timeseries
-	clear(ts) // drop references to the decoded labels and samples so the pool does not pin them
-	*r = Request{Write: prompb.WriteRequest{Timeseries: ts[:0]}}
+	r.reset()
 	requestPool.Put(r)
+}
+
+// reset empties r for its next use, keeping what Release says it keeps.
+func (r *Request) reset() {
+	if r.body != nil {
+		bodyPool.Put(r.body)
+		r.body = nil
+	}
+	r.Write = prompb.WriteRequest{}
+	if cap(r.decoded) > maxRetainedDecoded {
+		r.decoded = nil
+		r.dec.clearAll() // the arenas' strings would keep the big buffer alive
+	}
+	r.dec.reset()
 }
 
 // Remote Write 1.0 content types: the spec's, and the bare one older senders use.
@@ -91,7 +122,6 @@ func Decode(r *http.Request, limits DecodeLimits) (*Request, error) {
 	}
 	req := requestPool.Get().(*Request)
 	req.body = bodyPool.Get().(*[]byte)
-	req.decoded = decodedPool.Get().(*[]byte)
 
 	body, err := readBody(r.Body, *req.body, limits.MaxBodyBytes)
 	*req.body = body
@@ -109,8 +139,6 @@ func Decode(r *http.Request, limits DecodeLimits) (*Request, error) {
 // benchmarks use it to exercise exactly what Decode does after reading.
 func DecodeBytes(compressed []byte, maxDecoded int64) (*Request, error) {
 	req := requestPool.Get().(*Request)
-	req.body = bodyPool.Get().(*[]byte)
-	req.decoded = decodedPool.Get().(*[]byte)
 	if err := req.unmarshal(compressed, maxDecoded); err != nil {
 		req.Release()
 		return nil, err
@@ -126,16 +154,17 @@ func (r *Request) unmarshal(compressed []byte, maxDecoded int64) error {
 	if int64(n) > maxDecoded {
 		return errorf(ClassTooLarge, "body decompresses to %d bytes, over the limit of %d bytes", n, maxDecoded)
 	}
-	buf := *r.decoded
+	buf := r.decoded
 	if cap(buf) < n {
+		r.dec.clearAll() // stale strings in the arenas must not keep the old buffer alive
 		buf = make([]byte, n)
 	}
 	buf = buf[:n]
-	*r.decoded = buf
+	r.decoded = buf
 	if _, err := snappy.Decode(buf, compressed); err != nil {
 		return errorf(ClassInvalid, "body is not block-format snappy%s: %v", sniff(compressed), err)
 	}
-	if err := r.Write.Unmarshal(buf); err != nil {
+	if err := r.dec.unmarshal(buf, &r.Write); err != nil {
 		return errorf(ClassInvalid, "body is not a protobuf prometheus.WriteRequest: %v", err)
 	}
 	return nil

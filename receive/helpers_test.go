@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 
@@ -88,16 +89,28 @@ func newPost(body []byte, h http.Header) *http.Request {
 }
 
 // cloneSeries deep-copies series: what the handler passes to storage lives in pooled memory that is
-// reused once ServeHTTP returns.
+// reused once ServeHTTP returns, label strings included (they alias the decoded request, see Request).
 func cloneSeries(in []prompb.TimeSeries) []prompb.TimeSeries {
 	out := make([]prompb.TimeSeries, len(in))
 	for i, ts := range in {
 		out[i] = prompb.TimeSeries{
-			Labels:     slices.Clone(ts.Labels),
+			Labels:     cloneLabels(ts.Labels),
 			Samples:    slices.Clone(ts.Samples),
 			Exemplars:  slices.Clone(ts.Exemplars),
 			Histograms: slices.Clone(ts.Histograms),
 		}
+		for j := range out[i].Exemplars {
+			out[i].Exemplars[j].Labels = cloneLabels(out[i].Exemplars[j].Labels)
+		}
+	}
+	return out
+}
+
+// cloneLabels copies ls and its strings.
+func cloneLabels(ls []prompb.Label) []prompb.Label {
+	out := slices.Clone(ls)
+	for i := range out {
+		out[i].Name, out[i].Value = strings.Clone(out[i].Name), strings.Clone(out[i].Value)
 	}
 	return out
 }

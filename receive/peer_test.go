@@ -453,8 +453,8 @@ func TestRouterDeadAndHungEndpoints(t *testing.T) {
 				_, err := router.Write(context.Background(), "t", testSeries(10, 1))
 				require.NoError(t, err)
 			}
-			require.Equal(t, 0.0, counterValue(t, reg, "weir_forward_inflight_requests", "endpoint="+tc.third))
 			router.Close()
+			require.Equal(t, 0.0, counterValue(t, reg, "weir_forward_inflight_requests", "endpoint="+tc.third))
 			require.Positive(t, counterValue(t, reg, "weir_forward_requests_total", "endpoint="+tc.third+",result=timeout"))
 		})
 	}
