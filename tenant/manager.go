@@ -54,6 +54,9 @@ type Config struct {
 	// ReservedNames are directory names under Dir that are not tenants (the embedded default's
 	// filesystem bucket): no tenant may take them.
 	ReservedNames []string
+	// IdleTimeout prunes a tenant that received no write for this long: its head is cut into blocks,
+	// the blocks are shipped and its TSDB is closed; the next write reopens it. 0: never (see prune.go).
+	IdleTimeout time.Duration
 }
 
 // Validate reports the first configuration error, naming the flag-level setting.
@@ -71,6 +74,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("open concurrency %d must be at least 1", c.OpenConcurrency)
 	case c.Bucket != nil && c.ShipInterval <= 0:
 		return fmt.Errorf("ship interval %s must be positive", c.ShipInterval)
+	case c.IdleTimeout < 0:
+		return fmt.Errorf("tenant idle timeout %s is negative", c.IdleTimeout)
 	}
 	if !model.LegacyValidation.IsValidLabelName(c.LabelName) {
 		return fmt.Errorf("tenant label name %q is not a valid label name", c.LabelName)
@@ -82,14 +87,25 @@ func (c Config) Validate() error {
 }
 
 // Manager owns one TSDB per tenant under Config.Dir. A tenant's TSDB is opened on its first write (or
-// at start-up when its directory exists), exactly once however many writes race for it.
+// at start-up when its directory exists), exactly once however many writes race for it, and closed
+// again when the tenant has been idle for Config.IdleTimeout (prune.go), to be reopened by its next
+// write. The life of a tenant's TSDB is the state machine documented in prune.go.
 //
-// Lock order: Manager.mu before db.mu; Manager.mu is never held while a TSDB opens or closes.
+// Lock order: db.mu before Manager.mu (the pruner removes a closed tenant from the map while it holds
+// the tenant exclusively); nothing takes a db.mu while holding Manager.mu, and Manager.mu is never held
+// while a TSDB opens, flushes or closes.
 type Manager struct {
 	cfg     Config
 	logger  *slog.Logger
 	reg     prometheus.Registerer
 	metrics *managerMetrics
+	// now is the clock of idleness (replaced in tests); epoch is its origin, so that db.lastWrite is a
+	// monotonic offset rather than a wall-clock time.
+	now   func() time.Time
+	epoch time.Time
+	// pruneInterval is how often Run looks for idle tenants (pruneCheckInterval; shorter in tests).
+	pruneInterval time.Duration
+	hooks         testHooks // nil functions outside tests
 
 	mu      sync.Mutex
 	tenants map[string]*db
@@ -97,8 +113,9 @@ type Manager struct {
 }
 
 // db is one tenant's TSDB and its lifecycle. ready is closed once the open attempt ended; then exactly
-// one of tsdb and err is set. Writers hold mu for reading while they append, so that closing waits for
-// them and never pulls a TSDB from under an appender.
+// one of tsdb and err is set. Writers hold mu for reading while they append and commit, so that pruning
+// and closing wait for them and never pull a TSDB from under an appender; state (guarded by mu) tells a
+// writer whether the TSDB it got still takes writes.
 type db struct {
 	id    string
 	ready chan struct{}
@@ -107,8 +124,11 @@ type db struct {
 	reg   *unregisterer
 	ship  *shipper.Shipper // nil when shipping is off
 
-	mu     sync.RWMutex
-	closed bool
+	// lastWrite is when a write last reached this tenant, as Manager.clock: what idleness is measured from.
+	lastWrite atomic.Int64
+
+	mu    sync.RWMutex
+	state state // guarded by mu; see the state machine in prune.go
 }
 
 type managerMetrics struct {
@@ -118,6 +138,8 @@ type managerMetrics struct {
 	startupTotal  prometheus.Gauge
 	startupOpened prometheus.Gauge
 	startupTime   prometheus.Gauge
+	pruned        prometheus.Counter
+	pruneFailures prometheus.Counter
 }
 
 func newManagerMetrics(reg prometheus.Registerer) *managerMetrics {
@@ -148,6 +170,14 @@ func newManagerMetrics(reg prometheus.Registerer) *managerMetrics {
 			Name: "weir_startup_replay_duration_seconds",
 			Help: "Time taken to open all tenant TSDBs found at start-up.",
 		}),
+		pruned: f.NewCounter(prometheus.CounterOpts{
+			Name: "weir_tenants_pruned_total",
+			Help: "Idle tenant TSDBs flushed, shipped and closed; the next write of such a tenant reopens it.",
+		}),
+		pruneFailures: f.NewCounter(prometheus.CounterOpts{
+			Name: "weir_tenant_prune_failures_total",
+			Help: "Attempts to prune an idle tenant that failed (flush or upload); the tenant stays open and is retried.",
+		}),
 	}
 }
 
@@ -160,11 +190,14 @@ func NewManager(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Ma
 		return nil, fmt.Errorf("create storage directory: %w", err)
 	}
 	return &Manager{
-		cfg:     cfg,
-		logger:  logger,
-		reg:     reg,
-		metrics: newManagerMetrics(reg),
-		tenants: map[string]*db{},
+		cfg:           cfg,
+		logger:        logger,
+		reg:           reg,
+		metrics:       newManagerMetrics(reg),
+		now:           time.Now,
+		epoch:         time.Now(),
+		pruneInterval: pruneCheckInterval(cfg.IdleTimeout),
+		tenants:       map[string]*db{},
 	}, nil
 }
 
@@ -266,7 +299,7 @@ func (m *Manager) get(ctx context.Context, id string) (*db, error) {
 }
 
 // open runs in its own goroutine so that a caller whose request is cancelled does not abandon an open
-// half way; the result is published by closing d.ready.
+// half way; the result is published by closing d.ready, after d left stateOpening.
 func (m *Manager) open(d *db) {
 	defer close(d.ready)
 	start := time.Now()
@@ -302,6 +335,9 @@ func (m *Manager) open(d *db) {
 	if err != nil {
 		d.reg.unregisterAll()
 		d.err = fmt.Errorf("%w: open TSDB of tenant %s: %w", ErrUnavailable, d.id, err)
+		d.mu.Lock()
+		d.mustSetState(stateFailed)
+		d.mu.Unlock()
 		m.metrics.openFailures.Inc()
 		m.logger.Error("cannot open tenant TSDB", "tenant", d.id, "dir", dir, "err", err)
 		m.mu.Lock()
@@ -312,6 +348,12 @@ func (m *Manager) open(d *db) {
 		return
 	}
 	d.tsdb = t
+	// An open counts as activity: a tenant found on disk at start-up is pruned only after a full
+	// IdleTimeout without writes.
+	d.lastWrite.Store(m.clock())
+	d.mu.Lock()
+	d.mustSetState(stateOpen)
+	d.mu.Unlock()
 	m.metrics.open.Inc()
 	m.logger.Info("tenant TSDB open", "tenant", d.id, "dir", dir, "duration", time.Since(start))
 }
@@ -353,8 +395,9 @@ func (m *Manager) ExternalLabels(id string) labels.Labels {
 	return b.Labels()
 }
 
-// Close stops new writes, waits for in-flight ones, and closes every tenant TSDB. It does not cut the
-// head into a block: the WAL keeps every acknowledged sample, and the next start replays it.
+// Close stops new writes, waits for in-flight ones, and closes every tenant TSDB (also one that is being
+// pruned: the pruner then finds it closed and leaves it). It does not cut the head into a block: the WAL
+// keeps every acknowledged sample, and the next start replays it.
 func (m *Manager) Close() error {
 	m.mu.Lock()
 	m.closing = true
@@ -371,15 +414,12 @@ func (m *Manager) Close() error {
 			continue
 		}
 		d.mu.Lock()
-		if d.closed { // an earlier Close did it
+		if d.state == stateClosed { // an earlier Close, or a prune, did it
 			d.mu.Unlock()
 			continue
 		}
-		d.closed = true
-		err := d.tsdb.Close()
+		err := m.closeLocked(d)
 		d.mu.Unlock()
-		d.reg.unregisterAll()
-		m.metrics.open.Dec()
 		if err != nil {
 			errs = append(errs, fmt.Errorf("close TSDB of tenant %s: %w", d.id, err))
 		}

@@ -4,27 +4,40 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/prometheus/prometheus/tsdb"
 )
 
-// Run ships completed blocks of every open tenant every Config.ShipInterval until ctx ends. It never
-// blocks ingestion or readiness: a tenant's upload backlog or an object-storage outage only delays the
-// next round, and failed uploads are retried in it (the shipper resumes with the failed block).
+// Run does the background work of the tenants until ctx ends: every Config.ShipInterval it ships the
+// completed blocks of every open tenant (when a bucket is configured), and every pruneCheckInterval it
+// prunes the tenants idle for Config.IdleTimeout (when set; see Prune). Both run in this one goroutine,
+// so uploads never compete with each other. It never blocks ingestion or readiness: a tenant's upload
+// backlog or an object-storage outage only delays the next round, failed uploads are retried in it
+// (the shipper resumes with the failed block), and pruning holds only the tenant it prunes.
 func (m *Manager) Run(ctx context.Context) error {
-	if m.cfg.Bucket == nil {
-		<-ctx.Done()
-		return nil
-	}
-	ticker := time.NewTicker(m.cfg.ShipInterval)
-	defer ticker.Stop()
-	for {
+	var shipC, pruneC <-chan time.Time
+	if m.cfg.Bucket != nil {
+		ticker := time.NewTicker(m.cfg.ShipInterval)
+		defer ticker.Stop()
+		shipC = ticker.C
 		_ = m.shipAll(ctx) // failures are logged per tenant and retried next round
+	}
+	if m.cfg.IdleTimeout > 0 {
+		ticker := time.NewTicker(m.pruneInterval)
+		defer ticker.Stop()
+		pruneC = ticker.C
+	}
+	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-ticker.C:
+		case <-shipC:
+			_ = m.shipAll(ctx)
+		case <-pruneC:
+			_, _ = m.Prune(ctx) // failures are logged per tenant; the tenant stays open and is retried
 		}
 	}
 }
@@ -44,10 +57,9 @@ func (m *Manager) shipAll(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// openDBs returns the tenants whose TSDB is open.
+// openDBs returns the tenants whose TSDB is open (being pruned included), sorted by ID.
 func (m *Manager) openDBs() []*db {
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	dbs := make([]*db, 0, len(m.tenants))
 	for _, d := range m.tenants {
 		select {
@@ -58,6 +70,14 @@ func (m *Manager) openDBs() []*db {
 		default:
 		}
 	}
+	m.mu.Unlock()
+	// Lock order: a tenant's lock is never taken under Manager.mu.
+	dbs = slices.DeleteFunc(dbs, func(d *db) bool {
+		d.mu.RLock()
+		defer d.mu.RUnlock()
+		return !d.state.live()
+	})
+	slices.SortFunc(dbs, func(a, b *db) int { return strings.Compare(a.id, b.id) })
 	return dbs
 }
 
@@ -81,12 +101,25 @@ func (m *Manager) Flush(ctx context.Context) error {
 }
 
 // flush writes the head into blocks aligned on block boundaries, as the TSDB cuts them itself, so that
-// no shipped block spans two 2h ranges.
+// no shipped block spans two 2h ranges. A closed tenant has nothing to flush: its head was flushed by
+// the prune that closed it, or is in its WAL.
 func (d *db) flush() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.closed {
+	if !d.state.live() {
 		return nil
+	}
+	return d.flushLocked()
+}
+
+// flushLocked is flush for a caller that holds d.mu exclusively.
+func (d *db) flushLocked() error {
+	// First let the TSDB cut what it would cut on its own, and wait for a compaction it may be running
+	// (the last commits trigger one in the background). Otherwise that compaction could truncate the
+	// head between reading its range below and cutting it, and the cut block's range would overlap the
+	// TSDB's. Afterwards no background compaction finds anything to do: writers are held off.
+	if err := d.tsdb.Compact(context.Background()); err != nil {
+		return err
 	}
 	head := d.tsdb.Head()
 	if head.NumSeries() == 0 {

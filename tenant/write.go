@@ -100,15 +100,12 @@ var scratchPool = sync.Pool{New: func() any {
 // context, or a storage failure.
 func (m *Manager) Write(ctx context.Context, id string, series []prompb.TimeSeries) (WriteStats, error) {
 	var stats WriteStats
-	d, err := m.get(ctx, id)
+	// Held for reading until the commit: a prune or Close waits for this write (prune.go).
+	d, err := m.acquire(ctx, id)
 	if err != nil {
 		return stats, err
 	}
-	d.mu.RLock()
 	defer d.mu.RUnlock()
-	if d.closed {
-		return stats, ErrClosed
-	}
 
 	app, ok := d.tsdb.AppenderV2(ctx).(storage.ExemplarAppenderV2)
 	if !ok {

@@ -62,6 +62,12 @@ func (c *config) registerFlags(fs *flag.FlagSet) {
 	fs.Int64Var(&c.storage.MaxExemplars, "tsdb.max-exemplars", 0, "Exemplars kept in memory per tenant; 0 disables exemplar storage (exemplars sent are then counted as rejected, without failing the request).")
 	fs.BoolVar(&c.storage.WALCompression, "tsdb.wal-compression", true, "Compress the write-ahead log with snappy.")
 	fs.IntVar(&c.storage.OpenConcurrency, "tsdb.open-concurrency", runtime.GOMAXPROCS(0), "How many tenant TSDBs replay their WAL at once at start-up.")
+	// 3h = 1.5 × the 2h block: the idle time after which Thanos Receive cuts a quiet tenant's head, so an
+	// idle tenant's last data reaches the bucket no later than with Thanos. Thanos measures it from the
+	// newest sample's timestamp (so a backfill of old samples looks idle); Weir from the last write.
+	c.storage.IdleTimeout = 3 * time.Hour
+	durationFlag(fs, &c.storage.IdleTimeout, "tsdb.tenant-idle-timeout", "Prune a tenant that received no write for this long: its head is cut into blocks, the blocks are shipped, "+
+		"and its TSDB is closed, returning its memory; its next write reopens it. Nothing is deleted, and a tenant whose blocks fail to ship stays open until they have (0: never prune).")
 	c.handler.Limits.FutureWindow = 10 * time.Minute
 	durationFlag(fs, &c.handler.Limits.FutureWindow, "tsdb.too-far-in-future.time-window", "Refuse samples stamped further ahead of this node's clock (0: no limit). One far-future sample makes every normal sample of its tenant too old.")
 
@@ -256,6 +262,9 @@ func (c *config) validateFlags() error {
 	}
 	if c.storage.MaxExemplars < 0 {
 		return fmt.Errorf("--tsdb.max-exemplars: %d is negative (0 disables exemplar storage)", c.storage.MaxExemplars)
+	}
+	if c.storage.IdleTimeout < 0 {
+		return fmt.Errorf("--tsdb.tenant-idle-timeout: %s is negative (0 disables pruning)", c.storage.IdleTimeout)
 	}
 	if c.storage.OpenConcurrency < 1 {
 		return fmt.Errorf("--tsdb.open-concurrency: %d must be at least 1", c.storage.OpenConcurrency)
