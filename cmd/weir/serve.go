@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/weir-metrics/weir/receive"
+	"github.com/weir-metrics/weir/store"
 	"github.com/weir-metrics/weir/tenant"
 )
 
@@ -139,6 +140,12 @@ func (n *node) buildStorage() error {
 	}
 	n.grpcSrv = grpc.NewServer(opts...)
 	ingest.Register(n.grpcSrv)
+	// Thanos StoreAPI and Info on the same port: Thanos Query reads the tenants' fresh data from here.
+	storeSrv, err := store.New(store.Config{}, n.storage, n.ready.Load, n.reg)
+	if err != nil {
+		return err
+	}
+	storeSrv.Register(n.grpcSrv)
 	return nil
 }
 
