@@ -95,6 +95,12 @@ func TestEmbeddedDefault(t *testing.T) {
 	resp.Body.Close()
 	require.Equal(t, http.StatusNoContent, resp.StatusCode)
 
+	// The README's load-testing command, shortened: every request acknowledged (exit code 0).
+	bench, err := exec.Command(bin, "bench", "--url", "http://127.0.0.1:19291/api/v1/receive", "--series", "1000",
+		"--samples-per-request", "500", "--requests", "4", "--output", "json").CombinedOutput()
+	require.NoError(t, err, "%s", bench)
+	require.Contains(t, string(bench), `"requests_ok": 4`)
+
 	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
 	select {
 	case err := <-exited:
