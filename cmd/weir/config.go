@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 
 	"github.com/weir-metrics/weir/receive"
+	"github.com/weir-metrics/weir/store"
 	"github.com/weir-metrics/weir/tenant"
 )
 
@@ -43,6 +44,9 @@ type config struct {
 	router           receive.RouterConfig
 	peer             receive.PeerConfig
 	ingest           receive.IngestConfig
+
+	// StoreAPI (Thanos Query reading this node): limits per Series request.
+	store store.Config
 }
 
 func (c *config) registerFlags(fs *flag.FlagSet) {
@@ -119,6 +123,8 @@ func (c *config) registerFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.handler.Limits.MaxLabelsPerSeries, "receive.limits.max-labels-per-series", 128, "Most labels in one series (0: no limit).")
 	fs.IntVar(&c.handler.Limits.MaxLabelNameLength, "receive.limits.max-label-name-length", 1024, "Longest label name in bytes (0: no limit).")
 	fs.IntVar(&c.handler.Limits.MaxLabelValueLength, "receive.limits.max-label-value-length", 4096, "Longest label value in bytes (0: no limit).")
+	fs.Int64Var(&c.store.MaxSeries, "store.limits.request-series", 0, "Most series one StoreAPI Series request may select, over all tenants (0: no limit); a larger request fails with ResourceExhausted.")
+	fs.Int64Var(&c.store.MaxSamples, "store.limits.request-samples", 0, "Most samples one StoreAPI Series request may read, counted per chunk sent (0: no limit); a larger request fails with ResourceExhausted.")
 }
 
 // validate checks everything before any file or port is opened, so that a bad flag is a clear start-up
@@ -252,6 +258,17 @@ func (c *config) validateFlags() error {
 		{"--receive.limits.max-labels-per-series", c.handler.Limits.MaxLabelsPerSeries},
 		{"--receive.limits.max-label-name-length", c.handler.Limits.MaxLabelNameLength},
 		{"--receive.limits.max-label-value-length", c.handler.Limits.MaxLabelValueLength},
+	} {
+		if l.v < 0 {
+			return fmt.Errorf("%s: %d is negative (0 disables the limit)", l.flag, l.v)
+		}
+	}
+	for _, l := range []struct {
+		flag string
+		v    int64
+	}{
+		{"--store.limits.request-series", c.store.MaxSeries},
+		{"--store.limits.request-samples", c.store.MaxSamples},
 	} {
 		if l.v < 0 {
 			return fmt.Errorf("%s: %d is negative (0 disables the limit)", l.flag, l.v)

@@ -73,6 +73,7 @@ func TestBadFlagsAreClearErrors(t *testing.T) {
 		{[]string{"--remote-write.max-body-size=0"}, "must be positive"},
 		{[]string{"--remote-write.max-body-size=lots"}, "units"},
 		{[]string{"--tsdb.open-concurrency=0"}, "--tsdb.open-concurrency"},
+		{[]string{"--store.limits.request-samples=-1"}, "--store.limits.request-samples: -1 is negative"},
 		{[]string{"--http-address=:1", "--remote-write.address=:1"}, "both"},
 	} {
 		_, err := parseConfig(t, tc.args...)

@@ -2,7 +2,9 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -95,6 +97,19 @@ func TestEmbeddedDefault(t *testing.T) {
 	resp.Body.Close()
 	require.Equal(t, http.StatusNoContent, resp.StatusCode)
 
+	// The README's debug read on --http-address: the tenant's fresh data, without the tenant label.
+	q, err := http.NewRequest(http.MethodGet, "http://127.0.0.1:10902/api/v1/query?query=readme_metric", nil)
+	require.NoError(t, err)
+	q.Header.Set("THANOS-TENANT", "team-a")
+	resp, err = http.DefaultClient.Do(q)
+	require.NoError(t, err)
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, resp.StatusCode, "%s", body)
+	require.JSONEq(t, fmt.Sprintf(`{"status":"success","data":{"resultType":"vector","result":[`+
+		`{"metric":{"__name__":"readme_metric","job":"readme"},"value":[%s,"7"]}]}}`, jsonTime(t, body)), string(body))
+
 	// The README's load-testing command, shortened: every request acknowledged (exit code 0).
 	bench, err := exec.Command(bin, "bench", "--url", "http://127.0.0.1:19291/api/v1/receive", "--series", "1000",
 		"--samples-per-request", "500", "--requests", "4", "--output", "json").CombinedOutput()
@@ -114,4 +129,20 @@ func TestEmbeddedDefault(t *testing.T) {
 	require.NoError(t, err, "%s", dump)
 	require.Contains(t, string(dump), fmt.Sprintf(`{__name__="readme_metric", job="readme"} 7 %d`, ts))
 	require.False(t, strings.Contains(string(dump), "tenant_id"), "the tenant label must not be stored in series")
+}
+
+// jsonTime returns the evaluation time of the first sample of an instant-query response, as rendered.
+func jsonTime(t *testing.T, body []byte) string {
+	t.Helper()
+	var r struct {
+		Data struct {
+			Result []struct {
+				Value []json.RawMessage `json:"value"`
+			} `json:"result"`
+		} `json:"data"`
+	}
+	require.NoError(t, json.Unmarshal(body, &r), "%s", body)
+	require.NotEmpty(t, r.Data.Result, "%s", body)
+	require.Len(t, r.Data.Result[0].Value, 2, "%s", body)
+	return string(r.Data.Result[0].Value[0])
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/thanos-io/objstore"
 	"google.golang.org/grpc"
 
+	"github.com/weir-metrics/weir/queryapi"
 	"github.com/weir-metrics/weir/receive"
 	"github.com/weir-metrics/weir/store"
 	"github.com/weir-metrics/weir/tenant"
@@ -141,7 +142,7 @@ func (n *node) buildStorage() error {
 	n.grpcSrv = grpc.NewServer(opts...)
 	ingest.Register(n.grpcSrv)
 	// Thanos StoreAPI and Info on the same port: Thanos Query reads the tenants' fresh data from here.
-	storeSrv, err := store.New(store.Config{}, n.storage, n.ready.Load, n.reg)
+	storeSrv, err := store.New(cfg.store, n.storage, n.ready.Load, n.reg)
 	if err != nil {
 		return err
 	}
@@ -305,6 +306,18 @@ func (n *node) opsMux() http.Handler {
 	})
 	if n.cluster != nil {
 		mux.HandleFunc("/api/v1/status/ring", n.cluster.statusHandler)
+	}
+	if n.storage != nil {
+		// A debugging read of this node's local data, one tenant (the tenant header) at a time.
+		api := queryapi.New(n.storage, queryapi.Options{
+			TenantHeader:  n.cfg.handler.TenantHeader,
+			DefaultTenant: n.cfg.handler.DefaultTenant,
+			Logger:        n.logger,
+			Reg:           n.reg,
+		})
+		for _, path := range queryapi.Paths {
+			mux.Handle(path, api)
+		}
 	}
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
