@@ -22,7 +22,7 @@ export WEIR_PROMTOOL := $(BIN)/promtool
 export WEIR_VERSITYGW := $(BIN)/versitygw
 export WEIR_THANOS := $(BIN)/thanos
 
-.PHONY: all build run run-ring test test-unit fuzz bench bench-compare lint fmt tools docker docker-test clean
+.PHONY: all build run run-ring bench-system test test-unit fuzz bench bench-compare lint fmt tools docker docker-test clean
 
 all: build
 
@@ -61,6 +61,13 @@ bench:
 
 bench-compare: $(BIN)/benchstat
 	$(BIN)/benchstat $(OLD) $(NEW)
+
+## bench-system: whole receivers under `weir bench` (weir, a 3-node weir ring, Prometheus, Thanos Receive):
+## samples/s, CPU-s per 1M samples, peak RSS per series. SERIES and DURATION adjust the load.
+SERIES   ?= 100000
+DURATION ?= 30s
+bench-system: tools
+	bash scripts/bench-system.sh --series $(SERIES) --duration $(DURATION)
 
 ## lint: gofmt, go vet, go mod tidy check and golangci-lint (pinned).
 lint: $(BIN)/golangci-lint

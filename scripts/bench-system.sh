@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# Whole-receiver benchmark on this machine: drives each receiver with `weir bench` on loopback and
+# prints samples/s, receiver CPU-seconds per million samples, and peak RSS per active series — the
+# figures of DESIGN §4. Receivers: weir (one node, embedded default), weir-ring (three nodes, RF=3,
+# deploy/local/ring.sh), prometheus (its remote-write receiver) and thanos (Thanos Receive, one node),
+# the last two when their binaries are in ./bin (`make tools` builds them).
+#
+#   scripts/bench-system.sh [--series N] [--duration 30s] [--warmup 10s] [--receivers "weir weir-ring prometheus thanos"]
+#
+# The generator shares the machine with the receiver: on two cores, samples/s is bounded by both, while
+# CPU-seconds per million samples is the receiver's own cost.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+series=100000 duration=30s warmup=10s receivers="weir weir-ring prometheus thanos"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --series) series=$2; shift 2 ;;
+    --duration) duration=$2; shift 2 ;;
+    --warmup) warmup=$2; shift 2 ;;
+    --receivers) receivers=$2; shift 2 ;;
+    *) echo "unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+
+go build -o bin/weir ./cmd/weir
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  [ ${#pids[@]} -gt 0 ] && kill -TERM "${pids[@]}" 2>/dev/null && wait "${pids[@]}" 2>/dev/null
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+wait_ready() { # URL
+  for _ in $(seq 600); do
+    curl -fsS -o /dev/null "$1" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "not ready: $1" >&2
+  return 1
+}
+cpu_of() { # metrics URLs… → summed process_cpu_seconds_total
+  local total=0 v
+  for u in "$@"; do
+    v=$(curl -fsS "$u" | awk '/^process_cpu_seconds_total /{print $2}')
+    total=$(awk -v a="$total" -v b="$v" 'BEGIN{printf "%.3f", a+b}')
+  done
+  echo "$total"
+}
+hwm_of() { # pids… → summed peak RSS in bytes
+  local total=0 kb
+  for p in "$@"; do
+    kb=$(awk '/^VmHWM:/{print $2}' "/proc/$p/status")
+    total=$((total + kb * 1024))
+  done
+  echo "$total"
+}
+json_field() { # FILE FIELD
+  sed -n "s/^ *\"$2\": *\([0-9.e+]*\),*$/\1/p" "$1" | head -n1
+}
+
+printf '%-12s %14s %18s %18s\n' receiver samples/s "CPU-s per 1M" "peak RSS/series"
+for r in $receivers; do
+  dir="$work/$r"; mkdir -p "$dir"
+  rpids=() metrics=()
+  url=""
+  case "$r" in
+    weir)
+      bin/weir receive --tsdb.path="$dir" --remote-write.address=127.0.0.1:39291 --http-address=127.0.0.1:39902 \
+        --grpc-address=127.0.0.1:39901 >"$dir.log" 2>&1 &
+      rpids=($!); metrics=(http://127.0.0.1:39902/metrics); url=http://127.0.0.1:39291/api/v1/receive
+      wait_ready http://127.0.0.1:39902/-/ready ;;
+    weir-ring)
+      WEIR=bin/weir DATA="$dir" PORT_OFFSET=28000 bash deploy/local/ring.sh >"$dir.log" 2>&1 &
+      pids+=($!)
+      for i in 0 1 2; do wait_ready "http://127.0.0.1:$((38902 + i * 100))/-/ready"; metrics+=("http://127.0.0.1:$((38902 + i * 100))/metrics"); done
+      mapfile -t rpids < <(pgrep -f "tsdb.path=$dir/node")
+      url=http://127.0.0.1:47291/api/v1/receive ;;
+    prometheus)
+      [ -x bin/prometheus ] || { echo "$r: bin/prometheus missing (make tools)"; continue; }
+      printf 'global: {}\n' >"$dir/prometheus.yml"
+      bin/prometheus --config.file="$dir/prometheus.yml" --storage.tsdb.path="$dir/data" --web.listen-address=127.0.0.1:39090 \
+        --web.enable-remote-write-receiver >"$dir.log" 2>&1 &
+      rpids=($!); metrics=(http://127.0.0.1:39090/metrics); url=http://127.0.0.1:39090/api/v1/write
+      wait_ready http://127.0.0.1:39090/-/ready ;;
+    thanos)
+      [ -x bin/thanos ] || { echo "$r: bin/thanos missing (make tools)"; continue; }
+      bin/thanos receive --tsdb.path="$dir" --remote-write.address=127.0.0.1:39391 --http-address=127.0.0.1:39392 \
+        --grpc-address=127.0.0.1:39393 --label 'replica="r1"' >"$dir.log" 2>&1 &
+      rpids=($!); metrics=(http://127.0.0.1:39392/metrics); url=http://127.0.0.1:39391/api/v1/receive
+      wait_ready http://127.0.0.1:39392/-/ready ;;
+    *) echo "unknown receiver $r" >&2; exit 2 ;;
+  esac
+  [ "$r" = weir-ring ] || pids+=("${rpids[@]}")
+
+  # Warm-up creates every series, so the measured part is steady-state ingestion.
+  bin/weir bench --url "$url" --series "$series" --duration "$warmup" --output json >"$dir.warmup.json" 2>/dev/null || true
+  before=$(cpu_of "${metrics[@]}")
+  bin/weir bench --url "$url" --series "$series" --duration "$duration" --output json >"$dir.json" 2>/dev/null || true
+  after=$(cpu_of "${metrics[@]}")
+  acked=$(json_field "$dir.json" samples_acked)
+  rate=$(json_field "$dir.json" samples_per_second)
+  hwm=$(hwm_of "${rpids[@]}")
+  awk -v r="$r" -v rate="$rate" -v cpu="$(awk -v a="$before" -v b="$after" 'BEGIN{print b-a}')" -v acked="$acked" -v hwm="$hwm" -v s="$series" \
+    'BEGIN{ printf "%-12s %14.0f %18.2f %15.0f B\n", r, rate, (acked>0 ? cpu/acked*1e6 : 0), hwm/s }'
+
+  kill -TERM "${pids[@]}" 2>/dev/null || true
+  wait "${pids[@]}" 2>/dev/null || true
+  pids=()
+done
