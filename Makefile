@@ -137,3 +137,30 @@ docker-test: docker
 
 clean:
 	rm -rf $(BIN)/weir $(BIN)/docker bench.txt
+
+# --- Kubernetes deployment (deploy/helm/weir, deploy/kubernetes, deploy/rules) ---
+HELM_VERSION := v3.22.0
+
+.PHONY: deploy-check deploy-render
+
+## deploy-check: helm lint --strict and helm template for every deploy/helm/weir/ci values file, the Go
+## test of the rendered objects and plain manifests (./deploy), and promtool test rules on deploy/rules.
+deploy-check: $(BIN)/helm $(BIN)/promtool
+	@for f in deploy/helm/weir/ci/*.yaml; do \
+	  echo "helm lint --strict / helm template -f $$f"; \
+	  $(BIN)/helm lint --strict deploy/helm/weir -f $$f >/dev/null; \
+	  $(BIN)/helm template weir deploy/helm/weir --namespace weir -f $$f >/dev/null; \
+	done
+	$(BIN)/promtool check rules deploy/rules/weir.rules.yml
+	$(BIN)/promtool test rules deploy/rules/weir.rules.test.yml
+	WEIR_HELM=$(BIN)/helm $(GO) test -count=1 ./deploy/
+
+## deploy-render: re-render the plain manifests (deploy/kubernetes/weir.yaml) from the chart's defaults.
+deploy-render: $(BIN)/helm
+	$(BIN)/helm template weir deploy/helm/weir --namespace weir > deploy/kubernetes/weir.yaml
+
+$(BIN)/helm: FORCE
+	@if ! $(GO) version -m $@ 2>/dev/null | grep -q "helm.sh/helm/v3[[:space:]]*$(HELM_VERSION)"; then \
+	  echo "installing helm $(HELM_VERSION) into $(BIN)"; \
+	  GOBIN=$(BIN) $(GO) install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION); \
+	fi

@@ -1,0 +1,140 @@
+{{/* Name prefix of every object: fullnameOverride, or the release name (plus "-weir" unless it already says weir). */}}
+{{- define "weir.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 40 | trimSuffix "-" -}}
+{{- else if contains "weir" .Release.Name -}}
+{{- .Release.Name | trunc 40 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-weir" .Release.Name | trunc 40 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "weir.labels" -}}
+app.kubernetes.io/name: weir
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Values.image.tag | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
+
+{{/* Selector labels of one component (ingester or router); call with (dict "ctx" . "component" "router"). */}}
+{{- define "weir.selectorLabels" -}}
+app.kubernetes.io/name: weir
+app.kubernetes.io/instance: {{ .ctx.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "weir.headless" -}}{{ include "weir.fullname" . }}-ingester-headless{{- end -}}
+{{- define "weir.hashringsConfigMap" -}}{{ include "weir.fullname" . }}-hashrings{{- end -}}
+{{- define "weir.image" -}}{{ printf "%s:%s" .Values.image.repository .Values.image.tag }}{{- end -}}
+
+{{/* The ingester StatefulSets: one without zones, one per zone with zones. A list of {name, zone}. */}}
+{{- define "weir.ingesterSets" -}}
+{{- $sets := list -}}
+{{- if .Values.zones -}}
+{{- range .Values.zones -}}
+{{- $sets = append $sets (dict "name" (printf "%s-ingester-%s" (include "weir.fullname" $) .) "zone" .) -}}
+{{- end -}}
+{{- else -}}
+{{- $sets = append $sets (dict "name" (printf "%s-ingester" (include "weir.fullname" .)) "zone" "") -}}
+{{- end -}}
+{{- toJson $sets -}}
+{{- end -}}
+
+{{/* DNS suffix of ingester pods: <pod>.<this>:10901 is a hashring endpoint. */}}
+{{- define "weir.podDomain" -}}
+{{- printf "%s.%s.svc.%s" (include "weir.headless" .) .Release.Namespace .Values.clusterDomain -}}
+{{- end -}}
+
+{{/* The Thanos hashrings file generated from the ingester replica count (and zones). */}}
+{{- define "weir.hashrings" -}}
+{{- $endpoints := list -}}
+{{- $domain := include "weir.podDomain" . -}}
+{{- range (include "weir.ingesterSets" . | fromJsonArray) -}}
+{{- $set := . -}}
+{{- range $i := until (int $.Values.ingester.replicas) -}}
+{{- $addr := printf "%s-%d.%s:10901" $set.name $i $domain -}}
+{{- if $set.zone -}}
+{{- $endpoints = append $endpoints (dict "address" $addr "az" $set.zone) -}}
+{{- else -}}
+{{- $endpoints = append $endpoints $addr -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- list (dict "hashring" "default" "algorithm" .Values.hashringAlgorithm "endpoints" $endpoints) | toPrettyJson -}}
+{{- end -}}
+
+{{/* Checks run by every template that needs them: fail early with a clear message. */}}
+{{- define "weir.validate" -}}
+{{- if eq .Values.membership.mode "memberlist" -}}
+{{- fail "membership.mode=memberlist is not implemented yet in Weir: use membership.mode=file (a hashrings ConfigMap generated from ingester.replicas)" -}}
+{{- else if ne .Values.membership.mode "file" -}}
+{{- fail (printf "membership.mode=%q: want \"file\" (\"memberlist\" is not implemented yet)" .Values.membership.mode) -}}
+{{- end -}}
+{{- $rf := int .Values.replicationFactor -}}
+{{- if lt $rf 1 -}}{{- fail "replicationFactor must be at least 1" -}}{{- end -}}
+{{- if .Values.zones -}}
+{{- if lt (len .Values.zones) $rf -}}
+{{- fail (printf "replicationFactor=%d needs at least that many zones, got %d" $rf (len .Values.zones)) -}}
+{{- end -}}
+{{- else if lt (int .Values.ingester.replicas) $rf -}}
+{{- fail (printf "replicationFactor=%d needs at least that many ingester replicas, got %d" $rf (int .Values.ingester.replicas)) -}}
+{{- end -}}
+{{- if not (has .Values.hashringAlgorithm (list "ketama" "hashmod")) -}}
+{{- fail "hashringAlgorithm: want ketama or hashmod" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Flags shared by routers and ingesters. */}}
+{{- define "weir.commonArgs" -}}
+- receive
+- --log.level={{ .Values.logLevel }}
+- --log.format={{ .Values.logFormat }}
+- --http-address=0.0.0.0:10902
+- --grpc-address=0.0.0.0:10901
+- --remote-write.address=0.0.0.0:19291
+- --receive.hashrings-file=/etc/weir/hashrings/hashrings.json
+- --receive.hashrings-algorithm={{ .Values.hashringAlgorithm }}
+- --receive.replication-factor={{ int .Values.replicationFactor }}
+- --receive.forward-timeout={{ .Values.forwardTimeout }}
+- --receive.tenant-header={{ .Values.tenantHeader }}
+- --receive.default-tenant-id={{ .Values.defaultTenantID }}
+- --receive.tenant-label-name={{ .Values.tenantLabelName }}
+- --receive.limits.max-series-per-request={{ int .Values.limits.maxSeriesPerRequest }}
+- --receive.limits.max-labels-per-series={{ int .Values.limits.maxLabelsPerSeries }}
+- --receive.limits.max-label-name-length={{ int .Values.limits.maxLabelNameLength }}
+- --receive.limits.max-label-value-length={{ int .Values.limits.maxLabelValueLength }}
+{{- end -}}
+
+{{- define "weir.ports" -}}
+- name: remote-write
+  containerPort: 19291
+  protocol: TCP
+- name: http
+  containerPort: 10902
+  protocol: TCP
+- name: grpc
+  containerPort: 10901
+  protocol: TCP
+{{- end -}}
+
+{{- define "weir.probes" -}}
+readinessProbe:
+  httpGet:
+    path: /-/ready
+    port: http
+  periodSeconds: 5
+  failureThreshold: 3
+livenessProbe:
+  httpGet:
+    path: /-/healthy
+    port: http
+  periodSeconds: 10
+  failureThreshold: 6
+startupProbe:
+  httpGet:
+    path: /-/healthy
+    port: http
+  periodSeconds: 5
+  failureThreshold: 60
+{{- end -}}
