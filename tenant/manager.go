@@ -123,6 +123,7 @@ type db struct {
 	err   error
 	reg   *unregisterer
 	ship  *shipper.Shipper // nil when shipping is off
+	refs  *refCache        // series refs of this TSDB instance, set with tsdb
 
 	// lastWrite is when a write last reached this tenant, as Manager.clock: what idleness is measured from.
 	lastWrite atomic.Int64
@@ -348,6 +349,7 @@ func (m *Manager) open(d *db) {
 		return
 	}
 	d.tsdb = t
+	d.refs = newRefCacheFor() // refs are only valid for this TSDB instance
 	// An open counts as activity: a tenant found on disk at start-up is pruned only after a full
 	// IdleTimeout without writes.
 	d.lastWrite.Store(m.clock())

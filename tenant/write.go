@@ -7,6 +7,7 @@ import (
 	"math"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/prometheus/prometheus/model/exemplar"
 	"github.com/prometheus/prometheus/model/histogram"
@@ -68,6 +69,7 @@ type WriteStats struct {
 // writeScratch holds what one write reuses; pooled because it is needed on every request.
 type writeScratch struct {
 	builder   labels.ScratchBuilder
+	hashBuf   []byte // request labels, hashed for the series-reference cache
 	exemplars []exemplar.Exemplar
 	// newest is the newest point accepted so far in this write, per series: a series may come in several
 	// entries of one request (Prometheus sends a backlog one sample per entry).
@@ -118,8 +120,13 @@ func (m *Manager) Write(ctx context.Context, id string, series []prompb.TimeSeri
 		scratchPool.Put(sc)
 	}()
 	getRef, _ := app.(storage.GetRef)
+	var cache *refCache
+	if getRef != nil { // the cache is filled from GetRef's answers
+		cache = d.refs
+		cache.maybeRotate(time.Now())
+	}
 
-	w := seriesWriter{app: app, getRef: getRef, series: series, sc: sc, stats: &stats, inOrder: m.cfg.OutOfOrderWindow == 0, exemplars: m.cfg.MaxExemplars > 0}
+	w := seriesWriter{app: app, getRef: getRef, cache: cache, series: series, sc: sc, stats: &stats, inOrder: m.cfg.OutOfOrderWindow == 0, exemplars: m.cfg.MaxExemplars > 0}
 	for i := range series {
 		if i%256 == 0 && ctx.Err() != nil {
 			_ = app.Rollback()
@@ -140,6 +147,7 @@ func (m *Manager) Write(ctx context.Context, id string, series []prompb.TimeSeri
 type seriesWriter struct {
 	app     storage.ExemplarAppenderV2
 	getRef  storage.GetRef // nil if the appender cannot look series up
+	cache   *refCache      // the TSDB's series-reference cache (refcache.go); nil when getRef is nil
 	series  []prompb.TimeSeries
 	sc      *writeScratch
 	stats   *WriteStats
@@ -151,20 +159,11 @@ type seriesWriter struct {
 }
 
 func (w *seriesWriter) write(i int, ts *prompb.TimeSeries) error {
-	b := &w.sc.builder
-	b.Reset()
-	for _, l := range ts.Labels {
-		b.Add(l.Name, l.Value)
-	}
-	ls := b.Labels()
-
 	// The head checks order against committed points only; within one transaction it would drop an
 	// out-of-order or conflicting point silently at commit. Catch those here so the sender is told; this
 	// needs the series' ref before its first append, as it may have come in an earlier entry.
-	var ref storage.SeriesRef
-	if w.getRef != nil {
-		ref, _ = w.getRef.GetRef(ls, ls.Hash())
-	}
+	ref, ls, h, hit := w.lookup(ts.Labels)
+	cachedRef := ref
 	for j := range ts.Samples {
 		s := &ts.Samples[j]
 		p := pointRef{t: s.Timestamp, series: int32(i), index: int32(j)}
@@ -205,10 +204,43 @@ func (w *seriesWriter) write(i int, ts *prompb.TimeSeries) error {
 		}
 	}
 
+	if hit && ref != cachedRef && ref != 0 {
+		// A cached ref the head had dropped (head GC): Append recreated the series from the cached labels
+		// under a new ref, which replaces the stale one.
+		w.cache.set(h, refEntry{ref: ref, lset: ls})
+	}
 	if len(ts.Exemplars) > 0 {
 		w.appendExemplars(i, ref, ls, ts.Exemplars)
 	}
 	return nil
+}
+
+// lookup finds the series of labels in the series-reference cache, else builds its labels and asks the
+// head. ref is 0 for a series the head does not have yet; hit tells that ref and ls came from the cache,
+// under hash h.
+func (w *seriesWriter) lookup(in []prompb.Label) (ref storage.SeriesRef, ls labels.Labels, h uint64, hit bool) {
+	if w.cache != nil {
+		h = w.cache.hash(&w.sc.hashBuf, in)
+		if e, ok := w.cache.get(h, in); ok {
+			return e.ref, e.lset, h, true
+		}
+	}
+	b := &w.sc.builder
+	b.Reset()
+	for _, l := range in {
+		b.Add(l.Name, l.Value)
+	}
+	ls = b.Labels()
+	if w.getRef == nil {
+		return 0, ls, h, false
+	}
+	ref, headLabels := w.getRef.GetRef(ls, ls.Hash())
+	if ref != 0 && w.cache != nil {
+		// The head's own labels: they share its memory and alias nothing of the request. A series new to
+		// the head is cached on its next write, once GetRef finds it.
+		w.cache.set(h, refEntry{ref: ref, lset: headLabels})
+	}
+	return ref, ls, h, false
 }
 
 // check tells whether point p of series ref can go to the TSDB given the points of that series already
