@@ -101,6 +101,11 @@ for r in $receivers; do
   after=$(cpu_of "${metrics[@]}")
   acked=$(json_field "$dir.json" samples_acked)
   rate=$(json_field "$dir.json" samples_per_second)
+  if [ -z "$acked" ] || [ "$acked" = 0 ]; then
+    echo "$r: no sample acknowledged; see $dir.log and $dir.json" >&2
+    cat "$dir.json" >&2 || true
+    exit 1
+  fi
   hwm=$(hwm_of "${rpids[@]}")
   awk -v r="$r" -v rate="$rate" -v cpu="$(awk -v a="$before" -v b="$after" 'BEGIN{print b-a}')" -v acked="$acked" -v hwm="$hwm" -v s="$series" \
     'BEGIN{ printf "%-12s %14.0f %18.2f %15.0f B\n", r, rate, (acked>0 ? cpu/acked*1e6 : 0), hwm/s }'
