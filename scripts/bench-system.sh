@@ -3,7 +3,8 @@
 # prints samples/s, receiver CPU-seconds per million samples, and peak RSS per active series — the
 # figures of DESIGN §4. Receivers: weir (one node, embedded default), weir-ring (three nodes, RF=3,
 # deploy/local/ring.sh), prometheus (its remote-write receiver) and thanos (Thanos Receive, one node),
-# the last two when their binaries are in ./bin (`make tools` builds them).
+# the last two when their binaries are in ./bin (`make tools` builds them). Fixed ports below Linux's
+# ephemeral range (32768+), so that no outgoing connection holds one.
 #
 #   scripts/bench-system.sh [--series N] [--duration 30s] [--warmup 10s] [--receivers "weir weir-ring prometheus thanos"]
 #
@@ -32,12 +33,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
-wait_ready() { # URL
-  for _ in $(seq 600); do
+wait_ready() { # URL LOG
+  for _ in $(seq 1200); do
     curl -fsS -o /dev/null "$1" 2>/dev/null && return 0
     sleep 0.1
   done
-  echo "not ready: $1" >&2
+  echo "not ready after 120 s: $1; last lines of $2:" >&2
+  tail -n 30 "$2" >&2 || true
   return 1
 }
 cpu_of() { # metrics URLs… → summed process_cpu_seconds_total
@@ -67,29 +69,29 @@ for r in $receivers; do
   url=""
   case "$r" in
     weir)
-      bin/weir receive --tsdb.path="$dir" --remote-write.address=127.0.0.1:39291 --http-address=127.0.0.1:39902 \
-        --grpc-address=127.0.0.1:39901 >"$dir.log" 2>&1 &
-      rpids=($!); metrics=(http://127.0.0.1:39902/metrics); url=http://127.0.0.1:39291/api/v1/receive
-      wait_ready http://127.0.0.1:39902/-/ready ;;
+      bin/weir receive --tsdb.path="$dir" --remote-write.address=127.0.0.1:23291 --http-address=127.0.0.1:23902 \
+        --grpc-address=127.0.0.1:23901 >"$dir.log" 2>&1 &
+      rpids=($!); metrics=(http://127.0.0.1:23902/metrics); url=http://127.0.0.1:23291/api/v1/receive
+      wait_ready http://127.0.0.1:23902/-/ready "$dir.log" ;;
     weir-ring)
-      WEIR=bin/weir DATA="$dir" PORT_OFFSET=28000 bash deploy/local/ring.sh >"$dir.log" 2>&1 &
+      WEIR=bin/weir DATA="$dir" PORT_OFFSET=2000 bash deploy/local/ring.sh >"$dir.log" 2>&1 &
       pids+=($!)
-      for i in 0 1 2; do wait_ready "http://127.0.0.1:$((38902 + i * 100))/-/ready"; metrics+=("http://127.0.0.1:$((38902 + i * 100))/metrics"); done
+      for i in 0 1 2; do wait_ready "http://127.0.0.1:$((12902 + i * 100))/-/ready" "$dir/node$i.log"; metrics+=("http://127.0.0.1:$((12902 + i * 100))/metrics"); done
       mapfile -t rpids < <(pgrep -f "tsdb.path=$dir/node")
-      url=http://127.0.0.1:47291/api/v1/receive ;;
+      url=http://127.0.0.1:21291/api/v1/receive ;;
     prometheus)
       [ -x bin/prometheus ] || { echo "$r: bin/prometheus missing (make tools)"; continue; }
       printf 'global: {}\n' >"$dir/prometheus.yml"
-      bin/prometheus --config.file="$dir/prometheus.yml" --storage.tsdb.path="$dir/data" --web.listen-address=127.0.0.1:39090 \
+      bin/prometheus --config.file="$dir/prometheus.yml" --storage.tsdb.path="$dir/data" --web.listen-address=127.0.0.1:23090 \
         --web.enable-remote-write-receiver >"$dir.log" 2>&1 &
-      rpids=($!); metrics=(http://127.0.0.1:39090/metrics); url=http://127.0.0.1:39090/api/v1/write
-      wait_ready http://127.0.0.1:39090/-/ready ;;
+      rpids=($!); metrics=(http://127.0.0.1:23090/metrics); url=http://127.0.0.1:23090/api/v1/write
+      wait_ready http://127.0.0.1:23090/-/ready "$dir.log" ;;
     thanos)
       [ -x bin/thanos ] || { echo "$r: bin/thanos missing (make tools)"; continue; }
-      bin/thanos receive --tsdb.path="$dir" --remote-write.address=127.0.0.1:39391 --http-address=127.0.0.1:39392 \
-        --grpc-address=127.0.0.1:39393 --label 'replica="r1"' >"$dir.log" 2>&1 &
-      rpids=($!); metrics=(http://127.0.0.1:39392/metrics); url=http://127.0.0.1:39391/api/v1/receive
-      wait_ready http://127.0.0.1:39392/-/ready ;;
+      bin/thanos receive --tsdb.path="$dir" --remote-write.address=127.0.0.1:23391 --http-address=127.0.0.1:23392 \
+        --grpc-address=127.0.0.1:23393 --label 'replica="r1"' >"$dir.log" 2>&1 &
+      rpids=($!); metrics=(http://127.0.0.1:23392/metrics); url=http://127.0.0.1:23391/api/v1/receive
+      wait_ready http://127.0.0.1:23392/-/ready "$dir.log" ;;
     *) echo "unknown receiver $r" >&2; exit 2 ;;
   esac
   [ "$r" = weir-ring ] || pids+=("${rpids[@]}")

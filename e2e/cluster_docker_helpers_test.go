@@ -1,0 +1,356 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/weir-metrics/weir/loadgen"
+)
+
+// Helpers of the container cluster tests (cluster_docker_test.go): a private Docker network with three
+// router+ingester containers named like StatefulSet pods, `weir bench` on the host as the sender, and a
+// verifier that reads every node's TSDB back from the host after a clean stop.
+
+// dockerImage returns the image under test, skipping (loudly; failing on CI) when Docker or the image
+// is missing.
+func dockerImage(t *testing.T) string {
+	t.Helper()
+	image := os.Getenv("WEIR_IMAGE")
+	if image == "" {
+		image = "weir:dev"
+	}
+	if _, err := exec.LookPath("docker"); err != nil || exec.Command("docker", "image", "inspect", image).Run() != nil {
+		msg := fmt.Sprintf("docker or the image %s is missing: run `make docker-test`", image)
+		if os.Getenv("CI") == "true" {
+			t.Fatal(msg)
+		}
+		t.Skip("SKIPPED LOUDLY: " + msg)
+	}
+	requireBinary(t)
+	return image
+}
+
+// dockerNode is one ingester container: its stable host name in the network (weir-ingester-N), the
+// container's unique name on the Docker host, and its data directory on the host (kept across restarts).
+type dockerNode struct {
+	host      string
+	container string
+	dataDir   string
+}
+
+// endpoint is the node's address in the hashrings file.
+func (n *dockerNode) endpoint() string { return n.host + ":10901" }
+
+// dockerCluster is a private network with ingesters that also route (RF=3, quorum 2).
+type dockerCluster struct {
+	t       *testing.T
+	image   string
+	network string
+	ringDir string
+	nodes   []*dockerNode
+}
+
+// startDockerCluster creates a network and n ingesters, waits until all are ready, and registers the
+// cleanup (container logs on failure, then containers and network removed).
+func startDockerCluster(t *testing.T, n int) *dockerCluster {
+	t.Helper()
+	image := dockerImage(t)
+	id := fmt.Sprintf("%s-%d", strings.ToLower(strings.TrimPrefix(t.Name(), "TestDocker")), time.Now().UnixNano())
+	id = strings.NewReplacer("/", "-", "_", "-").Replace(id)
+	c := &dockerCluster{t: t, image: image, network: "weir-e2e-" + id, ringDir: t.TempDir()}
+	for i := range n {
+		host := fmt.Sprintf("weir-ingester-%d", i)
+		dir := t.TempDir()
+		require.NoError(t, os.Chmod(dir, 0o777)) // the image runs as nobody (65534)
+		c.nodes = append(c.nodes, &dockerNode{host: host, container: "weir-e2e-" + id + "-" + host, dataDir: dir})
+	}
+	t.Cleanup(c.cleanup)
+
+	endpoints := make([]string, n)
+	for i, nd := range c.nodes {
+		endpoints[i] = nd.endpoint()
+	}
+	require.NoError(t, os.Chmod(c.ringDir, 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(c.ringDir, "hashrings.json"), hashringsJSON(t, endpoints...), 0o644))
+
+	dockerCmd(t, "network", "create", c.network)
+	for _, nd := range c.nodes {
+		dockerCmd(t, "run", "-d", "--name", nd.container, "--hostname", nd.host,
+			"--network", c.network, "--network-alias", nd.host,
+			"-v", nd.dataDir+":/data", "-v", c.ringDir+":/etc/weir:ro",
+			"-p", "127.0.0.1::19291", "-p", "127.0.0.1::10902",
+			c.image, "receive", "--tsdb.path=/data",
+			"--receive.hashrings-file=/etc/weir/hashrings.json",
+			"--receive.local-endpoint="+nd.endpoint(),
+			"--receive.replication-factor=3",
+			"--receive.forward-timeout=3s")
+	}
+	for _, nd := range c.nodes {
+		c.waitReady(nd)
+	}
+	return c
+}
+
+func (c *dockerCluster) cleanup() {
+	for _, nd := range c.nodes {
+		if c.t.Failed() {
+			out, _ := exec.Command("docker", "logs", nd.container).CombinedOutput()
+			c.t.Logf("logs of %s (%s):\n%s", nd.host, nd.container, out)
+		}
+		_ = exec.Command("docker", "rm", "-f", nd.container).Run()
+	}
+	_ = exec.Command("docker", "network", "rm", c.network).Run()
+}
+
+// remoteWrite is the loopback URL of a node's published remote-write port.
+func (c *dockerCluster) remoteWrite(nd *dockerNode) string {
+	rw, _ := dockerPorts(c.t, nd.container)
+	return rw
+}
+
+// waitReady waits until the node answers /-/ready on its published ops port (which changes with
+// every start of the container).
+func (c *dockerCluster) waitReady(nd *dockerNode) {
+	c.t.Helper()
+	_, ops := dockerPorts(c.t, nd.container)
+	dockerWaitReady(c.t, ops)
+}
+
+// forwardSuccesses is from's count of successful writes to to's endpoint
+// (weir_forward_requests_total{result="success"}).
+func (c *dockerCluster) forwardSuccesses(from, to *dockerNode) float64 {
+	c.t.Helper()
+	_, ops := dockerPorts(c.t, from.container)
+	v, _, err := scrapeMetric(http.DefaultClient, ops+"/metrics", "weir_forward_requests_total", "endpoint", to.endpoint(), "result", "success")
+	require.NoError(c.t, err)
+	return v
+}
+
+// waitForwarding waits until from has written successfully to to again (after a restart or a
+// partition): the moment to has rejoined the write path.
+func (c *dockerCluster) waitForwarding(from, to *dockerNode, timeout time.Duration) {
+	c.t.Helper()
+	before := c.forwardSuccesses(from, to)
+	deadline := time.Now().Add(timeout)
+	for c.forwardSuccesses(from, to) <= before {
+		if time.Now().After(deadline) {
+			c.t.Fatalf("%s wrote nothing successfully to %s within %s", from.host, to.host, timeout)
+		}
+		time.Sleep(100 * time.Millisecond) // polling interval
+	}
+}
+
+// disconnect takes the node off the network (its peers' packets go nowhere); connect puts it back
+// under the same name.
+func (c *dockerCluster) disconnect(nd *dockerNode) {
+	dockerCmd(c.t, "network", "disconnect", c.network, nd.container)
+}
+
+func (c *dockerCluster) connect(nd *dockerNode) {
+	dockerCmd(c.t, "network", "connect", "--alias", nd.host, c.network, nd.container)
+}
+
+// stopAll stops every container with SIGTERM (60 s grace), in parallel, and requires a clean exit.
+func (c *dockerCluster) stopAll() {
+	c.t.Helper()
+	var wg sync.WaitGroup
+	errs := make([]error, len(c.nodes))
+	for i, nd := range c.nodes {
+		wg.Go(func() {
+			if out, err := exec.Command("docker", "stop", "-t", "60", nd.container).CombinedOutput(); err != nil {
+				errs[i] = fmt.Errorf("docker stop %s: %v: %s", nd.container, err, out)
+			}
+		})
+	}
+	wg.Wait()
+	for i, nd := range c.nodes {
+		require.NoError(c.t, errs[i])
+		code := strings.TrimSpace(dockerCmd(c.t, "inspect", "-f", "{{.State.ExitCode}}", nd.container))
+		require.Equal(c.t, "0", code, "exit code of %s after SIGTERM", nd.host)
+	}
+}
+
+// benchRun is `weir bench` running on the host against one node's published remote-write port.
+type benchRun struct {
+	cmd    *exec.Cmd
+	ackLog string
+	report string
+	stderr string
+	done   chan error
+}
+
+// startBench starts a small steady load (2 workers, 300 series, rate-limited) for duration.
+func startBench(t *testing.T, url string, duration time.Duration) *benchRun {
+	t.Helper()
+	dir := t.TempDir()
+	b := &benchRun{ackLog: filepath.Join(dir, "ack.log"), report: filepath.Join(dir, "report.json"),
+		stderr: filepath.Join(dir, "bench.stderr"), done: make(chan error, 1)}
+	out, err := os.Create(b.report)
+	require.NoError(t, err)
+	errf, err := os.Create(b.stderr)
+	require.NoError(t, err)
+	b.cmd = exec.Command(weirBinary, "bench", "--url="+url,
+		"--series=300", "--samples-per-request=100", "--labels-per-series=6",
+		"--concurrency=2", "--rate=3000", "--timeout=15s",
+		fmt.Sprintf("--duration=%dms", duration.Milliseconds()),
+		"--ack-log="+b.ackLog, "--output=json")
+	b.cmd.Stdout, b.cmd.Stderr = out, errf
+	require.NoError(t, b.cmd.Start())
+	go func() {
+		err := b.cmd.Wait()
+		_ = out.Close()
+		_ = errf.Close()
+		b.done <- err
+	}()
+	t.Cleanup(func() {
+		if b.cmd.ProcessState == nil {
+			_ = b.cmd.Process.Kill()
+			<-b.done
+		}
+	})
+	return b
+}
+
+// acked counts the acknowledged requests in the ack log so far (it is flushed once a second).
+func (b *benchRun) acked() int {
+	data, err := os.ReadFile(b.ackLog)
+	if err != nil {
+		return 0
+	}
+	n := strings.Count(string(data), "\n")
+	return max(n-1, 0) // the header
+}
+
+// waitAcked waits until at least n more requests than now are acknowledged, or fails after timeout.
+func (b *benchRun) waitAcked(t *testing.T, n int, timeout time.Duration) {
+	t.Helper()
+	want := b.acked() + n
+	deadline := time.Now().Add(timeout)
+	for b.acked() < want {
+		if time.Now().After(deadline) {
+			t.Fatalf("load: fewer than %d requests acknowledged within %s (%d)", want, timeout, b.acked())
+		}
+		time.Sleep(100 * time.Millisecond) // polling interval
+	}
+}
+
+// wait waits for the end of the run and returns its report. Exit code 1 (some requests failed) is
+// expected under faults; anything else is not.
+func (b *benchRun) wait(t *testing.T, timeout time.Duration) loadgen.Report {
+	t.Helper()
+	select {
+	case err := <-b.done:
+		stderr, _ := os.ReadFile(b.stderr)
+		if ee, ok := err.(*exec.ExitError); err != nil && (!ok || ee.ExitCode() != 1) {
+			t.Fatalf("weir bench: %v\n%s", err, stderr)
+		}
+	case <-time.After(timeout):
+		t.Fatalf("weir bench still running after %s", timeout)
+	}
+	data, err := os.ReadFile(b.report)
+	require.NoError(t, err)
+	var r loadgen.Report
+	require.NoError(t, json.Unmarshal(data, &r), "report: %s", data)
+	return r
+}
+
+// quorumResult is what the verifier found.
+type quorumResult struct {
+	acked     int     // acknowledged samples in the ack log
+	lost      int     // acknowledged samples on fewer than quorum nodes
+	diverging int     // acknowledged samples stored with another value on some node
+	replicas  int     // copies found over all nodes
+	newest    []int64 // per node, the newest acknowledged sample's timestamp it holds (ms)
+}
+
+// verifyQuorum checks that every sample in the ack log is stored, with its value, on at least quorum
+// of the nodes' TSDBs (read from the host data directories; the cluster must be stopped).
+func verifyQuorum(t *testing.T, c *dockerCluster, ackLog string, quorum int) quorumResult {
+	t.Helper()
+	spec, records, err := loadgen.ReadAckLog(ackLog)
+	require.NoError(t, err)
+
+	// Per node: tenant → series → timestamp → value bits.
+	type store map[string]map[string]map[int64]uint64
+	nodes := make([]store, len(c.nodes))
+	for i, nd := range c.nodes {
+		nodes[i] = store{}
+		for _, tenant := range tenantDirs(t, nd.dataDir) {
+			series := map[string]map[int64]uint64{}
+			for k, samples := range readTenant(t, nd.dataDir, tenant) {
+				m := make(map[int64]uint64, len(samples))
+				for _, s := range samples {
+					m[s.T] = math.Float64bits(s.V)
+				}
+				series[k] = m
+			}
+			nodes[i][tenant] = series
+		}
+	}
+
+	res := quorumResult{newest: make([]int64, len(c.nodes))}
+	var examples []string
+	for rec, err := range records {
+		require.NoError(t, err)
+		for s := range rec.Samples(spec) {
+			res.acked++
+			k := s.Labels.String()
+			want := math.Float64bits(s.Value)
+			found := 0
+			for i := range nodes {
+				v, ok := nodes[i][s.Tenant][k][s.Timestamp]
+				if !ok {
+					continue
+				}
+				if v != want {
+					res.diverging++
+					if len(examples) < 5 {
+						examples = append(examples, fmt.Sprintf("%s %s@%d on %s: %v, acknowledged %v",
+							s.Tenant, k, s.Timestamp, c.nodes[i].host, math.Float64frombits(v), s.Value))
+					}
+					continue
+				}
+				found++
+				res.newest[i] = max(res.newest[i], s.Timestamp)
+			}
+			res.replicas += found
+			if found < quorum {
+				res.lost++
+				if len(examples) < 5 {
+					examples = append(examples, fmt.Sprintf("%s %s@%d on %d node(s)", s.Tenant, k, s.Timestamp, found))
+				}
+			}
+		}
+	}
+	require.Positive(t, res.acked, "no acknowledged sample to verify")
+	require.Zero(t, res.lost+res.diverging, "acknowledged samples lost (%d) or diverging (%d); first: %s",
+		res.lost, res.diverging, strings.Join(examples, "; "))
+	return res
+}
+
+// non2xx counts the requests of a run that were not acknowledged (by status, and transport errors).
+func non2xx(r loadgen.Report) (total int64, byStatus string) {
+	var parts []string
+	for code, n := range r.ErrorsByStatus {
+		total += n
+		parts = append(parts, fmt.Sprintf("%s:%d", code, n))
+	}
+	if r.TransportErrors > 0 {
+		total += r.TransportErrors
+		parts = append(parts, fmt.Sprintf("transport:%d", r.TransportErrors))
+	}
+	return total, strings.Join(parts, " ")
+}
