@@ -32,7 +32,16 @@
 // precedence is exact, then glob, then default, whatever the file order (see Rings).
 // capnproto_address in an endpoint object is accepted and ignored (Weir forwards over gRPC).
 //
+// MemberlistSource (gossip.go) is the other source of a Snapshot, with the same surface (Current,
+// Changed, Err, Run): members of a hashicorp/memberlist cluster publish a NodeMeta (role, write
+// endpoint, zone, state) and every node builds one ketama ring ("default", all tenants) over the
+// active ingesters, sorted by endpoint, zones as AZs; ConfigHash hashes that member set, so nodes that
+// see the same members show the same hash. Dead-member rule: a member memberlist declares dead stays
+// in the ring for MemberlistConfig.DeadTimeout (writes to it fail and the quorum covers them; a
+// restart within the timeout moves no series), then is dropped and its share moves; a graceful leave
+// (state=leaving, then Leave) drops it at once.
+//
 // Files: config.go (parse and validate), hash.go (SeriesHash), ring.go (Ring, Endpoint, New),
 // ketama.go, hashmod.go, multi.go (Rings: tenant → hashring), watch.go (FileSource, Snapshot),
-// metrics.go (weir_hashring_* metrics).
+// gossip.go (MemberlistSource), metrics.go (weir_hashring_* metrics).
 package hashring

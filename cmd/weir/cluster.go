@@ -3,9 +3,12 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -13,10 +16,21 @@ import (
 	"github.com/weir-metrics/weir/receive"
 )
 
-// cluster is what a node needs to take part in a hashring: the hashrings file it follows, the router
-// in front of its storage, and the connections to the other nodes. Built only with a hashrings file.
+// ringSource is where the ring comes from: a hashrings file (hashring.FileSource) or gossip
+// (hashring.MemberlistSource).
+type ringSource interface {
+	Current() *hashring.Snapshot
+	Changed() <-chan struct{}
+	Err() error
+	Run(ctx context.Context) error
+}
+
+// cluster is what a node needs to take part in a hashring: the ring source it follows, the router in
+// front of its storage, and the connections to the other nodes. Built only with a hashrings file or
+// --ring.membership=memberlist.
 type cluster struct {
-	ring   *hashring.FileSource
+	ring   ringSource
+	gossip *hashring.MemberlistSource // nil in file mode
 	router *receive.Router
 	peers  *receive.PeerWriter
 	cfg    config
@@ -26,23 +40,39 @@ type cluster struct {
 // stores nothing. A missing or invalid hashrings file is not a start-up error: the node starts, answers
 // remote write with 503 and the reason, and takes the file as soon as it is fixed.
 func newCluster(cfg config, local receive.Storage, logger *slog.Logger, reg prometheus.Registerer) (*cluster, error) {
-	src, err := hashring.NewFileSource(hashring.FileConfig{
-		Path:     cfg.hashringsFile,
-		Interval: cfg.hashringsRefresh,
-		Options: hashring.Options{
-			DefaultAlgorithm:  hashring.Algorithm(cfg.hashringsAlg),
-			ReplicationFactor: cfg.router.ReplicationFactor,
-		},
-		StartDegraded: true,
-	}, logger, reg)
-	if err != nil {
-		return nil, fmt.Errorf("--receive.hashrings-file: %w", err)
-	}
-	if src.Current() == nil {
-		logger.Error("no usable hashring: remote write answers 503 until the hashrings file is fixed", "file", cfg.hashringsFile, "err", src.Err())
+	var (
+		src    ringSource
+		gossip *hashring.MemberlistSource
+	)
+	if cfg.ringMembership == "memberlist" {
+		g, err := newMemberlistSource(cfg, logger, reg)
+		if err != nil {
+			return nil, err
+		}
+		src, gossip = g, g
+	} else {
+		fsrc, err := hashring.NewFileSource(hashring.FileConfig{
+			Path:     cfg.hashringsFile,
+			Interval: cfg.hashringsRefresh,
+			Options: hashring.Options{
+				DefaultAlgorithm:  hashring.Algorithm(cfg.hashringsAlg),
+				ReplicationFactor: cfg.router.ReplicationFactor,
+			},
+			StartDegraded: true,
+		}, logger, reg)
+		if err != nil {
+			return nil, fmt.Errorf("--receive.hashrings-file: %w", err)
+		}
+		if fsrc.Current() == nil {
+			logger.Error("no usable hashring: remote write answers 503 until the hashrings file is fixed", "file", cfg.hashringsFile, "err", fsrc.Err())
+		}
+		src = fsrc
 	}
 	peers, err := receive.NewPeerWriter(cfg.peer, logger, reg)
 	if err != nil {
+		if gossip != nil {
+			_ = gossip.Shutdown()
+		}
 		return nil, err
 	}
 	rings := receive.RingsFrom(src)
@@ -58,11 +88,58 @@ func newCluster(cfg config, local receive.Storage, logger *slog.Logger, reg prom
 	router, err := receive.NewRouter(cfg.router, ringFunc, local, peers, logger, reg)
 	if err != nil {
 		_ = peers.Close()
+		if gossip != nil {
+			_ = gossip.Shutdown()
+		}
 		return nil, err
 	}
-	logger.Info("hashring routing on", "file", cfg.hashringsFile, "replication_factor", cfg.router.ReplicationFactor,
+	logger.Info("hashring routing on", "membership", cfg.ringMembership, "file", cfg.hashringsFile, "replication_factor", cfg.router.ReplicationFactor,
 		"quorum", receive.Quorum(cfg.router.ReplicationFactor), "local_endpoint", cfg.router.LocalEndpoint)
-	return &cluster{ring: src, router: router, peers: peers, cfg: cfg}, nil
+	return &cluster{ring: src, gossip: gossip, router: router, peers: peers, cfg: cfg}, nil
+}
+
+// newMemberlistSource starts gossip: the node is an ingester (its --receive.local-endpoint is its
+// ring endpoint) when it stores data, else a router.
+func newMemberlistSource(cfg config, logger *slog.Logger, reg prometheus.Registerer) (*hashring.MemberlistSource, error) {
+	m := cfg.memberlist
+	mc := hashring.MemberlistConfig{
+		NodeName:    m.nodeName,
+		Join:        m.join,
+		Role:        hashring.RoleRouter,
+		Zone:        m.zone,
+		DeadTimeout: m.deadTimeout,
+		Options:     hashring.Options{ReplicationFactor: cfg.router.ReplicationFactor},
+	}
+	if cfg.router.LocalEndpoint != "" {
+		mc.Role, mc.Endpoint = hashring.RoleIngester, cfg.router.LocalEndpoint
+	}
+	if mc.NodeName == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return nil, fmt.Errorf("--memberlist.node-name: empty and no hostname: %w", err)
+		}
+		mc.NodeName = h
+	}
+	var err error
+	if mc.BindAddr, mc.BindPort, err = splitHostPort(m.bind); err != nil {
+		return nil, fmt.Errorf("--memberlist.bind-address: %w", err)
+	}
+	if m.advertise != "" {
+		if mc.AdvertiseAddr, mc.AdvertisePort, err = splitHostPort(m.advertise); err != nil {
+			return nil, fmt.Errorf("--memberlist.advertise-address: %w", err)
+		}
+	}
+	if m.secretKeyFile != "" {
+		if mc.SecretKey, err = hashring.LoadSecretKey(m.secretKeyFile); err != nil {
+			return nil, fmt.Errorf("--memberlist.secret-key-file: %w", err)
+		}
+	}
+	src, err := hashring.NewMemberlistSource(mc, logger, reg)
+	if err != nil {
+		return nil, fmt.Errorf("--ring.membership=memberlist: %w", err)
+	}
+	logger.Info("memberlist started", "node", mc.NodeName, "role", mc.Role, "gossip_address", src.LocalAddr(), "join", strings.Join(m.join, ","))
+	return src, nil
 }
 
 // run follows the hashrings file until ctx ends, dropping the connections of endpoints that left.
@@ -90,10 +167,15 @@ func (c *cluster) run(ctx context.Context) error {
 	return c.ring.Run(ctx)
 }
 
-// close waits for forwards still in flight, then drops the connections.
+// close waits for forwards still in flight, then drops the connections. Gossip has stopped with run
+// (graceful leave); Shutdown covers a node that never ran.
 func (c *cluster) close() error {
 	c.router.Close()
-	return c.peers.Close()
+	err := c.peers.Close()
+	if c.gossip != nil {
+		err = errors.Join(err, c.gossip.Shutdown())
+	}
+	return err
 }
 
 // ringStatus is the JSON of /api/v1/status/ring: what operators and tests compare across nodes.
@@ -106,6 +188,9 @@ type ringStatus struct {
 	LoadedAt          string     `json:"loaded_at,omitempty"`
 	Error             string     `json:"error,omitempty"`
 	Hashrings         []ringJSON `json:"hashrings"`
+	// Membership is file or memberlist; Members are the gossip members (memberlist only).
+	Membership string                  `json:"membership"`
+	Members    []hashring.MemberStatus `json:"members,omitempty"`
 }
 
 type ringJSON struct {
@@ -127,6 +212,10 @@ func (c *cluster) statusHandler(w http.ResponseWriter, _ *http.Request) {
 		Quorum:            receive.Quorum(c.cfg.router.ReplicationFactor),
 		LocalEndpoint:     c.cfg.router.LocalEndpoint,
 		Hashrings:         []ringJSON{},
+		Membership:        c.cfg.ringMembership,
+	}
+	if c.gossip != nil {
+		st.Members = c.gossip.Members()
 	}
 	if err := c.ring.Err(); err != nil {
 		st.Error = err.Error()

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"runtime"
 	"strconv"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 
+	"github.com/weir-metrics/weir/hashring"
 	"github.com/weir-metrics/weir/receive"
 	"github.com/weir-metrics/weir/store"
 	"github.com/weir-metrics/weir/tenant"
@@ -44,6 +46,10 @@ type config struct {
 	router           receive.RouterConfig
 	peer             receive.PeerConfig
 	ingest           receive.IngestConfig
+
+	// Ring membership: the hashrings file (file) or gossip (memberlist).
+	ringMembership string
+	memberlist     memberlistFlags
 
 	// StoreAPI (Thanos Query reading this node): limits per Series request.
 	store store.Config
@@ -114,6 +120,24 @@ func (c *config) registerFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.peer.TLS.CAFile, "remote-write.client-tls-ca", "", "CA that other nodes' certificates must chain to; setting any client TLS flag turns TLS on.")
 	fs.StringVar(&c.peer.TLS.ServerName, "remote-write.client-server-name", "", "Server name expected in other nodes' certificates.")
 
+	// Ring membership by gossip.
+	fs.StringVar(&c.ringMembership, "ring.membership", "file", "Where the ring's members come from: file (--receive.hashrings-file) or memberlist (gossip: ingesters announce themselves; one ketama ring over the active ones).")
+	fs.StringVar(&c.memberlist.bind, "memberlist.bind-address", "0.0.0.0:7946", "host:port memberlist listens on (TCP and UDP), with --ring.membership=memberlist.")
+	fs.StringVar(&c.memberlist.advertise, "memberlist.advertise-address", "", "host:port other members reach this one at (empty: derived from --memberlist.bind-address).")
+	fs.Func("memberlist.join", "Member to join, host:port (repeatable or comma-separated); DNS names are resolved again on every retry, e.g. a headless Service.", func(s string) error {
+		for _, a := range strings.Split(s, ",") {
+			if a = strings.TrimSpace(a); a != "" {
+				c.memberlist.join = append(c.memberlist.join, a)
+			}
+		}
+		return nil
+	})
+	fs.StringVar(&c.memberlist.secretKeyFile, "memberlist.secret-key-file", "", "File holding the gossip encryption key (16, 24 or 32 bytes, raw or base64); the same on every member.")
+	fs.StringVar(&c.memberlist.nodeName, "memberlist.node-name", "", "Unique member name, e.g. the pod name (empty: the hostname).")
+	fs.StringVar(&c.memberlist.zone, "memberlist.zone", "", "This node's availability zone in the ring (empty: none; set on all ingesters or none).")
+	c.memberlist.deadTimeout = hashring.DefaultDeadTimeout
+	durationFlag(fs, &c.memberlist.deadTimeout, "memberlist.dead-timeout", "How long a member memberlist declares dead stays in the ring (its writes fail, quorum covers them; a restart within it moves no series) before it is dropped. A graceful stop leaves at once.")
+
 	// Request limits.
 	c.handler.Decode.MaxBodyBytes = 16 << 20
 	bytesFlag(fs, &c.handler.Decode.MaxBodyBytes, "remote-write.max-body-size", "Largest compressed request body accepted (413 above), e.g. 16MiB.")
@@ -159,8 +183,11 @@ func (c *config) validate() error {
 	if c.router.ReplicationFactor < 1 {
 		return fmt.Errorf("--receive.replication-factor: %d must be at least 1", c.router.ReplicationFactor)
 	}
-	if c.hashringsFile == "" && c.router.LocalEndpoint != "" {
-		return errors.New("--receive.local-endpoint needs --receive.hashrings-file")
+	if err := c.validateMembership(); err != nil {
+		return err
+	}
+	if !c.clustered() && c.router.LocalEndpoint != "" {
+		return errors.New("--receive.local-endpoint needs --receive.hashrings-file or --ring.membership=memberlist")
 	}
 	if c.router.ForwardTimeout <= 0 || c.hashringsRefresh <= 0 {
 		return errors.New("--receive.forward-timeout and --receive.hashrings-file-refresh-interval must be positive")
@@ -293,4 +320,67 @@ func (c *config) validateFlags() error {
 		return fmt.Errorf("--label: external labels already contain the tenant label %q (--receive.tenant-label-name)", c.storage.LabelName)
 	}
 	return nil
+}
+
+// memberlistFlags are the --memberlist.* flags.
+type memberlistFlags struct {
+	bind, advertise string
+	join            []string
+	secretKeyFile   string
+	nodeName        string
+	zone            string
+	deadTimeout     time.Duration
+}
+
+// clustered says whether the node takes part in a hashring (file or memberlist).
+func (c *config) clustered() bool {
+	return c.hashringsFile != "" || c.ringMembership == "memberlist"
+}
+
+// validateMembership refuses mixing the hashrings file with memberlist, either way.
+func (c *config) validateMembership() error {
+	m := c.memberlist
+	switch c.ringMembership {
+	case "file":
+		if m.bind != "0.0.0.0:7946" || m.advertise != "" || len(m.join) > 0 || m.secretKeyFile != "" || m.nodeName != "" || m.zone != "" || m.deadTimeout != hashring.DefaultDeadTimeout {
+			return errors.New("--memberlist.* flags need --ring.membership=memberlist (the ring comes from --receive.hashrings-file by default)")
+		}
+		return nil
+	case "memberlist":
+	default:
+		return fmt.Errorf("--ring.membership: %q is neither file nor memberlist", c.ringMembership)
+	}
+	if c.hashringsFile != "" {
+		return errors.New("--ring.membership=memberlist and --receive.hashrings-file cannot be mixed: the ring comes from one or the other")
+	}
+	if _, _, err := splitHostPort(m.bind); err != nil {
+		return fmt.Errorf("--memberlist.bind-address: %w", err)
+	}
+	if m.advertise != "" {
+		if _, _, err := splitHostPort(m.advertise); err != nil {
+			return fmt.Errorf("--memberlist.advertise-address: %w", err)
+		}
+	}
+	for _, j := range m.join {
+		if _, _, err := net.SplitHostPort(j); err != nil {
+			return fmt.Errorf("--memberlist.join %q: %w", j, err)
+		}
+	}
+	if m.deadTimeout <= 0 {
+		return fmt.Errorf("--memberlist.dead-timeout: %s must be positive", model.Duration(m.deadTimeout))
+	}
+	return nil
+}
+
+// splitHostPort splits host:port with a numeric port.
+func splitHostPort(s string) (string, int, error) {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return "", 0, err
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p < 0 || p > 65535 {
+		return "", 0, fmt.Errorf("port %q: want 0-65535", port)
+	}
+	return host, p, nil
 }

@@ -103,3 +103,37 @@ func TestDispatch(t *testing.T) {
 	require.Equal(t, 2, dispatch([]string{"receive", "extra"}, &out, &errOut))
 	require.Contains(t, errOut.String(), `unexpected argument "extra"`)
 }
+
+func TestMemberlistFlags(t *testing.T) {
+	cfg, err := parseConfig(t, "--ring.membership=memberlist", "--memberlist.bind-address=127.0.0.1:7947",
+		"--memberlist.join=a:7946,b:7946", "--memberlist.join", "c:7946", "--memberlist.zone=z1",
+		"--memberlist.dead-timeout=90s", "--receive.local-endpoint=ing-0:10901")
+	require.NoError(t, err)
+	require.True(t, cfg.clustered())
+	require.Equal(t, []string{"a:7946", "b:7946", "c:7946"}, cfg.memberlist.join)
+	require.Equal(t, 90*time.Second, cfg.memberlist.deadTimeout)
+	require.Equal(t, "z1", cfg.memberlist.zone)
+
+	cfg, err = parseConfig(t)
+	require.NoError(t, err)
+	require.Equal(t, "file", cfg.ringMembership)
+	require.False(t, cfg.clustered())
+
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--ring.membership=memberlist", "--receive.hashrings-file=h.json"}, "cannot be mixed"},
+		{[]string{"--receive.hashrings-file=h.json", "--memberlist.join=a:7946"}, "need --ring.membership=memberlist"},
+		{[]string{"--memberlist.zone=z"}, "need --ring.membership=memberlist"},
+		{[]string{"--ring.membership=consul"}, "neither file nor memberlist"},
+		{[]string{"--ring.membership=memberlist", "--memberlist.bind-address=nope"}, "--memberlist.bind-address"},
+		{[]string{"--ring.membership=memberlist", "--memberlist.join=nohost"}, "--memberlist.join"},
+		{[]string{"--ring.membership=memberlist", "--memberlist.dead-timeout=0s"}, "must be positive"},
+		{[]string{"--receive.local-endpoint=a:1"}, "needs --receive.hashrings-file or --ring.membership=memberlist"},
+	} {
+		_, err := parseConfig(t, tc.args...)
+		require.Error(t, err, "%v", tc.args)
+		require.Contains(t, err.Error(), tc.want, "%v", tc.args)
+	}
+}

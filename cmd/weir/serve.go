@@ -76,7 +76,7 @@ func (n *node) build() error {
 	if n.rwLn, err = net.Listen("tcp", cfg.remoteWriteAddress); err != nil {
 		return fmt.Errorf("--remote-write.address: %w", err)
 	}
-	routerOnly := cfg.hashringsFile != "" && cfg.router.LocalEndpoint == ""
+	routerOnly := cfg.clustered() && cfg.router.LocalEndpoint == ""
 	if !routerOnly {
 		if n.grpcLn, err = net.Listen("tcp", cfg.grpcAddress); err != nil {
 			return fmt.Errorf("--grpc-address: %w", err)
@@ -90,7 +90,7 @@ func (n *node) build() error {
 	if n.storage != nil {
 		storage = n.storage
 	}
-	if cfg.hashringsFile != "" {
+	if cfg.clustered() {
 		if n.cluster, err = newCluster(cfg, storage, n.logger, n.reg); err != nil {
 			return err
 		}

@@ -1,0 +1,94 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// memberlistStatus is the part of /api/v1/status/ring that memberlist mode adds.
+type memberlistStatus struct {
+	ringStatus
+	Membership string `json:"membership"`
+	Members    []struct {
+		Name     string `json:"name"`
+		Role     string `json:"role"`
+		Endpoint string `json:"endpoint"`
+		State    string `json:"state"`
+		InRing   bool   `json:"in_ring"`
+	} `json:"members"`
+}
+
+func getMemberlistStatus(t testing.TB, n *weirNode) memberlistStatus {
+	t.Helper()
+	code, body := n.Get(t, "/api/v1/status/ring")
+	require.Equal(t, http.StatusOK, code, "/api/v1/status/ring: %s", body)
+	var st memberlistStatus
+	require.NoError(t, json.Unmarshal([]byte(body), &st), "/api/v1/status/ring: %s", body)
+	return st
+}
+
+// TestMemberlistRing: three weir processes that find each other by gossip (no hashrings file) build
+// the same ketama ring over the three of them; with RF=3 a write is acknowledged and lands on all
+// three.
+func TestMemberlistRing(t *testing.T) {
+	addrs := nodeAddrs(t, 6)
+	grpcAddrs, gossipAddrs := addrs[:3], addrs[3:]
+	nodes := make([]*weirNode, 3)
+	for i := range nodes {
+		nodes[i] = startWeir(t, t.TempDir(),
+			"--ring.membership=memberlist",
+			"--memberlist.node-name="+fmt.Sprintf("weir-%d", i),
+			"--memberlist.bind-address="+gossipAddrs[i],
+			"--memberlist.join="+gossipAddrs[0],
+			"--receive.replication-factor=3",
+			"--receive.forward-timeout=3s",
+			"--grpc-address="+grpcAddrs[i],
+			"--receive.local-endpoint="+grpcAddrs[i])
+	}
+
+	start := time.Now()
+	deadline := start.Add(30 * time.Second)
+	for {
+		sts := make([]memberlistStatus, len(nodes))
+		same := true
+		for i, n := range nodes {
+			sts[i] = getMemberlistStatus(t, n)
+			same = same && len(sts[i].endpoints()) == 3 && sts[i].ConfigHash == sts[0].ConfigHash
+		}
+		if same {
+			for i, st := range sts {
+				require.Equal(t, "memberlist", st.Membership, "node %d", i)
+				require.ElementsMatch(t, grpcAddrs, st.endpoints(), "node %d", i)
+				require.Len(t, st.Members, 3, "node %d", i)
+				for _, m := range st.Members {
+					require.Equal(t, "ingester", m.Role)
+					require.Equal(t, "active", m.State)
+					require.True(t, m.InRing)
+				}
+			}
+			t.Logf("3 nodes converged on ring %s in %s", sts[0].ConfigHash, time.Since(start).Round(time.Millisecond))
+			break
+		}
+		require.True(t, time.Now().Before(deadline), "no convergence in 30s: %+v", sts)
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	l := newRingLoad(50)
+	const tn = "gossip"
+	for k := range 5 {
+		l.mustSend(t, nodes[k%3], tn, http.StatusNoContent)
+	}
+	stopAll(nodes...)
+	acked, _ := l.ackedRequests(tn)
+	require.Len(t, acked, 5)
+	stored := l.readAll(t, nodes, tn)
+	want := l.want(acked)
+	for j := range nodes {
+		requireSameSeries(t, fmt.Sprintf("node %d", j), want, stored[j])
+	}
+}

@@ -1,0 +1,584 @@
+package hashring
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cespare/xxhash/v2"
+	"github.com/hashicorp/memberlist"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Role is what a member does in the cluster.
+type Role string
+
+const (
+	// RoleIngester stores series: an active ingester owns a share of the ring.
+	RoleIngester Role = "ingester"
+	// RoleRouter only routes writes; it is a member (it learns the ring) but owns nothing.
+	RoleRouter Role = "router"
+)
+
+// MemberState is the lifecycle state a member announces in its metadata.
+type MemberState string
+
+const (
+	// StateJoining is a member started and not yet part of the ring.
+	StateJoining MemberState = "joining"
+	// StateActive is a member running; an active ingester owns a share of the ring.
+	StateActive MemberState = "active"
+	// StateLeaving is a member stopping gracefully, dropped from the ring at once.
+	StateLeaving MemberState = "leaving"
+	// StateDead is never announced: it is what the status reports for a member memberlist declared
+	// dead and that is kept in the ring until MemberlistConfig.DeadTimeout.
+	StateDead MemberState = "dead"
+)
+
+// DefaultDeadTimeout is the default of MemberlistConfig.DeadTimeout (--memberlist.dead-timeout).
+const DefaultDeadTimeout = 5 * time.Minute
+
+// DefaultGossipPort is memberlist's usual port.
+const DefaultGossipPort = 7946
+
+// maxMetaSize bounds a member's encoded NodeMeta (memberlist's own limit is memberlist.MetaMaxSize).
+const maxMetaSize = 512
+
+// rebuildDelay debounces ring rebuilds: a burst of membership events produces one new snapshot.
+const rebuildDelay = 200 * time.Millisecond
+
+// NodeMeta is what each member publishes about itself, as JSON in its memberlist metadata (at most
+// 512 bytes).
+type NodeMeta struct {
+	// Role is ingester or router.
+	Role Role `json:"role"`
+	// Endpoint is the member's write address (its --grpc-address as others reach it); the ring
+	// identity of an ingester. Empty for a router.
+	Endpoint string `json:"endpoint,omitempty"`
+	// Zone is the member's availability zone (empty: none).
+	Zone string `json:"zone,omitempty"`
+	// State is joining, active or leaving.
+	State MemberState `json:"state"`
+}
+
+// MemberlistConfig configures a MemberlistSource.
+type MemberlistConfig struct {
+	// NodeName is the unique name of this member (a pod name).
+	NodeName string
+	// BindAddr and BindPort are where memberlist listens (TCP and UDP). Port 0 picks a free port.
+	BindAddr string
+	BindPort int
+	// AdvertiseAddr and AdvertisePort are what other members dial (empty/0: derived from the bind
+	// address).
+	AdvertiseAddr string
+	AdvertisePort int
+	// Join lists members to join, host:port; names are resolved again on every attempt, so a
+	// headless Service that has no address yet is retried until it has.
+	Join []string
+	// JoinRetry is how long to wait between join attempts (zero: 2s).
+	JoinRetry time.Duration
+	// SecretKey, when set, encrypts gossip (16, 24 or 32 bytes, AES); see LoadSecretKey.
+	SecretKey []byte
+	// Role, Endpoint and Zone describe this member (see NodeMeta).
+	Role     Role
+	Endpoint string
+	Zone     string
+	// DeadTimeout is how long a member memberlist declared dead stays in the ring (zero:
+	// DefaultDeadTimeout).
+	DeadTimeout time.Duration
+	// Options are the ring options (replication factor, ketama points). The algorithm is always
+	// ketama.
+	Options Options
+
+	// tune adjusts memberlist's configuration (tests: faster failure detection).
+	tune func(*memberlist.Config)
+}
+
+// Validate checks the configuration.
+func (c MemberlistConfig) Validate() error {
+	if c.NodeName == "" {
+		return errors.New("memberlist: no node name")
+	}
+	switch c.Role {
+	case RoleIngester:
+		if c.Endpoint == "" {
+			return errors.New("memberlist: an ingester needs its write endpoint")
+		}
+	case RoleRouter:
+	default:
+		return fmt.Errorf("memberlist: role %q is neither %q nor %q", c.Role, RoleIngester, RoleRouter)
+	}
+	if c.BindPort < 0 || c.BindPort > 65535 || c.AdvertisePort < 0 || c.AdvertisePort > 65535 {
+		return errors.New("memberlist: port out of range")
+	}
+	if c.DeadTimeout < 0 || c.JoinRetry < 0 {
+		return errors.New("memberlist: negative dead timeout or join retry")
+	}
+	switch len(c.SecretKey) {
+	case 0, 16, 24, 32:
+	default:
+		return fmt.Errorf("memberlist: secret key of %d bytes, want 16, 24 or 32", len(c.SecretKey))
+	}
+	meta, err := json.Marshal(NodeMeta{Role: c.Role, Endpoint: c.Endpoint, Zone: c.Zone, State: StateJoining})
+	if err != nil {
+		return err
+	}
+	if len(meta) > maxMetaSize {
+		return fmt.Errorf("memberlist: node metadata of %d bytes exceeds %d (endpoint or zone too long)", len(meta), maxMetaSize)
+	}
+	return c.Options.Validate()
+}
+
+// LoadSecretKey reads a gossip encryption key from a file: 16, 24 or 32 bytes, raw or base64
+// (surrounding white space is ignored).
+func LoadSecretKey(path string) ([]byte, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	if k := bytes.TrimSpace(data); len(k) > 0 {
+		if dec, err := base64.StdEncoding.DecodeString(string(k)); err == nil && validKeyLen(len(dec)) {
+			return dec, nil
+		}
+		if validKeyLen(len(k)) {
+			return k, nil
+		}
+	}
+	return nil, fmt.Errorf("secret key file %s: want 16, 24 or 32 bytes, raw or base64", path)
+}
+
+func validKeyLen(n int) bool { return n == 16 || n == 24 || n == 32 }
+
+// MemberStatus is one member as this node sees it.
+type MemberStatus struct {
+	Name     string      `json:"name"`
+	Address  string      `json:"address"` // gossip address
+	Role     Role        `json:"role"`
+	Endpoint string      `json:"endpoint,omitempty"`
+	Zone     string      `json:"zone,omitempty"`
+	State    MemberState `json:"state"`
+	// DeadSince is set for a dead member kept in the ring.
+	DeadSince *time.Time `json:"dead_since,omitempty"`
+	// InRing says whether the member owns a share of the ring serving now.
+	InRing bool `json:"in_ring"`
+}
+
+type member struct {
+	name      string
+	addr      string
+	meta      NodeMeta
+	dead      bool
+	deadSince time.Time
+}
+
+// MemberlistSource builds the ring from the members of a memberlist cluster: the ketama ring
+// ("default" hashring, every tenant) over the active ingesters, sorted by endpoint, zones as AZs. It
+// has the consumer surface of FileSource (Current, Changed, Err, Run).
+//
+// Dead-member rule: a member that memberlist declares dead (it stopped answering probes) stays in
+// the ring for DeadTimeout: writes to it fail and the write quorum covers them, and a restart within
+// the timeout (same node name) moves no series. After the timeout it is dropped and its share moves.
+// A member that leaves gracefully (announces state=leaving, then memberlist Leave) is dropped at once.
+//
+// Snapshot.ConfigHash is the xxhash64 of the ring's member set (endpoints and zones), equal on every
+// node that sees the same members; Version grows by one with every new member set.
+type MemberlistSource struct {
+	cfg    MemberlistConfig
+	logger *slog.Logger
+	m      *metrics
+	ml     *memberlist.Memberlist
+	now    func() time.Time
+
+	localAddr   string
+	memberGauge *prometheus.GaugeVec
+
+	cur     atomic.Pointer[Snapshot]
+	running atomic.Bool
+	stopped atomic.Bool
+	kick    chan struct{}
+
+	mu      sync.Mutex // guards the fields below
+	self    NodeMeta
+	members map[string]*member
+	changed chan struct{}
+	err     error
+}
+
+// NewMemberlistSource starts memberlist (listening on the bind address) announcing this member as
+// joining, and registers the source's metrics on reg (nil: none). Run joins the cluster and serves
+// the ring; call Shutdown (or let Run end) to stop memberlist.
+func NewMemberlistSource(cfg MemberlistConfig, logger *slog.Logger, reg prometheus.Registerer) (*MemberlistSource, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.DeadTimeout == 0 {
+		cfg.DeadTimeout = DefaultDeadTimeout
+	}
+	if cfg.JoinRetry == 0 {
+		cfg.JoinRetry = 2 * time.Second
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	s := &MemberlistSource{
+		cfg:     cfg,
+		logger:  logger.With("component", "hashring", "membership", "memberlist", "node", cfg.NodeName),
+		m:       newMetrics(),
+		now:     time.Now,
+		kick:    make(chan struct{}, 1),
+		self:    NodeMeta{Role: cfg.Role, Endpoint: cfg.Endpoint, Zone: cfg.Zone, State: StateJoining},
+		members: map[string]*member{},
+		changed: make(chan struct{}),
+		err:     errors.New("memberlist: no active ingester yet"),
+		memberGauge: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "weir_hashring_members",
+			Help: "Memberlist members this node knows, by role and state (dead: declared dead, kept in the ring until --memberlist.dead-timeout).",
+		}, []string{"role", "state"}),
+	}
+	mc := memberlist.DefaultLANConfig()
+	mc.Name = cfg.NodeName
+	mc.BindAddr = cfg.BindAddr
+	if mc.BindAddr == "" {
+		mc.BindAddr = "0.0.0.0"
+	}
+	mc.BindPort = cfg.BindPort
+	mc.AdvertiseAddr = cfg.AdvertiseAddr
+	mc.AdvertisePort = cfg.AdvertisePort
+	if mc.AdvertisePort == 0 {
+		mc.AdvertisePort = cfg.BindPort
+	}
+	if len(cfg.SecretKey) > 0 {
+		mc.SecretKey = cfg.SecretKey
+	}
+	mc.Delegate = (*delegate)(s)
+	mc.Events = (*events)(s)
+	mc.LogOutput = &logWriter{s.logger}
+	if cfg.tune != nil {
+		cfg.tune(mc)
+	}
+	ml, err := memberlist.Create(mc)
+	if err != nil {
+		return nil, fmt.Errorf("memberlist: %w", err)
+	}
+	s.ml = ml
+	// Read once, before Run: memberlist's LocalNode races with UpdateNode.
+	n := ml.LocalNode()
+	s.localAddr = net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))
+	if err := s.m.register(reg); err != nil {
+		_ = ml.Shutdown()
+		return nil, err
+	}
+	if reg != nil {
+		if err := reg.Register(s.memberGauge); err != nil {
+			_ = ml.Shutdown()
+			return nil, fmt.Errorf("register hashring metrics: %w", err)
+		}
+	}
+	return s, nil
+}
+
+// Current returns the snapshot serving now: nil until the first ring could be built.
+func (s *MemberlistSource) Current() *Snapshot { return s.cur.Load() }
+
+// Changed returns a channel closed when a newer snapshot is published. Call it again after it fires.
+func (s *MemberlistSource) Changed() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.changed
+}
+
+// Err returns why the current member set gives no ring (the last good snapshot keeps serving), or nil.
+func (s *MemberlistSource) Err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
+
+// LocalAddr is this member's gossip address (host:port), to give other members to join.
+func (s *MemberlistSource) LocalAddr() string { return s.localAddr }
+
+// Members returns every member known, sorted by name, as this node sees it.
+func (s *MemberlistSource) Members() []MemberStatus {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	inRing := map[string]bool{}
+	if snap := s.cur.Load(); snap != nil {
+		for _, h := range snap.Rings.Hashrings() {
+			for _, e := range h.Ring.Endpoints() {
+				inRing[e.Address] = true
+			}
+		}
+	}
+	out := make([]MemberStatus, 0, len(s.members))
+	for _, m := range s.members {
+		st := MemberStatus{Name: m.name, Address: m.addr, Role: m.meta.Role, Endpoint: m.meta.Endpoint, Zone: m.meta.Zone, State: m.meta.State}
+		if m.dead {
+			st.State = StateDead
+			t := m.deadSince
+			st.DeadSince = &t
+		}
+		st.InRing = m.meta.Role == RoleIngester && inRing[m.meta.Endpoint]
+		out = append(out, st)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Run joins the cluster (retrying every JoinRetry until a member answers), announces this member as
+// active and rebuilds the ring on membership changes until ctx is done; it then leaves gracefully
+// (Leave) and shuts memberlist down. It may be called once and leaves no goroutine behind.
+func (s *MemberlistSource) Run(ctx context.Context) error {
+	if !s.running.CompareAndSwap(false, true) {
+		return errors.New("hashring: MemberlistSource.Run called twice")
+	}
+	defer func() { _ = s.Leave(5 * time.Second) }()
+
+	joined := len(s.cfg.Join) == 0
+	if !joined {
+		joined = s.join()
+	}
+	// Active even when nobody answered yet: the first member of a cluster has nobody to join.
+	s.setState(StateActive)
+
+	joinTimer := time.NewTimer(s.cfg.JoinRetry)
+	if joined {
+		joinTimer.Stop()
+	}
+	defer joinTimer.Stop()
+	rebuild := time.NewTimer(0)
+	defer rebuild.Stop()
+	var expire *time.Timer
+	var expireC <-chan time.Time
+	defer func() {
+		if expire != nil {
+			expire.Stop()
+		}
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-joinTimer.C:
+			if !s.join() {
+				joinTimer.Reset(s.cfg.JoinRetry)
+			}
+		case <-s.kick:
+			rebuild.Reset(rebuildDelay)
+		case <-expireC:
+			rebuild.Reset(0)
+		case <-rebuild.C:
+			if next := s.rebuild(); next > 0 {
+				if expire == nil {
+					expire = time.NewTimer(next)
+				} else {
+					expire.Reset(next)
+				}
+				expireC = expire.C
+			}
+		}
+	}
+}
+
+// join tries the join list once (names resolved now) and reports whether a member answered.
+func (s *MemberlistSource) join() bool {
+	n, err := s.ml.Join(s.cfg.Join)
+	if n > 0 {
+		s.logger.Info("joined the memberlist cluster", "contacted", n)
+		return true
+	}
+	s.logger.Warn("cannot join the memberlist cluster yet; retrying", "join", strings.Join(s.cfg.Join, ","), "err", err, "retry", s.cfg.JoinRetry)
+	return false
+}
+
+// setState announces a new state of this member to the cluster.
+func (s *MemberlistSource) setState(st MemberState) {
+	s.mu.Lock()
+	s.self.State = st
+	s.mu.Unlock()
+	if err := s.ml.UpdateNode(5 * time.Second); err != nil {
+		s.logger.Warn("announcing member state", "state", st, "err", err)
+	}
+}
+
+// Leave announces state=leaving, so that every node drops this member from its ring at once, then
+// leaves the cluster and shuts memberlist down. timeout bounds each of the two broadcasts.
+func (s *MemberlistSource) Leave(timeout time.Duration) error {
+	if s.stopped.Load() {
+		return nil
+	}
+	s.mu.Lock()
+	s.self.State = StateLeaving
+	s.mu.Unlock()
+	err := s.ml.UpdateNode(timeout)
+	err = errors.Join(err, s.ml.Leave(timeout))
+	return errors.Join(err, s.Shutdown())
+}
+
+// Shutdown stops memberlist without leaving: the other members will declare this one dead (as for
+// a crash). Safe to call more than once.
+func (s *MemberlistSource) Shutdown() error {
+	if !s.stopped.CompareAndSwap(false, true) {
+		return nil
+	}
+	return s.ml.Shutdown()
+}
+
+// rebuild publishes the ring of the current members if it changed and returns how long until the
+// next dead member expires (0: none).
+func (s *MemberlistSource) rebuild() time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	var next time.Duration
+	eps := map[string]*member{}
+	for name, m := range s.members {
+		if m.dead {
+			left := s.cfg.DeadTimeout - now.Sub(m.deadSince)
+			if left <= 0 {
+				s.logger.Info("dead member dropped from the ring after the dead timeout", "member", name, "endpoint", m.meta.Endpoint)
+				delete(s.members, name)
+				continue
+			}
+			if next == 0 || left < next {
+				next = left
+			}
+		}
+		if m.meta.Role != RoleIngester || m.meta.State != StateActive || m.meta.Endpoint == "" {
+			continue
+		}
+		// Two members claiming one endpoint (a restart under a new name): the live one wins, then
+		// the smaller name, so that every node picks the same.
+		if o := eps[m.meta.Endpoint]; o == nil || (o.dead && !m.dead) || (o.dead == m.dead && m.name < o.name) {
+			eps[m.meta.Endpoint] = m
+		}
+	}
+	s.memberGauge.Reset()
+	for _, m := range s.members {
+		st := m.meta.State
+		if m.dead {
+			st = StateDead
+		}
+		s.memberGauge.WithLabelValues(string(m.meta.Role), string(st)).Inc()
+	}
+	endpoints := make([]Endpoint, 0, len(eps))
+	for _, m := range eps {
+		endpoints = append(endpoints, Endpoint{Address: m.meta.Endpoint, AZ: m.meta.Zone})
+	}
+	sort.Slice(endpoints, func(i, j int) bool { return endpoints[i].Address < endpoints[j].Address })
+	h := xxhash.New()
+	for _, e := range endpoints {
+		_, _ = h.WriteString(e.Address)
+		_, _ = h.Write([]byte{0})
+		_, _ = h.WriteString(e.AZ)
+		_, _ = h.Write([]byte{'\n'})
+	}
+	sum := h.Sum64()
+	prev := s.cur.Load()
+	if prev != nil && prev.ConfigHash == sum {
+		s.err = nil
+		return next
+	}
+	if len(endpoints) == 0 {
+		s.err = errors.New("memberlist: no active ingester")
+		return next
+	}
+	rings, err := NewRings([]RingConfig{{Name: "default", Endpoints: endpoints, Algorithm: AlgorithmKetama}}, s.cfg.Options)
+	if err != nil {
+		if s.err == nil || s.err.Error() != err.Error() {
+			s.logger.Error("cannot build a ring from the members; the last good ring keeps serving", "err", err, "ingesters", len(endpoints))
+			s.m.reloadsFailure.Inc()
+		}
+		s.err = fmt.Errorf("memberlist ring: %w", err)
+		s.m.lastSuccess.Set(0)
+		return next
+	}
+	snap := &Snapshot{Rings: rings, Version: 1, ConfigHash: sum, LoadedAt: now}
+	if prev != nil {
+		snap.Version = prev.Version + 1
+	}
+	s.cur.Store(snap)
+	s.err = nil
+	close(s.changed)
+	s.changed = make(chan struct{})
+	s.m.serving(snap)
+	s.m.reloadsSuccess.Inc()
+	s.logger.Info("ring rebuilt from members", "version", snap.Version, "config_hash", fmt.Sprintf("%016x", sum), "ingesters", len(endpoints))
+	return next
+}
+
+// notify records a membership event and wakes Run. Called by memberlist: it must not block.
+func (s *MemberlistSource) notify(n *memberlist.Node, gone bool) {
+	var meta NodeMeta
+	if err := json.Unmarshal(n.Meta, &meta); err != nil && !gone {
+		s.logger.Warn("member with unreadable metadata ignored", "member", n.Name, "err", err)
+		return
+	}
+	s.mu.Lock()
+	switch {
+	case !gone:
+		s.members[n.Name] = &member{name: n.Name, addr: n.Address(), meta: meta}
+	case n.State == memberlist.StateLeft || meta.State == StateLeaving:
+		delete(s.members, n.Name)
+	default:
+		if m := s.members[n.Name]; m != nil && !m.dead {
+			m.dead, m.deadSince = true, s.now()
+			s.logger.Warn("member declared dead; it stays in the ring until the dead timeout", "member", n.Name, "endpoint", m.meta.Endpoint, "dead_timeout", s.cfg.DeadTimeout)
+		}
+	}
+	s.mu.Unlock()
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// delegate publishes this member's metadata.
+type delegate MemberlistSource
+
+func (d *delegate) NodeMeta(limit int) []byte {
+	d.mu.Lock()
+	meta := d.self
+	d.mu.Unlock()
+	b, _ := json.Marshal(meta) // size checked by Validate
+	if len(b) > limit {
+		return nil
+	}
+	return b
+}
+
+func (d *delegate) NotifyMsg([]byte)                {}
+func (d *delegate) GetBroadcasts(_, _ int) [][]byte { return nil }
+func (d *delegate) LocalState(bool) []byte          { return nil }
+func (d *delegate) MergeRemoteState([]byte, bool)   {}
+
+// events feeds memberlist's membership events to the source.
+type events MemberlistSource
+
+func (e *events) NotifyJoin(n *memberlist.Node)   { (*MemberlistSource)(e).notify(n, false) }
+func (e *events) NotifyUpdate(n *memberlist.Node) { (*MemberlistSource)(e).notify(n, false) }
+func (e *events) NotifyLeave(n *memberlist.Node)  { (*MemberlistSource)(e).notify(n, true) }
+
+// logWriter sends memberlist's log lines to slog at debug level.
+type logWriter struct{ l *slog.Logger }
+
+func (w *logWriter) Write(p []byte) (int, error) {
+	line := strings.TrimSpace(string(p))
+	// memberlist's logger prefixes the standard "2006/01/02 15:04:05 " date; slog has its own.
+	if len(line) > 20 && line[4] == '/' && line[7] == '/' && line[19] == ' ' {
+		line = line[20:]
+	}
+	w.l.Debug(line)
+	return len(p), nil
+}

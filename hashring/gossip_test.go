@@ -1,0 +1,231 @@
+package hashring
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stretchr/testify/require"
+)
+
+// fastGossip makes failure detection and gossip quick enough for tests on loopback.
+func fastGossip(c *memberlist.Config) {
+	c.ProbeInterval = 50 * time.Millisecond
+	c.ProbeTimeout = 25 * time.Millisecond
+	c.GossipInterval = 20 * time.Millisecond
+	c.PushPullInterval = 200 * time.Millisecond
+	c.SuspicionMult = 1
+	c.SuspicionMaxTimeoutMult = 1
+	c.TCPTimeout = time.Second
+}
+
+type gossipNode struct {
+	src    *MemberlistSource
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// startGossip starts a member named name on 127.0.0.1 (a free port) joining join, and stops it at the
+// end of the test (gracefully, unless the test already did).
+func startGossip(t *testing.T, name string, role Role, zone string, deadTimeout time.Duration, join ...string) *gossipNode {
+	t.Helper()
+	cfg := MemberlistConfig{
+		NodeName:    name,
+		BindAddr:    "127.0.0.1",
+		Join:        join,
+		JoinRetry:   100 * time.Millisecond,
+		Role:        role,
+		Zone:        zone,
+		DeadTimeout: deadTimeout,
+		Options:     Options{ReplicationFactor: 1},
+		tune:        fastGossip,
+	}
+	if role == RoleIngester {
+		cfg.Endpoint = name + ":10901"
+	}
+	src, err := NewMemberlistSource(cfg, nil, nil)
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	n := &gossipNode{src: src, cancel: cancel, done: make(chan error, 1)}
+	go func() { n.done <- src.Run(ctx) }()
+	t.Cleanup(n.stop)
+	return n
+}
+
+func (n *gossipNode) stop() {
+	n.cancel()
+	<-n.done
+	n.done <- nil // stop is idempotent
+}
+
+// ringOf returns the endpoints of a source's ring ("" before it has one).
+func ringOf(s *MemberlistSource) string {
+	snap := s.Current()
+	if snap == nil {
+		return ""
+	}
+	return fmt.Sprint(snap.Rings.Hashrings()[0].Ring.Endpoints())
+}
+
+// converged reports whether every node serves the same ring hash with want ingesters.
+func converged(nodes []*gossipNode, want int) bool {
+	var hash uint64
+	for i, n := range nodes {
+		snap := n.src.Current()
+		if snap == nil || len(snap.Rings.Hashrings()[0].Ring.Endpoints()) != want {
+			return false
+		}
+		if i == 0 {
+			hash = snap.ConfigHash
+		} else if snap.ConfigHash != hash {
+			return false
+		}
+	}
+	return true
+}
+
+func TestMemberlistConverges(t *testing.T) {
+	seed := startGossip(t, "ing-0", RoleIngester, "a", time.Minute)
+	nodes := []*gossipNode{seed}
+	for i := 1; i < 4; i++ {
+		nodes = append(nodes, startGossip(t, fmt.Sprintf("ing-%d", i), RoleIngester, string(rune('a'+i%3)), time.Minute, seed.src.LocalAddr()))
+	}
+	nodes = append(nodes, startGossip(t, "router-0", RoleRouter, "", time.Minute, seed.src.LocalAddr()))
+	eventually(t, "5 members converge on 4 ingesters", func() bool { return converged(nodes, 4) })
+	require.Equal(t, "[{ing-0:10901 a} {ing-1:10901 b} {ing-2:10901 c} {ing-3:10901 a}]", ringOf(nodes[4].src))
+
+	ms := nodes[4].src.Members()
+	require.Len(t, ms, 5)
+	for _, m := range ms {
+		require.Equal(t, StateActive, m.State, m.Name)
+		require.Equal(t, m.Role == RoleIngester, m.InRing, m.Name)
+	}
+}
+
+func TestMemberlistGracefulLeave(t *testing.T) {
+	seed := startGossip(t, "ing-0", RoleIngester, "", time.Hour)
+	a := startGossip(t, "ing-1", RoleIngester, "", time.Hour, seed.src.LocalAddr())
+	b := startGossip(t, "ing-2", RoleIngester, "", time.Hour, seed.src.LocalAddr())
+	nodes := []*gossipNode{seed, a, b}
+	eventually(t, "3 ingesters", func() bool { return converged(nodes, 3) })
+
+	b.stop() // Run ends: state=leaving, Leave, Shutdown
+	eventually(t, "the leaver is dropped at once despite the hour-long dead timeout", func() bool { return converged(nodes[:2], 2) })
+	require.Equal(t, "[{ing-0:10901 } {ing-1:10901 }]", ringOf(a.src))
+	for _, m := range seed.src.Members() {
+		require.NotEqual(t, "ing-2", m.Name)
+	}
+}
+
+func TestMemberlistDeadTimeout(t *testing.T) {
+	const deadTimeout = 1500 * time.Millisecond
+	seed := startGossip(t, "ing-0", RoleIngester, "", deadTimeout)
+	a := startGossip(t, "ing-1", RoleIngester, "", deadTimeout, seed.src.LocalAddr())
+	b := startGossip(t, "ing-2", RoleIngester, "", deadTimeout, seed.src.LocalAddr())
+	nodes := []*gossipNode{seed, a, b}
+	eventually(t, "3 ingesters", func() bool { return converged(nodes, 3) })
+	before := seed.src.Current().ConfigHash
+
+	require.NoError(t, b.src.Shutdown()) // a crash: no leave
+	eventually(t, "the crashed member is seen dead", func() bool {
+		for _, m := range seed.src.Members() {
+			if m.Name == "ing-2" && m.State == StateDead {
+				return m.InRing && m.DeadSince != nil
+			}
+		}
+		return false
+	})
+	// Still in the ring while the dead timeout runs.
+	require.Equal(t, before, seed.src.Current().ConfigHash)
+	require.Equal(t, before, a.src.Current().ConfigHash)
+
+	eventually(t, "the dead member is dropped after the dead timeout", func() bool { return converged(nodes[:2], 2) })
+	require.NotEqual(t, before, seed.src.Current().ConfigHash)
+}
+
+func TestMemberlistNotEnoughIngesters(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	src, err := NewMemberlistSource(MemberlistConfig{
+		NodeName: "ing-0", BindAddr: "127.0.0.1", Role: RoleIngester, Endpoint: "ing-0:10901",
+		Options: Options{ReplicationFactor: 3}, tune: fastGossip,
+	}, nil, reg)
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- src.Run(ctx) }()
+	eventually(t, "a reason for no ring", func() bool {
+		err := src.Err()
+		return err != nil && strings.Contains(err.Error(), "fewer than the replication factor")
+	})
+	require.Nil(t, src.Current())
+	require.ErrorContains(t, src.Err(), "fewer than the replication factor")
+	eventually(t, "the member gauge", func() bool {
+		return testutil.ToFloat64(src.memberGauge.WithLabelValues("ingester", "active")) == 1
+	})
+	require.Equal(t, 1.0, testutil.ToFloat64(src.m.reloadsFailure))
+	cancel()
+	require.NoError(t, <-done)
+}
+
+func TestMemberlistConfigValidate(t *testing.T) {
+	ok := MemberlistConfig{NodeName: "n", Role: RoleRouter}
+	require.NoError(t, ok.Validate())
+	for name, c := range map[string]MemberlistConfig{
+		"no name":           {Role: RoleRouter},
+		"bad role":          {NodeName: "n", Role: "boss"},
+		"ingester endpoint": {NodeName: "n", Role: RoleIngester},
+		"key length":        {NodeName: "n", Role: RoleRouter, SecretKey: []byte("short")},
+		"meta too large":    {NodeName: "n", Role: RoleIngester, Endpoint: string(make([]byte, 600))},
+	} {
+		require.Error(t, c.Validate(), name)
+	}
+}
+
+func TestLoadSecretKey(t *testing.T) {
+	dir := t.TempDir()
+	raw := filepath.Join(dir, "raw")
+	require.NoError(t, os.WriteFile(raw, []byte("0123456789abcdef\n"), 0o600))
+	k, err := LoadSecretKey(raw)
+	require.NoError(t, err)
+	require.Equal(t, []byte("0123456789abcdef"), k)
+
+	b64 := filepath.Join(dir, "b64")
+	require.NoError(t, os.WriteFile(b64, []byte("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\n"), 0o600))
+	k, err = LoadSecretKey(b64)
+	require.NoError(t, err)
+	require.Len(t, k, 32)
+
+	bad := filepath.Join(dir, "bad")
+	require.NoError(t, os.WriteFile(bad, []byte("nope"), 0o600))
+	_, err = LoadSecretKey(bad)
+	require.Error(t, err)
+}
+
+func TestMemberlistEncrypted(t *testing.T) {
+	key := []byte("0123456789abcdef")
+	mk := func(name string, key []byte, join ...string) *MemberlistSource {
+		src, err := NewMemberlistSource(MemberlistConfig{
+			NodeName: name, BindAddr: "127.0.0.1", Role: RoleIngester, Endpoint: name + ":10901",
+			SecretKey: key, Join: join, JoinRetry: 50 * time.Millisecond, tune: fastGossip,
+		}, nil, nil)
+		require.NoError(t, err)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- src.Run(ctx) }()
+		t.Cleanup(func() { cancel(); <-done })
+		return src
+	}
+	a := mk("ing-0", key)
+	b := mk("ing-1", key, a.LocalAddr())
+	eventually(t, "encrypted members converge", func() bool {
+		return a.Current() != nil && b.Current() != nil && a.Current().ConfigHash == b.Current().ConfigHash &&
+			len(a.Current().Rings.Hashrings()[0].Ring.Endpoints()) == 2
+	})
+}
