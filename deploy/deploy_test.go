@@ -2,7 +2,8 @@
 // (deploy/kubernetes/weir.yaml) and their agreement with Weir itself: every rendered object decodes
 // strictly into its k8s.io/api type, every flag passed to Weir exists, ports and probes match the
 // flags, and the generated hashrings file parses with Weir's own parser and names exactly the
-// ingester pods.
+// ingester pods (membership.mode=file), or every pod joins the memberlist cluster through the
+// ingester headless Service on the gossip port (membership.mode=memberlist).
 //
 // The tests need bin/helm (make deploy-check installs it); without it they skip, except under
 // CI=true, where they fail.
@@ -204,6 +205,17 @@ func decode(t *testing.T, data []byte) *objects {
 
 // chartValues are the values the checks need: the chart's defaults overlaid with a values file.
 type chartValues struct {
+	Membership struct {
+		Mode            string `json:"mode"`
+		DeadTimeout     string `json:"deadTimeout"`
+		SecretKeySecret struct {
+			Name string `json:"name"`
+			Key  string `json:"key"`
+		} `json:"secretKeySecret"`
+	} `json:"membership"`
+	NetworkPolicy struct {
+		Enabled bool `json:"enabled"`
+	} `json:"networkPolicy"`
 	ReplicationFactor int      `json:"replicationFactor"`
 	Zones             []string `json:"zones"`
 	Ingester          struct {
@@ -298,8 +310,9 @@ func port(t *testing.T, what, addr string) int32 {
 }
 
 // checkPod checks what routers and ingesters share: flags exist, ports and probes match the flags,
-// the hashrings file is mounted from the ConfigMap, and the security context.
-func checkPod(t *testing.T, what string, spec *corev1.PodSpec, cms []*corev1.ConfigMap, known []string) (map[string][]string, *corev1.ConfigMap) {
+// the security context, and membership: the hashrings file mounted from the ConfigMap (file; the
+// ConfigMap is returned), or the memberlist flags, gossip ports and key (memberlist; nil returned).
+func checkPod(t *testing.T, what string, spec *corev1.PodSpec, cms []*corev1.ConfigMap, known []string, v chartValues) (map[string][]string, *corev1.ConfigMap) {
 	t.Helper()
 	if len(spec.Containers) != 1 {
 		t.Fatalf("%s: want one container, got %d", what, len(spec.Containers))
@@ -340,6 +353,14 @@ func checkPod(t *testing.T, what string, spec *corev1.PodSpec, cms []*corev1.Con
 		t.Errorf("%s: root filesystem must be read-only: %+v", what, sc)
 	}
 
+	if v.Membership.Mode == "memberlist" {
+		checkMemberlistPod(t, what, spec, flags, v)
+		return flags, nil
+	}
+	if m := flags["ring.membership"]; len(m) > 0 && m[0] != "file" {
+		t.Errorf("%s: membership.mode=file but --ring.membership=%s", what, m[0])
+	}
+
 	// The hashrings file: a key of a ConfigMap mounted as a directory (no subPath, so updates reach
 	// the pod and Weir reloads them).
 	file := one(t, what, flags, "receive.hashrings-file")
@@ -370,6 +391,113 @@ func checkPod(t *testing.T, what string, spec *corev1.PodSpec, cms []*corev1.Con
 	return flags, cm
 }
 
+// gossipPort is the port memberlist binds and advertises (TCP and UDP).
+const gossipPort = 7946
+
+// checkMemberlistPod checks a pod of a memberlist rendering: no hashrings file, the memberlist
+// flags, POD_NAME and POD_IP from the downward API, gossip container ports (TCP and UDP) matching
+// --memberlist.bind-address, and the gossip key mounted from its Secret when set.
+func checkMemberlistPod(t *testing.T, what string, spec *corev1.PodSpec, flags map[string][]string, v chartValues) {
+	t.Helper()
+	c := spec.Containers[0]
+	if f, ok := flags["receive.hashrings-file"]; ok {
+		t.Errorf("%s: memberlist mode but --receive.hashrings-file=%q (Weir refuses mixing them)", what, f)
+	}
+	for _, m := range c.VolumeMounts {
+		if m.Name == "hashrings" {
+			t.Errorf("%s: memberlist mode mounts the hashrings volume", what)
+		}
+	}
+	if got := one(t, what, flags, "ring.membership"); got != "memberlist" {
+		t.Errorf("%s: --ring.membership=%s, want memberlist", what, got)
+	}
+	want := map[string]string{
+		"memberlist.node-name":         "$(POD_NAME)",
+		"memberlist.bind-address":      fmt.Sprintf("0.0.0.0:%d", gossipPort),
+		"memberlist.advertise-address": fmt.Sprintf("$(POD_IP):%d", gossipPort),
+		"memberlist.dead-timeout":      v.Membership.DeadTimeout,
+	}
+	for name, w := range want {
+		if got := one(t, what, flags, name); got != w {
+			t.Errorf("%s: --%s=%s, want %s", what, name, got, w)
+		}
+	}
+	if _, err := time.ParseDuration(one(t, what, flags, "memberlist.dead-timeout")); err != nil {
+		t.Errorf("%s: --memberlist.dead-timeout: %v", what, err)
+	}
+	// The join address is checked against the headless Service in checkRendering; here its port.
+	if p := port(t, what, one(t, what, flags, "memberlist.join")); p != gossipPort {
+		t.Errorf("%s: --memberlist.join port %d, want %d", what, p, gossipPort)
+	}
+	for name, path := range map[string]string{"POD_NAME": "metadata.name", "POD_IP": "status.podIP"} {
+		if !slices.ContainsFunc(c.Env, func(e corev1.EnvVar) bool {
+			return e.Name == name && e.ValueFrom != nil && e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == path
+		}) {
+			t.Errorf("%s: %s must come from the downward API (%s): %+v", what, name, path, c.Env)
+		}
+	}
+	bind := port(t, what, one(t, what, flags, "memberlist.bind-address"))
+	for _, proto := range []corev1.Protocol{corev1.ProtocolTCP, corev1.ProtocolUDP} {
+		if !slices.ContainsFunc(c.Ports, func(p corev1.ContainerPort) bool { return p.ContainerPort == bind && p.Protocol == proto }) {
+			t.Errorf("%s: no %s container port %d for memberlist gossip: %+v", what, proto, bind, c.Ports)
+		}
+	}
+
+	// The gossip key: a key of a Secret mounted as a directory, or no key at all.
+	keyFile := flags["memberlist.secret-key-file"]
+	if v.Membership.SecretKeySecret.Name == "" {
+		if len(keyFile) != 0 {
+			t.Errorf("%s: no membership.secretKeySecret but --memberlist.secret-key-file=%q", what, keyFile)
+		}
+		return
+	}
+	file := one(t, what, flags, "memberlist.secret-key-file")
+	if filepath.Base(file) != v.Membership.SecretKeySecret.Key {
+		t.Errorf("%s: --memberlist.secret-key-file=%s, want the Secret key %s", what, file, v.Membership.SecretKeySecret.Key)
+	}
+	var secret string
+	for _, m := range c.VolumeMounts {
+		if m.MountPath != filepath.Dir(file) {
+			continue
+		}
+		for _, vol := range spec.Volumes {
+			if vol.Name == m.Name && vol.Secret != nil {
+				secret = vol.Secret.SecretName
+			}
+		}
+	}
+	if secret != v.Membership.SecretKeySecret.Name {
+		t.Errorf("%s: --memberlist.secret-key-file=%s is in Secret %q, want %q", what, file, secret, v.Membership.SecretKeySecret.Name)
+	}
+}
+
+// checkGossipService checks that the join address is the headless Service of the ingesters and
+// that it exposes the gossip port (TCP and UDP) and publishes not-ready pods.
+func checkGossipService(t *testing.T, what string, flags map[string][]string, svcs []*corev1.Service, headless string) {
+	t.Helper()
+	join := one(t, what, flags, "memberlist.join")
+	if want := fmt.Sprintf("%s.%s.svc.cluster.local:%d", headless, namespace, gossipPort); join != want {
+		t.Errorf("%s: --memberlist.join=%s, want the ingester headless Service %s", what, join, want)
+	}
+	for _, s := range svcs {
+		if s.Name != headless {
+			continue
+		}
+		if !s.Spec.PublishNotReadyAddresses {
+			t.Errorf("Service %s: publishNotReadyAddresses must be true for gossip", s.Name)
+		}
+		for _, proto := range []corev1.Protocol{corev1.ProtocolTCP, corev1.ProtocolUDP} {
+			if !slices.ContainsFunc(s.Spec.Ports, func(p corev1.ServicePort) bool {
+				return p.Port == gossipPort && p.Protocol == proto && p.TargetPort.IntValue() == 0 && p.TargetPort.String() != ""
+			}) {
+				t.Errorf("Service %s: no named %s port %d for gossip: %+v", s.Name, proto, gossipPort, s.Spec.Ports)
+			}
+		}
+		return
+	}
+	t.Errorf("%s: --memberlist.join names Service %s, which the chart does not render", what, headless)
+}
+
 func checkRendering(t *testing.T, objs *objects, v chartValues) {
 	known := weirFlags(t)
 
@@ -381,7 +509,8 @@ func checkRendering(t *testing.T, objs *objects, v chartValues) {
 		t.Fatalf("want one router Deployment, got %d", len(objs.deployments))
 	}
 
-	var wantEndpoints []string
+	memberlist := v.Membership.Mode == "memberlist"
+	var wantEndpoints, zonesSeen []string
 	var cm *corev1.ConfigMap
 	for _, sts := range objs.statefulSets {
 		what := "StatefulSet " + sts.Name
@@ -392,8 +521,22 @@ func checkRendering(t *testing.T, objs *objects, v chartValues) {
 			t.Errorf("%s: want one volumeClaimTemplate", what)
 		}
 		pod := &sts.Spec.Template.Spec
-		flags, m := checkPod(t, what, pod, objs.configMaps, known)
+		flags, m := checkPod(t, what, pod, objs.configMaps, known, v)
 		cm = m
+		if memberlist {
+			checkGossipService(t, what, flags, objs.services, sts.Spec.ServiceName)
+			// Zones: the zone of the StatefulSet (its zone label) is the member's zone in the ring.
+			var zone string
+			for _, l := range flags["label"] {
+				if z, ok := strings.CutPrefix(l, "zone="); ok {
+					zone = strings.Trim(z, `"`)
+				}
+			}
+			if got := flags["memberlist.zone"]; len(v.Zones) == 0 && len(got) != 0 || len(v.Zones) > 0 && (len(got) != 1 || got[0] != zone || !slices.Contains(v.Zones, zone)) {
+				t.Errorf("%s: --memberlist.zone=%q, want the StatefulSet's zone %q (zones %q)", what, got, zone, v.Zones)
+			}
+			zonesSeen = append(zonesSeen, zone)
+		}
 
 		if got := one(t, what, flags, "receive.replication-factor"); got != strconv.Itoa(v.ReplicationFactor) {
 			t.Errorf("%s: --receive.replication-factor=%s, want %d", what, got, v.ReplicationFactor)
@@ -442,15 +585,34 @@ func checkRendering(t *testing.T, objs *objects, v chartValues) {
 
 	// Routers: the same ring, no local endpoint (they store nothing).
 	dep := objs.deployments[0]
-	rflags, rcm := checkPod(t, "Deployment "+dep.Name, &dep.Spec.Template.Spec, objs.configMaps, known)
+	rflags, rcm := checkPod(t, "Deployment "+dep.Name, &dep.Spec.Template.Spec, objs.configMaps, known, v)
 	if _, ok := rflags["receive.local-endpoint"]; ok {
 		t.Errorf("router %s must not have --receive.local-endpoint", dep.Name)
 	}
-	if rcm != cm {
-		t.Errorf("routers read ConfigMap %s, ingesters %s", rcm.Name, cm.Name)
-	}
 	if got := one(t, "router", rflags, "receive.replication-factor"); got != strconv.Itoa(v.ReplicationFactor) {
 		t.Errorf("router: --receive.replication-factor=%s, want %d", got, v.ReplicationFactor)
+	}
+	checkServicesAndPolicies(t, objs, v, dep)
+	if memberlist {
+		// Routers join through the same headless Service and announce no zone (they own no series).
+		checkGossipService(t, "router", rflags, objs.services, objs.statefulSets[0].Spec.ServiceName)
+		if z, ok := rflags["memberlist.zone"]; ok {
+			t.Errorf("router: --memberlist.zone=%q; routers own no series", z)
+		}
+		if len(v.Zones) > 0 {
+			slices.Sort(zonesSeen)
+			if want := slices.Sorted(slices.Values(v.Zones)); !slices.Equal(zonesSeen, want) {
+				t.Errorf("ingester zones %q, want %q", zonesSeen, want)
+			}
+		}
+		// No hashrings file at all: the ring comes from gossip.
+		if len(objs.configMaps) != 0 {
+			t.Errorf("memberlist mode renders %d ConfigMaps (want no hashrings ConfigMap)", len(objs.configMaps))
+		}
+		return
+	}
+	if rcm != cm {
+		t.Errorf("routers read ConfigMap %s, ingesters %s", rcm.Name, cm.Name)
 	}
 
 	// The hashrings file parses with Weir's own parser and names exactly the ingester pods.
@@ -476,6 +638,11 @@ func checkRendering(t *testing.T, objs *objects, v chartValues) {
 		t.Errorf("hashring endpoints\n%q\nwant the ingester pods\n%q", got, wantEndpoints)
 	}
 
+}
+
+// checkServicesAndPolicies checks the router Service, PodDisruptionBudgets, HPA and NetworkPolicy.
+func checkServicesAndPolicies(t *testing.T, objs *objects, v chartValues, dep *appsv1.Deployment) {
+	t.Helper()
 	// Router Service exposes remote write, and its selector picks the router pods.
 	var routerSvc bool
 	for _, s := range objs.services {
@@ -510,6 +677,33 @@ func checkRendering(t *testing.T, objs *objects, v chartValues) {
 		if dep.Spec.Replicas != nil {
 			t.Errorf("router Deployment sets replicas while the HPA %s owns them", h.Name)
 		}
+	}
+
+	// NetworkPolicy: gRPC (and gossip, TCP and UDP, with memberlist) only between Weir pods.
+	for _, np := range objs.netpols {
+		want := []int32{10901}
+		if v.Membership.Mode == "memberlist" {
+			want = append(want, gossipPort)
+		}
+		for _, p := range want {
+			for _, proto := range []corev1.Protocol{corev1.ProtocolTCP, corev1.ProtocolUDP} {
+				if p != gossipPort && proto == corev1.ProtocolUDP {
+					continue
+				}
+				if !slices.ContainsFunc(np.Spec.Ingress, func(r networkingv1.NetworkPolicyIngressRule) bool {
+					return slices.ContainsFunc(r.Ports, func(np networkingv1.NetworkPolicyPort) bool {
+						return np.Port != nil && np.Port.IntValue() == int(p) && np.Protocol != nil && *np.Protocol == proto
+					}) && slices.ContainsFunc(r.From, func(f networkingv1.NetworkPolicyPeer) bool {
+						return f.PodSelector != nil && selects(f.PodSelector.MatchLabels, dep.Spec.Template.Labels) && selects(f.PodSelector.MatchLabels, objs.statefulSets[0].Spec.Template.Labels)
+					})
+				}) {
+					t.Errorf("NetworkPolicy %s: no rule allowing %s port %d from Weir's pods", np.Name, proto, p)
+				}
+			}
+		}
+	}
+	if v.NetworkPolicy.Enabled != (len(objs.netpols) == 1) {
+		t.Errorf("networkPolicy.enabled=%v but %d NetworkPolicies", v.NetworkPolicy.Enabled, len(objs.netpols))
 	}
 }
 
@@ -586,8 +780,8 @@ func TestChartRefusesBadValues(t *testing.T) {
 		set  []string
 		want string
 	}{
-		{[]string{"membership.mode=memberlist"}, "not implemented yet"},
 		{[]string{"membership.mode=gossip"}, "membership.mode"},
+		{[]string{"membership.mode=memberlist", "membership.deadTimeout="}, "deadTimeout"},
 		{[]string{"replicationFactor=3", "ingester.replicas=2"}, "needs at least"},
 		{[]string{"replicationFactor=3", "zones={a,b}"}, "zones"},
 		{[]string{"hashringAlgorithm=random"}, "hashringAlgorithm"},
@@ -601,6 +795,18 @@ func TestChartRefusesBadValues(t *testing.T) {
 			t.Errorf("--set %v: got error %v, want one mentioning %q", tc.set, err, tc.want)
 		}
 	}
+}
+
+// TestChartMemberlistDefaults renders memberlist mode with otherwise default values (no zones, no
+// gossip key) and checks it like the CI values files.
+func TestChartMemberlistDefaults(t *testing.T) {
+	out, err := render(t, "--set", "membership.mode=memberlist")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := loadValues(t, "")
+	v.Membership.Mode = "memberlist"
+	checkRendering(t, decode(t, out), v)
 }
 
 func TestPlainManifestsAreTheChartsRendering(t *testing.T) {

@@ -66,10 +66,11 @@ app.kubernetes.io/component: {{ .component }}
 
 {{/* Checks run by every template that needs them: fail early with a clear message. */}}
 {{- define "weir.validate" -}}
-{{- if eq .Values.membership.mode "memberlist" -}}
-{{- fail "membership.mode=memberlist is not implemented yet in Weir: use membership.mode=file (a hashrings ConfigMap generated from ingester.replicas)" -}}
-{{- else if ne .Values.membership.mode "file" -}}
-{{- fail (printf "membership.mode=%q: want \"file\" (\"memberlist\" is not implemented yet)" .Values.membership.mode) -}}
+{{- if not (has .Values.membership.mode (list "file" "memberlist")) -}}
+{{- fail (printf "membership.mode=%q: want \"file\" or \"memberlist\"" .Values.membership.mode) -}}
+{{- end -}}
+{{- if and (eq .Values.membership.mode "memberlist") (not .Values.membership.deadTimeout) -}}
+{{- fail "membership.deadTimeout must be set with membership.mode=memberlist (e.g. 5m)" -}}
 {{- end -}}
 {{- $rf := int .Values.replicationFactor -}}
 {{- if lt $rf 1 -}}{{- fail "replicationFactor must be at least 1" -}}{{- end -}}
@@ -93,8 +94,20 @@ app.kubernetes.io/component: {{ .component }}
 - --http-address=0.0.0.0:10902
 - --grpc-address=0.0.0.0:10901
 - --remote-write.address=0.0.0.0:19291
+{{- if eq .Values.membership.mode "memberlist" }}
+- --ring.membership=memberlist
+- --memberlist.join={{ include "weir.headless" . }}.{{ .Release.Namespace }}.svc.{{ .Values.clusterDomain }}:7946
+- --memberlist.node-name=$(POD_NAME)
+- --memberlist.bind-address=0.0.0.0:7946
+- --memberlist.advertise-address=$(POD_IP):7946
+- --memberlist.dead-timeout={{ .Values.membership.deadTimeout }}
+{{- with .Values.membership.secretKeySecret.name }}
+- --memberlist.secret-key-file=/etc/weir/memberlist/{{ $.Values.membership.secretKeySecret.key }}
+{{- end }}
+{{- else }}
 - --receive.hashrings-file=/etc/weir/hashrings/hashrings.json
 - --receive.hashrings-algorithm={{ .Values.hashringAlgorithm }}
+{{- end }}
 - --receive.replication-factor={{ int .Values.replicationFactor }}
 - --receive.forward-timeout={{ .Values.forwardTimeout }}
 - --receive.tenant-header={{ .Values.tenantHeader }}
@@ -116,6 +129,57 @@ app.kubernetes.io/component: {{ .component }}
 - name: grpc
   containerPort: 10901
   protocol: TCP
+{{- if eq .Values.membership.mode "memberlist" }}
+- name: gossip
+  containerPort: 7946
+  protocol: TCP
+- name: gossip-udp
+  containerPort: 7946
+  protocol: UDP
+{{- end }}
+{{- end -}}
+
+{{/* Downward-API environment: POD_NAME, and POD_IP for the memberlist advertise address. */}}
+{{- define "weir.env" -}}
+- name: POD_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.name
+{{- if eq .Values.membership.mode "memberlist" }}
+- name: POD_IP
+  valueFrom:
+    fieldRef:
+      fieldPath: status.podIP
+{{- end }}
+{{- end -}}
+
+{{/* Membership volume mounts (the hashrings ConfigMap, or the gossip key Secret). */}}
+{{- define "weir.membershipMounts" -}}
+{{- if eq .Values.membership.mode "memberlist" -}}
+{{- if .Values.membership.secretKeySecret.name -}}
+- name: memberlist-key
+  mountPath: /etc/weir/memberlist
+  readOnly: true
+{{- end }}
+{{- else -}}
+- name: hashrings
+  mountPath: /etc/weir/hashrings
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{- define "weir.membershipVolumes" -}}
+{{- if eq .Values.membership.mode "memberlist" -}}
+{{- with .Values.membership.secretKeySecret.name -}}
+- name: memberlist-key
+  secret:
+    secretName: {{ . }}
+{{- end }}
+{{- else -}}
+- name: hashrings
+  configMap:
+    name: {{ include "weir.hashringsConfigMap" . }}
+{{- end }}
 {{- end -}}
 
 {{- define "weir.probes" -}}
