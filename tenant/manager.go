@@ -362,19 +362,11 @@ func (m *Manager) open(d *db) {
 
 // Tenants returns the IDs of the tenants whose TSDB is open, sorted.
 func (m *Manager) Tenants() []string {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	ids := make([]string, 0, len(m.tenants))
-	for id, d := range m.tenants {
-		select {
-		case <-d.ready:
-			if d.err == nil {
-				ids = append(ids, id)
-			}
-		default:
-		}
+	dbs := m.openDBs()
+	ids := make([]string, len(dbs))
+	for i, d := range dbs {
+		ids[i] = d.id
 	}
-	slices.Sort(ids)
 	return ids
 }
 
