@@ -355,33 +355,56 @@ func (a *API) matchers(r *http.Request) ([][]*labels.Matcher, *apiError) {
 	return sets, nil
 }
 
-func (a *API) series(w http.ResponseWriter, r *http.Request) {
+// metaQuery is the common start of /api/v1/series and /api/v1/labels: the tenant's data, the match[]
+// selectors and the time range, opened as one querier; close releases the querier and the tenant.
+type metaQuery struct {
+	storage.Querier
+	sets       [][]*labels.Matcher
+	mint, maxt int64
+	close      func()
+}
+
+// openMeta opens a metaQuery for r; needMatch makes match[] required.
+func (a *API) openMeta(r *http.Request, needMatch bool) (metaQuery, *apiError) {
 	q, release, e := a.reader(r)
 	if e != nil {
-		writeError(w, e)
-		return
+		return metaQuery{}, e
 	}
-	defer release()
-	if len(r.Form["match[]"]) == 0 {
-		writeError(w, badData(errors.New("no match[] parameter provided")))
-		return
+	mq := metaQuery{}
+	if needMatch && len(r.Form["match[]"]) == 0 {
+		e = badData(errors.New("no match[] parameter provided"))
 	}
-	sets, e := a.matchers(r)
+	if e == nil {
+		mq.sets, e = a.matchers(r)
+	}
+	if e == nil {
+		mq.mint, mq.maxt, e = timeRange(r)
+	}
+	if e == nil {
+		var err error
+		if mq.Querier, err = q.Querier(mq.mint, mq.maxt); err != nil {
+			e = engineError(err)
+		}
+	}
+	if e != nil {
+		release()
+		return metaQuery{}, e
+	}
+	mq.close = func() {
+		_ = mq.Querier.Close()
+		release()
+	}
+	return mq, nil
+}
+
+func (a *API) series(w http.ResponseWriter, r *http.Request) {
+	mq, e := a.openMeta(r, true)
 	if e != nil {
 		writeError(w, e)
 		return
 	}
-	mint, maxt, e := timeRange(r)
-	if e != nil {
-		writeError(w, e)
-		return
-	}
-	querier, err := q.Querier(mint, maxt)
-	if err != nil {
-		writeError(w, engineError(err))
-		return
-	}
-	defer func() { _ = querier.Close() }()
+	defer mq.close()
+	querier, sets, mint, maxt := mq.Querier, mq.sets, mq.mint, mq.maxt
 	ctx := r.Context()
 	hints := &storage.SelectHints{Start: mint, End: maxt, Func: "series"}
 	var set storage.SeriesSet
@@ -410,32 +433,18 @@ func (a *API) series(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) labelNames(w http.ResponseWriter, r *http.Request) {
-	q, release, e := a.reader(r)
+	mq, e := a.openMeta(r, false)
 	if e != nil {
 		writeError(w, e)
 		return
 	}
-	defer release()
-	sets, e := a.matchers(r)
-	if e != nil {
-		writeError(w, e)
-		return
-	}
-	mint, maxt, e := timeRange(r)
-	if e != nil {
-		writeError(w, e)
-		return
-	}
-	querier, err := q.Querier(mint, maxt)
-	if err != nil {
-		writeError(w, engineError(err))
-		return
-	}
-	defer func() { _ = querier.Close() }()
+	defer mq.close()
+	querier, sets := mq.Querier, mq.sets
 	ctx := r.Context()
 	var (
 		names []string
 		annos annotations.Annotations
+		err   error
 	)
 	if len(sets) == 0 {
 		names, annos, err = querier.LabelNames(ctx, nil)
