@@ -391,7 +391,7 @@ func (a *API) openMeta(r *http.Request, needMatch bool) (metaQuery, *apiError) {
 		return metaQuery{}, e
 	}
 	mq.close = func() {
-		_ = mq.Querier.Close()
+		_ = mq.Close()
 		release()
 	}
 	return mq, nil
