@@ -22,7 +22,7 @@ export WEIR_PROMTOOL := $(BIN)/promtool
 export WEIR_VERSITYGW := $(BIN)/versitygw
 export WEIR_THANOS := $(BIN)/thanos
 
-.PHONY: all build run run-ring bench-system test test-unit fuzz bench bench-compare lint fmt tools docker docker-test clean
+.PHONY: all build run run-ring bench-system test test-unit fuzz bench bench-compare lint fmt tools docker docker-test e2e clean
 
 all: build
 
@@ -133,7 +133,10 @@ docker: build
 
 ## docker-test: build the image and run the container tests (tag e2e).
 docker-test: docker
-	WEIR_IMAGE=weir:dev $(GO) test -tags e2e -count=1 -v -run 'Docker' ./e2e/
+	WEIR_IMAGE=weir:dev $(GO) test -tags e2e -count=1 -v -timeout 40m -run 'Docker' ./e2e/
+
+## e2e: the container failure tests of docs/reliability.md (same as docker-test).
+e2e: docker-test
 
 clean:
 	rm -rf $(BIN)/weir $(BIN)/docker bench.txt
