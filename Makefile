@@ -22,7 +22,7 @@ export WEIR_PROMTOOL := $(BIN)/promtool
 export WEIR_VERSITYGW := $(BIN)/versitygw
 export WEIR_THANOS := $(BIN)/thanos
 
-.PHONY: all build run run-ring bench-system test test-unit fuzz bench bench-compare lint fmt tools docker docker-test e2e clean
+.PHONY: all build run run-ring bench-system test test-unit fuzz bench bench-compare lint fmt tools docker docker-s3 docker-test e2e clean
 
 all: build
 
@@ -131,15 +131,28 @@ docker: build
 	cp /etc/ssl/certs/ca-certificates.crt $(BIN)/docker/ca-certificates.crt
 	docker build -t weir:dev -f Dockerfile $(BIN)/docker
 
-## docker-test: build the image and run the container tests (tag e2e).
-docker-test: docker
-	WEIR_IMAGE=weir:dev $(GO) test -tags e2e -count=1 -v -timeout 40m -run 'Docker' ./e2e/
+## docker-s3: the S3 server of the container tests, versitygw $(VERSITYGW_VERSION) built static (CGO_ENABLED=0)
+## into bin/docker-s3 and packed FROM scratch as the image weir-s3:dev (no registry needed).
+S3_DOCKERFILE := FROM scratch\nCOPY versitygw /versitygw\nCOPY --chown=65534:65534 data /data\nUSER 65534:65534\nEXPOSE 7070\nENTRYPOINT ["/versitygw"]\n
+docker-s3:
+	@if ! $(GO) version -m $(BIN)/docker-s3/versitygw 2>/dev/null | grep -q "versity/versitygw[[:space:]]*$(VERSITYGW_VERSION)" || \
+	    ! $(GO) version -m $(BIN)/docker-s3/versitygw | grep -q "CGO_ENABLED=0"; then \
+	  echo "building a static versitygw $(VERSITYGW_VERSION) into $(BIN)/docker-s3"; \
+	  mkdir -p $(BIN)/docker-s3 && CGO_ENABLED=0 GOBIN=$(BIN)/docker-s3 $(GO) install github.com/versity/versitygw/cmd/versitygw@$(VERSITYGW_VERSION); \
+	fi
+	mkdir -p $(BIN)/docker-s3/data
+	printf '$(S3_DOCKERFILE)' > $(BIN)/docker-s3/Dockerfile
+	docker build -t weir-s3:dev $(BIN)/docker-s3
+
+## docker-test: build the images (and Prometheus, the retrying sender) and run the container tests (tag e2e).
+docker-test: docker docker-s3 $(BIN)/prometheus
+	WEIR_IMAGE=weir:dev WEIR_S3_IMAGE=weir-s3:dev $(GO) test -tags e2e -count=1 -v -timeout 40m -run 'Docker' ./e2e/
 
 ## e2e: the container failure tests of docs/reliability.md (same as docker-test).
 e2e: docker-test
 
 clean:
-	rm -rf $(BIN)/weir $(BIN)/docker bench.txt
+	rm -rf $(BIN)/weir $(BIN)/docker $(BIN)/docker-s3 bench.txt
 
 # --- Kubernetes deployment (deploy/helm/weir, deploy/kubernetes, deploy/rules) ---
 HELM_VERSION := v3.22.0
