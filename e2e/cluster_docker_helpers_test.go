@@ -43,69 +43,42 @@ func dockerImage(t *testing.T) string {
 	return image
 }
 
-// dockerNode is one ingester container: its stable host name in the network (weir-ingester-N), the
-// container's unique name on the Docker host, and its data directory on the host (kept across restarts).
+// dockerNode is one container: its stable host name in the network (weir-ingester-N or
+// weir-router-N), the container's unique name on the Docker host, and its data directory on the host
+// (kept across restarts; empty for a router, which stores nothing).
 type dockerNode struct {
 	host      string
 	container string
 	dataDir   string
+	router    bool
+	ops       string // loopback URL of the published ops port, set by waitReady (changes with every start)
 }
 
 // endpoint is the node's address in the hashrings file.
 func (n *dockerNode) endpoint() string { return n.host + ":10901" }
 
-// dockerCluster is a private network with ingesters that also route (RF=3, quorum 2).
+// dockerCluster is a private network with ingesters that also route (RF=3, quorum 2), and optionally
+// router-only nodes in front of them (clusterOptions).
 type dockerCluster struct {
 	t       *testing.T
 	image   string
+	id      string
 	network string
 	ringDir string
-	nodes   []*dockerNode
+	opts    clusterOptions
+	nodes   []*dockerNode // the ingesters, in ring order; the verifier reads their data directories
+	routers []*dockerNode // router-only nodes (clusterOptions.routers)
 }
 
-// startDockerCluster creates a network and n ingesters, waits until all are ready, and registers the
-// cleanup (container logs on failure, then containers and network removed).
+// startDockerCluster creates a network and n ingesters over a hashrings file, waits until all are
+// ready, and registers the cleanup (container logs on failure, then containers and network removed).
 func startDockerCluster(t *testing.T, n int) *dockerCluster {
 	t.Helper()
-	image := dockerImage(t)
-	id := fmt.Sprintf("%s-%d", strings.ToLower(strings.TrimPrefix(t.Name(), "TestDocker")), time.Now().UnixNano())
-	id = strings.NewReplacer("/", "-", "_", "-").Replace(id)
-	c := &dockerCluster{t: t, image: image, network: "weir-e2e-" + id, ringDir: t.TempDir()}
-	for i := range n {
-		host := fmt.Sprintf("weir-ingester-%d", i)
-		dir := t.TempDir()
-		require.NoError(t, os.Chmod(dir, 0o777)) // the image runs as nobody (65534)
-		c.nodes = append(c.nodes, &dockerNode{host: host, container: "weir-e2e-" + id + "-" + host, dataDir: dir})
-	}
-	t.Cleanup(c.cleanup)
-
-	endpoints := make([]string, n)
-	for i, nd := range c.nodes {
-		endpoints[i] = nd.endpoint()
-	}
-	require.NoError(t, os.Chmod(c.ringDir, 0o755))
-	require.NoError(t, os.WriteFile(filepath.Join(c.ringDir, "hashrings.json"), hashringsJSON(t, endpoints...), 0o644))
-
-	dockerCmd(t, "network", "create", c.network)
-	for _, nd := range c.nodes {
-		dockerCmd(t, "run", "-d", "--name", nd.container, "--hostname", nd.host,
-			"--network", c.network, "--network-alias", nd.host,
-			"-v", nd.dataDir+":/data", "-v", c.ringDir+":/etc/weir:ro",
-			"-p", "127.0.0.1::19291", "-p", "127.0.0.1::10902",
-			c.image, "receive", "--tsdb.path=/data",
-			"--receive.hashrings-file=/etc/weir/hashrings.json",
-			"--receive.local-endpoint="+nd.endpoint(),
-			"--receive.replication-factor=3",
-			"--receive.forward-timeout=3s")
-	}
-	for _, nd := range c.nodes {
-		c.waitReady(nd)
-	}
-	return c
+	return startDockerClusterWith(t, clusterOptions{ingesters: n})
 }
 
 func (c *dockerCluster) cleanup() {
-	for _, nd := range c.nodes {
+	for _, nd := range c.all() {
 		if c.t.Failed() {
 			out, _ := exec.Command("docker", "logs", nd.container).CombinedOutput()
 			c.t.Logf("logs of %s (%s):\n%s", nd.host, nd.container, out)
@@ -113,6 +86,11 @@ func (c *dockerCluster) cleanup() {
 		_ = exec.Command("docker", "rm", "-f", nd.container).Run()
 	}
 	_ = exec.Command("docker", "network", "rm", c.network).Run()
+}
+
+// all is every node of the cluster: routers first, then ingesters.
+func (c *dockerCluster) all() []*dockerNode {
+	return append(append([]*dockerNode{}, c.routers...), c.nodes...)
 }
 
 // remoteWrite is the loopback URL of a node's published remote-write port.
@@ -127,13 +105,17 @@ func (c *dockerCluster) waitReady(nd *dockerNode) {
 	c.t.Helper()
 	_, ops := dockerPorts(c.t, nd.container)
 	dockerWaitReady(c.t, ops)
+	nd.ops = ops
 }
 
 // forwardSuccesses is from's count of successful writes to to's endpoint
 // (weir_forward_requests_total{result="success"}).
 func (c *dockerCluster) forwardSuccesses(from, to *dockerNode) float64 {
 	c.t.Helper()
-	_, ops := dockerPorts(c.t, from.container)
+	ops := from.ops
+	if ops == "" {
+		_, ops = dockerPorts(c.t, from.container)
+	}
 	v, _, err := scrapeMetric(http.DefaultClient, ops+"/metrics", "weir_forward_requests_total", "endpoint", to.endpoint(), "result", "success")
 	require.NoError(c.t, err)
 	return v
@@ -163,12 +145,20 @@ func (c *dockerCluster) connect(nd *dockerNode) {
 	dockerCmd(c.t, "network", "connect", "--alias", nd.host, c.network, nd.container)
 }
 
-// stopAll stops every container with SIGTERM (60 s grace), in parallel, and requires a clean exit.
+// stopAll stops every container with SIGTERM (60 s grace), in parallel, and requires a clean exit
+// (also of a node stopped before).
 func (c *dockerCluster) stopAll() {
 	c.t.Helper()
+	c.stopNodes(c.all()...)
+}
+
+// stopNodes stops the given containers with SIGTERM (60 s grace), in parallel, and requires a clean
+// exit.
+func (c *dockerCluster) stopNodes(nodes ...*dockerNode) {
+	c.t.Helper()
 	var wg sync.WaitGroup
-	errs := make([]error, len(c.nodes))
-	for i, nd := range c.nodes {
+	errs := make([]error, len(nodes))
+	for i, nd := range nodes {
 		wg.Go(func() {
 			if out, err := exec.Command("docker", "stop", "-t", "60", nd.container).CombinedOutput(); err != nil {
 				errs[i] = fmt.Errorf("docker stop %s: %v: %s", nd.container, err, out)
@@ -176,7 +166,7 @@ func (c *dockerCluster) stopAll() {
 		})
 	}
 	wg.Wait()
-	for i, nd := range c.nodes {
+	for i, nd := range nodes {
 		require.NoError(c.t, errs[i])
 		code := strings.TrimSpace(dockerCmd(c.t, "inspect", "-f", "{{.State.ExitCode}}", nd.container))
 		require.Equal(c.t, "0", code, "exit code of %s after SIGTERM", nd.host)
@@ -195,6 +185,29 @@ type benchRun struct {
 // startBench starts a small steady load (2 workers, 300 series, rate-limited) for duration.
 func startBench(t *testing.T, url string, duration time.Duration) *benchRun {
 	t.Helper()
+	return startBenchWith(t, url, benchOptions{duration: duration})
+}
+
+// benchOptions vary the load of startBenchWith; the zero value is startBench's load.
+type benchOptions struct {
+	// duration of the run; 0 runs until stop.
+	duration time.Duration
+	// rate in samples/s over both workers (0: 3000).
+	rate float64
+	// labelsPerSeries (0: 6). Two runs with different values send disjoint series, so that two
+	// senders never write the same series (which would make each other's samples out of order).
+	labelsPerSeries int
+}
+
+// startBenchWith starts `weir bench` with an ack log (2 workers, 300 series, 100 samples per request).
+func startBenchWith(t *testing.T, url string, o benchOptions) *benchRun {
+	t.Helper()
+	if o.rate == 0 {
+		o.rate = 3000
+	}
+	if o.labelsPerSeries == 0 {
+		o.labelsPerSeries = 6
+	}
 	dir := t.TempDir()
 	b := &benchRun{ackLog: filepath.Join(dir, "ack.log"), report: filepath.Join(dir, "report.json"),
 		stderr: filepath.Join(dir, "bench.stderr"), done: make(chan error, 1)}
@@ -203,9 +216,9 @@ func startBench(t *testing.T, url string, duration time.Duration) *benchRun {
 	errf, err := os.Create(b.stderr)
 	require.NoError(t, err)
 	b.cmd = exec.Command(weirBinary, "bench", "--url="+url,
-		"--series=300", "--samples-per-request=100", "--labels-per-series=6",
-		"--concurrency=2", "--rate=3000", "--timeout=15s",
-		fmt.Sprintf("--duration=%dms", duration.Milliseconds()),
+		"--series=300", "--samples-per-request=100", fmt.Sprintf("--labels-per-series=%d", o.labelsPerSeries),
+		"--concurrency=2", fmt.Sprintf("--rate=%g", o.rate), "--timeout=15s",
+		fmt.Sprintf("--duration=%dms", o.duration.Milliseconds()),
 		"--ack-log="+b.ackLog, "--output=json")
 	b.cmd.Stdout, b.cmd.Stderr = out, errf
 	require.NoError(t, b.cmd.Start())
@@ -222,6 +235,13 @@ func startBench(t *testing.T, url string, duration time.Duration) *benchRun {
 		}
 	})
 	return b
+}
+
+// stop ends a run (SIGINT: requests in flight finish, the ack log is flushed) and returns its report.
+func (b *benchRun) stop(t *testing.T) loadgen.Report {
+	t.Helper()
+	require.NoError(t, b.cmd.Process.Signal(os.Interrupt))
+	return b.wait(t, 60*time.Second)
 }
 
 // acked counts the acknowledged requests in the ack log so far (it is flushed once a second).
@@ -274,20 +294,25 @@ type quorumResult struct {
 	diverging int     // acknowledged samples stored with another value on some node
 	replicas  int     // copies found over all nodes
 	newest    []int64 // per node, the newest acknowledged sample's timestamp it holds (ms)
+	held      []int   // per node, the acknowledged samples it holds
 }
 
 // verifyQuorum checks that every sample in the ack log is stored, with its value, on at least quorum
 // of the nodes' TSDBs (read from the host data directories; the cluster must be stopped).
 func verifyQuorum(t *testing.T, c *dockerCluster, ackLog string, quorum int) quorumResult {
 	t.Helper()
-	spec, records, err := loadgen.ReadAckLog(ackLog)
-	require.NoError(t, err)
+	return verifyQuorumLogs(t, c, quorum, ackLog)
+}
 
-	// Per node: tenant → series → timestamp → value bits.
-	type store map[string]map[string]map[int64]uint64
-	nodes := make([]store, len(c.nodes))
+// nodeStore is what one node holds: tenant → series → timestamp → value bits.
+type nodeStore map[string]map[string]map[int64]uint64
+
+// readNodeStores reads the TSDBs of every ingester (the cluster must be stopped).
+func readNodeStores(t *testing.T, c *dockerCluster) []nodeStore {
+	t.Helper()
+	nodes := make([]nodeStore, len(c.nodes))
 	for i, nd := range c.nodes {
-		nodes[i] = store{}
+		nodes[i] = nodeStore{}
 		for _, tenant := range tenantDirs(t, nd.dataDir) {
 			series := map[string]map[int64]uint64{}
 			for k, samples := range readTenant(t, nd.dataDir, tenant) {
@@ -300,37 +325,50 @@ func verifyQuorum(t *testing.T, c *dockerCluster, ackLog string, quorum int) quo
 			nodes[i][tenant] = series
 		}
 	}
+	return nodes
+}
 
-	res := quorumResult{newest: make([]int64, len(c.nodes))}
+// verifyQuorumLogs checks that every sample in the ack logs is stored, with its value, on at least
+// quorum of all the nodes' TSDBs, wherever the ring put it: after a ring change a series' replicas
+// move, so the copies are counted over every node that ever was an ingester.
+func verifyQuorumLogs(t *testing.T, c *dockerCluster, quorum int, ackLogs ...string) quorumResult {
+	t.Helper()
+	nodes := readNodeStores(t, c)
+	res := quorumResult{newest: make([]int64, len(c.nodes)), held: make([]int, len(c.nodes))}
 	var examples []string
-	for rec, err := range records {
+	for _, ackLog := range ackLogs {
+		spec, records, err := loadgen.ReadAckLog(ackLog)
 		require.NoError(t, err)
-		for s := range rec.Samples(spec) {
-			res.acked++
-			k := s.Labels.String()
-			want := math.Float64bits(s.Value)
-			found := 0
-			for i := range nodes {
-				v, ok := nodes[i][s.Tenant][k][s.Timestamp]
-				if !ok {
-					continue
-				}
-				if v != want {
-					res.diverging++
-					if len(examples) < 5 {
-						examples = append(examples, fmt.Sprintf("%s %s@%d on %s: %v, acknowledged %v",
-							s.Tenant, k, s.Timestamp, c.nodes[i].host, math.Float64frombits(v), s.Value))
+		for rec, err := range records {
+			require.NoError(t, err)
+			for s := range rec.Samples(spec) {
+				res.acked++
+				k := s.Labels.String()
+				want := math.Float64bits(s.Value)
+				found := 0
+				for i := range nodes {
+					v, ok := nodes[i][s.Tenant][k][s.Timestamp]
+					if !ok {
+						continue
 					}
-					continue
+					if v != want {
+						res.diverging++
+						if len(examples) < 5 {
+							examples = append(examples, fmt.Sprintf("%s %s@%d on %s: %v, acknowledged %v",
+								s.Tenant, k, s.Timestamp, c.nodes[i].host, math.Float64frombits(v), s.Value))
+						}
+						continue
+					}
+					found++
+					res.held[i]++
+					res.newest[i] = max(res.newest[i], s.Timestamp)
 				}
-				found++
-				res.newest[i] = max(res.newest[i], s.Timestamp)
-			}
-			res.replicas += found
-			if found < quorum {
-				res.lost++
-				if len(examples) < 5 {
-					examples = append(examples, fmt.Sprintf("%s %s@%d on %d node(s)", s.Tenant, k, s.Timestamp, found))
+				res.replicas += found
+				if found < quorum {
+					res.lost++
+					if len(examples) < 5 {
+						examples = append(examples, fmt.Sprintf("%s %s@%d on %d node(s)", s.Tenant, k, s.Timestamp, found))
+					}
 				}
 			}
 		}
