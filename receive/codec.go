@@ -18,10 +18,14 @@ import (
 //
 // Request (router → ingester):
 //
-//	byte     version (1)
+//	byte     version: 1 when the payload is snappy-compressed, 2 when it is not
 //	uvarint  length of the tenant ID, then the tenant ID (validated again by the ingester)
-//	bytes    the rest: block-format snappy of a protobuf prometheus.WriteRequest holding the series
-//	         this ingester owns, as a Remote Write 1.0 body
+//	bytes    the rest: the protobuf prometheus.WriteRequest holding the series this ingester owns;
+//	         with version 1 block-format snappy of it (a Remote Write 1.0 body), with version 2 as is
+//
+// Ingesters accept both versions; a router sends the one its compression setting
+// (PeerConfig.Compression) asks for, so compression can be turned off after every ingester runs a
+// version that reads version 2.
 //
 // Response (ingester → router), the tenant.WriteStats of the write:
 //
@@ -36,7 +40,8 @@ import (
 const (
 	ingestServiceName = "weir.ingest.v1.Ingest"
 	ingestWriteMethod = "/" + ingestServiceName + "/Write"
-	wireVersion       = 1
+	wireVersion       = 1 // of responses, and of requests with a snappy payload
+	wireVersionRaw    = 2 // of requests with an uncompressed payload
 	// maxErrorText bounds the error text of one rejection on the wire.
 	maxErrorText = 512
 	// codecName is the content-subtype of the ingest calls (application/grpc+weir).
@@ -45,15 +50,17 @@ const (
 
 // forwardRequest is the request message on the router side.
 type forwardRequest struct {
-	tenant  string
-	payload []byte // snappy(protobuf WriteRequest); copied by Marshal, so only needed during the call
+	tenant     string
+	payload    []byte // protobuf WriteRequest; copied by Marshal, so only needed during the call
+	compressed bool   // payload is block-format snappy of it
 }
 
 // ingestRequest is the request message on the ingester side. Its buffer is held until release.
 type ingestRequest struct {
-	buf     mem.Buffer
-	tenant  string
-	payload []byte // a view into buf
+	buf        mem.Buffer
+	tenant     string
+	payload    []byte // a view into buf
+	compressed bool
 }
 
 func (r *ingestRequest) release() {
@@ -92,7 +99,11 @@ func (c ingestCodec) Marshal(v any) (mem.BufferSlice, error) {
 		// frame (a call that ends early on a deadline).
 		buf := c.pool.Get(n)
 		b := (*buf)[:0]
-		b = append(b, wireVersion)
+		if m.compressed {
+			b = append(b, wireVersion)
+		} else {
+			b = append(b, wireVersionRaw)
+		}
 		b = binary.AppendUvarint(b, uint64(len(m.tenant)))
 		b = append(b, m.tenant...)
 		b = append(b, m.payload...)
@@ -108,12 +119,12 @@ func (c ingestCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	switch m := v.(type) {
 	case *ingestRequest:
 		buf := data.MaterializeToBuffer(c.pool)
-		tenantID, payload, err := parseRequestFrame(buf.ReadOnlyData())
+		tenantID, payload, compressed, err := parseRequestFrame(buf.ReadOnlyData())
 		if err != nil {
 			buf.Free()
 			return err
 		}
-		m.buf, m.tenant, m.payload = buf, tenantID, payload
+		m.buf, m.tenant, m.payload, m.compressed = buf, tenantID, payload, compressed
 		return nil
 	case *writeReply:
 		buf := data.MaterializeToBuffer(c.pool)
@@ -125,18 +136,20 @@ func (c ingestCodec) Unmarshal(data mem.BufferSlice, v any) error {
 
 var errFrame = errors.New("malformed ingest frame")
 
-// parseRequestFrame splits a request frame into its tenant (copied) and payload (a view into b).
-func parseRequestFrame(b []byte) (tenantID string, payload []byte, err error) {
-	if len(b) == 0 || b[0] != wireVersion {
-		return "", nil, fmt.Errorf("%w: unknown version", errFrame)
+// parseRequestFrame splits a request frame into its tenant (copied) and payload (a view into b),
+// and says whether the payload is compressed.
+func parseRequestFrame(b []byte) (tenantID string, payload []byte, compressed bool, err error) {
+	if len(b) == 0 || (b[0] != wireVersion && b[0] != wireVersionRaw) {
+		return "", nil, false, fmt.Errorf("%w: unknown version", errFrame)
 	}
+	compressed = b[0] == wireVersion
 	b = b[1:]
 	n, k := binary.Uvarint(b)
 	if k <= 0 || n > uint64(len(b)-k) {
-		return "", nil, fmt.Errorf("%w: bad tenant length", errFrame)
+		return "", nil, false, fmt.Errorf("%w: bad tenant length", errFrame)
 	}
 	b = b[k:]
-	return string(b[:n]), b[n:], nil
+	return string(b[:n]), b[n:], compressed, nil
 }
 
 // appendStats appends the response frame of s to b.

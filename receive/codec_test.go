@@ -60,18 +60,22 @@ func TestStatsFrameMalformed(t *testing.T) {
 func TestRequestFrame(t *testing.T) {
 	c := newIngestCodec()
 	payload := []byte(strings.Repeat("p", 5000)) // over gRPC's pooling threshold
-	out, err := c.Marshal(&forwardRequest{tenant: "team-a", payload: payload})
-	require.NoError(t, err)
-	payload[0] = 'X' // the frame is a copy: the caller may reuse its payload at once
-	var req ingestRequest
-	require.NoError(t, c.Unmarshal(out, &req))
-	out.Free()
-	require.Equal(t, "team-a", req.tenant)
-	require.Equal(t, strings.Repeat("p", 5000), string(req.payload))
-	req.release()
-	req.release() // idempotent
+	for _, compressed := range []bool{true, false} {
+		out, err := c.Marshal(&forwardRequest{tenant: "team-a", payload: payload, compressed: compressed})
+		require.NoError(t, err)
+		payload[0] = 'X' // the frame is a copy: the caller may reuse its payload at once
+		var req ingestRequest
+		require.NoError(t, c.Unmarshal(out, &req))
+		out.Free()
+		require.Equal(t, "team-a", req.tenant)
+		require.Equal(t, compressed, req.compressed)
+		require.Equal(t, strings.Repeat("p", 5000), string(req.payload))
+		req.release()
+		req.release() // idempotent
+		payload[0] = 'p'
+	}
 
-	for _, frame := range [][]byte{{}, {2, 0}, {wireVersion}, {wireVersion, 5, 'a'}} {
+	for _, frame := range [][]byte{{}, {3, 0}, {0, 0}, {wireVersion}, {wireVersionRaw, 5, 'a'}} {
 		require.ErrorIs(t, c.Unmarshal(mem.BufferSlice{mem.SliceBuffer(frame)}, &ingestRequest{}), errFrame, "%q", frame)
 	}
 }

@@ -36,7 +36,7 @@ type DecodeLimits struct {
 //   - the TSDB (tenant.Manager.Write) builds each series' labels with labels.ScratchBuilder, whose
 //     Labels copies the strings in the default stringlabels build; copyStrings (unmarshal.go) makes
 //     the decoder copy in builds where it would not;
-//   - the router marshals every remote share before Router.Write returns and writes the local share
+//   - the router encodes every remote share (copying frames, see frames.go) before Router.Write returns and writes the local share
 //     synchronously; background forwards only read their own copy.
 //
 // A new consumer that keeps label strings (a series cache keyed by them, say) must copy them.
@@ -45,6 +45,8 @@ type Request struct {
 
 	body    *[]byte
 	decoded []byte // the decompressed protobuf, which Write's strings alias; kept for reuse
+	src     []byte // what was decoded: decoded, or the caller's buffer (DecodeRaw)
+	foreign bool   // src is the caller's: drop every reference to it on release
 	dec     decoder
 }
 
@@ -70,6 +72,11 @@ func (r *Request) reset() {
 		r.body = nil
 	}
 	r.Write = prompb.WriteRequest{}
+	if r.foreign {
+		r.dec.clearUsed() // the caller's buffer must not stay reachable from the pool
+		r.foreign = false
+	}
+	r.src = nil
 	if cap(r.decoded) > maxRetainedDecoded {
 		r.decoded = nil
 		r.dec.clearAll() // the arenas' strings would keep the big buffer alive
@@ -146,6 +153,22 @@ func DecodeBytes(compressed []byte, maxDecoded int64) (*Request, error) {
 	return req, nil
 }
 
+// DecodeRaw decodes an uncompressed protobuf WriteRequest without copying it: the request's strings
+// and frames alias b, which must stay unchanged until Release. The ingest service uses it for the
+// uncompressed payloads routers send (codec.go).
+func DecodeRaw(b []byte, maxDecoded int64) (*Request, error) {
+	if int64(len(b)) > maxDecoded {
+		return nil, errorf(ClassTooLarge, "payload of %d bytes is over the limit of %d bytes", len(b), maxDecoded)
+	}
+	req := requestPool.Get().(*Request)
+	req.src, req.foreign = b, true
+	if err := req.dec.unmarshal(b, &req.Write); err != nil {
+		req.Release()
+		return nil, errorf(ClassInvalid, "payload is not a protobuf prometheus.WriteRequest: %v", err)
+	}
+	return req, nil
+}
+
 func (r *Request) unmarshal(compressed []byte, maxDecoded int64) error {
 	n, err := snappy.DecodedLen(compressed)
 	if err != nil {
@@ -160,7 +183,7 @@ func (r *Request) unmarshal(compressed []byte, maxDecoded int64) error {
 		buf = make([]byte, n)
 	}
 	buf = buf[:n]
-	r.decoded = buf
+	r.decoded, r.src = buf, buf
 	if _, err := snappy.Decode(buf, compressed); err != nil {
 		return errorf(ClassInvalid, "body is not block-format snappy%s: %v", sniff(compressed), err)
 	}

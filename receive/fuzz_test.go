@@ -140,7 +140,7 @@ func checkDecodeValidate(t *testing.T, body []byte, limits Limits, maxT int64) {
 
 	n := len(req.Write.Timeseries)
 	pointsIn := countPoints(req.Write.Timeseries)
-	kept, v, err := limits.validate(&req.Write, fuzzNow)
+	kept, v, err := limits.validateRequest(req, fuzzNow)
 	if err != nil {
 		require.Equal(t, ClassInvalid, ClassOf(err))
 		require.Greater(t, n, limits.MaxSeriesPerRequest)
@@ -149,6 +149,7 @@ func checkDecodeValidate(t *testing.T, body []byte, limits Limits, maxT int64) {
 	require.LessOrEqual(t, n, limits.MaxSeriesPerRequest)
 	require.Len(t, kept, n-len(v.removed))
 	require.Equal(t, kept, req.Write.Timeseries)
+	checkFrames(t, req, kept) // what the router forwards of them as they came is exactly them
 
 	for j, r := range v.removed {
 		require.Less(t, r, n)

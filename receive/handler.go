@@ -26,6 +26,12 @@ type Storage interface {
 	Write(ctx context.Context, tenantID string, series []prompb.TimeSeries) (tenant.WriteStats, error)
 }
 
+// frameWriter is a Storage that can use the original encoding of the series (the Router, which
+// forwards it instead of marshalling the series again; see frames.go).
+type frameWriter interface {
+	WriteFrames(ctx context.Context, tenantID string, series []prompb.TimeSeries, frames SeriesFrames) (tenant.WriteStats, error)
+}
+
 // HandlerConfig configures the remote-write endpoint.
 type HandlerConfig struct {
 	TenantHeader  string
@@ -133,14 +139,18 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	defer req.Release()
 
-	series, v, err := h.cfg.Limits.validate(&req.Write, h.now())
+	series, v, err := h.cfg.Limits.validateRequest(req, h.now())
 	if err != nil {
 		h.refuse(w, "limits", err)
 		return
 	}
 	var stats tenant.WriteStats
 	if len(series) > 0 { // nothing valid: do not open (or create) the tenant's storage for it
-		stats, err = h.storage.Write(r.Context(), tenantID, series)
+		if fw, ok := h.storage.(frameWriter); ok {
+			stats, err = fw.WriteFrames(r.Context(), tenantID, series, req.Frames())
+		} else {
+			stats, err = h.storage.Write(r.Context(), tenantID, series)
+		}
 	}
 	if err != nil {
 		class := ClassOf(err)

@@ -25,7 +25,7 @@ const DefaultMaxDecodedBytes = 64 << 20
 
 // IngestConfig configures the ingest service and its gRPC server.
 type IngestConfig struct {
-	// MaxDecodedBytes bounds a decompressed payload (zero: DefaultMaxDecodedBytes). Routers send
+	// MaxDecodedBytes bounds a decompressed or uncompressed payload (zero: DefaultMaxDecodedBytes). Routers send
 	// shares of requests that passed their own limit, so this should be at least that limit.
 	MaxDecodedBytes int64
 	// MaxMessageBytes bounds a received message (zero: DefaultMaxMessageBytes).
@@ -82,7 +82,7 @@ func (c IngestConfig) ServerOptions() ([]grpc.ServerOption, error) {
 //
 // Errors, as gRPC status codes (messages start with ingestErrorPrefix):
 //
-//	InvalidArgument   invalid tenant ID, or a payload that is not snappy protobuf or is over the limit
+//	InvalidArgument   invalid tenant ID, or a payload that is not (snappy) protobuf or is over the limit
 //	Unavailable       not ready, or the tenant's storage is opening, failed to open or is closing
 //	DeadlineExceeded  the router's deadline passed;  Canceled: the router gave up
 //	Internal          any other storage failure
@@ -161,7 +161,13 @@ func (s *IngestServer) writeRequest(ctx context.Context, req *ingestRequest) (*w
 	if err := tenant.ValidateID(req.tenant); err != nil {
 		return nil, ingestError(codes.InvalidArgument, err)
 	}
-	wr, err := DecodeBytes(req.payload, s.cfg.MaxDecodedBytes)
+	var wr *Request
+	var err error
+	if req.compressed {
+		wr, err = DecodeBytes(req.payload, s.cfg.MaxDecodedBytes)
+	} else {
+		wr, err = DecodeRaw(req.payload, s.cfg.MaxDecodedBytes) // aliases req.buf, released after wr
+	}
 	if err != nil {
 		return nil, ingestError(codes.InvalidArgument, err)
 	}

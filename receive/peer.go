@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/golang/snappy"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 	"google.golang.org/grpc"
@@ -40,6 +41,12 @@ const (
 	DefaultMaxInflightBytesPerEndpoint = 64 << 20
 	DefaultMaxInflightBytes            = 256 << 20
 	DefaultMaxMessageBytes             = 64 << 20
+)
+
+// Compression settings of PeerConfig.Compression (Thanos' --receive.grpc-compression values).
+const (
+	CompressionSnappy = "snappy"
+	CompressionNone   = "none"
 )
 
 // Keepalive pings of the node-to-node connections: a router pings an idle or busy connection every
@@ -73,9 +80,16 @@ type PeerConfig struct {
 	MaxMessageBytes int
 	// TLS is the client side of the connection (see TLSConfig).
 	TLS TLSConfig
+	// Compression of the payloads sent to ingesters: CompressionSnappy (the default when empty)
+	// costs CPU on both sides for about 5× fewer bytes on the network; CompressionNone sends the
+	// protobuf as it is, for networks where bytes are cheap. Ingesters accept both.
+	Compression string
 }
 
 func (c PeerConfig) withDefaults() PeerConfig {
+	if c.Compression == "" {
+		c.Compression = CompressionSnappy
+	}
 	set := func(v *int64, d int64) {
 		if *v == 0 {
 			*v = d
@@ -106,6 +120,11 @@ func (c PeerConfig) Validate() error {
 	if c.Timeout < 0 || c.DownPeriod < 0 || c.RetryBackoff < 0 || c.MaxAttempts < 0 ||
 		c.MaxInflightBytesPerEndpoint < 0 || c.MaxInflightBytes < 0 || c.MaxMessageBytes < 0 {
 		return errors.New("peer settings must not be negative")
+	}
+	switch c.Compression {
+	case "", CompressionSnappy, CompressionNone:
+	default:
+		return fmt.Errorf("compression %q: must be %s or %s", c.Compression, CompressionSnappy, CompressionNone)
 	}
 	return c.TLS.Validate()
 }
@@ -211,7 +230,13 @@ func (p *PeerWriter) Forward(ctx context.Context, endpoint, tenantID string, pay
 	if !ok {
 		return tenant.WriteStats{}, &Error{Class: ClassUnavailable, Err: fmt.Errorf("forward to %s: %w", endpoint, ErrEndpointDown)}
 	}
-	n := int64(len(payload))
+	req := forwardRequest{tenant: tenantID, payload: payload}
+	if p.cfg.Compression == CompressionSnappy {
+		buf := compress(payload)
+		defer putBuffer(buf)
+		req.payload, req.compressed = *buf, true
+	}
+	n := int64(len(req.payload))
 	if err := p.acquire(pc, n); err != nil {
 		pc.settle(probe)
 		return tenant.WriteStats{}, err
@@ -220,7 +245,6 @@ func (p *PeerWriter) Forward(ctx context.Context, endpoint, tenantID string, pay
 
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.Timeout)
 	defer cancel()
-	req := forwardRequest{tenant: tenantID, payload: payload}
 	var reply writeReply
 	var opts []grpc.CallOption
 	if probe {
@@ -257,6 +281,16 @@ func (p *PeerWriter) Forward(ctx context.Context, endpoint, tenantID string, pay
 		return tenant.WriteStats{}, forwardError(endpoint, err)
 	}
 	return reply.stats, nil
+}
+
+// compress returns block-format snappy of payload in a pooled buffer (put it back with putBuffer).
+func compress(payload []byte) *[]byte {
+	buf := getBuffer()
+	if n := snappy.MaxEncodedLen(len(payload)); cap(*buf) < n {
+		*buf = make([]byte, n)
+	}
+	*buf = snappy.Encode((*buf)[:cap(*buf)], payload)
+	return buf
 }
 
 // pause waits d before a retry, if the deadline of ctx leaves room for the wait and a try after it.

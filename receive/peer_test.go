@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/golang/snappy"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/prompb"
 	"github.com/stretchr/testify/require"
@@ -80,10 +79,16 @@ func newTestPeerWriter(t *testing.T, cfg PeerConfig) (*PeerWriter, *prometheus.R
 	return p, reg
 }
 
-// payloadOf encodes series as a router sends them.
+// payloadOf encodes series as a remote-write body (snappy protobuf).
 func payloadOf(t testing.TB, series []prompb.TimeSeries) []byte {
 	t.Helper()
 	return encodeWR(t, &prompb.WriteRequest{Timeseries: series})
+}
+
+// forwardPayload encodes series as a router hands them to a Forwarder (protobuf).
+func forwardPayload(t testing.TB, series []prompb.TimeSeries) []byte {
+	t.Helper()
+	return marshalWR(t, &prompb.WriteRequest{Timeseries: series})
 }
 
 // fakeClock is a settable clock.
@@ -218,23 +223,23 @@ func TestIngestRefusesInvalidTenant(t *testing.T) {
 	srv := startIngest(t, node, IngestConfig{}, nil)
 	p, _ := newTestPeerWriter(t, testPeerConfig())
 	for _, id := range []string{"", "..", "../../etc", "a/b", "x\x00"} {
-		_, err := p.Forward(context.Background(), srv.addr, id, payloadOf(t, testSeries(1, 1)))
+		_, err := p.Forward(context.Background(), srv.addr, id, forwardPayload(t, testSeries(1, 1)))
 		require.Equal(t, ClassInvalid, ClassOf(err), "%q: %v", id, err)
 		require.Equal(t, codes.InvalidArgument, status.Code(err))
 		require.ErrorContains(t, err, "invalid tenant ID")
 	}
-	// Not snappy, and over the decoded limit.
-	_, err := p.Forward(context.Background(), srv.addr, "t", []byte("not snappy"))
+	// Not protobuf, and over the decoded limit.
+	_, err := p.Forward(context.Background(), srv.addr, "t", []byte("\xffnot protobuf"))
 	require.Equal(t, codes.InvalidArgument, status.Code(err))
 	small := startIngest(t, node, IngestConfig{MaxDecodedBytes: 10}, nil)
-	_, err = p.Forward(context.Background(), small.addr, "t", payloadOf(t, testSeries(5, 5)))
+	_, err = p.Forward(context.Background(), small.addr, "t", forwardPayload(t, testSeries(5, 5)))
 	require.Equal(t, codes.InvalidArgument, status.Code(err))
 	require.ErrorContains(t, err, "over the limit")
 	require.Empty(t, node.series())
 	require.Equal(t, 6.0, counterValue(t, srv.reg, "weir_ingest_requests_total", "code=InvalidArgument"))
 
 	// Answers of the service leave the endpoint up.
-	_, err = p.Forward(context.Background(), srv.addr, "t", payloadOf(t, testSeries(2, 1)))
+	_, err = p.Forward(context.Background(), srv.addr, "t", forwardPayload(t, testSeries(2, 1)))
 	require.NoError(t, err)
 	require.Len(t, node.series(), 2)
 }
@@ -272,7 +277,7 @@ func TestIngestErrorCodes(t *testing.T) {
 			srv := startIngest(t, s, IngestConfig{}, nil)
 			p, _ := newTestPeerWriter(t, testPeerConfig())
 			for round := int32(1); round <= 2; round++ { // the second round reaches the server too
-				_, err := p.Forward(context.Background(), srv.addr, "t", payloadOf(t, testSeries(1, 1)))
+				_, err := p.Forward(context.Background(), srv.addr, "t", forwardPayload(t, testSeries(1, 1)))
 				require.Equal(t, tc.code, status.Code(err), "%v", err)
 				require.Equal(t, tc.class, ClassOf(err))
 				require.NotErrorIs(t, err, ErrEndpointDown)
@@ -286,7 +291,7 @@ func TestIngestErrorCodes(t *testing.T) {
 		srv := startIngest(t, node, IngestConfig{}, nil)
 		srv.ready.Store(false)
 		p, _ := newTestPeerWriter(t, testPeerConfig())
-		_, err := p.Forward(context.Background(), srv.addr, "t", payloadOf(t, testSeries(1, 1)))
+		_, err := p.Forward(context.Background(), srv.addr, "t", forwardPayload(t, testSeries(1, 1)))
 		require.Equal(t, codes.Unavailable, status.Code(err))
 		require.Equal(t, ClassUnavailable, ClassOf(err))
 		require.ErrorContains(t, err, "not ready")
@@ -302,11 +307,11 @@ func TestIngestDeadline(t *testing.T) {
 	p, _ := newTestPeerWriter(t, cfg)
 
 	before := time.Now()
-	_, err := p.Forward(context.Background(), srv.addr, "t", payloadOf(t, testSeries(1, 1)))
+	_, err := p.Forward(context.Background(), srv.addr, "t", forwardPayload(t, testSeries(1, 1)))
 	require.NoError(t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	_, err = p.Forward(ctx, srv.addr, "t", payloadOf(t, testSeries(1, 1)))
+	_, err = p.Forward(ctx, srv.addr, "t", forwardPayload(t, testSeries(1, 1)))
 	require.NoError(t, err)
 	after := time.Now()
 
@@ -331,7 +336,7 @@ func TestPeerDeadEndpoint(t *testing.T) {
 	clock := &fakeClock{}
 	p, reg := newTestPeerWriter(t, testPeerConfig())
 	p.useClock(clock)
-	payload := payloadOf(t, testSeries(1, 1))
+	payload := forwardPayload(t, testSeries(1, 1))
 	forward := func(addr string) error {
 		_, err := p.Forward(context.Background(), addr, "t", payload)
 		return err
@@ -463,14 +468,15 @@ func TestRouterDeadAndHungEndpoints(t *testing.T) {
 // TestPeerInflightBound: bytes in flight are bounded per endpoint and in total; over a bound a
 // forward fails at once as unavailable.
 func TestPeerInflightBound(t *testing.T) {
-	payload := payloadOf(t, testSeries(10, 2))
+	payload := forwardPayload(t, testSeries(10, 2))
+	wire := payloadOf(t, testSeries(10, 2)) // what is in flight: the payload compressed
 	for _, tc := range []struct {
 		name  string
 		cfg   func(*PeerConfig)
 		total bool // the bound in total: the other endpoint is refused too
 	}{
 		{"per endpoint", func(c *PeerConfig) { c.MaxInflightBytesPerEndpoint = 1 }, false},
-		{"in total", func(c *PeerConfig) { c.MaxInflightBytes = int64(len(payload)) + 1 }, true},
+		{"in total", func(c *PeerConfig) { c.MaxInflightBytes = int64(len(wire)) + 1 }, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			slowNode := newFakeNode("", modeSlow)
@@ -485,7 +491,7 @@ func TestPeerInflightBound(t *testing.T) {
 				done <- err
 			}()
 			<-slowNode.entered
-			require.Equal(t, float64(len(payload)), counterValue(t, reg, "weir_forward_inflight_bytes", ""))
+			require.Equal(t, float64(len(wire)), counterValue(t, reg, "weir_forward_inflight_bytes", ""))
 
 			_, err := p.Forward(context.Background(), slowSrv.addr, "t", payload)
 			require.ErrorIs(t, err, ErrOverloaded)
@@ -509,14 +515,14 @@ func TestPeerWriterClose(t *testing.T) {
 	node := newFakeNode("", modeOK)
 	srv := startIngest(t, node, IngestConfig{}, nil)
 	p, _ := newTestPeerWriter(t, testPeerConfig())
-	_, err := p.Forward(context.Background(), srv.addr, "t", payloadOf(t, testSeries(1, 1)))
+	_, err := p.Forward(context.Background(), srv.addr, "t", forwardPayload(t, testSeries(1, 1)))
 	require.NoError(t, err)
 	require.Equal(t, 0, p.Prune(func(string) bool { return true }))
 	require.Equal(t, 1, p.Prune(func(string) bool { return false }))
-	_, err = p.Forward(context.Background(), srv.addr, "t", payloadOf(t, testSeries(1, 1))) // reconnects
+	_, err = p.Forward(context.Background(), srv.addr, "t", forwardPayload(t, testSeries(1, 1))) // reconnects
 	require.NoError(t, err)
 	require.NoError(t, p.Close())
-	_, err = p.Forward(context.Background(), srv.addr, "t", payloadOf(t, testSeries(1, 1)))
+	_, err = p.Forward(context.Background(), srv.addr, "t", forwardPayload(t, testSeries(1, 1)))
 	require.Equal(t, ClassUnavailable, ClassOf(err))
 }
 
@@ -532,7 +538,7 @@ func TestPeerConfigValidate(t *testing.T) {
 	require.Error(t, err)
 }
 
-// Check that a snappy payload built by the router is what the fakes and the ingester decode.
+// Check that a payload built by the router is what the fakes and the ingester decode.
 func TestFanoutEncode(t *testing.T) {
 	series := testSeries(7, 2)
 	series[3].Histograms = histogramsAt(1)
@@ -541,14 +547,12 @@ func TestFanoutEncode(t *testing.T) {
 	require.NoError(t, err)
 	f := getFanout(len(series), 2, 2)
 	defer f.release()
-	require.NoError(t, f.split(ring, "t", series, 2, -1))
+	require.NoError(t, f.split(ring, "t", series, SeriesFrames{}, 2, -1))
 	for d := range 2 {
 		payload := f.encode(d)
-		raw, err := snappy.Decode(nil, *payload)
-		require.NoError(t, err)
-		putBuffer(payload)
 		var wr prompb.WriteRequest
-		require.NoError(t, wr.Unmarshal(raw))
+		require.NoError(t, wr.Unmarshal(*payload))
+		putBuffer(payload)
 		require.Equal(t, series, wr.Timeseries)
 	}
 }

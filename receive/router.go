@@ -1,18 +1,14 @@
 package receive
 
 import (
-	"cmp"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
-	"github.com/golang/snappy"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/prometheus/prometheus/prompb"
@@ -27,8 +23,9 @@ import (
 // over gRPC; tests use fakes.
 type Forwarder interface {
 	// Forward writes payload for tenantID on the ingester at endpoint and returns what it wrote, with
-	// Rejection.Series indexing the payload's series. payload is block-format snappy of a protobuf
-	// prometheus.WriteRequest (a Remote Write 1.0 body); it is valid only until Forward returns.
+	// Rejection.Series indexing the payload's series. payload is a protobuf prometheus.WriteRequest,
+	// uncompressed (the Forwarder compresses it if its wire needs that); it is valid only until
+	// Forward returns.
 	//
 	// A nil error means every point not listed in the rejections is in the endpoint's WAL. An error
 	// means nothing may have been written and carries a Class (see ClassOf): ClassUnavailable for
@@ -90,9 +87,10 @@ func (c RouterConfig) Validate() error {
 // through a Forwarder) and answers when every series is decided by the quorum rules of quorum.go.
 // It implements Storage, so a Handler writes through it unchanged.
 //
-// Per request: one ring lookup; per series one SeriesHash, one Owners and one protobuf marshal (the
-// marshalled series are copied into each remote owner's payload, which is snappy-compressed once);
-// one goroutine per remote endpoint; the local share is written in the calling goroutine.
+// Per request: one ring lookup; per series one SeriesHash and one Owners; per remote endpoint one
+// goroutine, which copies its series' fields into its payload — each series' original bytes when
+// the handler passed them (WriteFrames, frames.go), else a marshalling made once per series — and
+// hands it to the Forwarder; the local share is written in the calling goroutine.
 type Router struct {
 	cfg    RouterConfig
 	ring   RingFunc
@@ -159,10 +157,17 @@ func (r *Router) enter() bool {
 //     they never fail a request. Appended counts every point of the written and conflict series
 //     once (not once per replica), minus the rejections listed.
 //
-// Write reads series only until it returns: remote shares are marshalled before Write returns, and
+// Write reads series only until it returns: remote shares are encoded before Write returns, and
 // the local share is written by the calling goroutine, so the caller may reuse the series' memory
 // (the handler's pooled request) while background forwards go on.
 func (r *Router) Write(ctx context.Context, tenantID string, series []prompb.TimeSeries) (tenant.WriteStats, error) {
+	return r.WriteFrames(ctx, tenantID, series, SeriesFrames{})
+}
+
+// WriteFrames is Write with the original encoding of the series (Request.Frames after validation):
+// the series that have one are forwarded as those bytes instead of being marshalled again. frames
+// is read only until WriteFrames returns, as series is.
+func (r *Router) WriteFrames(ctx context.Context, tenantID string, series []prompb.TimeSeries, frames SeriesFrames) (tenant.WriteStats, error) {
 	if len(series) == 0 {
 		return tenant.WriteStats{}, nil
 	}
@@ -184,9 +189,12 @@ func (r *Router) Write(ctx context.Context, tenantID string, series []prompb.Tim
 	}
 	f := getFanout(len(series), len(eps), r.cfg.ReplicationFactor)
 	defer f.release()
+	// Forwards read the request's original bytes until they have encoded their payloads: wait for
+	// that before returning, whatever the answer (the caller reuses the memory afterwards).
+	defer f.encoded.Wait()
 	fl := getFlight(len(eps))
 	defer fl.release()
-	if err := f.split(ring, tenantID, series, r.cfg.ReplicationFactor, local); err != nil {
+	if err := f.split(ring, tenantID, series, frames, r.cfg.ReplicationFactor, local); err != nil {
 		r.m.quorumFailures.WithLabelValues("ring").Inc()
 		return tenant.WriteStats{}, &Error{Class: ClassUnavailable, Err: fmt.Errorf("placing the series of tenant %s: %w", tenantID, err)}
 	}
@@ -209,6 +217,7 @@ func (r *Router) Write(ctx context.Context, tenantID string, series []prompb.Tim
 			expired = fl.ctx.Done()
 		}
 		f.refs.Add(1)
+		f.encoded.Add(1)
 		fl.refs.Add(1)
 		r.wg.Add(1)
 		started++
@@ -276,6 +285,7 @@ func (r *Router) forward(f *fanout, fl *flight, d int, endpoint, tenantID string
 	inflight.Inc()
 	n := len(f.groups[d])
 	payload := f.encode(d)
+	f.encoded.Done()
 	f.release()
 	stats, err := r.peers.Forward(fl.ctx, endpoint, tenantID, *payload)
 	putBuffer(payload)
@@ -410,244 +420,4 @@ type destResult struct {
 	dest  int
 	stats tenant.WriteStats
 	err   error
-}
-
-// fanout is the state of one Write. It is pooled and reference-counted: the Write holds one
-// reference and every background forward another until it has encoded its payload; the last to
-// release it returns it to the pool. Forwards read only groups, spans and enc (written before they
-// start); everything else belongs to the Write's goroutine.
-type fanout struct {
-	refs   atomic.Int32
-	groups [][]int32 // per endpoint index: the indexes of the series it owns, ascending
-	owners []int     // scratch for Ring.Owners
-	spans  []span    // per series: its frame in enc (empty when only the local endpoint owns it)
-	enc    []byte    // the series owned by a remote endpoint, each framed as a WriteRequest field
-	local  []prompb.TimeSeries
-
-	tracker  tracker
-	conflict []bool       // scratch of apply, per series
-	rejected []destResult // answers with rejections, for stats
-	failure  error        // the first server-side failure, for the error message
-	invalid  error        // the first client-class failure
-	timedOut bool         // some endpoint did not answer in time
-}
-
-type span struct{ start, end int }
-
-var fanoutPool = sync.Pool{New: func() any { return new(fanout) }}
-
-func getFanout(n, endpoints, rf int) *fanout {
-	f := fanoutPool.Get().(*fanout)
-	f.refs.Store(1)
-	if cap(f.groups) < endpoints {
-		groups := make([][]int32, endpoints)
-		copy(groups, f.groups[:cap(f.groups)])
-		f.groups = groups
-	}
-	f.groups = f.groups[:endpoints]
-	f.spans = resize(f.spans, n)
-	f.conflict = resize(f.conflict, n)
-	f.tracker.reset(n, rf)
-	return f
-}
-
-func (f *fanout) release() {
-	if f.refs.Add(-1) != 0 {
-		return
-	}
-	for i := range f.groups {
-		f.groups[i] = f.groups[i][:0]
-	}
-	f.enc = f.enc[:0]
-	clear(f.rejected)
-	f.rejected = f.rejected[:0]
-	f.failure, f.invalid, f.timedOut = nil, nil, false
-	fanoutPool.Put(f)
-}
-
-// flight is what the forwards of one Write share until the last one ends: their context and the
-// channel of their answers. Pooled and reference-counted like fanout, by the Write and every forward.
-type flight struct {
-	refs    atomic.Int32
-	results chan destResult // buffered for every endpoint: sends never block
-	ctx     context.Context
-	cancel  context.CancelFunc
-}
-
-var flightPool = sync.Pool{New: func() any { return new(flight) }}
-
-func getFlight(endpoints int) *flight {
-	fl := flightPool.Get().(*flight)
-	fl.refs.Store(1)
-	if cap(fl.results) < endpoints {
-		fl.results = make(chan destResult, endpoints)
-	}
-	return fl
-}
-
-func (fl *flight) release() {
-	if fl.refs.Add(-1) != 0 {
-		return
-	}
-	if fl.cancel != nil {
-		fl.cancel()
-	}
-	fl.ctx, fl.cancel = nil, nil
-	for len(fl.results) > 0 {
-		<-fl.results
-	}
-	flightPool.Put(fl)
-}
-
-// split places every series: it appends each series' index to the groups of its owners and
-// marshals the series owned by a remote endpoint once into enc.
-func (f *fanout) split(ring hashring.Ring, tenantID string, series []prompb.TimeSeries, rf, local int) error {
-	owners := f.owners[:0]
-	enc := f.enc[:0]
-	var err error
-	for i := range series {
-		ts := &series[i]
-		owners, err = ring.Owners(hashring.SeriesHash(tenantID, ts.Labels), rf, owners[:0])
-		if err != nil {
-			f.owners, f.enc = owners, enc
-			return err
-		}
-		remote := false
-		for _, o := range owners {
-			f.groups[o] = append(f.groups[o], int32(i))
-			remote = remote || o != local
-		}
-		if !remote {
-			f.spans[i] = span{}
-			continue
-		}
-		// A WriteRequest is a sequence of field 1 (timeseries), length-delimited: a payload is the
-		// concatenation of its series' frames.
-		size := ts.Size()
-		start := len(enc)
-		enc = slices.Grow(enc, 1+binary.MaxVarintLen64+size)
-		enc = append(enc, 0x0a)
-		enc = binary.AppendUvarint(enc, uint64(size))
-		p := len(enc)
-		enc = enc[:p+size]
-		if _, err := ts.MarshalToSizedBuffer(enc[p:]); err != nil {
-			f.owners, f.enc = owners, enc[:start]
-			return fmt.Errorf("marshal series %d: %w", i, err)
-		}
-		f.spans[i] = span{start, len(enc)}
-	}
-	f.owners, f.enc = owners, enc
-	return nil
-}
-
-// encode builds the payload of endpoint d: its series' frames, snappy-compressed. The caller puts
-// the returned buffer back with putBuffer.
-func (f *fanout) encode(d int) *[]byte {
-	raw := getBuffer()
-	b := (*raw)[:0]
-	for _, s := range f.groups[d] {
-		sp := f.spans[s]
-		b = append(b, f.enc[sp.start:sp.end]...)
-	}
-	*raw = b
-	out := getBuffer()
-	if n := snappy.MaxEncodedLen(len(b)); cap(*out) < n {
-		*out = make([]byte, n)
-	}
-	*out = snappy.Encode((*out)[:cap(*out)], b)
-	putBuffer(raw)
-	return out
-}
-
-// apply records the answer of one endpoint for each of its series.
-func (f *fanout) apply(res destResult) {
-	idx := f.groups[res.dest]
-	if res.err != nil {
-		o := outcomeOf(res.err)
-		if o == outcomeInvalid && f.invalid == nil {
-			f.invalid = res.err
-		} else if o == outcomeFailed && f.failure == nil {
-			f.failure = res.err
-		}
-		f.timedOut = f.timedOut || forwardResult(res.err) == "timeout"
-
-		for _, s := range idx {
-			f.tracker.add(int(s), o)
-		}
-		return
-	}
-	if len(res.stats.Rejected) > 0 {
-		f.rejected = append(f.rejected, res)
-		for _, rj := range res.stats.Rejected {
-			if rj.Kind != tenant.KindExemplar {
-				f.conflict[idx[rj.Series]] = true
-			}
-		}
-	}
-	for _, s := range idx {
-		o := outcomeOK
-		if f.conflict[s] {
-			o = outcomeConflict
-			f.conflict[s] = false
-		}
-		f.tracker.add(int(s), o)
-	}
-}
-
-// stats builds the stats of a write in which no series failed (see Router.Write).
-func (f *fanout) stats(series []prompb.TimeSeries) tenant.WriteStats {
-	var st tenant.WriteStats
-	verdicts := f.tracker.verdicts
-	if len(f.rejected) > 0 {
-		type key struct {
-			series int
-			kind   tenant.Kind
-			reason string
-		}
-		at := map[key]int{}
-		for _, res := range f.rejected {
-			idx := f.groups[res.dest]
-			for _, rj := range res.stats.Rejected {
-				s := int(idx[rj.Series])
-				if v := verdicts[s]; v != verdictConflict && (v != verdictWritten || rj.Kind != tenant.KindExemplar) {
-					continue // a quorum wrote these points
-				}
-				k := key{s, rj.Kind, rj.Reason}
-				if i, ok := at[k]; ok {
-					st.Rejected[i].Count = max(st.Rejected[i].Count, rj.Count)
-					continue
-				}
-				at[k] = len(st.Rejected)
-				if rj.Err == nil {
-					rj.Err = errors.New(rj.Reason)
-				}
-				rj.Series = s
-				st.Rejected = append(st.Rejected, rj)
-			}
-		}
-		slices.SortFunc(st.Rejected, func(a, b tenant.Rejection) int {
-			return cmp.Or(cmp.Compare(a.Series, b.Series), cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.Reason, b.Reason))
-		})
-	}
-	for i := range series {
-		if v := verdicts[i]; v == verdictWritten || v == verdictConflict {
-			st.Appended[tenant.KindFloat] += len(series[i].Samples)
-			st.Appended[tenant.KindHistogram] += len(series[i].Histograms)
-			st.Appended[tenant.KindExemplar] += len(series[i].Exemplars)
-		}
-	}
-	for _, rj := range st.Rejected {
-		st.Appended[rj.Kind] = max(st.Appended[rj.Kind]-rj.Count, 0)
-	}
-	return st
-}
-
-// bufferPool holds the payload buffers of forwards.
-var bufferPool = sync.Pool{New: func() any { return new([]byte) }}
-
-func getBuffer() *[]byte { return bufferPool.Get().(*[]byte) }
-
-func putBuffer(b *[]byte) {
-	*b = (*b)[:0]
-	bufferPool.Put(b)
 }

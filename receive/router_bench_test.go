@@ -16,53 +16,107 @@ import (
 	"github.com/weir-metrics/weir/tenant"
 )
 
-// nopForwarder acks everything without looking at it.
-type nopForwarder struct{}
+// nopForwarder acks everything; with compress set it first compresses the payload as a PeerWriter
+// with snappy compression does.
+type nopForwarder struct{ compress bool }
 
-func (nopForwarder) Forward(context.Context, string, string, []byte) (tenant.WriteStats, error) {
+func (f nopForwarder) Forward(_ context.Context, _, _ string, payload []byte) (tenant.WriteStats, error) {
+	if f.compress {
+		putBuffer(compress(payload))
+	}
 	return tenant.WriteStats{}, nil
 }
 
-// BenchmarkRouterSplit: the router's own work for one request: ring lookup, hash, owners, grouping,
-// one marshal per series, and per destination the copy and snappy compression of its payload and
-// the fan-out, with forwarders that return at once. The request is validated already (the handler's
-// job, see BenchmarkHandler). samples/s counts client samples (not replicas).
-func BenchmarkRouterSplit(b *testing.B) {
-	for _, bc := range []struct{ series, rf, endpoints int }{
-		{benchSeries, 1, 1},
-		{benchSeries, 3, 3},
-		{benchSeries, 3, 6},
-	} {
-		name := fmt.Sprintf("series=%d/rf=%d/endpoints=%d", bc.series, bc.rf, bc.endpoints)
-		b.Run(name, func(b *testing.B) {
-			var eps []hashring.Endpoint
-			for i := range bc.endpoints {
-				eps = append(eps, hashring.Endpoint{Address: "ingester-" + strconv.Itoa(i) + ":10901"})
-			}
-			ring, err := hashring.NewKetama(eps, hashring.DefaultKetamaPoints, bc.rf)
-			require.NoError(b, err)
-			r, err := NewRouter(RouterConfig{ReplicationFactor: bc.rf, ForwardTimeout: time.Minute},
-				func(string) (hashring.Ring, error) { return ring, nil }, nil, nopForwarder{}, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
-			require.NoError(b, err)
-			defer r.Close()
-			series := benchWriteRequest(bc.series).Timeseries
-			raw := marshalWR(b, benchWriteRequest(bc.series))
-			ctx := context.Background()
+// benchRouter returns a router without local endpoint over endpoints ketama endpoints.
+func benchRouter(b *testing.B, rf, endpoints int, fwd Forwarder) *Router {
+	var eps []hashring.Endpoint
+	for i := range endpoints {
+		eps = append(eps, hashring.Endpoint{Address: "ingester-" + strconv.Itoa(i) + ":10901"})
+	}
+	ring, err := hashring.NewKetama(eps, hashring.DefaultKetamaPoints, rf)
+	require.NoError(b, err)
+	r, err := NewRouter(RouterConfig{ReplicationFactor: rf, ForwardTimeout: time.Minute},
+		func(string) (hashring.Ring, error) { return ring, nil }, nil, fwd, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	require.NoError(b, err)
+	b.Cleanup(r.Close)
+	return r
+}
 
-			b.ReportAllocs()
-			b.SetBytes(int64(len(raw)))
-			var ms runtime.MemStats
-			runtime.ReadMemStats(&ms)
-			mallocs := ms.Mallocs
-			for b.Loop() {
-				if _, err := r.Write(ctx, "team-a", series); err != nil {
-					b.Fatal(err)
+// loop runs write b.N times and reports client samples/s and allocations per sample.
+func loop(b *testing.B, series int, write func() error) {
+	b.ReportAllocs()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	mallocs := ms.Mallocs
+	for b.Loop() {
+		if err := write(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	runtime.ReadMemStats(&ms)
+	samples := float64(b.N) * float64(series)
+	b.ReportMetric(samples/b.Elapsed().Seconds(), "samples/s")
+	b.ReportMetric(float64(ms.Mallocs-mallocs)/samples, "allocs/sample")
+}
+
+var routerCases = []struct{ rf, endpoints int }{{1, 1}, {3, 3}, {3, 6}}
+
+// BenchmarkRouterSplit: the router's own work for one validated request: ring lookup, hash, owners,
+// grouping and per destination its payload (the series' fields copied in) and the fan-out, with
+// forwarders that return at once and do not compress. frames=false marshals every series again
+// (Router.Write), frames=true copies the series' original bytes (Router.WriteFrames, what the
+// handler uses). samples/s counts client samples (not replicas).
+func BenchmarkRouterSplit(b *testing.B) {
+	for _, bc := range routerCases {
+		for _, frames := range []bool{false, true} {
+			b.Run(fmt.Sprintf("series=%d/rf=%d/endpoints=%d/frames=%t", benchSeries, bc.rf, bc.endpoints, frames), func(b *testing.B) {
+				r := benchRouter(b, bc.rf, bc.endpoints, nopForwarder{})
+				raw := encodeWR(b, benchWriteRequest(benchSeries))
+				req, err := DecodeBytes(raw, 64<<20)
+				require.NoError(b, err)
+				defer req.Release()
+				series, _, err := benchLimits.validateRequest(req, benchNow)
+				require.NoError(b, err)
+				fr := req.Frames()
+				if !frames {
+					fr = SeriesFrames{}
 				}
-			}
-			runtime.ReadMemStats(&ms)
-			samples := float64(b.N) * float64(bc.series)
-			b.ReportMetric(samples/b.Elapsed().Seconds(), "samples/s")
-			b.ReportMetric(float64(ms.Mallocs-mallocs)/samples, "allocs/sample")
-		})
+				ctx := context.Background()
+				loop(b, benchSeries, func() error {
+					_, err := r.WriteFrames(ctx, "team-a", series, fr)
+					return err
+				})
+			})
+		}
+	}
+}
+
+// BenchmarkRouterPath: what a router node spends on one client request before the network, as
+// DESIGN §4's router target counts it: decode (snappy + protobuf), validate, hash, split and encode
+// every destination's payload, compressed (the default) or not (compression=none).
+func BenchmarkRouterPath(b *testing.B) {
+	for _, bc := range routerCases {
+		for _, compress := range []bool{true, false} {
+			name := map[bool]string{true: CompressionSnappy, false: CompressionNone}[compress]
+			b.Run(fmt.Sprintf("series=%d/rf=%d/endpoints=%d/compression=%s", benchSeries, bc.rf, bc.endpoints, name), func(b *testing.B) {
+				r := benchRouter(b, bc.rf, bc.endpoints, nopForwarder{compress: compress})
+				raw := encodeWR(b, benchWriteRequest(benchSeries))
+				ctx := context.Background()
+				b.SetBytes(int64(len(raw)))
+				loop(b, benchSeries, func() error {
+					req, err := DecodeBytes(raw, 64<<20)
+					if err != nil {
+						return err
+					}
+					defer req.Release()
+					series, _, err := benchLimits.validateRequest(req, benchNow)
+					if err != nil {
+						return err
+					}
+					_, err = r.WriteFrames(ctx, "team-a", series, req.Frames())
+					return err
+				})
+			})
+		}
 	}
 }

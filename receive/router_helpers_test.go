@@ -115,7 +115,7 @@ func (p *fakePeers) Forward(ctx context.Context, endpoint, tenantID string, payl
 	if !ok {
 		return tenant.WriteStats{}, fmt.Errorf("no such endpoint %q", endpoint)
 	}
-	req, err := DecodeBytes(payload, 64<<20)
+	req, err := DecodeRaw(payload, 64<<20)
 	if err != nil {
 		return tenant.WriteStats{}, fmt.Errorf("decode payload for %s: %w", endpoint, err)
 	}

@@ -68,6 +68,7 @@ func scratchBuilderCopies() bool {
 // reused with it.
 type decoder struct {
 	series     []prompb.TimeSeries
+	frames     []span         // per series: its field in the decoded buffer, or empty when it must be re-encoded (frames.go)
 	labels     []prompb.Label // of series, each series' labels contiguous
 	exLabels   []prompb.Label // of exemplars: apart, as a series' exemplars and labels may interleave
 	samples    []prompb.Sample
@@ -78,6 +79,10 @@ type decoder struct {
 	// referenced from stale entries beyond the used lengths, which reset clears so that they can be
 	// collected.
 	grew bool
+	// skipped is set when the series being decoded held a field the decoder does not keep (an unknown
+	// field, or a label not in the canonical form): its original bytes are then not forwarded as they
+	// are, so that a router forwards exactly what it decoded.
+	skipped bool
 }
 
 // maxRetainedArena bounds, in bytes, each arena a pooled Request keeps for the next request; a
@@ -95,6 +100,7 @@ func (d *decoder) reset() {
 		d.grew = false
 	}
 	d.series = truncate(d.series)
+	d.frames = truncate(d.frames)
 	d.labels = truncate(d.labels)
 	d.exLabels = truncate(d.exLabels)
 	d.samples = truncate(d.samples)
@@ -112,6 +118,17 @@ func (d *decoder) clearAll() {
 	clear(d.exemplars[:cap(d.exemplars)])
 	clear(d.histograms[:cap(d.histograms)])
 	clear(d.metadata[:cap(d.metadata)])
+}
+
+// clearUsed drops the references the used part of the arenas holds (to the decoded buffer, when it is
+// not the Request's own).
+func (d *decoder) clearUsed() {
+	clear(d.series)
+	clear(d.labels)
+	clear(d.exLabels)
+	clear(d.exemplars)
+	clear(d.histograms)
+	clear(d.metadata)
 }
 
 // truncate empties s, keeping its array unless it is over maxRetainedArena.
@@ -162,9 +179,15 @@ func (d *decoder) unmarshal(b []byte, wr *prompb.WriteRequest) error {
 				return err
 			}
 			d.series = grow(d, d.series)
+			d.skipped = false
 			if err := d.timeSeries(b[start:end], &d.series[len(d.series)-1]); err != nil {
 				return err
 			}
+			fr := span{i, end}
+			if d.skipped {
+				fr = span{}
+			}
+			d.frames = append(d.frames, fr)
 			i = end
 		case 3:
 			if wt != wireBytes {
@@ -208,6 +231,7 @@ func (d *decoder) timeSeries(b []byte, ts *prompb.TimeSeries) error {
 			if i, err = skipField(b, i); err != nil {
 				return err
 			}
+			d.skipped = true
 			continue
 		}
 		if wt != wireBytes {
@@ -226,14 +250,18 @@ func (d *decoder) timeSeries(b []byte, ts *prompb.TimeSeries) error {
 		switch field {
 		case 1:
 			var l prompb.Label
-			l.Name, l.Value, err = label(sub)
+			var exact bool
+			l.Name, l.Value, exact, err = label(sub)
+			d.skipped = d.skipped || !exact
 			if len(d.labels) == cap(d.labels) {
 				d.grew = true
 			}
 			d.labels = append(d.labels, l)
 		case 2:
 			d.samples = grow(d, d.samples)
-			err = sample(sub, &d.samples[len(d.samples)-1])
+			var exact bool
+			exact, err = sample(sub, &d.samples[len(d.samples)-1])
+			d.skipped = d.skipped || !exact
 		case 3:
 			d.exemplars = grow(d, d.exemplars)
 			err = d.exemplar(sub, &d.exemplars[len(d.exemplars)-1])
@@ -255,29 +283,30 @@ func (d *decoder) timeSeries(b []byte, ts *prompb.TimeSeries) error {
 	return nil
 }
 
-// label decodes a Label.
-func label(b []byte) (name, value string, err error) {
+// label decodes a Label. exact reports the fast path: the label was in the canonical form, so its
+// bytes hold nothing the decoder dropped.
+func label(b []byte) (name, value string, exact bool, err error) {
 	// Fast path, for how senders encode a label: the name, then the value, both shorter than 128
 	// bytes, and nothing else. It decodes exactly what the general loop would.
 	if len(b) >= 4 && b[0] == 1<<3|wireBytes && b[1] < 0x80 {
 		if v := 2 + int(b[1]); v+2 <= len(b) && b[v] == 2<<3|wireBytes && b[v+1] < 0x80 && v+2+int(b[v+1]) == len(b) {
-			return str(b, 2, v), str(b, v+2, len(b)), nil
+			return str(b, 2, v), str(b, v+2, len(b)), true, nil
 		}
 	}
 	i := 0
 	for i < len(b) {
 		field, wt, next, err := readTag(b, i, "Label")
 		if err != nil {
-			return "", "", err
+			return "", "", false, err
 		}
 		switch field {
 		case 1, 2:
 			if wt != wireBytes {
-				return "", "", wrongWireType(wt, [...]string{"Name", "Value"}[field-1])
+				return "", "", false, wrongWireType(wt, [...]string{"Name", "Value"}[field-1])
 			}
 			start, end, err := readLen(b, next)
 			if err != nil {
-				return "", "", err
+				return "", "", false, err
 			}
 			if field == 1 {
 				name = str(b, start, end)
@@ -287,45 +316,48 @@ func label(b []byte) (name, value string, err error) {
 			i = end
 		default:
 			if i, err = skipField(b, i); err != nil {
-				return "", "", err
+				return "", "", false, err
 			}
 		}
 	}
-	return name, value, nil
+	return name, value, false, nil
 }
 
-// sample decodes a Sample into *s, which must be zero.
-func sample(b []byte, s *prompb.Sample) error {
+// sample decodes a Sample into *s, which must be zero. exact reports that no unknown field was
+// skipped.
+func sample(b []byte, s *prompb.Sample) (exact bool, err error) {
+	exact = true
 	i := 0
 	for i < len(b) {
 		field, wt, next, err := readTag(b, i, "Sample")
 		if err != nil {
-			return err
+			return false, err
 		}
 		switch field {
 		case 1:
 			if wt != wireFixed64 {
-				return wrongWireType(wt, "Value")
+				return false, wrongWireType(wt, "Value")
 			}
 			if s.Value, i, err = readDouble(b, next); err != nil {
-				return err
+				return false, err
 			}
 		case 2:
 			if wt != wireVarint {
-				return wrongWireType(wt, "Timestamp")
+				return false, wrongWireType(wt, "Timestamp")
 			}
 			var v uint64
 			if v, i, err = uvarint(b, next); err != nil {
-				return err
+				return false, err
 			}
 			s.Timestamp = int64(v)
 		default:
 			if i, err = skipField(b, i); err != nil {
-				return err
+				return false, err
 			}
+			exact = false
 		}
 	}
-	return nil
+	return exact, nil
 }
 
 // exemplar decodes an Exemplar into *e, which must be zero; its labels go to d.exLabels.
@@ -347,9 +379,11 @@ func (d *decoder) exemplar(b []byte, e *prompb.Exemplar) error {
 				return err
 			}
 			var l prompb.Label
-			if l.Name, l.Value, err = label(b[start:end]); err != nil {
+			var exact bool
+			if l.Name, l.Value, exact, err = label(b[start:end]); err != nil {
 				return err
 			}
+			d.skipped = d.skipped || !exact
 			d.exLabels = grow(d, d.exLabels)
 			d.exLabels[len(d.exLabels)-1] = l
 			i = end
@@ -373,6 +407,7 @@ func (d *decoder) exemplar(b []byte, e *prompb.Exemplar) error {
 			if i, err = skipField(b, i); err != nil {
 				return err
 			}
+			d.skipped = true
 		}
 	}
 	e.Labels = window(d.exLabels, l0)

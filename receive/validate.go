@@ -65,9 +65,23 @@ func (v *validation) originalIndex(i int) int {
 // is removed is reported in the validation, so the answer is a 400 partial write while the valid rest is
 // written. A request over the series limit is refused whole.
 func (l Limits) validate(req *prompb.WriteRequest, now time.Time) ([]prompb.TimeSeries, *validation, error) {
+	return l.validateFrames(req, nil, now)
+}
+
+// validateRequest validates r as validate does and keeps r's frames (frames.go) in step: the frames
+// of removed series are removed, those of changed series emptied.
+func (l Limits) validateRequest(r *Request, now time.Time) ([]prompb.TimeSeries, *validation, error) {
+	return l.validateFrames(&r.Write, &r.dec.frames, now)
+}
+
+func (l Limits) validateFrames(req *prompb.WriteRequest, frames *[]span, now time.Time) ([]prompb.TimeSeries, *validation, error) {
 	series := req.Timeseries
 	if l.MaxSeriesPerRequest > 0 && len(series) > l.MaxSeriesPerRequest {
 		return nil, nil, errorf(ClassInvalid, "request has %d series, over the limit of %d per request (lower the sender's max_samples_per_send)", len(series), l.MaxSeriesPerRequest)
+	}
+	var fr []span
+	if frames != nil && len(*frames) == len(series) {
+		fr = *frames
 	}
 	var v validation
 	maxT := int64(1<<63 - 1)
@@ -77,22 +91,37 @@ func (l Limits) validate(req *prompb.WriteRequest, now time.Time) ([]prompb.Time
 	kept := series[:0]
 	for i := range series {
 		ts := &series[i]
-		if reason, err := l.normaliseLabels(ts); err != nil {
+		changed, reason, err := l.normaliseLabels(ts)
+		if err != nil {
 			v.rejectSeries(i, ts, reason, err)
 			continue
 		}
-		if maxT != int64(1<<63-1) {
-			v.dropFuture(i, ts, maxT)
+		if maxT != int64(1<<63-1) && v.dropFuture(i, ts, maxT) {
+			changed = true
+		}
+		if fr != nil { // in place, like kept
+			fr[len(kept)] = fr[i]
+			if changed {
+				fr[len(kept)] = span{}
+			}
 		}
 		kept = append(kept, *ts) // in place: len(kept) <= i
 	}
 	// Clear the tail so the pooled request does not pin what was removed.
 	clear(series[len(kept):])
 	req.Timeseries = kept
+	switch {
+	case fr != nil:
+		*frames = fr[:len(kept)]
+	case frames != nil: // frames that do not match the series: none is forwarded as it came
+		*frames = (*frames)[:0]
+	}
 	return kept, &v, nil
 }
 
-func (l Limits) normaliseLabels(ts *prompb.TimeSeries) (string, error) {
+// normaliseLabels drops empty values and sorts the labels of ts, and checks them; changed reports
+// that it dropped or reordered labels.
+func (l Limits) normaliseLabels(ts *prompb.TimeSeries) (changed bool, reason string, err error) {
 	ls := ts.Labels
 	// Drop empty values in place.
 	n := 0
@@ -102,42 +131,44 @@ func (l Limits) normaliseLabels(ts *prompb.TimeSeries) (string, error) {
 			n++
 		}
 	}
+	changed = n != len(ls)
 	ls = ls[:n]
 	ts.Labels = ls
 	switch {
 	case len(ls) == 0:
-		return ReasonNoLabels, errors.New("series has no labels")
+		return changed, ReasonNoLabels, errors.New("series has no labels")
 	case l.MaxLabelsPerSeries > 0 && len(ls) > l.MaxLabelsPerSeries:
-		return ReasonTooManyLabels, fmt.Errorf("series has %d labels, over the limit of %d", len(ls), l.MaxLabelsPerSeries)
+		return changed, ReasonTooManyLabels, fmt.Errorf("series has %d labels, over the limit of %d", len(ls), l.MaxLabelsPerSeries)
 	}
 	sorted := true
 	for j := range ls {
 		name, value := ls[j].Name, ls[j].Value
 		switch {
 		case name == "":
-			return ReasonEmptyLabelName, fmt.Errorf("label %d has an empty name", j)
+			return changed, ReasonEmptyLabelName, fmt.Errorf("label %d has an empty name", j)
 		case l.MaxLabelNameLength > 0 && len(name) > l.MaxLabelNameLength:
-			return ReasonLabelNameTooLong, fmt.Errorf("label name %.64q… is %d bytes long, over the limit of %d", name, len(name), l.MaxLabelNameLength)
+			return changed, ReasonLabelNameTooLong, fmt.Errorf("label name %.64q… is %d bytes long, over the limit of %d", name, len(name), l.MaxLabelNameLength)
 		case l.MaxLabelValueLength > 0 && len(value) > l.MaxLabelValueLength:
-			return ReasonLabelValueTooLong, fmt.Errorf("value of label %q is %d bytes long, over the limit of %d", name, len(value), l.MaxLabelValueLength)
+			return changed, ReasonLabelValueTooLong, fmt.Errorf("value of label %q is %d bytes long, over the limit of %d", name, len(value), l.MaxLabelValueLength)
 		case !utf8.ValidString(name):
-			return ReasonInvalidLabelName, fmt.Errorf("label name %q is not valid UTF-8", name)
+			return changed, ReasonInvalidLabelName, fmt.Errorf("label name %q is not valid UTF-8", name)
 		case !utf8.ValidString(value):
-			return ReasonInvalidLabelValue, fmt.Errorf("value of label %q is not valid UTF-8", name)
+			return changed, ReasonInvalidLabelValue, fmt.Errorf("value of label %q is not valid UTF-8", name)
 		}
 		if j > 0 && ls[j-1].Name >= name {
 			sorted = false
 		}
 	}
 	if !sorted {
+		changed = true
 		slices.SortFunc(ls, func(a, b prompb.Label) int { return cmp.Compare(a.Name, b.Name) })
 		for j := 1; j < len(ls); j++ {
 			if ls[j-1].Name == ls[j].Name {
-				return ReasonDuplicateLabel, fmt.Errorf("label name %q appears more than once", ls[j].Name)
+				return changed, ReasonDuplicateLabel, fmt.Errorf("label name %q appears more than once", ls[j].Name)
 			}
 		}
 	}
-	return "", nil
+	return changed, "", nil
 }
 
 // rejectSeries records that series i was removed whole with everything it carried.
@@ -154,8 +185,10 @@ func (v *validation) rejectSeries(i int, ts *prompb.TimeSeries, reason string, e
 	}
 }
 
-// dropFuture removes the points of series i stamped after maxT, in place.
-func (v *validation) dropFuture(i int, ts *prompb.TimeSeries, maxT int64) {
+// dropFuture removes the points of series i stamped after maxT, in place; it reports whether it
+// removed any.
+func (v *validation) dropFuture(i int, ts *prompb.TimeSeries, maxT int64) bool {
+	before := len(ts.Samples) + len(ts.Histograms)
 	n := 0
 	for _, s := range ts.Samples {
 		if s.Timestamp <= maxT {
@@ -181,4 +214,5 @@ func (v *validation) dropFuture(i int, ts *prompb.TimeSeries, maxT int64) {
 		clear(ts.Histograms[n:])
 		ts.Histograms = ts.Histograms[:n]
 	}
+	return len(ts.Samples)+len(ts.Histograms) != before
 }
