@@ -1,15 +1,12 @@
 package hashring
 
 import (
-	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -71,95 +68,11 @@ type NodeMeta struct {
 	Zone string `json:"zone,omitempty"`
 	// State is joining, active or leaving.
 	State MemberState `json:"state"`
+	// Ring is the config hash (16 hex digits) of the ring the member serves, empty before it has
+	// one: a leaving ingester waits until every member announces a ring without it (see
+	// MemberlistSource.AnnounceLeaving), and operators can compare rings from one status page.
+	Ring string `json:"ring,omitempty"`
 }
-
-// MemberlistConfig configures a MemberlistSource.
-type MemberlistConfig struct {
-	// NodeName is the unique name of this member (a pod name).
-	NodeName string
-	// BindAddr and BindPort are where memberlist listens (TCP and UDP). Port 0 picks a free port.
-	BindAddr string
-	BindPort int
-	// AdvertiseAddr and AdvertisePort are what other members dial (empty/0: derived from the bind
-	// address).
-	AdvertiseAddr string
-	AdvertisePort int
-	// Join lists members to join, host:port; names are resolved again on every attempt, so a
-	// headless Service that has no address yet is retried until it has.
-	Join []string
-	// JoinRetry is how long to wait between join attempts (zero: 2s).
-	JoinRetry time.Duration
-	// SecretKey, when set, encrypts gossip (16, 24 or 32 bytes, AES); see LoadSecretKey.
-	SecretKey []byte
-	// Role, Endpoint and Zone describe this member (see NodeMeta).
-	Role     Role
-	Endpoint string
-	Zone     string
-	// DeadTimeout is how long a member memberlist declared dead stays in the ring (zero:
-	// DefaultDeadTimeout).
-	DeadTimeout time.Duration
-	// Options are the ring options (replication factor, ketama points). The algorithm is always
-	// ketama.
-	Options Options
-
-	// tune adjusts memberlist's configuration (tests: faster failure detection).
-	tune func(*memberlist.Config)
-}
-
-// Validate checks the configuration.
-func (c MemberlistConfig) Validate() error {
-	if c.NodeName == "" {
-		return errors.New("memberlist: no node name")
-	}
-	switch c.Role {
-	case RoleIngester:
-		if c.Endpoint == "" {
-			return errors.New("memberlist: an ingester needs its write endpoint")
-		}
-	case RoleRouter:
-	default:
-		return fmt.Errorf("memberlist: role %q is neither %q nor %q", c.Role, RoleIngester, RoleRouter)
-	}
-	if c.BindPort < 0 || c.BindPort > 65535 || c.AdvertisePort < 0 || c.AdvertisePort > 65535 {
-		return errors.New("memberlist: port out of range")
-	}
-	if c.DeadTimeout < 0 || c.JoinRetry < 0 {
-		return errors.New("memberlist: negative dead timeout or join retry")
-	}
-	switch len(c.SecretKey) {
-	case 0, 16, 24, 32:
-	default:
-		return fmt.Errorf("memberlist: secret key of %d bytes, want 16, 24 or 32", len(c.SecretKey))
-	}
-	meta, err := json.Marshal(NodeMeta{Role: c.Role, Endpoint: c.Endpoint, Zone: c.Zone, State: StateJoining})
-	if err != nil {
-		return err
-	}
-	if len(meta) > maxMetaSize {
-		return fmt.Errorf("memberlist: node metadata of %d bytes exceeds %d (endpoint or zone too long)", len(meta), maxMetaSize)
-	}
-	return c.Options.Validate()
-}
-
-// LoadSecretKey reads a gossip encryption key from a file: 16, 24 or 32 bytes, raw or base64
-// (surrounding white space is ignored).
-func LoadSecretKey(path string) ([]byte, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	if k := bytes.TrimSpace(data); len(k) > 0 {
-		if dec, err := base64.StdEncoding.DecodeString(string(k)); err == nil && validKeyLen(len(dec)) {
-			return dec, nil
-		}
-		if validKeyLen(len(k)) {
-			return k, nil
-		}
-	}
-	return nil, fmt.Errorf("secret key file %s: want 16, 24 or 32 bytes, raw or base64", path)
-}
-
-func validKeyLen(n int) bool { return n == 16 || n == 24 || n == 32 }
 
 // MemberStatus is one member as this node sees it.
 type MemberStatus struct {
@@ -171,6 +84,8 @@ type MemberStatus struct {
 	State    MemberState `json:"state"`
 	// DeadSince is set for a dead member kept in the ring.
 	DeadSince *time.Time `json:"dead_since,omitempty"`
+	// Ring is the config hash of the ring the member announces it serves.
+	Ring string `json:"ring,omitempty"`
 	// InRing says whether the member owns a share of the ring serving now.
 	InRing bool `json:"in_ring"`
 }
@@ -213,6 +128,7 @@ type MemberlistSource struct {
 	self    NodeMeta
 	members map[string]*member
 	changed chan struct{}
+	updated chan struct{} // closed (and replaced) on every membership event and rebuild
 	err     error
 }
 
@@ -241,6 +157,7 @@ func NewMemberlistSource(cfg MemberlistConfig, logger *slog.Logger, reg promethe
 		self:    NodeMeta{Role: cfg.Role, Endpoint: cfg.Endpoint, Zone: cfg.Zone, State: StateJoining},
 		members: map[string]*member{},
 		changed: make(chan struct{}),
+		updated: make(chan struct{}),
 		err:     errors.New("memberlist: no active ingester yet"),
 		memberGauge: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "weir_hashring_members",
@@ -265,6 +182,7 @@ func NewMemberlistSource(cfg MemberlistConfig, logger *slog.Logger, reg promethe
 	mc.Delegate = (*delegate)(s)
 	mc.Events = (*events)(s)
 	mc.LogOutput = &logWriter{s.logger}
+	cfg.Timing.apply(mc)
 	if cfg.tune != nil {
 		cfg.tune(mc)
 	}
@@ -323,7 +241,7 @@ func (s *MemberlistSource) Members() []MemberStatus {
 	}
 	out := make([]MemberStatus, 0, len(s.members))
 	for _, m := range s.members {
-		st := MemberStatus{Name: m.name, Address: m.addr, Role: m.meta.Role, Endpoint: m.meta.Endpoint, Zone: m.meta.Zone, State: m.meta.State}
+		st := MemberStatus{Name: m.name, Address: m.addr, Role: m.meta.Role, Endpoint: m.meta.Endpoint, Zone: m.meta.Zone, State: m.meta.State, Ring: m.meta.Ring}
 		if m.dead {
 			st.State = StateDead
 			t := m.deadSince
@@ -337,13 +255,25 @@ func (s *MemberlistSource) Members() []MemberStatus {
 }
 
 // Run joins the cluster (retrying every JoinRetry until a member answers), announces this member as
-// active and rebuilds the ring on membership changes until ctx is done; it then leaves gracefully
-// (Leave) and shuts memberlist down. It may be called once and leaves no goroutine behind.
+// active and rebuilds the ring on membership changes until ctx is done; every new ring is announced
+// (NodeMeta.Ring). It then leaves gracefully (Leave) and shuts memberlist down. It may be called once
+// and leaves no goroutine behind.
 func (s *MemberlistSource) Run(ctx context.Context) error {
 	if !s.running.CompareAndSwap(false, true) {
 		return errors.New("hashring: MemberlistSource.Run called twice")
 	}
-	defer func() { _ = s.Leave(5 * time.Second) }()
+	defer func() { _ = s.Leave(leaveAnnounceTimeout) }()
+	// Announcements wait for a gossip round: in their own goroutine, so that membership events keep
+	// being handled meanwhile; several new rings in a row are announced once.
+	announce := make(chan struct{}, 1)
+	announced := make(chan struct{})
+	go func() {
+		defer close(announced)
+		for range announce {
+			s.announce()
+		}
+	}()
+	defer func() { close(announce); <-announced }()
 
 	joined := len(s.cfg.Join) == 0
 	if !joined {
@@ -379,7 +309,14 @@ func (s *MemberlistSource) Run(ctx context.Context) error {
 		case <-expireC:
 			rebuild.Reset(0)
 		case <-rebuild.C:
-			if next := s.rebuild(); next > 0 {
+			next, published := s.rebuild()
+			if published {
+				select {
+				case announce <- struct{}{}:
+				default:
+				}
+			}
+			if next > 0 {
 				if expire == nil {
 					expire = time.NewTimer(next)
 				} else {
@@ -407,8 +344,17 @@ func (s *MemberlistSource) setState(st MemberState) {
 	s.mu.Lock()
 	s.self.State = st
 	s.mu.Unlock()
+	s.announce()
+}
+
+// announce gossips this member's metadata (state and the ring it serves now) and waits until it was
+// sent to one member at least.
+func (s *MemberlistSource) announce() {
+	if s.stopped.Load() {
+		return
+	}
 	if err := s.ml.UpdateNode(5 * time.Second); err != nil {
-		s.logger.Warn("announcing member state", "state", st, "err", err)
+		s.logger.Warn("announcing member metadata", "err", err)
 	}
 }
 
@@ -435,13 +381,13 @@ func (s *MemberlistSource) Shutdown() error {
 	return s.ml.Shutdown()
 }
 
-// rebuild publishes the ring of the current members if it changed and returns how long until the
-// next dead member expires (0: none).
-func (s *MemberlistSource) rebuild() time.Duration {
+// rebuild publishes the ring of the current members if it changed (published) and returns how long
+// until the next dead member expires (0: none).
+func (s *MemberlistSource) rebuild() (next time.Duration, published bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	defer s.wakeLocked()
 	now := s.now()
-	var next time.Duration
 	eps := map[string]*member{}
 	for name, m := range s.members {
 		if m.dead {
@@ -488,11 +434,11 @@ func (s *MemberlistSource) rebuild() time.Duration {
 	prev := s.cur.Load()
 	if prev != nil && prev.ConfigHash == sum {
 		s.err = nil
-		return next
+		return next, false
 	}
 	if len(endpoints) == 0 {
 		s.err = errors.New("memberlist: no active ingester")
-		return next
+		return next, false
 	}
 	rings, err := NewRings([]RingConfig{{Name: "default", Endpoints: endpoints, Algorithm: AlgorithmKetama}}, s.cfg.Options)
 	if err != nil {
@@ -502,7 +448,7 @@ func (s *MemberlistSource) rebuild() time.Duration {
 		}
 		s.err = fmt.Errorf("memberlist ring: %w", err)
 		s.m.lastSuccess.Set(0)
-		return next
+		return next, false
 	}
 	snap := &Snapshot{Rings: rings, Version: 1, ConfigHash: sum, LoadedAt: now}
 	if prev != nil {
@@ -515,7 +461,13 @@ func (s *MemberlistSource) rebuild() time.Duration {
 	s.m.serving(snap)
 	s.m.reloadsSuccess.Inc()
 	s.logger.Info("ring rebuilt from members", "version", snap.Version, "config_hash", fmt.Sprintf("%016x", sum), "ingesters", len(endpoints))
-	return next
+	return next, true
+}
+
+// wakeLocked wakes those waiting for a membership event or a rebuild (AnnounceLeaving).
+func (s *MemberlistSource) wakeLocked() {
+	close(s.updated)
+	s.updated = make(chan struct{})
 }
 
 // notify records a membership event and wakes Run. Called by memberlist: it must not block.
@@ -537,6 +489,7 @@ func (s *MemberlistSource) notify(n *memberlist.Node, gone bool) {
 			s.logger.Warn("member declared dead; it stays in the ring until the dead timeout", "member", n.Name, "endpoint", m.meta.Endpoint, "dead_timeout", s.cfg.DeadTimeout)
 		}
 	}
+	s.wakeLocked()
 	s.mu.Unlock()
 	select {
 	case s.kick <- struct{}{}:
@@ -551,6 +504,9 @@ func (d *delegate) NodeMeta(limit int) []byte {
 	d.mu.Lock()
 	meta := d.self
 	d.mu.Unlock()
+	if snap := d.cur.Load(); snap != nil {
+		meta.Ring = hashString(snap.ConfigHash)
+	}
 	b, _ := json.Marshal(meta) // size checked by Validate
 	if len(b) > limit {
 		return nil

@@ -50,6 +50,13 @@ func startGossip(t *testing.T, name string, role Role, zone string, deadTimeout 
 	if role == RoleIngester {
 		cfg.Endpoint = name + ":10901"
 	}
+	return startGossipWith(t, cfg)
+}
+
+// startGossipWith starts a member configured by cfg (tests tune it with fastGossip) and stops it at
+// the end of the test.
+func startGossipWith(t *testing.T, cfg MemberlistConfig) *gossipNode {
+	t.Helper()
 	src, err := NewMemberlistSource(cfg, nil, nil)
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())

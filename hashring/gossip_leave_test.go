@@ -1,0 +1,95 @@
+package hashring
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// TestMemberlistAnnounceLeaving: when AnnounceLeaving returns, every other member already serves the
+// ring without the leaver (nobody routes to it any more), while the leaver is still a member (it keeps
+// gossiping and taking the writes sent on the old ring until it stops).
+func TestMemberlistAnnounceLeaving(t *testing.T) {
+	seed := startGossip(t, "ing-0", RoleIngester, "", time.Hour)
+	a := startGossip(t, "ing-1", RoleIngester, "", time.Hour, seed.src.LocalAddr())
+	b := startGossip(t, "ing-2", RoleIngester, "", time.Hour, seed.src.LocalAddr())
+	r := startGossip(t, "router-0", RoleRouter, "", time.Hour, seed.src.LocalAddr())
+	nodes := []*gossipNode{seed, a, b, r}
+	eventually(t, "4 members converge on 3 ingesters", func() bool { return converged(nodes, 3) })
+	want := hashString(seed.src.Current().ConfigHash)
+	eventually(t, "every member announces the ring it serves", func() bool {
+		ms := r.src.Members()
+		for _, m := range ms {
+			if m.Ring != want {
+				return false
+			}
+		}
+		return len(ms) == 4
+	})
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	p := b.src.AnnounceLeaving(ctx)
+	require.True(t, p.Done, p.String())
+	require.Empty(t, p.Skipped)
+	require.Equal(t, "every member serves a ring without this one", p.String())
+
+	// No waiting here: AnnounceLeaving returned only once the others served the new ring.
+	left := b.src.Current().ConfigHash
+	for _, n := range []*gossipNode{seed, a, r} {
+		require.Equal(t, left, n.src.Current().ConfigHash)
+		require.Equal(t, "[{ing-0:10901 } {ing-1:10901 }]", ringOf(n.src))
+	}
+	state, inRing := "", true
+	for _, m := range r.src.Members() {
+		if m.Name == "ing-2" {
+			state, inRing = string(m.State), m.InRing
+		}
+	}
+	require.Equal(t, string(StateLeaving), state, "the leaver is still a member, announcing leaving")
+	require.False(t, inRing)
+
+	// A router owns nothing: nothing to wait for.
+	require.True(t, r.src.AnnounceLeaving(ctx).Done)
+}
+
+// TestMemberlistAnnounceLeavingWithoutRing: with as many ingesters as the replication factor, the
+// ring cannot do without the leaver; every node keeps the last good ring and the leave does not wait.
+func TestMemberlistAnnounceLeavingWithoutRing(t *testing.T) {
+	start := func(name string, join ...string) *gossipNode {
+		return startGossipWith(t, MemberlistConfig{
+			NodeName: name, BindAddr: "127.0.0.1", Join: join, JoinRetry: 100 * time.Millisecond,
+			Role: RoleIngester, Endpoint: name + ":10901", Options: Options{ReplicationFactor: 2}, tune: fastGossip,
+		})
+	}
+	seed := start("ing-0")
+	b := start("ing-1", seed.src.LocalAddr())
+	nodes := []*gossipNode{seed, b}
+	eventually(t, "2 ingesters", func() bool { return converged(nodes, 2) })
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	p := b.src.AnnounceLeaving(ctx)
+	require.True(t, p.Done)
+	require.Contains(t, p.Skipped, "fewer than the replication factor")
+	require.True(t, strings.HasPrefix(p.String(), "not waiting: "), p.String())
+	require.NoError(t, ctx.Err(), "returned at once, not at the deadline")
+}
+
+func TestGossipTimingValidate(t *testing.T) {
+	require.NoError(t, GossipTiming{}.Validate())
+	require.NoError(t, DefaultGossipTiming().Validate())
+	for name, g := range map[string]GossipTiming{
+		"negative interval":       {GossipInterval: -time.Second},
+		"negative nodes":          {GossipNodes: -1},
+		"timeout above interval":  {ProbeInterval: time.Second, ProbeTimeout: 2 * time.Second},
+		"timeout above default":   {ProbeTimeout: 5 * time.Second},
+		"negative retransmission": {RetransmitMult: -4},
+	} {
+		require.Error(t, g.Validate(), name)
+		require.Error(t, MemberlistConfig{NodeName: "n", Role: RoleRouter, Timing: g}.Validate(), name)
+	}
+}
