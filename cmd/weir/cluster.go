@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -34,6 +35,7 @@ type cluster struct {
 	router *receive.Router
 	peers  *receive.PeerWriter
 	cfg    config
+	logger *slog.Logger
 }
 
 // newCluster builds the routing side of a node. local is this node's storage, nil for a router that
@@ -95,7 +97,7 @@ func newCluster(cfg config, local receive.Storage, logger *slog.Logger, reg prom
 	}
 	logger.Info("hashring routing on", "membership", cfg.ringMembership, "file", cfg.hashringsFile, "replication_factor", cfg.router.ReplicationFactor,
 		"quorum", receive.Quorum(cfg.router.ReplicationFactor), "local_endpoint", cfg.router.LocalEndpoint)
-	return &cluster{ring: src, gossip: gossip, router: router, peers: peers, cfg: cfg}, nil
+	return &cluster{ring: src, gossip: gossip, router: router, peers: peers, cfg: cfg, logger: logger}, nil
 }
 
 // newMemberlistSource starts gossip: the node is an ingester (its --receive.local-endpoint is its
@@ -108,6 +110,7 @@ func newMemberlistSource(cfg config, logger *slog.Logger, reg prometheus.Registe
 		Role:        hashring.RoleRouter,
 		Zone:        m.zone,
 		DeadTimeout: m.deadTimeout,
+		Timing:      m.timing,
 		Options:     hashring.Options{ReplicationFactor: cfg.router.ReplicationFactor},
 	}
 	if cfg.router.LocalEndpoint != "" {
@@ -142,29 +145,75 @@ func newMemberlistSource(cfg config, logger *slog.Logger, reg prometheus.Registe
 	return src, nil
 }
 
-// run follows the hashrings file until ctx ends, dropping the connections of endpoints that left.
-// A ring change never touches local storage: no flush, no readiness change.
+// run follows the ring source until ctx ends, dropping the connections of endpoints that left. A
+// ring change never touches local storage: no flush, no readiness change.
 func (c *cluster) run(ctx context.Context) error {
+	pruned := make(chan struct{})
 	go func() {
-		for {
-			changed := c.ring.Changed()
-			select {
-			case <-ctx.Done():
-				return
-			case <-changed:
-			}
-			if snap := c.ring.Current(); snap != nil {
-				keep := map[string]bool{}
-				for _, h := range snap.Rings.Hashrings() {
-					for _, e := range h.Ring.Endpoints() {
-						keep[e.Address] = true
-					}
-				}
-				c.peers.Prune(func(addr string) bool { return keep[addr] })
+		defer close(pruned)
+		c.pruneLoop(ctx)
+	}()
+	err := c.ring.Run(ctx)
+	<-pruned
+	return err
+}
+
+// pruneLoop closes the connections to endpoints that left the ring, one forward timeout after the
+// change: a request that took the old ring just before may still be forwarding to a member that
+// left (a leaving ingester takes writes until every router dropped it), and closing the connection
+// under it would fail a write that is about to succeed.
+func (c *cluster) pruneLoop(ctx context.Context) {
+	timer := time.NewTimer(0)
+	if !timer.Stop() {
+		<-timer.C
+	}
+	defer timer.Stop()
+	for {
+		changed := c.ring.Changed()
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+			timer.Reset(c.cfg.router.ForwardTimeout)
+			continue
+		case <-timer.C:
+		}
+		snap := c.ring.Current()
+		if snap == nil {
+			continue
+		}
+		keep := map[string]bool{}
+		for _, h := range snap.Rings.Hashrings() {
+			for _, e := range h.Ring.Endpoints() {
+				keep[e.Address] = true
 			}
 		}
-	}()
-	return c.ring.Run(ctx)
+		if n := c.peers.Prune(func(addr string) bool { return keep[addr] }); n > 0 {
+			c.logger.Info("closed the connections to endpoints that left the ring", "endpoints", n)
+		}
+	}
+}
+
+// leave runs first on SIGTERM, while the node still takes every write: with gossip, an ingester
+// announces that it is leaving and waits (at most --memberlist.leave-timeout) until every member
+// serves a ring without it, so that no router sends it new writes once it stops taking them. With a
+// hashrings file the operator edits the file; there is nothing to announce.
+func (c *cluster) leave() {
+	if c.gossip == nil {
+		return
+	}
+	start := time.Now()
+	c.logger.Info("leaving the ring: announcing it, still taking writes", "leave_timeout", c.cfg.memberlist.leaveTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.memberlist.leaveTimeout)
+	defer cancel()
+	p := c.gossip.AnnounceLeaving(ctx)
+	took := time.Since(start).Round(time.Millisecond)
+	if p.Done {
+		c.logger.Info("left the ring: no router sends new writes here any more", "progress", p.String(), "took", took)
+		return
+	}
+	c.logger.Warn("--memberlist.leave-timeout: some members may still send writes here; they fail once writes stop and the quorum covers them",
+		"progress", p.String(), "took", took)
 }
 
 // close waits for forwards still in flight, then drops the connections. Gossip has stopped with run

@@ -122,6 +122,7 @@ func (c *config) registerFlags(fs *flag.FlagSet) {
 
 	// Ring membership by gossip.
 	fs.StringVar(&c.ringMembership, "ring.membership", "file", "Where the ring's members come from: file (--receive.hashrings-file) or memberlist (gossip: ingesters announce themselves; one ketama ring over the active ones).")
+	c.memberlist = defaultMemberlistFlags()
 	fs.StringVar(&c.memberlist.bind, "memberlist.bind-address", "0.0.0.0:7946", "host:port memberlist listens on (TCP and UDP), with --ring.membership=memberlist.")
 	fs.StringVar(&c.memberlist.advertise, "memberlist.advertise-address", "", "host:port other members reach this one at (empty: derived from --memberlist.bind-address).")
 	fs.Func("memberlist.join", "Member to join, host:port (repeatable or comma-separated); DNS names are resolved again on every retry, e.g. a headless Service.", func(s string) error {
@@ -135,8 +136,8 @@ func (c *config) registerFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.memberlist.secretKeyFile, "memberlist.secret-key-file", "", "File holding the gossip encryption key (16, 24 or 32 bytes, raw or base64); the same on every member.")
 	fs.StringVar(&c.memberlist.nodeName, "memberlist.node-name", "", "Unique member name, e.g. the pod name (empty: the hostname).")
 	fs.StringVar(&c.memberlist.zone, "memberlist.zone", "", "This node's availability zone in the ring (empty: none; set on all ingesters or none).")
-	c.memberlist.deadTimeout = hashring.DefaultDeadTimeout
 	durationFlag(fs, &c.memberlist.deadTimeout, "memberlist.dead-timeout", "How long a member memberlist declares dead stays in the ring (its writes fail, quorum covers them; a restart within it moves no series) before it is dropped. A graceful stop leaves at once.")
+	c.registerGossipFlags(fs)
 
 	// Request limits.
 	c.handler.Decode.MaxBodyBytes = 16 << 20
@@ -330,6 +331,25 @@ type memberlistFlags struct {
 	nodeName        string
 	zone            string
 	deadTimeout     time.Duration
+	leaveTimeout    time.Duration
+	timing          hashring.GossipTiming
+}
+
+// defaultMemberlistFlags are the defaults of the --memberlist.* flags.
+func defaultMemberlistFlags() memberlistFlags {
+	return memberlistFlags{
+		bind:         "0.0.0.0:7946",
+		deadTimeout:  hashring.DefaultDeadTimeout,
+		leaveTimeout: defaultLeaveTimeout,
+		timing:       hashring.DefaultGossipTiming(),
+	}
+}
+
+// isDefault says whether no --memberlist.* flag changed anything.
+func (m memberlistFlags) isDefault() bool {
+	d := defaultMemberlistFlags()
+	return len(m.join) == 0 && m.bind == d.bind && m.advertise == d.advertise && m.secretKeyFile == d.secretKeyFile &&
+		m.nodeName == d.nodeName && m.zone == d.zone && m.deadTimeout == d.deadTimeout && m.leaveTimeout == d.leaveTimeout && m.timing == d.timing
 }
 
 // clustered says whether the node takes part in a hashring (file or memberlist).
@@ -342,7 +362,7 @@ func (c *config) validateMembership() error {
 	m := c.memberlist
 	switch c.ringMembership {
 	case "file":
-		if m.bind != "0.0.0.0:7946" || m.advertise != "" || len(m.join) > 0 || m.secretKeyFile != "" || m.nodeName != "" || m.zone != "" || m.deadTimeout != hashring.DefaultDeadTimeout {
+		if !m.isDefault() {
 			return errors.New("--memberlist.* flags need --ring.membership=memberlist (the ring comes from --receive.hashrings-file by default)")
 		}
 		return nil
@@ -369,7 +389,7 @@ func (c *config) validateMembership() error {
 	if m.deadTimeout <= 0 {
 		return fmt.Errorf("--memberlist.dead-timeout: %s must be positive", model.Duration(m.deadTimeout))
 	}
-	return nil
+	return m.validateGossip()
 }
 
 // splitHostPort splits host:port with a numeric port.

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/weir-metrics/weir/hashring"
 )
 
 func parseConfig(t *testing.T, args ...string) (config, error) {
@@ -135,5 +137,45 @@ func TestMemberlistFlags(t *testing.T) {
 		_, err := parseConfig(t, tc.args...)
 		require.Error(t, err, "%v", tc.args)
 		require.Contains(t, err.Error(), tc.want, "%v", tc.args)
+	}
+}
+
+func TestGossipTimingFlags(t *testing.T) {
+	cfg, err := parseConfig(t, "--ring.membership=memberlist")
+	require.NoError(t, err)
+	require.Equal(t, hashring.DefaultGossipTiming(), cfg.memberlist.timing, "the defaults are memberlist's LAN configuration")
+	require.Equal(t, 20*time.Second, cfg.memberlist.leaveTimeout)
+
+	cfg, err = parseConfig(t, "--ring.membership=memberlist", "--memberlist.gossip-interval=100ms", "--memberlist.gossip-nodes=4",
+		"--memberlist.retransmit-factor=2", "--memberlist.probe-interval=2s", "--memberlist.probe-timeout=1s",
+		"--memberlist.pullpush-interval=1m", "--memberlist.leave-timeout=0s")
+	require.NoError(t, err)
+	require.Equal(t, hashring.GossipTiming{
+		GossipInterval: 100 * time.Millisecond, GossipNodes: 4, RetransmitMult: 2,
+		ProbeInterval: 2 * time.Second, ProbeTimeout: time.Second, PushPullInterval: time.Minute,
+	}, cfg.memberlist.timing)
+	require.Zero(t, cfg.memberlist.leaveTimeout)
+
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--memberlist.gossip-interval=1s"}, "need --ring.membership=memberlist"},
+		{[]string{"--memberlist.leave-timeout=1m"}, "need --ring.membership=memberlist"},
+		{[]string{"--memberlist.gossip-interval=0s"}, "--memberlist.gossip-interval: 0s must be positive"},
+		{[]string{"--memberlist.pullpush-interval=0s"}, "--memberlist.pullpush-interval: 0s must be positive"},
+		{[]string{"--memberlist.gossip-nodes=0"}, "--memberlist.gossip-nodes: 0 must be at least 1"},
+		{[]string{"--memberlist.retransmit-factor=0"}, "--memberlist.retransmit-factor: 0 must be at least 1"},
+		{[]string{"--memberlist.probe-timeout=1s"}, "--memberlist.probe-timeout: 1s must be shorter than --memberlist.probe-interval (1s)"},
+		{[]string{"--memberlist.probe-interval=200ms"}, "must be shorter than --memberlist.probe-interval (200ms)"},
+		{[]string{"--memberlist.leave-timeout=-1s"}, "not a valid duration"},
+	} {
+		args := tc.args
+		if !strings.Contains(tc.want, "need --ring.membership") {
+			args = append([]string{"--ring.membership=memberlist"}, args...)
+		}
+		_, err := parseConfig(t, args...)
+		require.Error(t, err, "%v", args)
+		require.Contains(t, err.Error(), tc.want, "%v", args)
 	}
 }

@@ -31,11 +31,14 @@ import (
 // serve runs a node until SIGTERM/SIGINT or a component fails.
 //
 // Order on start: bind every port (a taken port is a start-up error), answer 503 on remote write while
-// the WALs of all tenants found on disk replay, then turn ready. Order on stop: not ready, stop
-// accepting remote write and node-to-node writes and let in-flight ones finish (bounded by
-// --shutdown.timeout), wait for forwards to other nodes, cut every head into blocks and ship them
-// (bounded by --shipper.shutdown-timeout), then close every tenant TSDB. Nothing acknowledged is lost
-// at any point: a 2xx follows the WAL commit (of a write quorum, with a hashring).
+// the WALs of all tenants found on disk replay, then turn ready. Order on stop: with gossip, announce
+// leaving and keep taking every write until the routers dropped this node from their ring (bounded
+// by --memberlist.leave-timeout); then not ready, stop accepting remote write, then node-to-node
+// writes, letting in-flight ones finish (bounded by --shutdown.timeout), leave the gossip cluster,
+// wait for forwards to other nodes, cut every head into blocks and ship them (bounded by
+// --shipper.shutdown-timeout), then close every tenant TSDB; the status and metrics endpoints answer
+// until the end. Nothing acknowledged is lost at any point: a 2xx follows the WAL commit (of a write
+// quorum, with a hashring).
 func serve(cfg config, logOut io.Writer) error {
 	logger := newLogger(cfg, logOut)
 	reg := prometheus.NewRegistry()
@@ -56,7 +59,11 @@ type node struct {
 	cfg    config
 	logger *slog.Logger
 	reg    *prometheus.Registry
-	ready  atomic.Bool
+	ready  atomic.Bool // remote write, StoreAPI and /-/ready: from the end of WAL replay to the stop
+	// started gates node-to-node writes: from the end of WAL replay on. They are not cut off when the
+	// stop begins: routers may send some until they dropped this node, and the gRPC server's
+	// graceful stop lets those finish.
+	started atomic.Bool
 
 	opsLn, rwLn, grpcLn net.Listener
 	bkt                 objstore.Bucket
@@ -135,7 +142,7 @@ func (n *node) buildStorage() error {
 	if err != nil {
 		return fmt.Errorf("--grpc-server-tls-*: %w", err)
 	}
-	ingest, err := receive.NewIngestServer(cfg.ingest, n.storage, n.ready.Load, n.logger, n.reg)
+	ingest, err := receive.NewIngestServer(cfg.ingest, n.storage, n.started.Load, n.logger, n.reg)
 	if err != nil {
 		return err
 	}
@@ -150,15 +157,22 @@ func (n *node) buildStorage() error {
 	return nil
 }
 
+// run serves until a signal or a failure. The actors are stopped one after the other in the order
+// they are added (run.Group calls the interrupts in that order): that order is the stop sequence.
 func (n *node) run() error {
 	cfg, logger := n.cfg, n.logger
 	var g run.Group
 	// Signals: SIGTERM (Kubernetes) and SIGINT (a terminal) stop the node gracefully.
 	g.Add(run.SignalHandler(context.Background(), os.Interrupt, syscall.SIGTERM))
 
-	// Operations endpoints: metrics, health, readiness, profiles, ring status.
-	opsSrv := &http.Server{Handler: n.opsMux(), ReadHeaderTimeout: 10 * time.Second}
-	g.Add(func() error { return serveHTTP(opsSrv, n.opsLn) }, func(error) { _ = opsSrv.Close() })
+	if n.cluster != nil {
+		// Leaving the ring comes first, while this node still takes every write.
+		leaveCtx, cancelLeave := context.WithCancel(context.Background())
+		g.Add(func() error { <-leaveCtx.Done(); return nil }, func(error) {
+			n.cluster.leave()
+			cancelLeave()
+		})
+	}
 
 	// Start-up: replay every tenant's WAL before the node says ready.
 	startCtx, cancelStart := context.WithCancel(context.Background())
@@ -168,6 +182,7 @@ func (n *node) run() error {
 				return fmt.Errorf("open tenant storage: %w", err)
 			}
 		}
+		n.started.Store(true)
 		n.ready.Store(true)
 		logger.Info("ready")
 		<-startCtx.Done()
@@ -175,6 +190,17 @@ func (n *node) run() error {
 	}, func(error) {
 		n.ready.Store(false)
 		cancelStart()
+	})
+
+	// Remote write: drained on stop, so every request that got in gets its answer.
+	rwSrv := &http.Server{Handler: remoteWriteMux(n.handler, n.reg), ReadHeaderTimeout: 10 * time.Second}
+	g.Add(func() error { return serveHTTP(rwSrv, n.rwLn) }, func(error) {
+		ctx, cancel := context.WithTimeout(context.Background(), cfg.shutdownTimeout)
+		defer cancel()
+		if err := rwSrv.Shutdown(ctx); err != nil {
+			logger.Warn("in-flight remote-write requests did not finish in time; cutting them off", "err", err)
+			_ = rwSrv.Close()
+		}
 	})
 
 	if n.storage != nil {
@@ -194,21 +220,16 @@ func (n *node) run() error {
 		})
 	}
 	if n.cluster != nil {
-		// The hashrings file, followed for changes.
+		// The ring source (hashrings file or gossip), followed for changes; gossip leaves the cluster
+		// when it stops.
 		ringCtx, cancelRing := context.WithCancel(context.Background())
 		g.Add(func() error { return n.cluster.run(ringCtx) }, func(error) { cancelRing() })
 	}
 
-	// Remote write: drained on stop, so every request that got in gets its answer.
-	rwSrv := &http.Server{Handler: remoteWriteMux(n.handler, n.reg), ReadHeaderTimeout: 10 * time.Second}
-	g.Add(func() error { return serveHTTP(rwSrv, n.rwLn) }, func(error) {
-		ctx, cancel := context.WithTimeout(context.Background(), cfg.shutdownTimeout)
-		defer cancel()
-		if err := rwSrv.Shutdown(ctx); err != nil {
-			logger.Warn("in-flight remote-write requests did not finish in time; cutting them off", "err", err)
-			_ = rwSrv.Close()
-		}
-	})
+	// Operations endpoints: metrics, health, readiness, profiles, ring status; closed last, so that
+	// the stop can be watched.
+	opsSrv := &http.Server{Handler: n.opsMux(), ReadHeaderTimeout: 10 * time.Second}
+	g.Add(func() error { return serveHTTP(opsSrv, n.opsLn) }, func(error) { _ = opsSrv.Close() })
 
 	runErr := g.Run()
 	if errors.Is(runErr, run.ErrSignal) {

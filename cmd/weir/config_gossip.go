@@ -1,0 +1,59 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"time"
+
+	"github.com/prometheus/common/model"
+)
+
+// defaultLeaveTimeout bounds the wait of a stopping ingester for the routers to drop it (Mimir's
+// -memberlist.leave-timeout has the same default). Gossip on a LAN converges in about a second; the
+// bound only matters when a member does not answer.
+const defaultLeaveTimeout = 20 * time.Second
+
+// registerGossipFlags registers the gossip timing flags and --memberlist.leave-timeout. Names and
+// defaults follow Mimir's -memberlist.* flags where it has them; the defaults are memberlist's LAN
+// configuration, which the flags were before they existed.
+func (c *config) registerGossipFlags(fs *flag.FlagSet) {
+	m := &c.memberlist
+	durationFlag(fs, &m.leaveTimeout, "memberlist.leave-timeout", "On SIGTERM, an ingester announces that it is leaving and keeps taking writes until every member serves a ring without it, "+
+		"for at most this long; only then does it stop taking writes, flush and ship (0: do not wait; writes on the old ring then fail and the quorum covers them).")
+	durationFlag(fs, &m.timing.GossipInterval, "memberlist.gossip-interval", "How often a member gossips its queued updates (joins, leaves, new rings) to --memberlist.gossip-nodes others; with the retransmit factor, how fast every router learns a change.")
+	fs.IntVar(&m.timing.GossipNodes, "memberlist.gossip-nodes", m.timing.GossipNodes, "How many random members each gossip round goes to.")
+	fs.IntVar(&m.timing.RetransmitMult, "memberlist.retransmit-factor", m.timing.RetransmitMult, "Each update is gossiped factor × log10(members+1) times.")
+	durationFlag(fs, &m.timing.ProbeInterval, "memberlist.probe-interval", "How often a member probes another one: a member that misses probes is suspected, then declared dead (and kept in the ring for --memberlist.dead-timeout).")
+	durationFlag(fs, &m.timing.ProbeTimeout, "memberlist.probe-timeout", "How long a probe waits for its answer before others are asked to probe indirectly; shorter than --memberlist.probe-interval, above the network's round trip.")
+	durationFlag(fs, &m.timing.PushPullInterval, "memberlist.pullpush-interval", "How often a member exchanges its full state with a random other one (repairs what gossip missed).")
+}
+
+// validateGossip checks the gossip timing flags, naming the flag at fault.
+func (m memberlistFlags) validateGossip() error {
+	if m.leaveTimeout < 0 {
+		return fmt.Errorf("--memberlist.leave-timeout: %s is negative (0: do not wait)", model.Duration(m.leaveTimeout))
+	}
+	for _, d := range []struct {
+		flag string
+		v    time.Duration
+	}{
+		{"--memberlist.gossip-interval", m.timing.GossipInterval},
+		{"--memberlist.probe-interval", m.timing.ProbeInterval},
+		{"--memberlist.probe-timeout", m.timing.ProbeTimeout},
+		{"--memberlist.pullpush-interval", m.timing.PushPullInterval},
+	} {
+		if d.v <= 0 {
+			return fmt.Errorf("%s: %s must be positive", d.flag, model.Duration(d.v))
+		}
+	}
+	if m.timing.GossipNodes < 1 {
+		return fmt.Errorf("--memberlist.gossip-nodes: %d must be at least 1", m.timing.GossipNodes)
+	}
+	if m.timing.RetransmitMult < 1 {
+		return fmt.Errorf("--memberlist.retransmit-factor: %d must be at least 1", m.timing.RetransmitMult)
+	}
+	if m.timing.ProbeTimeout >= m.timing.ProbeInterval {
+		return fmt.Errorf("--memberlist.probe-timeout: %s must be shorter than --memberlist.probe-interval (%s)", model.Duration(m.timing.ProbeTimeout), model.Duration(m.timing.ProbeInterval))
+	}
+	return nil
+}
