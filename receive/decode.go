@@ -121,6 +121,12 @@ func checkHeaders(h http.Header) error {
 
 // Decode reads, decompresses and unmarshals the body of a Remote Write 1.0 request within limits.
 func Decode(r *http.Request, limits DecodeLimits) (*Request, error) {
+	return decode(r, limits, nil)
+}
+
+// decode is Decode; when before is not nil it is called once the body is read, before it is
+// decoded, and its error ends the decoding (the handler waits for a write slot there).
+func decode(r *http.Request, limits DecodeLimits, before func() error) (*Request, error) {
 	if err := checkHeaders(r.Header); err != nil {
 		return nil, err
 	}
@@ -132,6 +138,9 @@ func Decode(r *http.Request, limits DecodeLimits) (*Request, error) {
 
 	body, err := readBody(r.Body, *req.body, limits.MaxBodyBytes)
 	*req.body = body
+	if err == nil && before != nil {
+		err = before()
+	}
 	if err == nil {
 		err = req.unmarshal(body, limits.MaxDecodedBytes)
 	}

@@ -38,6 +38,9 @@ type HandlerConfig struct {
 	DefaultTenant string
 	Decode        DecodeLimits
 	Limits        Limits
+	// Limiter bounds the requests decoded and written at once (nil: no bound). Share it with the
+	// node's IngestConfig.Limiter.
+	Limiter *Limiter
 }
 
 // Validate reports the first configuration error.
@@ -94,7 +97,7 @@ func newHandlerMetrics(reg prometheus.Registerer) *handlerMetrics {
 		}, []string{"tenant", "class"}),
 		failed: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "weir_receive_requests_refused_total",
-			Help: "Requests refused before storage, by reason (decode, too_large, unsupported, invalid_tenant, limits, not_ready).",
+			Help: "Requests refused before storage, by reason (decode, too_large, unsupported, invalid_tenant, limits, not_ready, overloaded).",
 		}, []string{"reason"}),
 	}
 }
@@ -125,7 +128,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.refuse(w, "invalid_tenant", err)
 		return
 	}
-	req, err := Decode(r, h.cfg.Decode)
+	var slot *Slot
+	req, err := decode(r, h.cfg.Decode, func() (err error) {
+		slot, err = h.cfg.Limiter.Acquire(r.Context())
+		return err
+	})
 	if err != nil {
 		reason := "decode"
 		switch ClassOf(err) {
@@ -133,11 +140,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			reason = "too_large"
 		case ClassUnsupported:
 			reason = "unsupported"
+		case ClassUnavailable:
+			reason = "overloaded"
 		}
 		h.refuse(w, reason, err)
 		return
 	}
 	defer req.Release()
+	defer slot.Release()
+	ctx := withSlot(r.Context(), slot)
 
 	series, v, err := h.cfg.Limits.validateRequest(req, h.now())
 	if err != nil {
@@ -147,9 +158,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var stats tenant.WriteStats
 	if len(series) > 0 { // nothing valid: do not open (or create) the tenant's storage for it
 		if fw, ok := h.storage.(frameWriter); ok {
-			stats, err = fw.WriteFrames(r.Context(), tenantID, series, req.Frames())
+			stats, err = fw.WriteFrames(ctx, tenantID, series, req.Frames())
 		} else {
-			stats, err = h.storage.Write(r.Context(), tenantID, series)
+			stats, err = h.storage.Write(ctx, tenantID, series)
 		}
 	}
 	if err != nil {

@@ -32,6 +32,10 @@ type IngestConfig struct {
 	MaxMessageBytes int
 	// TLS is the server side of the connection (see TLSConfig).
 	TLS TLSConfig
+	// Limiter bounds the writes decoded and applied at once (nil: no bound); the node's
+	// HandlerConfig.Limiter should be the same one. A write that gets no slot in time is answered
+	// Unavailable, which the router retries.
+	Limiter *Limiter
 }
 
 func (c IngestConfig) withDefaults() IngestConfig {
@@ -83,7 +87,8 @@ func (c IngestConfig) ServerOptions() ([]grpc.ServerOption, error) {
 // Errors, as gRPC status codes (messages start with ingestErrorPrefix):
 //
 //	InvalidArgument   invalid tenant ID, or a payload that is not (snappy) protobuf or is over the limit
-//	Unavailable       not ready, or the tenant's storage is opening, failed to open or is closing
+//	Unavailable       not ready, no write slot in time (Limiter), or the tenant's storage is opening,
+//	                  failed to open or is closing
 //	DeadlineExceeded  the router's deadline passed;  Canceled: the router gave up
 //	Internal          any other storage failure
 type IngestServer struct {
@@ -161,8 +166,12 @@ func (s *IngestServer) writeRequest(ctx context.Context, req *ingestRequest) (*w
 	if err := tenant.ValidateID(req.tenant); err != nil {
 		return nil, ingestError(codes.InvalidArgument, err)
 	}
+	slot, err := s.cfg.Limiter.Acquire(ctx)
+	if err != nil {
+		return nil, ingestError(codes.Unavailable, err)
+	}
+	defer slot.Release()
 	var wr *Request
-	var err error
 	if req.compressed {
 		wr, err = DecodeBytes(req.payload, s.cfg.MaxDecodedBytes)
 	} else {

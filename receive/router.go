@@ -227,6 +227,8 @@ func (r *Router) WriteFrames(ctx context.Context, tenantID string, series []prom
 	if local >= 0 && len(f.groups[local]) > 0 {
 		f.apply(r.writeLocal(ctx, deadline, f, local, tenantID, series))
 	}
+	// What is left is waiting for the network: give back the write slot the handler took (limiter.go).
+	releaseSlot(ctx)
 
 	// Wait for every replica, not just a quorum: a replica left behind would still be appending
 	// request k when the sender's request k+1 reaches it first, and would then refuse k's samples as
