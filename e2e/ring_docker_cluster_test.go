@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -241,4 +242,27 @@ func (c *dockerCluster) forwardFailures(nd *dockerNode) int {
 		total += all - c.forwardSuccesses(e, nd)
 	}
 	return int(total)
+}
+
+// stopAsync sends SIGTERM to nd (docker stop, 60 s grace) without waiting; the function it returns
+// waits for the exit, requires exit code 0, and returns how long the stop took. It lets a test watch
+// the cluster while the node shuts down.
+func (c *dockerCluster) stopAsync(nd *dockerNode) (wait func() time.Duration) {
+	start := time.Now()
+	done := make(chan error, 1)
+	go func() {
+		out, err := exec.Command("docker", "stop", "-t", "60", nd.container).CombinedOutput()
+		if err != nil {
+			err = fmt.Errorf("docker stop %s: %w: %s", nd.container, err, out)
+		}
+		done <- err
+	}()
+	return func() time.Duration {
+		c.t.Helper()
+		require.NoError(c.t, <-done)
+		took := time.Since(start)
+		code := strings.TrimSpace(dockerCmd(c.t, "inspect", "-f", "{{.State.ExitCode}}", nd.container))
+		require.Equal(c.t, "0", code, "exit code of %s after SIGTERM", nd.host)
+		return took
+	}
 }

@@ -35,11 +35,17 @@ type statusProxy struct {
 	events []statusEvent
 }
 
-// statusEvent is one request seen by the proxy: when it was sent and its status (0: no answer).
+// statusEvent is one request seen by the proxy: when it was sent, how long it took and its status
+// (0: no answer).
 type statusEvent struct {
 	at   time.Time
+	took time.Duration
 	code int
 }
+
+// slowRequest is the latency from which a request counts as slow in the figures: most of the
+// clusters' --receive.forward-timeout (3s), which a write waits out when a replica does not answer.
+const slowRequest = 2500 * time.Millisecond
 
 // newStatusProxy starts a proxy to target (a remote-write URL); its URL has the same path.
 func newStatusProxy(t *testing.T, target string) (*statusProxy, string) {
@@ -65,7 +71,7 @@ func newStatusProxy(t *testing.T, target string) (*statusProxy, string) {
 		cw := &codeWriter{ResponseWriter: w, code: http.StatusOK}
 		rp.ServeHTTP(cw, r)
 		p.mu.Lock()
-		p.events = append(p.events, statusEvent{at: at, code: cw.code})
+		p.events = append(p.events, statusEvent{at: at, took: time.Since(at), code: cw.code})
 		p.mu.Unlock()
 	}))
 	t.Cleanup(p.close)
@@ -91,6 +97,19 @@ func (w *codeWriter) WriteHeader(code int) {
 
 // Unwrap lets http.ResponseController reach the connection (Hijack, Flush).
 func (w *codeWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// slow counts the requests that took slowRequest or longer.
+func (p *statusProxy) slow() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for _, e := range p.events {
+		if e.took >= slowRequest {
+			n++
+		}
+	}
+	return n
+}
 
 // failures adds up the failed requests since origin: the distinct seconds with at least one (into
 // seconds), the first and the last (first < 0: none yet), and the count by status ("transport" for
@@ -162,6 +181,7 @@ type loadFigures struct {
 	byStatus                map[string]int
 	failSeconds             int
 	failWindow              string // first to last failure, in seconds since the load started
+	slow                    int    // requests that took slowRequest or longer
 	p99, maxLatency         float64
 }
 
@@ -185,6 +205,7 @@ func (l *dockerLoad) stop(t *testing.T) loadFigures {
 		f.p99 = max(f.p99, r.Latency.P99)
 		f.maxLatency = max(f.maxLatency, r.Latency.Max)
 		p.failures(l.start, seconds, &first, &last, f.byStatus)
+		f.slow += p.slow()
 	}
 	f.failSeconds = len(seconds)
 	f.failWindow = "none"
@@ -207,8 +228,8 @@ func (f loadFigures) String() string {
 	for k, v := range f.byStatus {
 		parts = append(parts, fmt.Sprintf("%s:%d", k, v))
 	}
-	return fmt.Sprintf("requests %d, acknowledged samples %d, non-2xx requests %d [%s], 5xx seconds %d (failures %s), latency p99 %.3fs max %.3fs",
-		f.requests, f.acked, f.failed, strings.Join(parts, " "), f.failSeconds, f.failWindow, f.p99, f.maxLatency)
+	return fmt.Sprintf("requests %d, acknowledged samples %d, non-2xx requests %d [%s], 5xx seconds %d (failures %s), latency p99 %.3fs max %.3fs, requests over %s %d",
+		f.requests, f.acked, f.failed, strings.Join(parts, " "), f.failSeconds, f.failWindow, f.p99, f.maxLatency, slowRequest, f.slow)
 }
 
 // failedBetween counts the requests sent between from and to that failed, by status ("transport" for
