@@ -101,6 +101,9 @@ app.kubernetes.io/component: {{ .component }}
 - --memberlist.bind-address=0.0.0.0:7946
 - --memberlist.advertise-address=$(POD_IP):7946
 - --memberlist.dead-timeout={{ .Values.membership.deadTimeout }}
+{{- with .Values.membership.leaveTimeout }}
+- --memberlist.leave-timeout={{ . }}
+{{- end }}
 {{- with .Values.membership.secretKeySecret.name }}
 - --memberlist.secret-key-file=/etc/weir/memberlist/{{ $.Values.membership.secretKeySecret.key }}
 {{- end }}
