@@ -256,13 +256,20 @@ func (s *MemberlistSource) Members() []MemberStatus {
 
 // Run joins the cluster (retrying every JoinRetry until a member answers), announces this member as
 // active and rebuilds the ring on membership changes until ctx is done; every new ring is announced
-// (NodeMeta.Ring). It then leaves gracefully (Leave) and shuts memberlist down. It may be called once
-// and leaves no goroutine behind.
+// (NodeMeta.Ring). It then leaves gracefully (Leave) and shuts memberlist down, or only shuts it down
+// with KeepOnShutdown. It may be called once and leaves no goroutine behind.
 func (s *MemberlistSource) Run(ctx context.Context) error {
 	if !s.running.CompareAndSwap(false, true) {
 		return errors.New("hashring: MemberlistSource.Run called twice")
 	}
-	defer func() { _ = s.Leave(leaveAnnounceTimeout) }()
+	defer func() {
+		if s.cfg.KeepOnShutdown {
+			s.logger.Info("stopping without leaving: the others keep this member in the ring for the dead timeout", "dead_timeout", s.cfg.DeadTimeout)
+			_ = s.Shutdown()
+			return
+		}
+		_ = s.Leave(leaveAnnounceTimeout)
+	}()
 	// Announcements wait for a gossip round: in their own goroutine, so that membership events keep
 	// being handled meanwhile; several new rings in a row are announced once.
 	announce := make(chan struct{}, 1)

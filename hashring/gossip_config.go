@@ -37,6 +37,12 @@ type MemberlistConfig struct {
 	// DeadTimeout is how long a member memberlist declared dead stays in the ring (zero:
 	// DefaultDeadTimeout).
 	DeadTimeout time.Duration
+	// KeepOnShutdown: when Run ends, the member stops like a crashed one instead of leaving. The
+	// others declare it dead and keep it in the ring for DeadTimeout (its writes fail, the quorum
+	// covers them), so a restart under the same name within that time moves no series: what a
+	// rolling restart of a StatefulSet wants. Without it (the default) a stopping member leaves: its
+	// series move to the others at once, and back when it returns.
+	KeepOnShutdown bool
 	// Timing tunes gossip and failure detection (zero fields: memberlist's LAN defaults).
 	Timing GossipTiming
 	// Options are the ring options (replication factor, ketama points). The algorithm is always

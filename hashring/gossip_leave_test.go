@@ -93,3 +93,30 @@ func TestGossipTimingValidate(t *testing.T) {
 		require.Error(t, MemberlistConfig{NodeName: "n", Role: RoleRouter, Timing: g}.Validate(), name)
 	}
 }
+
+// TestMemberlistKeepOnShutdown: a member that stops with KeepOnShutdown does not leave: the others
+// declare it dead and keep it in the ring (same hash) for the dead timeout.
+func TestMemberlistKeepOnShutdown(t *testing.T) {
+	seed := startGossip(t, "ing-0", RoleIngester, "", time.Hour)
+	a := startGossip(t, "ing-1", RoleIngester, "", time.Hour, seed.src.LocalAddr())
+	b := startGossipWith(t, MemberlistConfig{
+		NodeName: "ing-2", BindAddr: "127.0.0.1", Join: []string{seed.src.LocalAddr()}, JoinRetry: 100 * time.Millisecond,
+		Role: RoleIngester, Endpoint: "ing-2:10901", DeadTimeout: time.Hour, KeepOnShutdown: true,
+		Options: Options{ReplicationFactor: 1}, tune: fastGossip,
+	})
+	nodes := []*gossipNode{seed, a, b}
+	eventually(t, "3 ingesters", func() bool { return converged(nodes, 3) })
+	before := seed.src.Current().ConfigHash
+
+	b.stop() // Run ends without leaving
+	eventually(t, "the stopped member is seen dead", func() bool {
+		for _, m := range seed.src.Members() {
+			if m.Name == "ing-2" {
+				return m.State == StateDead && m.InRing
+			}
+		}
+		return false
+	})
+	require.Equal(t, before, seed.src.Current().ConfigHash)
+	require.Equal(t, before, a.src.Current().ConfigHash)
+}

@@ -105,13 +105,14 @@ func newCluster(cfg config, local receive.Storage, logger *slog.Logger, reg prom
 func newMemberlistSource(cfg config, logger *slog.Logger, reg prometheus.Registerer) (*hashring.MemberlistSource, error) {
 	m := cfg.memberlist
 	mc := hashring.MemberlistConfig{
-		NodeName:    m.nodeName,
-		Join:        m.join,
-		Role:        hashring.RoleRouter,
-		Zone:        m.zone,
-		DeadTimeout: m.deadTimeout,
-		Timing:      m.timing,
-		Options:     hashring.Options{ReplicationFactor: cfg.router.ReplicationFactor},
+		NodeName:       m.nodeName,
+		Join:           m.join,
+		Role:           hashring.RoleRouter,
+		Zone:           m.zone,
+		DeadTimeout:    m.deadTimeout,
+		KeepOnShutdown: !m.leaveOnShutdown,
+		Timing:         m.timing,
+		Options:        hashring.Options{ReplicationFactor: cfg.router.ReplicationFactor},
 	}
 	if cfg.router.LocalEndpoint != "" {
 		mc.Role, mc.Endpoint = hashring.RoleIngester, cfg.router.LocalEndpoint
@@ -200,6 +201,11 @@ func (c *cluster) pruneLoop(ctx context.Context) {
 // hashrings file the operator edits the file; there is nothing to announce.
 func (c *cluster) leave() {
 	if c.gossip == nil {
+		return
+	}
+	if !c.cfg.memberlist.leaveOnShutdown {
+		c.logger.Info("--memberlist.leave-on-shutdown=false: staying in the ring; writes here fail once they stop and the quorum covers them",
+			"dead_timeout", c.cfg.memberlist.deadTimeout)
 		return
 	}
 	start := time.Now()

@@ -332,16 +332,18 @@ type memberlistFlags struct {
 	zone            string
 	deadTimeout     time.Duration
 	leaveTimeout    time.Duration
+	leaveOnShutdown bool
 	timing          hashring.GossipTiming
 }
 
 // defaultMemberlistFlags are the defaults of the --memberlist.* flags.
 func defaultMemberlistFlags() memberlistFlags {
 	return memberlistFlags{
-		bind:         "0.0.0.0:7946",
-		deadTimeout:  hashring.DefaultDeadTimeout,
-		leaveTimeout: defaultLeaveTimeout,
-		timing:       hashring.DefaultGossipTiming(),
+		bind:            "0.0.0.0:7946",
+		deadTimeout:     hashring.DefaultDeadTimeout,
+		leaveTimeout:    defaultLeaveTimeout,
+		leaveOnShutdown: true,
+		timing:          hashring.DefaultGossipTiming(),
 	}
 }
 
@@ -349,7 +351,7 @@ func defaultMemberlistFlags() memberlistFlags {
 func (m memberlistFlags) isDefault() bool {
 	d := defaultMemberlistFlags()
 	return len(m.join) == 0 && m.bind == d.bind && m.advertise == d.advertise && m.secretKeyFile == d.secretKeyFile &&
-		m.nodeName == d.nodeName && m.zone == d.zone && m.deadTimeout == d.deadTimeout && m.leaveTimeout == d.leaveTimeout && m.timing == d.timing
+		m.nodeName == d.nodeName && m.zone == d.zone && m.deadTimeout == d.deadTimeout && m.leaveTimeout == d.leaveTimeout && m.leaveOnShutdown == d.leaveOnShutdown && m.timing == d.timing
 }
 
 // clustered says whether the node takes part in a hashring (file or memberlist).

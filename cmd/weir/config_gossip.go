@@ -20,6 +20,8 @@ func (c *config) registerGossipFlags(fs *flag.FlagSet) {
 	m := &c.memberlist
 	durationFlag(fs, &m.leaveTimeout, "memberlist.leave-timeout", "On SIGTERM, an ingester announces that it is leaving and keeps taking writes until every member serves a ring without it, "+
 		"for at most this long; only then does it stop taking writes, flush and ship (0: do not wait; writes on the old ring then fail and the quorum covers them).")
+	fs.BoolVar(&m.leaveOnShutdown, "memberlist.leave-on-shutdown", m.leaveOnShutdown, "On SIGTERM, an ingester leaves the ring (see --memberlist.leave-timeout): its series move to the others at once, and back when it returns. "+
+		"false: it stops like a crashed member; the others keep it in the ring for --memberlist.dead-timeout (its writes fail, the quorum covers them), so a restart under the same name within it moves no series.")
 	durationFlag(fs, &m.timing.GossipInterval, "memberlist.gossip-interval", "How often a member gossips its queued updates (joins, leaves, new rings) to --memberlist.gossip-nodes others; with the retransmit factor, how fast every router learns a change.")
 	fs.IntVar(&m.timing.GossipNodes, "memberlist.gossip-nodes", m.timing.GossipNodes, "How many random members each gossip round goes to.")
 	fs.IntVar(&m.timing.RetransmitMult, "memberlist.retransmit-factor", m.timing.RetransmitMult, "Each update is gossiped factor × log10(members+1) times.")

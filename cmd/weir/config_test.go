@@ -145,16 +145,18 @@ func TestGossipTimingFlags(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, hashring.DefaultGossipTiming(), cfg.memberlist.timing, "the defaults are memberlist's LAN configuration")
 	require.Equal(t, 20*time.Second, cfg.memberlist.leaveTimeout)
+	require.True(t, cfg.memberlist.leaveOnShutdown)
 
 	cfg, err = parseConfig(t, "--ring.membership=memberlist", "--memberlist.gossip-interval=100ms", "--memberlist.gossip-nodes=4",
 		"--memberlist.retransmit-factor=2", "--memberlist.probe-interval=2s", "--memberlist.probe-timeout=1s",
-		"--memberlist.pullpush-interval=1m", "--memberlist.leave-timeout=0s")
+		"--memberlist.pullpush-interval=1m", "--memberlist.leave-timeout=0s", "--memberlist.leave-on-shutdown=false")
 	require.NoError(t, err)
 	require.Equal(t, hashring.GossipTiming{
 		GossipInterval: 100 * time.Millisecond, GossipNodes: 4, RetransmitMult: 2,
 		ProbeInterval: 2 * time.Second, ProbeTimeout: time.Second, PushPullInterval: time.Minute,
 	}, cfg.memberlist.timing)
 	require.Zero(t, cfg.memberlist.leaveTimeout)
+	require.False(t, cfg.memberlist.leaveOnShutdown)
 
 	for _, tc := range []struct {
 		args []string
@@ -162,6 +164,7 @@ func TestGossipTimingFlags(t *testing.T) {
 	}{
 		{[]string{"--memberlist.gossip-interval=1s"}, "need --ring.membership=memberlist"},
 		{[]string{"--memberlist.leave-timeout=1m"}, "need --ring.membership=memberlist"},
+		{[]string{"--memberlist.leave-on-shutdown=false"}, "need --ring.membership=memberlist"},
 		{[]string{"--memberlist.gossip-interval=0s"}, "--memberlist.gossip-interval: 0s must be positive"},
 		{[]string{"--memberlist.pullpush-interval=0s"}, "--memberlist.pullpush-interval: 0s must be positive"},
 		{[]string{"--memberlist.gossip-nodes=0"}, "--memberlist.gossip-nodes: 0 must be at least 1"},
