@@ -104,6 +104,9 @@ app.kubernetes.io/component: {{ .component }}
 {{- with .Values.membership.leaveTimeout }}
 - --memberlist.leave-timeout={{ . }}
 {{- end }}
+{{- if eq (toString .Values.membership.leaveOnShutdown) "false" }}
+- --memberlist.leave-on-shutdown=false
+{{- end }}
 {{- with .Values.membership.secretKeySecret.name }}
 - --memberlist.secret-key-file=/etc/weir/memberlist/{{ $.Values.membership.secretKeySecret.key }}
 {{- end }}
