@@ -286,8 +286,17 @@ func (s *MemberlistSource) Run(ctx context.Context) error {
 	if !joined {
 		joined = s.join()
 	}
-	// Active even when nobody answered yet: the first member of a cluster has nobody to join.
-	s.setState(StateActive)
+	// Active even when nobody answered yet: the first member of a cluster has nobody to join. Not
+	// when a stop began meanwhile (AnnounceLeaving): leaving is final.
+	s.mu.Lock()
+	joining := s.self.State == StateJoining
+	if joining {
+		s.self.State = StateActive
+	}
+	s.mu.Unlock()
+	if joining {
+		s.announce()
+	}
 
 	joinTimer := time.NewTimer(s.cfg.JoinRetry)
 	if joined {
