@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"net/http"
@@ -161,7 +162,7 @@ func (c *dockerCluster) stopNodes(nodes ...*dockerNode) {
 	for i, nd := range nodes {
 		wg.Go(func() {
 			if out, err := exec.Command("docker", "stop", "-t", "60", nd.container).CombinedOutput(); err != nil {
-				errs[i] = fmt.Errorf("docker stop %s: %v: %s", nd.container, err, out)
+				errs[i] = fmt.Errorf("docker stop %s: %w: %s", nd.container, err, out)
 			}
 		})
 	}
@@ -274,7 +275,8 @@ func (b *benchRun) wait(t *testing.T, timeout time.Duration) loadgen.Report {
 	select {
 	case err := <-b.done:
 		stderr, _ := os.ReadFile(b.stderr)
-		if ee, ok := err.(*exec.ExitError); err != nil && (!ok || ee.ExitCode() != 1) {
+		var ee *exec.ExitError
+		if err != nil && (!errors.As(err, &ee) || ee.ExitCode() != 1) {
 			t.Fatalf("weir bench: %v\n%s", err, stderr)
 		}
 	case <-time.After(timeout):
