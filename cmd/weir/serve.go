@@ -37,7 +37,7 @@ import (
 // writes, letting in-flight ones finish (bounded by --shutdown.timeout), leave the gossip cluster,
 // wait for forwards to other nodes, cut every head into blocks and ship them (bounded by
 // --shipper.shutdown-timeout), then close every tenant TSDB; the status and metrics endpoints answer
-// until the end. Nothing acknowledged is lost at any point: a 2xx follows the WAL commit (of a write
+// until the writes have drained. Nothing acknowledged is lost at any point: a 2xx follows the WAL commit (of a write
 // quorum, with a hashring).
 func serve(cfg config, logOut io.Writer) error {
 	logger := newLogger(cfg, logOut)
@@ -227,7 +227,7 @@ func (n *node) run() error {
 	}
 
 	// Operations endpoints: metrics, health, readiness, profiles, ring status; closed last, so that
-	// the stop can be watched.
+	// the leave and the drain can be watched.
 	opsSrv := &http.Server{Handler: n.opsMux(), ReadHeaderTimeout: 10 * time.Second}
 	g.Add(func() error { return serveHTTP(opsSrv, n.opsLn) }, func(error) { _ = opsSrv.Close() })
 
