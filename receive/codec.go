@@ -85,7 +85,7 @@ type ingestCodec struct {
 }
 
 func newIngestCodec() ingestCodec {
-	return ingestCodec{proto: encoding.GetCodecV2("proto"), pool: mem.DefaultBufferPool()}
+	return ingestCodec{proto: encoding.GetCodecV2("proto"), pool: ingestBuffers}
 }
 
 func (ingestCodec) Name() string { return codecName }
@@ -110,7 +110,7 @@ func (c ingestCodec) Marshal(v any) (mem.BufferSlice, error) {
 		*buf = b
 		return mem.BufferSlice{mem.NewBuffer(buf, c.pool)}, nil
 	case *writeReply:
-		return mem.BufferSlice{mem.SliceBuffer(appendStats(nil, &m.stats))}, nil
+		return mem.BufferSlice{mem.SliceBuffer(encodeStats(&m.stats))}, nil
 	}
 	return c.proto.Marshal(v)
 }
@@ -152,8 +152,9 @@ func parseRequestFrame(b []byte) (tenantID string, payload []byte, compressed bo
 	return string(b[:n]), b[n:], compressed, nil
 }
 
-// appendStats appends the response frame of s to b.
-func appendStats(b []byte, s *tenant.WriteStats) []byte {
+// encodeStats returns the response frame of s.
+func encodeStats(s *tenant.WriteStats) []byte {
+	b := make([]byte, 0, 8)
 	b = append(b, wireVersion)
 	for _, n := range s.Appended {
 		b = binary.AppendUvarint(b, uint64(max(n, 0)))

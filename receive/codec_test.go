@@ -39,7 +39,7 @@ func TestStatsFrameRoundTrip(t *testing.T) {
 }
 
 func TestStatsFrameMalformed(t *testing.T) {
-	good := appendStats(nil, &tenant.WriteStats{Appended: [tenant.NumKinds]int{1, 2, 3}, Rejected: []tenant.Rejection{
+	good := encodeStats(&tenant.WriteStats{Appended: [tenant.NumKinds]int{1, 2, 3}, Rejected: []tenant.Rejection{
 		{Series: 3, Kind: tenant.KindFloat, Reason: "r", Count: 1, Err: errors.New("e")},
 	}})
 	var st tenant.WriteStats

@@ -162,7 +162,7 @@ func FuzzIngestFrame(f *testing.F) {
 	f.Add(frame(wireVersionRaw, "", nil))
 	f.Add(frame(wireVersion, "t", []byte("not snappy")))
 	f.Add([]byte{wireVersionRaw, 0xff, 0xff, 0xff, 0xff, 0x0f})
-	f.Add(appendStats(nil, &tenant.WriteStats{Appended: [tenant.NumKinds]int{5, 0, 0}, Rejected: []tenant.Rejection{
+	f.Add(encodeStats(&tenant.WriteStats{Appended: [tenant.NumKinds]int{5, 0, 0}, Rejected: []tenant.Rejection{
 		{Series: 1, Kind: tenant.KindFloat, Reason: tenant.ReasonOutOfOrder, Count: 2, Err: errors.New("out of order")},
 	}}))
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -201,5 +201,5 @@ func checkStatsFrame(t *testing.T, b []byte) {
 		return
 	}
 	var again tenant.WriteStats
-	require.NoError(t, parseStats(appendStats(nil, &st), &again))
+	require.NoError(t, parseStats(encodeStats(&st), &again))
 }

@@ -62,6 +62,7 @@ json_field() { # FILE FIELD
   sed -n "s/^ *\"$2\": *\([0-9.e+]*\),*$/\1/p" "$1" | head -n1
 }
 
+declare -A cost rss # per receiver: CPU-s per 1M samples, peak RSS per series (for the ratios at the end)
 printf '%-12s %14s %18s %18s\n' receiver samples/s "CPU-s per 1M" "peak RSS/series"
 for r in $receivers; do
   dir="$work/$r"; mkdir -p "$dir"
@@ -109,10 +110,22 @@ for r in $receivers; do
     exit 1
   fi
   hwm=$(hwm_of "${rpids[@]}")
-  awk -v r="$r" -v rate="$rate" -v cpu="$(awk -v a="$before" -v b="$after" 'BEGIN{print b-a}')" -v acked="$acked" -v hwm="$hwm" -v s="$series" \
-    'BEGIN{ printf "%-12s %14.0f %18.2f %15.0f B\n", r, rate, (acked>0 ? cpu/acked*1e6 : 0), hwm/s }'
+  cost[$r]=$(awk -v a="$before" -v b="$after" -v acked="$acked" 'BEGIN{printf "%.4f", (b-a)/acked*1e6}')
+  rss[$r]=$(awk -v hwm="$hwm" -v s="$series" 'BEGIN{printf "%.0f", hwm/s}')
+  awk -v r="$r" -v rate="$rate" -v c="${cost[$r]}" -v m="${rss[$r]}" \
+    'BEGIN{ printf "%-12s %14.0f %18.2f %15.0f B\n", r, rate, c, m }'
 
   kill -TERM "${pids[@]}" 2>/dev/null || true
   wait "${pids[@]}" 2>/dev/null || true
   pids=()
 done
+
+# The ratios DESIGN §4 states its targets in (CPU per client sample; lower is better for Weir).
+ratio() { # LABEL A B TARGET: prints A/B of the CPU costs when both were measured
+  [ -n "${cost[$2]:-}" ] && [ -n "${cost[$3]:-}" ] || return 0
+  awk -v l="$1" -v a="${cost[$2]}" -v b="${cost[$3]}" -v t="$4" 'BEGIN{ printf "%-46s %6.2f  %s\n", l, a/b, t }'
+}
+echo
+ratio "weir-ring CPU per client sample / weir" weir-ring weir "(target <= 3; Thanos 4-6)"
+ratio "thanos CPU per sample / weir" thanos weir "(target >= 2)"
+ratio "prometheus CPU per sample / weir" prometheus weir ""
