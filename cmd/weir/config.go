@@ -29,6 +29,7 @@ type config struct {
 	httpAddress        string
 	grpcAddress        string
 	shutdownTimeout    time.Duration
+	rwReadTimeout      time.Duration
 	logLevel           string
 	logFormat          string
 	objstoreConfig     string
@@ -59,6 +60,7 @@ func (c *config) registerFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.remoteWriteAddress, "remote-write.address", "0.0.0.0:19291", "Address to listen on for remote write (POST /api/v1/receive, alias /api/v1/write).")
 	fs.StringVar(&c.httpAddress, "http-address", "0.0.0.0:10902", "Address to listen on for /metrics, /-/healthy, /-/ready and /debug/pprof.")
 	fs.StringVar(&c.grpcAddress, "grpc-address", "0.0.0.0:10901", "Address for node-to-node gRPC: writes forwarded by routers (nodes that store data).")
+	fs.DurationVar(&c.rwReadTimeout, "remote-write.server-read-timeout", time.Minute, "Longest time to read one remote-write request, headers and body: a slower upload (a stalled link, a slow-loris client) is cut off and its connection closed; the sender retries. Idle keep-alive connections are closed after 5m.")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown.timeout", time.Minute, "On SIGTERM/SIGINT, how long to let in-flight remote-write requests finish before closing storage.")
 	fs.StringVar(&c.logLevel, "log.level", "info", "Log level: debug, info, warn or error.")
 	fs.StringVar(&c.logFormat, "log.format", "logfmt", "Log format: logfmt or json.")
@@ -160,6 +162,9 @@ func (c *config) validate() error {
 	}
 	if c.logFormat != "logfmt" && c.logFormat != "json" {
 		return fmt.Errorf("--log.format: %q is neither logfmt nor json", c.logFormat)
+	}
+	if c.rwReadTimeout <= 0 {
+		return errors.New("--remote-write.server-read-timeout must be positive")
 	}
 	if c.shutdownTimeout <= 0 {
 		return errors.New("--shutdown.timeout must be positive")

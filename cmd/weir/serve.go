@@ -193,7 +193,10 @@ func (n *node) run() error {
 	})
 
 	// Remote write: drained on stop, so every request that got in gets its answer.
-	rwSrv := &http.Server{Handler: remoteWriteMux(n.handler, n.reg), ReadHeaderTimeout: 10 * time.Second}
+	// The read timeout bounds a whole upload; idle keep-alive connections get their own, longer limit
+	// so a sender that writes every few minutes keeps its connection.
+	rwSrv := &http.Server{Handler: remoteWriteMux(n.handler, n.reg), ReadHeaderTimeout: min(10*time.Second, cfg.rwReadTimeout),
+		ReadTimeout: cfg.rwReadTimeout, IdleTimeout: 5 * time.Minute}
 	g.Add(func() error { return serveHTTP(rwSrv, n.rwLn) }, func(error) {
 		ctx, cancel := context.WithTimeout(context.Background(), cfg.shutdownTimeout)
 		defer cancel()
