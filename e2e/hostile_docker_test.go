@@ -32,7 +32,7 @@ import (
 // read back unchanged through the node's query API, a valid write is still acknowledged, and after a
 // clean stop the TSDB holds exactly the known samples and no other tenant directory exists.
 func TestDockerHostileInput(t *testing.T) {
-	ct := startSingleContainer(t)
+	ct := startSingleContainer(t, "--remote-write.server-read-timeout="+readBodyLimit.String())
 	client := &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{}}
 	t.Cleanup(client.CloseIdleConnections)
 	const known = "hostile-known"
