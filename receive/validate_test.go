@@ -435,3 +435,13 @@ func TestValidateOriginalIndexEndToEnd(t *testing.T) {
 		}
 	}
 }
+
+func TestASCIILabels(t *testing.T) {
+	require.True(t, asciiLabels(nil))
+	require.True(t, asciiLabels(lbls("__name__", "up", "instance", "10.0.0.1:9100", "a", "")))
+	require.True(t, asciiLabels(lbls("a_rather_long_label_name_over_8", "and a value over eight bytes\x7f")))
+	for _, bad := range []string{"é", "abcdefgh\xff", "abcdefg\xff", "\x80", "abcdefghijklmno\xc3("} {
+		require.False(t, asciiLabels(lbls("x", "ok", "y", bad)), "%q", bad)
+		require.False(t, asciiLabels(lbls(bad, "ok")), "%q", bad)
+	}
+}
