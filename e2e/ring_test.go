@@ -73,7 +73,7 @@ func TestRingRouterReplicatesToIngesters(t *testing.T) {
 // with --receive.local-endpoint set to its own gRPC address (its share is written locally). Each
 // tenant's requests go to the three nodes in turn; every request is answered 204, and after a clean
 // stop every node holds every series with exactly the points sent. Each node: router + ingester, local
-// endpoint = its own --grpc-address; RF=3, hashmod.
+// endpoint = its own --grpc-address; RF=3, hashmod; one node forwards uncompressed.
 //
 //	client: request k of tenant j to node (j+k) mod 3
 //	     ╱                  │                  ╲
@@ -84,10 +84,17 @@ func TestRingRouterIngesterNodes(t *testing.T) {
 	grpcAddrs := nodeAddrs(t, 3)
 	file := filepath.Join(t.TempDir(), "hashrings.json")
 	writeHashrings(t, file, grpcAddrs...)
+	// Node 1 forwards uncompressed frames, the others snappy: every ingester gets both kinds, as in a
+	// cluster that is switching --receive.grpc-compression. Node 0 has 2 write slots.
+	extra := [][]string{{"--receive.write-slots=2"}, {"--receive.grpc-compression=none"}, nil}
 	nodes := make([]*weirNode, 3)
 	for i, addr := range grpcAddrs {
-		nodes[i] = startWeir(t, t.TempDir(), routerArgs(file, 3, "hashmod", "--grpc-address="+addr, "--receive.local-endpoint="+addr)...)
+		args := append([]string{"--grpc-address=" + addr, "--receive.local-endpoint=" + addr}, extra[i]...)
+		nodes[i] = startWeir(t, t.TempDir(), routerArgs(file, 3, "hashmod", args...)...)
 	}
+	slots, ok := nodes[0].Metric(t, "weir_write_slots")
+	require.True(t, ok, "weir_write_slots")
+	require.Equal(t, 2.0, slots)
 	var hash string
 	for i, n := range nodes {
 		st := getRingStatus(t, n)

@@ -75,6 +75,8 @@ func TestBadFlagsAreClearErrors(t *testing.T) {
 		{[]string{"--remote-write.max-body-size=0"}, "must be positive"},
 		{[]string{"--remote-write.max-body-size=lots"}, "units"},
 		{[]string{"--remote-write.server-read-timeout=0s"}, "--remote-write.server-read-timeout must be positive"},
+		{[]string{"--receive.grpc-compression=gzip"}, `--receive.grpc-compression: "gzip" is neither snappy nor none`},
+		{[]string{"--receive.write-slot-wait=0s"}, "--receive.write-slot-wait: 0s must be positive"},
 		{[]string{"--tsdb.open-concurrency=0"}, "--tsdb.open-concurrency"},
 		{[]string{"--store.limits.request-samples=-1"}, "--store.limits.request-samples: -1 is negative"},
 		{[]string{"--http-address=:1", "--remote-write.address=:1"}, "both"},

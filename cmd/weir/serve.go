@@ -74,8 +74,16 @@ type node struct {
 }
 
 func (n *node) build() error {
-	cfg := n.cfg
 	var err error
+	if n.cfg.limiter.Slots >= 0 {
+		// One set of CPU slots for both ways a write comes in: they compete for the same cores.
+		lim, err := receive.NewLimiter(n.cfg.limiter, n.reg)
+		if err != nil {
+			return fmt.Errorf("--receive.write-slots: %w", err)
+		}
+		n.cfg.handler.Limiter, n.cfg.ingest.Limiter = lim, lim
+	}
+	cfg := n.cfg
 	// Listeners first: a taken port is a start-up error that leaves nothing behind.
 	if n.opsLn, err = net.Listen("tcp", cfg.httpAddress); err != nil {
 		return fmt.Errorf("--http-address: %w", err)
