@@ -4,6 +4,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -12,7 +13,7 @@ import (
 
 // TestSlowBodyCutByReadTimeout: a client that sends its headers and then trickles the body (a
 // slow-loris, or a stalled link) holds a connection and a request buffer; --remote-write.server-read-timeout
-// bounds the whole upload, after which the server answers what it can and closes the connection.
+// bounds the whole upload, after which the server answers 503 (retry) and closes the connection.
 // Meanwhile, and afterwards, normal writes are acknowledged.
 func TestSlowBodyCutByReadTimeout(t *testing.T) {
 	const readTimeout = 2 * time.Second
@@ -33,6 +34,8 @@ func TestSlowBodyCutByReadTimeout(t *testing.T) {
 	require.NoError(t, err, "the server did not close the slow connection (answer so far: %q)", answer)
 	require.GreaterOrEqual(t, cutAfter, readTimeout-100*time.Millisecond, "cut before the read timeout")
 	t.Logf("slow body cut after %s (read timeout %s), answer: %.80q", cutAfter.Round(time.Millisecond), readTimeout, answer)
+	// A stalled upload is worth a retry: 503, not a 4xx that would make the sender drop the batch.
+	require.True(t, strings.HasPrefix(string(answer), "HTTP/1.1 503 "), "answer to a cut upload: %.200q", answer)
 
 	resp := n.Write(t, writeReq(series(lbls("__name__", "after_slow_body"), smp(baseTime(), 1))))
 	require.Equal(t, http.StatusNoContent, resp.Code, resp.String())

@@ -2,9 +2,11 @@ package receive
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"mime"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 
@@ -210,6 +212,10 @@ func (r *Request) unmarshal(compressed []byte, maxDecoded int64) error {
 func readBody(body io.Reader, buf []byte, limit int64) ([]byte, error) {
 	b := bytes.NewBuffer(buf[:0])
 	n, err := b.ReadFrom(io.LimitReader(body, limit+1))
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		// The server's read timeout cut a slow upload: a stalled link is worth a retry.
+		return b.Bytes(), errorf(ClassUnavailable, "reading body: not complete within the server's read timeout")
+	}
 	if err != nil {
 		return b.Bytes(), errorf(ClassInvalid, "reading body: %v", err)
 	}

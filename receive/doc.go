@@ -20,10 +20,13 @@
 //	405  not a POST.
 //	413  the body, or what it decompresses to, is over its limit (checked before reading or allocating).
 //	415  a Content-Encoding other than snappy, or a Content-Type other than protobuf Remote Write 1.0.
+//	     A request without either header is taken as Remote Write 1.0 (snappy, protobuf), as
+//	     Prometheus' own receiver does.
 //	400  (router) the replicas of some series refused the forwarded write as invalid (a version skew
 //	     or a bug: replicas validate what the router already validated).
 //	503  not ready yet (WAL replay), the tenant's TSDB is opening, failed to open, or is closing; or the
-//	     request was cancelled; or (router) some series did not reach a write quorum (replicas
+//	     request was cancelled, its body did not arrive within the server's read timeout, or no write
+//	     slot was free in time (Limiter); or (router) some series did not reach a write quorum (replicas
 //	     unavailable, timed out, known down, or over the in-flight bound), or there is no usable
 //	     hashring (none loaded, none for the tenant, fewer endpoints or zones than the replication
 //	     factor). Retry-After is set. Points that did land are sent again and accepted as duplicates.
