@@ -133,6 +133,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		slot, err = h.cfg.Limiter.Acquire(r.Context())
 		return err
 	})
+	// Also when decoding failed after the slot was taken (a body that is not a WriteRequest).
+	defer slot.Release()
 	if err != nil {
 		reason := "decode"
 		switch ClassOf(err) {
@@ -147,7 +149,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer req.Release()
-	defer slot.Release()
 	ctx := withSlot(r.Context(), slot)
 
 	series, v, err := h.cfg.Limits.validateRequest(req, h.now())

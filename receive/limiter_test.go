@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/golang/snappy"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
@@ -112,6 +113,25 @@ func TestHandlerLimiter(t *testing.T) {
 	h.ServeHTTP(w, newPost(body, nil))
 	require.Equal(t, http.StatusNoContent, w.Code)
 	require.Len(t, l.slots, 0)
+}
+
+// TestHandlerReleasesSlotOnBadBody: a body that decompresses but is not a WriteRequest fails after
+// the slot was taken; the slot must come back, or a few such requests would leave the node answering
+// every write 503 (found by e2e/badrequest_test.go).
+func TestHandlerReleasesSlotOnBadBody(t *testing.T) {
+	l, _ := newTestLimiter(t, LimiterConfig{Slots: 1, MaxWait: 20 * time.Millisecond})
+	cfg := testConfig()
+	cfg.Limiter = l
+	h, _ := newTestHandler(t, cfg, newFakeNode("", modeOK), alwaysReady)
+	for range 3 {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, newPost(snappy.Encode(nil, []byte("\xff\xff\xff not protobuf")), nil))
+		require.Equal(t, http.StatusBadRequest, w.Code, w.Body.String())
+		require.Empty(t, l.slots, "slot still held after a bad body")
+	}
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, newPost(payloadOf(t, testSeries(3, 1)), nil))
+	require.Equal(t, http.StatusNoContent, w.Code, w.Body.String())
 }
 
 // TestRouterReleasesSlotWhileWaiting: a router gives its slot back once its own work is done, so that
