@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -46,6 +47,13 @@ const (
 
 // DefaultDeadTimeout is the default of MemberlistConfig.DeadTimeout (--memberlist.dead-timeout).
 const DefaultDeadTimeout = 5 * time.Minute
+
+// DefaultDeadNodeReclaimTime is the default of --memberlist.dead-node-reclaim-time
+// (MemberlistConfig.DeadNodeReclaimTime): long enough that a dead message has reached every member
+// (a few gossip rounds, well under a second on a LAN) and that two processes wrongly sharing a name
+// cannot swap it faster than that; short enough that a pod recreated under a new address is a member
+// again about 5 s after it was declared dead, instead of the 30–60 s of memberlist's default.
+const DefaultDeadNodeReclaimTime = 5 * time.Second
 
 // DefaultGossipPort is memberlist's usual port.
 const DefaultGossipPort = 7946
@@ -123,6 +131,10 @@ type MemberlistSource struct {
 	running atomic.Bool
 	stopped atomic.Bool
 	kick    chan struct{}
+	// staleSelf is set when a member's state, received while joining, has this member's name at
+	// another address: this member restarted under a new address and that member has not taken it
+	// yet (see join).
+	staleSelf atomic.Bool
 
 	mu      sync.Mutex // guards the fields below
 	self    NodeMeta
@@ -181,6 +193,9 @@ func NewMemberlistSource(cfg MemberlistConfig, logger *slog.Logger, reg promethe
 	}
 	mc.Delegate = (*delegate)(s)
 	mc.Events = (*events)(s)
+	mc.Merge = (*merges)(s)
+	mc.Conflict = (*conflicts)(s)
+	mc.DeadNodeReclaimTime = cfg.DeadNodeReclaimTime
 	mc.LogOutput = &logWriter{s.logger}
 	cfg.Timing.apply(mc)
 	if cfg.tune != nil {
@@ -344,10 +359,30 @@ func (s *MemberlistSource) Run(ctx context.Context) error {
 	}
 }
 
-// join tries the join list once (names resolved now) and reports whether a member answered.
+// join tries the join list once (names resolved now), together with every member known alive, and
+// reports whether this member is in: a member answered, and none of those that answered has this
+// member's name at another address. A member restarted under a new address (a recreated pod) is
+// refused by the others until they declared its old address dead and DeadNodeReclaimTime passed;
+// nothing in memberlist tells it when that happened, and it gossips its state again only every
+// PushPullInterval. So it joins again (every JoinRetry) until every member it contacts lists it at
+// its address. A member sends its state before it merges the joiner's, so the join that made a
+// member take the new address is confirmed by the next one.
 func (s *MemberlistSource) join() bool {
-	n, err := s.ml.Join(s.cfg.Join)
+	targets := slices.Clone(s.cfg.Join)
+	for _, n := range s.ml.Members() {
+		// Alive only: a suspect member may not answer, and Join waits for each in turn.
+		if n.Name != s.cfg.NodeName && n.State == memberlist.StateAlive {
+			targets = append(targets, n.Address())
+		}
+	}
+	s.staleSelf.Store(false)
+	n, err := s.ml.Join(targets)
 	if n > 0 {
+		if s.staleSelf.Swap(false) {
+			s.logger.Warn("some members still know this member's name at another address (restarted under a new address?); joining again until they take this one, which they do once they declared the old one dead and --memberlist.dead-node-reclaim-time passed",
+				"address", s.localAddr, "dead_node_reclaim_time", s.cfg.DeadNodeReclaimTime, "retry", s.cfg.JoinRetry)
+			return false
+		}
 		s.logger.Info("joined the memberlist cluster", "contacted", n)
 		return true
 	}
@@ -534,6 +569,35 @@ func (d *delegate) NotifyMsg([]byte)                {}
 func (d *delegate) GetBroadcasts(_, _ int) [][]byte { return nil }
 func (d *delegate) LocalState(bool) []byte          { return nil }
 func (d *delegate) MergeRemoteState([]byte, bool)   {}
+
+// merges checks, in the state a member sends when this one joins, how that member knows this one
+// (see MemberlistSource.join).
+type merges MemberlistSource
+
+// NotifyMerge never refuses a merge; it only notes whether peers list this member's name at another
+// address than its own. Called by memberlist: it must not block.
+func (d *merges) NotifyMerge(peers []*memberlist.Node) error {
+	s := (*MemberlistSource)(d)
+	if !s.running.Load() { // localAddr is written before Run, which sets running
+		return nil
+	}
+	for _, p := range peers {
+		if p.Name == s.cfg.NodeName && p.Address() != s.localAddr {
+			s.staleSelf.Store(true)
+		}
+	}
+	return nil
+}
+
+// conflicts logs the names claimed by two addresses: memberlist logs them at debug level only, and
+// they are why a pod recreated under a new address is not a member yet.
+type conflicts MemberlistSource
+
+// NotifyConflict is called by memberlist with its node lock held: it only logs.
+func (d *conflicts) NotifyConflict(existing, other *memberlist.Node) {
+	d.logger.Warn("member name claimed from another address: the known address keeps it until it is declared dead and --memberlist.dead-node-reclaim-time has passed",
+		"member", existing.Name, "known", existing.Address(), "other", other.Address(), "reclaim_time", d.cfg.DeadNodeReclaimTime)
+}
 
 // events feeds memberlist's membership events to the source.
 type events MemberlistSource

@@ -37,6 +37,14 @@ type MemberlistConfig struct {
 	// DeadTimeout is how long a member memberlist declared dead stays in the ring (zero:
 	// DefaultDeadTimeout).
 	DeadTimeout time.Duration
+	// DeadNodeReclaimTime is how long after memberlist declared a member dead its name may be taken
+	// by another address (memberlist's DeadNodeReclaimTime). A pod that Kubernetes recreates comes
+	// back under its name with a new IP: until the name is reclaimed every member refuses it
+	// ("conflicting address"). Zero is memberlist's default: never, the name is free only once the dead
+	// member was forgotten (GossipToTheDeadTime, 30 s) and the new one gossips its state again. Only a
+	// dead member can be reclaimed: a member that answers probes (alive or suspect) keeps its
+	// address. The flag's default is DefaultDeadNodeReclaimTime.
+	DeadNodeReclaimTime time.Duration
 	// KeepOnShutdown: when Run ends, the member stops like a crashed one instead of leaving. The
 	// others declare it dead and keep it in the ring for DeadTimeout (its writes fail, the quorum
 	// covers them), so a restart under the same name within that time moves no series: what a
@@ -152,6 +160,9 @@ func (c MemberlistConfig) Validate() error {
 	}
 	if c.DeadTimeout < 0 || c.JoinRetry < 0 {
 		return errors.New("memberlist: negative dead timeout or join retry")
+	}
+	if c.DeadNodeReclaimTime < 0 {
+		return fmt.Errorf("memberlist: negative dead node reclaim time %s", c.DeadNodeReclaimTime)
 	}
 	switch len(c.SecretKey) {
 	case 0, 16, 24, 32:

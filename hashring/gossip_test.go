@@ -190,6 +190,7 @@ func TestMemberlistConfigValidate(t *testing.T) {
 		"ingester endpoint": {NodeName: "n", Role: RoleIngester},
 		"key length":        {NodeName: "n", Role: RoleRouter, SecretKey: []byte("short")},
 		"meta too large":    {NodeName: "n", Role: RoleIngester, Endpoint: string(make([]byte, 600))},
+		"negative reclaim":  {NodeName: "n", Role: RoleRouter, DeadNodeReclaimTime: -time.Second},
 	} {
 		require.Error(t, c.Validate(), name)
 	}
@@ -235,4 +236,45 @@ func TestMemberlistEncrypted(t *testing.T) {
 		return a.Current() != nil && b.Current() != nil && a.Current().ConfigHash == b.Current().ConfigHash &&
 			len(a.Current().Rings.Hashrings()[0].Ring.Endpoints()) == 2
 	})
+}
+
+// TestMemberlistReclaimNewAddress: a member that crashed and comes back under its name at another
+// address (a recreated pod's new IP) is taken at that address once the others declared the old one
+// dead and DeadNodeReclaimTime passed, without waiting for a push/pull (an hour here): the restarted
+// member joins again until every member it contacts lists it at its new address.
+func TestMemberlistReclaimNewAddress(t *testing.T) {
+	slowPushPull := func(c *memberlist.Config) {
+		fastGossip(c)
+		c.PushPullInterval = time.Hour // only the joins carry the new address
+	}
+	cfg := func(name string, join ...string) MemberlistConfig {
+		return MemberlistConfig{
+			NodeName: name, BindAddr: "127.0.0.1", Join: join, JoinRetry: 100 * time.Millisecond,
+			Role: RoleIngester, Endpoint: name + ":10901", DeadTimeout: time.Hour, KeepOnShutdown: true,
+			DeadNodeReclaimTime: 300 * time.Millisecond, Options: Options{ReplicationFactor: 1}, tune: slowPushPull,
+		}
+	}
+	seed := startGossipWith(t, cfg("ing-0"))
+	other := startGossipWith(t, cfg("ing-2", seed.src.LocalAddr()))
+	old := startGossipWith(t, cfg("ing-1", seed.src.LocalAddr()))
+	eventually(t, "3 ingesters", func() bool { return converged([]*gossipNode{seed, other, old}, 3) })
+	oldAddr := old.src.LocalAddr()
+	old.stop() // KeepOnShutdown: stops like a crash
+
+	restarted := startGossipWith(t, cfg("ing-1", seed.src.LocalAddr())) // port 0: another address
+	newAddr := restarted.src.LocalAddr()
+	require.NotEqual(t, oldAddr, newAddr)
+	at := func(n *gossipNode) func() bool {
+		return func() bool {
+			for _, m := range n.src.Members() {
+				if m.Name == "ing-1" {
+					return m.Address == newAddr && m.State == StateActive && m.InRing
+				}
+			}
+			return false
+		}
+	}
+	eventually(t, "the seed to take ing-1's new address", at(seed))
+	eventually(t, "ing-2, not in the join list, to take it", at(other))
+	eventually(t, "the restarted member to list itself", at(restarted))
 }

@@ -113,6 +113,8 @@ func newMemberlistSource(cfg config, logger *slog.Logger, reg prometheus.Registe
 		KeepOnShutdown: !m.leaveOnShutdown,
 		Timing:         m.timing,
 		Options:        hashring.Options{ReplicationFactor: cfg.router.ReplicationFactor},
+		// A recreated pod comes back with a new IP under its name: see MemberlistConfig.
+		DeadNodeReclaimTime: m.reclaimTime,
 	}
 	if cfg.router.LocalEndpoint != "" {
 		mc.Role, mc.Endpoint = hashring.RoleIngester, cfg.router.LocalEndpoint

@@ -347,6 +347,7 @@ type memberlistFlags struct {
 	nodeName        string
 	zone            string
 	deadTimeout     time.Duration
+	reclaimTime     time.Duration
 	leaveTimeout    time.Duration
 	leaveOnShutdown bool
 	timing          hashring.GossipTiming
@@ -357,6 +358,7 @@ func defaultMemberlistFlags() memberlistFlags {
 	return memberlistFlags{
 		bind:            "0.0.0.0:7946",
 		deadTimeout:     hashring.DefaultDeadTimeout,
+		reclaimTime:     hashring.DefaultDeadNodeReclaimTime,
 		leaveTimeout:    defaultLeaveTimeout,
 		leaveOnShutdown: true,
 		timing:          hashring.DefaultGossipTiming(),
@@ -367,7 +369,7 @@ func defaultMemberlistFlags() memberlistFlags {
 func (m memberlistFlags) isDefault() bool {
 	d := defaultMemberlistFlags()
 	return len(m.join) == 0 && m.bind == d.bind && m.advertise == d.advertise && m.secretKeyFile == d.secretKeyFile &&
-		m.nodeName == d.nodeName && m.zone == d.zone && m.deadTimeout == d.deadTimeout && m.leaveTimeout == d.leaveTimeout && m.leaveOnShutdown == d.leaveOnShutdown && m.timing == d.timing
+		m.nodeName == d.nodeName && m.zone == d.zone && m.deadTimeout == d.deadTimeout && m.reclaimTime == d.reclaimTime && m.leaveTimeout == d.leaveTimeout && m.leaveOnShutdown == d.leaveOnShutdown && m.timing == d.timing
 }
 
 // clustered says whether the node takes part in a hashring (file or memberlist).

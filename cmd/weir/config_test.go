@@ -143,17 +143,31 @@ func TestMemberlistFlags(t *testing.T) {
 	}
 }
 
+// TestDeadNodeReclaimTimeValidation: the flag cannot be parsed negative, but the check behind it
+// names the flag should a negative value come from elsewhere.
+func TestDeadNodeReclaimTimeValidation(t *testing.T) {
+	m := defaultMemberlistFlags()
+	require.NoError(t, m.validateGossip())
+	m.reclaimTime = -time.Second
+	err := m.validateGossip()
+	require.Error(t, err)
+	require.Contains(t, err.Error(), "--memberlist.dead-node-reclaim-time: -1s is negative")
+}
+
 func TestGossipTimingFlags(t *testing.T) {
 	cfg, err := parseConfig(t, "--ring.membership=memberlist")
 	require.NoError(t, err)
 	require.Equal(t, hashring.DefaultGossipTiming(), cfg.memberlist.timing, "the defaults are memberlist's LAN configuration")
 	require.Equal(t, 20*time.Second, cfg.memberlist.leaveTimeout)
 	require.True(t, cfg.memberlist.leaveOnShutdown)
+	require.Equal(t, hashring.DefaultDeadNodeReclaimTime, cfg.memberlist.reclaimTime, "a recreated pod's new address is taken 5s after the old one was declared dead")
 
 	cfg, err = parseConfig(t, "--ring.membership=memberlist", "--memberlist.gossip-interval=100ms", "--memberlist.gossip-nodes=4",
 		"--memberlist.retransmit-factor=2", "--memberlist.probe-interval=2s", "--memberlist.probe-timeout=1s",
-		"--memberlist.pullpush-interval=1m", "--memberlist.leave-timeout=0s", "--memberlist.leave-on-shutdown=false")
+		"--memberlist.pullpush-interval=1m", "--memberlist.leave-timeout=0s", "--memberlist.leave-on-shutdown=false",
+		"--memberlist.dead-node-reclaim-time=0s")
 	require.NoError(t, err)
+	require.Zero(t, cfg.memberlist.reclaimTime, "0 is memberlist's own default (never reclaim)")
 	require.Equal(t, hashring.GossipTiming{
 		GossipInterval: 100 * time.Millisecond, GossipNodes: 4, RetransmitMult: 2,
 		ProbeInterval: 2 * time.Second, ProbeTimeout: time.Second, PushPullInterval: time.Minute,
@@ -175,6 +189,8 @@ func TestGossipTimingFlags(t *testing.T) {
 		{[]string{"--memberlist.probe-timeout=1s"}, "--memberlist.probe-timeout: 1s must be shorter than --memberlist.probe-interval (1s)"},
 		{[]string{"--memberlist.probe-interval=200ms"}, "must be shorter than --memberlist.probe-interval (200ms)"},
 		{[]string{"--memberlist.leave-timeout=-1s"}, "not a valid duration"},
+		{[]string{"--memberlist.dead-node-reclaim-time=10s"}, "need --ring.membership=memberlist"},
+		{[]string{"--memberlist.dead-node-reclaim-time=-1s"}, "not a valid duration"},
 	} {
 		args := tc.args
 		if !strings.Contains(tc.want, "need --ring.membership") {
