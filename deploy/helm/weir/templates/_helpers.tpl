@@ -104,6 +104,9 @@ app.kubernetes.io/component: {{ .component }}
 {{- with .Values.membership.leaveTimeout }}
 - --memberlist.leave-timeout={{ . }}
 {{- end }}
+{{- with .Values.membership.deadNodeReclaimTime }}
+- --memberlist.dead-node-reclaim-time={{ . }}
+{{- end }}
 {{- if eq (toString .Values.membership.leaveOnShutdown) "false" }}
 - --memberlist.leave-on-shutdown=false
 {{- end }}
