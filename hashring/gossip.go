@@ -135,6 +135,10 @@ type MemberlistSource struct {
 	// another address: this member restarted under a new address and that member has not taken it
 	// yet (see join).
 	staleSelf atomic.Bool
+	// settled is closed after Run's first ring build that follows the join: from then on the ring
+	// (or the reason there is none) reflects the cluster, not a node that has not met it yet.
+	settled    chan struct{}
+	settleOnce sync.Once
 
 	mu      sync.Mutex // guards the fields below
 	self    NodeMeta
@@ -166,6 +170,7 @@ func NewMemberlistSource(cfg MemberlistConfig, logger *slog.Logger, reg promethe
 		m:       newMetrics(),
 		now:     time.Now,
 		kick:    make(chan struct{}, 1),
+		settled: make(chan struct{}),
 		self:    NodeMeta{Role: cfg.Role, Endpoint: cfg.Endpoint, Zone: cfg.Zone, State: StateJoining},
 		members: map[string]*member{},
 		changed: make(chan struct{}),
@@ -238,6 +243,11 @@ func (s *MemberlistSource) Err() error {
 	defer s.mu.Unlock()
 	return s.err
 }
+
+// Settled returns a channel closed once Run has joined (or tried to join) the cluster and built a
+// first ring from what it learnt, successfully or not; a starting node waits for it before it says
+// ready, so that it does not refuse writes for want of a ring it is about to have.
+func (s *MemberlistSource) Settled() <-chan struct{} { return s.settled }
 
 // LocalAddr is this member's gossip address (host:port), to give other members to join.
 func (s *MemberlistSource) LocalAddr() string { return s.localAddr }
@@ -341,6 +351,7 @@ func (s *MemberlistSource) Run(ctx context.Context) error {
 			rebuild.Reset(0)
 		case <-rebuild.C:
 			next, published := s.rebuild()
+			s.settleOnce.Do(func() { close(s.settled) })
 			if published {
 				select {
 				case announce <- struct{}{}:

@@ -104,7 +104,17 @@ func TestMemberlistConverges(t *testing.T) {
 	for i := 1; i < 4; i++ {
 		nodes = append(nodes, startGossip(t, fmt.Sprintf("ing-%d", i), RoleIngester, string(rune('a'+i%3)), time.Minute, seed.src.LocalAddr()))
 	}
-	nodes = append(nodes, startGossip(t, "router-0", RoleRouter, "", time.Minute, seed.src.LocalAddr()))
+	// A router that joins a formed cluster has its ring by the time it has settled (what its
+	// readiness waits for).
+	eventually(t, "4 ingesters converge", func() bool { return converged(nodes, 4) })
+	router := startGossip(t, "router-0", RoleRouter, "", time.Minute, seed.src.LocalAddr())
+	select {
+	case <-router.src.Settled():
+	case <-time.After(30 * time.Second):
+		t.Fatal("the router did not settle")
+	}
+	require.NotNil(t, router.src.Current(), "settled without the ring of the cluster it joined: %v", router.src.Err())
+	nodes = append(nodes, router)
 	eventually(t, "5 members converge on 4 ingesters", func() bool { return converged(nodes, 4) })
 	require.Equal(t, "[{ing-0:10901 a} {ing-1:10901 b} {ing-2:10901 c} {ing-3:10901 a}]", ringOf(nodes[4].src))
 

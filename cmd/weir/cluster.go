@@ -148,6 +148,32 @@ func newMemberlistSource(cfg config, logger *slog.Logger, reg prometheus.Registe
 	return src, nil
 }
 
+// firstRingWait bounds how long a starting memberlist node stays unready waiting for gossip to settle.
+const firstRingWait = 10 * time.Second
+
+// waitFirstRing holds readiness until gossip has settled (joined and built a first ring from the
+// members it met), so that a starting node does not take client writes it could only refuse (503: no
+// ring yet, for the few hundred milliseconds between joining and the first ring). It does not wait
+// for a ring that cannot form yet: membership is not readiness, and a node of a cluster with fewer
+// ingesters than the replication factor becomes ready and answers 503 with the reason. A hashrings
+// file is loaded (or refused) before the node starts.
+func (c *cluster) waitFirstRing(ctx context.Context, limit time.Duration) {
+	if c.gossip == nil {
+		return
+	}
+	timer := time.NewTimer(limit)
+	defer timer.Stop()
+	select {
+	case <-c.gossip.Settled():
+		if c.ring.Current() == nil {
+			c.logger.Info("no ring yet: remote write answers 503 until enough ingesters are active", "reason", c.ring.Err())
+		}
+	case <-timer.C:
+		c.logger.Warn("gossip has not settled: ready anyway", "waited", limit)
+	case <-ctx.Done():
+	}
+}
+
 // run follows the ring source until ctx ends, dropping the connections of endpoints that left. A
 // ring change never touches local storage: no flush, no readiness change.
 func (c *cluster) run(ctx context.Context) error {

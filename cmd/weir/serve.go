@@ -190,7 +190,10 @@ func (n *node) run() error {
 				return fmt.Errorf("open tenant storage: %w", err)
 			}
 		}
-		n.started.Store(true)
+		n.started.Store(true) // node-to-node writes need no ring
+		if n.cluster != nil {
+			n.cluster.waitFirstRing(startCtx, firstRingWait)
+		}
 		n.ready.Store(true)
 		logger.Info("ready")
 		<-startCtx.Done()
