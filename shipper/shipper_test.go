@@ -364,11 +364,12 @@ func TestSyncIgnoresNonBlocksAndCleansStaleStaging(t *testing.T) {
 	dir := t.TempDir()
 	_, _, metas := testTSDB(t, dir)
 	// A block being written, a block being deleted, a ULID directory without meta.json, a stray file.
-	other := ulid.MustNew(ulid.Now(), nil).String()
+	// Two distinct ULIDs: without entropy, ULIDs made in the same millisecond are equal.
+	other, stray := ulid.MustNew(ulid.Now(), nil).String(), ulid.MustNew(ulid.Now()+1, nil).String()
 	for _, d := range []string{other + ".tmp-for-creation", metas[0].ULID.String() + ".tmp-for-deletion", other} {
 		require.NoError(t, os.MkdirAll(filepath.Join(dir, d, "chunks"), 0o750))
 	}
-	require.NoError(t, os.WriteFile(filepath.Join(dir, ulid.MustNew(ulid.Now(), nil).String()), nil, 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, stray), nil, 0o644))
 	// Leftovers of uploads interrupted by a crash, one of a block deleted since.
 	stale := filepath.Join(dir, "thanos", "upload", metas[0].ULID.String())
 	require.NoError(t, os.MkdirAll(filepath.Join(stale, "chunks"), 0o750))
