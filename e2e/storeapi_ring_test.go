@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/url"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -129,50 +128,8 @@ func TestStoreAPIRingReadByThanosQuery(t *testing.T) {
 		return nil
 	})
 
-	// rangeQuery returns, by "tenant/series" (plus "/replica" without deduplication), the values of
-	// query at every written timestamp.
 	rangeQuery := func(query string, dedup bool) (map[string][]string, error) {
-		q := url.Values{"query": {query}, "start": {seconds(start)}, "end": {seconds(end)}, "step": {"15"},
-			"dedup": {strconv.FormatBool(dedup)}}
-		code, body, err := httpGet(client, base+"/api/v1/query_range?"+q.Encode())
-		if err != nil {
-			return nil, err
-		}
-		if code != http.StatusOK {
-			return nil, fmt.Errorf("status %d: %s", code, body)
-		}
-		var r struct {
-			Data struct {
-				Result []struct {
-					Metric map[string]string `json:"metric"`
-					Values [][2]any          `json:"values"`
-				} `json:"result"`
-			} `json:"data"`
-		}
-		if err := json.Unmarshal([]byte(body), &r); err != nil {
-			return nil, err
-		}
-		out := map[string][]string{}
-		for _, s := range r.Data.Result {
-			k := s.Metric["tenant_id"] + "/" + s.Metric["series"]
-			replica, ok := s.Metric["replica"]
-			if dedup && ok {
-				return nil, fmt.Errorf("replica label not deduplicated away: %v", s.Metric)
-			}
-			if !dedup {
-				k += "/" + replica
-			}
-			if _, dup := out[k]; dup {
-				return nil, fmt.Errorf("series %v returned twice", s.Metric)
-			}
-			for i, v := range s.Values {
-				if ts := int64(v[0].(float64) * 1000); ts != start+int64(i)*15_000 {
-					return nil, fmt.Errorf("%s: timestamp %d at step %d", k, ts, i)
-				}
-				out[k] = append(out[k], v[1].(string))
-			}
-		}
-		return out, nil
+		return thanosRangeQuery(client, base, query, start, end, dedup)
 	}
 	expect := func(tenants ...string) map[string][]string {
 		out := map[string][]string{}

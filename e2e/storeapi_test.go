@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"net/url"
 	"slices"
 	"strconv"
@@ -81,41 +82,8 @@ func TestStoreAPIReadByThanosQuery(t *testing.T) {
 		return nil
 	})
 
-	// rangeQuery returns, by "tenant/series", the values of query at every written timestamp.
 	rangeQuery := func(query string) (map[string][]string, error) {
-		q := url.Values{"query": {query}, "start": {seconds(start)}, "end": {seconds(start + (points-1)*15_000)}, "step": {"15"}}
-		code, body, err := httpGet(n.client, base+"/api/v1/query_range?"+q.Encode())
-		if err != nil {
-			return nil, err
-		}
-		if code != 200 {
-			return nil, fmt.Errorf("status %d: %s", code, body)
-		}
-		var r struct {
-			Data struct {
-				Result []struct {
-					Metric map[string]string `json:"metric"`
-					Values [][2]any          `json:"values"`
-				} `json:"result"`
-			} `json:"data"`
-		}
-		if err := json.Unmarshal([]byte(body), &r); err != nil {
-			return nil, err
-		}
-		out := map[string][]string{}
-		for _, s := range r.Data.Result {
-			if _, ok := s.Metric["replica"]; ok {
-				return nil, fmt.Errorf("replica label not deduplicated away: %v", s.Metric)
-			}
-			k := s.Metric["tenant_id"] + "/" + s.Metric["series"]
-			for i, v := range s.Values {
-				if ts := int64(v[0].(float64) * 1000); ts != start+int64(i)*15_000 {
-					return nil, fmt.Errorf("%s: timestamp %d at step %d", k, ts, i)
-				}
-				out[k] = append(out[k], v[1].(string))
-			}
-		}
-		return out, nil
+		return thanosRangeQuery(n.client, base, query, start, start+(points-1)*15_000, true)
 	}
 	expect := func(tenants ...string) map[string][]string {
 		out := map[string][]string{}
@@ -161,3 +129,51 @@ func TestStoreAPIReadByThanosQuery(t *testing.T) {
 }
 
 func seconds(ms int64) string { return strconv.FormatFloat(float64(ms)/1000, 'f', 3, 64) }
+
+// thanosRangeQuery asks the query API at base for query over [start, end] (ms) at a 15 s step and
+// returns, by "tenant/series" (plus "/replica" without deduplication), the values at every step. It
+// fails when a step's timestamp is not start + i·15 s, a series comes twice, or deduplication left a
+// replica label.
+func thanosRangeQuery(client *http.Client, base, query string, start, end int64, dedup bool) (map[string][]string, error) {
+	q := url.Values{"query": {query}, "start": {seconds(start)}, "end": {seconds(end)}, "step": {"15"},
+		"dedup": {strconv.FormatBool(dedup)}}
+	code, body, err := httpGet(client, base+"/api/v1/query_range?"+q.Encode())
+	if err != nil {
+		return nil, err
+	}
+	if code != http.StatusOK {
+		return nil, fmt.Errorf("status %d: %s", code, body)
+	}
+	var r struct {
+		Data struct {
+			Result []struct {
+				Metric map[string]string `json:"metric"`
+				Values [][2]any          `json:"values"`
+			} `json:"result"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal([]byte(body), &r); err != nil {
+		return nil, err
+	}
+	out := map[string][]string{}
+	for _, s := range r.Data.Result {
+		k := s.Metric["tenant_id"] + "/" + s.Metric["series"]
+		replica, ok := s.Metric["replica"]
+		if dedup && ok {
+			return nil, fmt.Errorf("replica label not deduplicated away: %v", s.Metric)
+		}
+		if !dedup {
+			k += "/" + replica
+		}
+		if _, dup := out[k]; dup {
+			return nil, fmt.Errorf("series %v returned twice", s.Metric)
+		}
+		for i, v := range s.Values {
+			if ts := int64(v[0].(float64) * 1000); ts != start+int64(i)*15_000 {
+				return nil, fmt.Errorf("%s: timestamp %d at step %d", k, ts, i)
+			}
+			out[k] = append(out[k], v[1].(string))
+		}
+	}
+	return out, nil
+}
