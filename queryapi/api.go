@@ -249,25 +249,9 @@ func (a *API) query(w http.ResponseWriter, r *http.Request) {
 		writeError(w, badData(err))
 		return
 	}
-	ctx, cancel, e := requestContext(r)
-	if e != nil {
-		writeError(w, e)
-		return
-	}
-	defer cancel()
-	qs := r.FormValue("query")
-	qry, err := a.engine.NewInstantQuery(ctx, q, nil, qs, ts)
-	if err != nil {
-		writeError(w, badData(fmt.Errorf("invalid parameter \"query\": %w", err)))
-		return
-	}
-	defer qry.Close()
-	res := qry.Exec(ctx)
-	if res.Err != nil {
-		writeError(w, engineError(res.Err))
-		return
-	}
-	writeData(w, resultData(res.Value), res.Warnings, qs)
+	a.run(w, r, func(ctx context.Context, qs string) (promql.Query, error) {
+		return a.engine.NewInstantQuery(ctx, q, nil, qs, ts)
+	})
 }
 
 func (a *API) queryRange(w http.ResponseWriter, r *http.Request) {
@@ -304,6 +288,14 @@ func (a *API) queryRange(w http.ResponseWriter, r *http.Request) {
 		writeError(w, badData(errors.New("exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)")))
 		return
 	}
+	a.run(w, r, func(ctx context.Context, qs string) (promql.Query, error) {
+		return a.engine.NewRangeQuery(ctx, q, nil, qs, start, end, step)
+	})
+}
+
+// run is the part instant and range queries share: the request's deadline, the "query" parameter
+// parsed by newQuery, execution and the answer.
+func (a *API) run(w http.ResponseWriter, r *http.Request, newQuery func(ctx context.Context, qs string) (promql.Query, error)) {
 	ctx, cancel, e := requestContext(r)
 	if e != nil {
 		writeError(w, e)
@@ -311,7 +303,7 @@ func (a *API) queryRange(w http.ResponseWriter, r *http.Request) {
 	}
 	defer cancel()
 	qs := r.FormValue("query")
-	qry, err := a.engine.NewRangeQuery(ctx, q, nil, qs, start, end, step)
+	qry, err := newQuery(ctx, qs)
 	if err != nil {
 		writeError(w, badData(fmt.Errorf("invalid parameter \"query\": %w", err)))
 		return
