@@ -48,8 +48,11 @@ type Request struct {
 	body    *[]byte
 	decoded []byte // the decompressed protobuf, which Write's strings alias; kept for reuse
 	src     []byte // what was decoded: decoded, or the caller's buffer (DecodeRaw)
-	foreign bool   // src is the caller's (DecodeRaw)
-	dec     decoder
+	// compressed is the snappy that decoded came from (the body, or DecodeBytes' argument); nil
+	// after DecodeRaw.
+	compressed []byte
+	foreign    bool // src is the caller's (DecodeRaw)
+	dec        decoder
 }
 
 var (
@@ -82,7 +85,7 @@ func (r *Request) reset() {
 		r.dec.clearUsed()
 	}
 	r.foreign = false
-	r.src = nil
+	r.src, r.compressed = nil, nil
 	if cap(r.decoded) > maxRetainedDecoded {
 		r.decoded = nil
 		r.dec.clearAll() // the arenas' strings would keep the big buffer alive
@@ -158,7 +161,8 @@ func decode(r *http.Request, limits DecodeLimits, before func() error) (*Request
 }
 
 // DecodeBytes decodes a snappy-compressed WriteRequest that is already in memory; fuzzing and
-// benchmarks use it to exercise exactly what Decode does after reading.
+// benchmarks use it to exercise exactly what Decode does after reading. The request's Frames refer
+// to compressed, which must stay unchanged while they are used.
 func DecodeBytes(compressed []byte, maxDecoded int64) (*Request, error) {
 	req := requestPool.Get().(*Request)
 	if err := req.unmarshal(compressed, maxDecoded); err != nil {
@@ -198,7 +202,7 @@ func (r *Request) unmarshal(compressed []byte, maxDecoded int64) error {
 		buf = make([]byte, n)
 	}
 	buf = buf[:n]
-	r.decoded, r.src = buf, buf
+	r.decoded, r.src, r.compressed = buf, buf, compressed
 	if _, err := snappy.Decode(buf, compressed); err != nil {
 		return errorf(ClassInvalid, "body is not block-format snappy%s: %v", sniff(compressed), err)
 	}

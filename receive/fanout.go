@@ -18,7 +18,7 @@ import (
 
 // fanout is the state of one Write. It is pooled and reference-counted: the Write holds one
 // reference and every background forward another until it has encoded its payload; the last to
-// release it returns it to the pool. Forwards read only groups, spans, enc and orig (written before
+// release it returns it to the pool. Forwards read only groups, spans, enc, orig and body (written before
 // they start); everything else belongs to the Write's goroutine.
 type fanout struct {
 	refs    atomic.Int32
@@ -28,6 +28,7 @@ type fanout struct {
 	spans   []frameRef     // per series: its field in enc or orig (empty when only the local endpoint owns it)
 	enc     []byte         // the series owned by a remote endpoint and marshalled again, each as a WriteRequest field
 	orig    []byte         // the request's original encoding (SeriesFrames), which the other spans index
+	body    []byte         // the client's compressed body when it is the whole request (SeriesFrames.wholeBody)
 	local   []prompb.TimeSeries
 
 	tracker  tracker
@@ -68,7 +69,7 @@ func (f *fanout) release() {
 	for i := range f.groups {
 		f.groups[i] = f.groups[i][:0]
 	}
-	f.enc, f.orig = f.enc[:0], nil
+	f.enc, f.orig, f.body = f.enc[:0], nil, nil
 	clear(f.rejected)
 	f.rejected = f.rejected[:0]
 	f.failure, f.invalid, f.timedOut = nil, nil, false
@@ -116,7 +117,7 @@ func (f *fanout) split(ring hashring.Ring, tenantID string, series []prompb.Time
 	owners := f.owners[:0]
 	enc := f.enc[:0]
 	if frames.Len() == len(series) {
-		f.orig = frames.buf
+		f.orig, f.body = frames.buf, frames.wholeBody()
 	} else {
 		frames = SeriesFrames{}
 	}
@@ -185,6 +186,18 @@ func (f *fanout) encode(d int) *[]byte {
 	}
 	*raw = b
 	return raw
+}
+
+// payload builds the payload of remote endpoint d (put it back with putBuffer) and tells whether
+// it is compressed: with withBody, a copy of the client's compressed body when d owns every series
+// and the body is the whole request (SeriesFrames.wholeBody), else d's series encoded.
+func (f *fanout) payload(d int, withBody bool) (payload *[]byte, compressed bool) {
+	if withBody && f.body != nil && len(f.groups[d]) == len(f.spans) {
+		buf := getBuffer()
+		*buf = append((*buf)[:0], f.body...)
+		return buf, true
+	}
+	return f.encode(d), false
 }
 
 // apply records the answer of one endpoint for each of its series.

@@ -27,6 +27,7 @@ func (s span) empty() bool { return s.start == s.end }
 type SeriesFrames struct {
 	buf   []byte
 	spans []span
+	body  []byte // the block-format snappy that buf was decoded from, when there is one
 }
 
 // Len is the number of series the frames describe (zero when there are none).
@@ -41,7 +42,29 @@ func (f SeriesFrames) frame(i int) []byte {
 	return f.buf[sp.start:sp.end]
 }
 
+// wholeBody returns the client's compressed body when the frames are the whole decoded request:
+// every series forwarded as it came, in order, with nothing before, between or after them. A share
+// holding every series is then exactly that body once decompressed, so a router may send the
+// body itself instead of copying the frames and compressing them again for each replica (which
+// is every endpoint of a ring whose replication factor is its size). Else nil.
+func (f SeriesFrames) wholeBody() []byte {
+	if f.body == nil || len(f.spans) == 0 {
+		return nil
+	}
+	at := 0
+	for _, sp := range f.spans {
+		if sp.empty() || sp.start != at {
+			return nil
+		}
+		at = sp.end
+	}
+	if at != len(f.buf) {
+		return nil
+	}
+	return f.body
+}
+
 // Frames returns the original encoding of r's series (r.Write.Timeseries, after validation).
 func (r *Request) Frames() SeriesFrames {
-	return SeriesFrames{buf: r.src, spans: r.dec.frames}
+	return SeriesFrames{buf: r.src, spans: r.dec.frames, body: r.compressed}
 }

@@ -1,10 +1,12 @@
 package receive
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"sync"
 	"testing"
 	"time"
 
@@ -202,4 +204,130 @@ func checkStatsFrame(t *testing.T, b []byte) {
 	}
 	var again tenant.WriteStats
 	require.NoError(t, parseStats(encodeStats(&st), &again))
+}
+
+// TestWholeBody: a request's compressed body stands for its frames only when they are the whole
+// request — then it decompresses to exactly their concatenation; a series validation changed or
+// dropped, or anything in the body that is not a series (metadata), rules it out.
+func TestWholeBody(t *testing.T) {
+	now := benchNow.UnixMilli()
+	rng := rand.New(rand.NewPCG(3, 4))
+	whole := 0
+	for iter := range 300 {
+		req, err := DecodeBytes(snappy.Encode(nil, randomRequest(rng, now)), 1<<20)
+		require.NoError(t, err)
+		kept, _, err := benchLimits.validateRequest(req, benchNow)
+		require.NoError(t, err)
+		frames := req.Frames()
+		if body := frames.wholeBody(); body != nil {
+			whole++
+			var concat []byte
+			for i := range kept {
+				concat = append(concat, frames.frame(i)...)
+			}
+			decoded, err := snappy.Decode(nil, body)
+			require.NoError(t, err)
+			require.Equal(t, concat, decoded, "iteration %d", iter)
+		}
+		req.Release()
+	}
+	require.Positive(t, whole)
+
+	clean := marshalWR(t, benchWriteRequest(20))
+	for _, tc := range []struct {
+		name  string
+		raw   []byte
+		whole bool
+	}{
+		{"series only", clean, true},
+		{"metadata after the series", append(clean, 3<<3|wireBytes, 0), false},
+		{"metadata before the series", append([]byte{3<<3 | wireBytes, 0}, clean...), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			body := snappy.Encode(nil, tc.raw)
+			req, err := DecodeBytes(body, 1<<20)
+			require.NoError(t, err)
+			defer req.Release()
+			_, _, err = benchLimits.validateRequest(req, benchNow)
+			require.NoError(t, err)
+			if tc.whole {
+				require.Equal(t, body, req.Frames().wholeBody())
+			} else {
+				require.Nil(t, req.Frames().wholeBody())
+			}
+		})
+	}
+	raw, err := DecodeRaw(clean, 1<<20) // nothing compressed to send
+	require.NoError(t, err)
+	defer raw.Release()
+	require.Nil(t, raw.Frames().wholeBody())
+}
+
+// bodyForwarder records, per endpoint, whether its share came as a compressed body, and what the
+// share decodes to.
+type bodyForwarder struct {
+	mu         sync.Mutex
+	compressed map[string]bool
+	got        map[string][]prompb.TimeSeries
+}
+
+func (f *bodyForwarder) record(endpoint string, compressed bool, decode func() (*Request, error)) (tenant.WriteStats, error) {
+	req, err := decode()
+	if err != nil {
+		return tenant.WriteStats{}, err
+	}
+	defer req.Release()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.compressed[endpoint] = compressed
+	f.got[endpoint] = cloneSeries(req.Write.Timeseries)
+	return tenant.WriteStats{}, nil
+}
+
+func (f *bodyForwarder) Forward(_ context.Context, endpoint, _ string, payload []byte) (tenant.WriteStats, error) {
+	return f.record(endpoint, false, func() (*Request, error) { return DecodeRaw(payload, 1<<20) })
+}
+
+func (f *bodyForwarder) forwardCompressed(_ context.Context, endpoint, _ string, payload []byte) (tenant.WriteStats, error) {
+	return f.record(endpoint, true, func() (*Request, error) { return DecodeBytes(payload, 1<<20) })
+}
+
+func (*bodyForwarder) sendsCompressed() bool { return true }
+
+// TestRouterForwardsWholeBody: on a ring whose replication factor is its size, every replica gets
+// the client's compressed body, which decodes to the validated series; a request that validation
+// changed is sent encoded, and so is every share on a larger ring.
+func TestRouterForwardsWholeBody(t *testing.T) {
+	unsorted := benchWriteRequest(50)
+	ls := unsorted.Timeseries[7].Labels
+	ls[0], ls[1] = ls[1], ls[0]
+	for _, tc := range []struct {
+		name       string
+		endpoints  int
+		wr         *prompb.WriteRequest
+		compressed bool
+	}{
+		{"rf=3, 3 endpoints", 3, benchWriteRequest(50), true},
+		{"rf=3, 3 endpoints, a series sorted by validation", 3, unsorted, false},
+		{"rf=3, 6 endpoints", 6, benchWriteRequest(50), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fwd := &bodyForwarder{compressed: map[string]bool{}, got: map[string][]prompb.TimeSeries{}}
+			r := benchRouter(t, 3, tc.endpoints, fwd)
+			req, err := DecodeBytes(encodeWR(t, tc.wr), 1<<20)
+			require.NoError(t, err)
+			defer req.Release()
+			series, _, err := benchLimits.validateRequest(req, benchNow)
+			require.NoError(t, err)
+			_, err = r.WriteFrames(context.Background(), "team-a", series, req.Frames())
+			require.NoError(t, err)
+			require.Len(t, fwd.got, tc.endpoints)
+			for ep, got := range fwd.got {
+				require.Equal(t, tc.compressed, fwd.compressed[ep], ep)
+				if tc.endpoints == 3 {
+					require.Equal(t, cloneSeries(series), got, ep)
+				}
+			}
+		})
+	}
 }

@@ -224,6 +224,19 @@ func NewPeerWriter(cfg PeerConfig, logger *slog.Logger, reg prometheus.Registere
 
 // Forward implements Forwarder.
 func (p *PeerWriter) Forward(ctx context.Context, endpoint, tenantID string, payload []byte) (tenant.WriteStats, error) {
+	return p.send(ctx, endpoint, tenantID, payload, false)
+}
+
+// forwardCompressed implements compressedForwarder: payload is block-format snappy already.
+func (p *PeerWriter) forwardCompressed(ctx context.Context, endpoint, tenantID string, payload []byte) (tenant.WriteStats, error) {
+	return p.send(ctx, endpoint, tenantID, payload, true)
+}
+
+// sendsCompressed implements compressedForwarder.
+func (p *PeerWriter) sendsCompressed() bool { return p.cfg.Compression == CompressionSnappy }
+
+// send is Forward for a payload that is compressed already or not.
+func (p *PeerWriter) send(ctx context.Context, endpoint, tenantID string, payload []byte, compressed bool) (tenant.WriteStats, error) {
 	pc, err := p.peer(endpoint)
 	if err != nil {
 		return tenant.WriteStats{}, err
@@ -232,8 +245,8 @@ func (p *PeerWriter) Forward(ctx context.Context, endpoint, tenantID string, pay
 	if !ok {
 		return tenant.WriteStats{}, &Error{Class: ClassUnavailable, Err: fmt.Errorf("forward to %s: %w", endpoint, ErrEndpointDown)}
 	}
-	req := forwardRequest{tenant: tenantID, payload: payload}
-	if p.cfg.Compression == CompressionSnappy {
+	req := forwardRequest{tenant: tenantID, payload: payload, compressed: compressed}
+	if !compressed && p.cfg.Compression == CompressionSnappy {
 		buf := compress(payload)
 		defer putBuffer(buf)
 		req.payload, req.compressed = *buf, true

@@ -35,6 +35,18 @@ type Forwarder interface {
 	Forward(ctx context.Context, endpoint, tenantID string, payload []byte) (tenant.WriteStats, error)
 }
 
+// compressedForwarder is a Forwarder that can also send a payload that is block-format snappy
+// already: the client's own body, when a share is the whole request (SeriesFrames.wholeBody), which
+// spares the router copying the series and compressing them once per replica.
+type compressedForwarder interface {
+	Forwarder
+	// forwardCompressed is Forward with payload block-format snappy of the protobuf WriteRequest.
+	forwardCompressed(ctx context.Context, endpoint, tenantID string, payload []byte) (tenant.WriteStats, error)
+	// sendsCompressed tells whether the forwarder compresses what it sends anyway; one that does
+	// not would have to decompress the payload, so it is only handed uncompressed ones.
+	sendsCompressed() bool
+}
+
 // RingFunc returns the ring that places tenantID's series. It is called once per request.
 type RingFunc func(tenantID string) (hashring.Ring, error)
 
@@ -92,13 +104,15 @@ func (c RouterConfig) Validate() error {
 // the handler passed them (WriteFrames, frames.go), else a marshalling made once per series — and
 // hands it to the Forwarder; the local share is written in the calling goroutine.
 type Router struct {
-	cfg    RouterConfig
-	ring   RingFunc
-	local  Storage
-	peers  Forwarder
-	logger *slog.Logger
-	m      *routerMetrics
-	now    func() time.Time
+	cfg   RouterConfig
+	ring  RingFunc
+	local Storage
+	peers Forwarder
+	// compressed is peers when it takes compressed payloads (see compressedForwarder), else nil.
+	compressed compressedForwarder
+	logger     *slog.Logger
+	m          *routerMetrics
+	now        func() time.Time
 
 	mu     sync.Mutex // guards closed and the zero crossings of wg
 	closed bool
@@ -117,7 +131,11 @@ func NewRouter(cfg RouterConfig, ring RingFunc, local Storage, peers Forwarder, 
 	case cfg.LocalEndpoint != "" && local == nil:
 		return nil, fmt.Errorf("local endpoint %s given without local storage", cfg.LocalEndpoint)
 	}
-	return &Router{cfg: cfg, ring: ring, local: local, peers: peers, logger: logger, m: newRouterMetrics(reg), now: time.Now}, nil
+	r := &Router{cfg: cfg, ring: ring, local: local, peers: peers, logger: logger, m: newRouterMetrics(reg), now: time.Now}
+	if cf, ok := peers.(compressedForwarder); ok && cf.sendsCompressed() {
+		r.compressed = cf
+	}
+	return r, nil
 }
 
 // Close makes later writes fail with ClassUnavailable and waits for the writes and background
@@ -286,10 +304,16 @@ func (r *Router) forward(f *fanout, fl *flight, d int, endpoint, tenantID string
 	inflight := r.m.inflight.WithLabelValues(endpoint)
 	inflight.Inc()
 	n := len(f.groups[d])
-	payload := f.encode(d)
+	payload, compressed := f.payload(d, r.compressed != nil)
 	f.encoded.Done()
 	f.release()
-	stats, err := r.peers.Forward(fl.ctx, endpoint, tenantID, *payload)
+	var stats tenant.WriteStats
+	var err error
+	if compressed {
+		stats, err = r.compressed.forwardCompressed(fl.ctx, endpoint, tenantID, *payload)
+	} else {
+		stats, err = r.peers.Forward(fl.ctx, endpoint, tenantID, *payload)
+	}
 	putBuffer(payload)
 	inflight.Dec()
 	if err == nil {

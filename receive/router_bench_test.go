@@ -28,8 +28,16 @@ func (f nopForwarder) Forward(_ context.Context, _, _ string, payload []byte) (t
 	return tenant.WriteStats{}, nil
 }
 
+// forwardCompressed and sendsCompressed make nopForwarder a compressedForwarder when it compresses,
+// as a PeerWriter is: a share that is the client's compressed body is taken as it is.
+func (nopForwarder) forwardCompressed(context.Context, string, string, []byte) (tenant.WriteStats, error) {
+	return tenant.WriteStats{}, nil
+}
+
+func (f nopForwarder) sendsCompressed() bool { return f.compress }
+
 // benchRouter returns a router without local endpoint over endpoints ketama endpoints.
-func benchRouter(b *testing.B, rf, endpoints int, fwd Forwarder) *Router {
+func benchRouter(b testing.TB, rf, endpoints int, fwd Forwarder) *Router {
 	var eps []hashring.Endpoint
 	for i := range endpoints {
 		eps = append(eps, hashring.Endpoint{Address: "ingester-" + strconv.Itoa(i) + ":10901"})
