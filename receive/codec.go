@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync"
 
 	"google.golang.org/grpc/encoding"
 	_ "google.golang.org/grpc/encoding/proto" // the codec for every other message (registered by grpc itself too)
@@ -18,12 +19,18 @@ import (
 //
 // Request (router → ingester):
 //
-//	byte     version: 1 when the payload is snappy-compressed, 2 when it is not
+//	byte     version: 1 when the payload is snappy-compressed, 2 when it is not; 3 and 4 are 1 and 2
+//	         with the series' hashes
 //	uvarint  length of the tenant ID, then the tenant ID (validated again by the ingester)
+//	         versions 3 and 4: uvarint number of hashes, then per series of the payload, in order,
+//	         its hashring.SeriesHash (8 bytes, little-endian), which the ingester's series-reference
+//	         cache uses instead of hashing the labels again; a count other than the payload's
+//	         number of series is refused (InvalidArgument)
 //	bytes    the rest: the protobuf prometheus.WriteRequest holding the series this ingester owns;
 //	         with version 1 block-format snappy of it (a Remote Write 1.0 body), with version 2 as is
 //
-// Ingesters accept both versions; a router sends the one its compression setting
+// Ingesters accept every version; a router sends versions 3 and 4 (the hashes cost it nothing: it
+// computed them to place the series), and the one its compression setting
 // (PeerConfig.Compression) asks for, so compression can be turned off after every ingester runs a
 // version that reads version 2.
 //
@@ -38,10 +45,12 @@ import (
 // A success costs a handful of bytes; rejections are rare. Errors travel as gRPC status codes (see
 // ingest.go for the mapping and peer.go for the way back to error classes).
 const (
-	ingestServiceName = "weir.ingest.v1.Ingest"
-	ingestWriteMethod = "/" + ingestServiceName + "/Write"
-	wireVersion       = 1 // of responses, and of requests with a snappy payload
-	wireVersionRaw    = 2 // of requests with an uncompressed payload
+	ingestServiceName    = "weir.ingest.v1.Ingest"
+	ingestWriteMethod    = "/" + ingestServiceName + "/Write"
+	wireVersion          = 1 // of responses, and of requests with a snappy payload
+	wireVersionRaw       = 2 // of requests with an uncompressed payload
+	wireVersionHashed    = 3 // of requests with a snappy payload and the series' hashes
+	wireVersionRawHashed = 4 // of requests with an uncompressed payload and the series' hashes
 	// maxErrorText bounds the error text of one rejection on the wire.
 	maxErrorText = 512
 	// codecName is the content-subtype of the ingest calls (application/grpc+weir).
@@ -51,16 +60,18 @@ const (
 // forwardRequest is the request message on the router side.
 type forwardRequest struct {
 	tenant     string
-	payload    []byte // protobuf WriteRequest; copied by Marshal, so only needed during the call
-	compressed bool   // payload is block-format snappy of it
+	payload    []byte   // protobuf WriteRequest; copied by Marshal, so only needed during the call
+	compressed bool     // payload is block-format snappy of it
+	hashes     []uint64 // nil, or the SeriesHash of every series of payload (versions 3 and 4)
 }
 
-// ingestRequest is the request message on the ingester side. Its buffer is held until release.
+// ingestRequest is the request message on the ingester side. Its buffers are held until release.
 type ingestRequest struct {
 	buf        mem.Buffer
 	tenant     string
 	payload    []byte // a view into buf
 	compressed bool
+	hashes     *[]uint64 // the frame's series hashes (pooled); nil when it had none
 }
 
 func (r *ingestRequest) release() {
@@ -69,6 +80,10 @@ func (r *ingestRequest) release() {
 		r.buf = nil
 	}
 	r.payload = nil
+	if r.hashes != nil {
+		putHashes(r.hashes)
+		r.hashes = nil
+	}
 }
 
 // writeReply is the response message on both sides.
@@ -94,18 +109,23 @@ func (c ingestCodec) Marshal(v any) (mem.BufferSlice, error) {
 	switch m := v.(type) {
 	case *forwardRequest:
 		n := 1 + uvarintLen(uint64(len(m.tenant))) + len(m.tenant) + len(m.payload)
+		if m.hashes != nil {
+			n += uvarintLen(uint64(len(m.hashes))) + 8*len(m.hashes)
+		}
 		// The frame is copied into a buffer that gRPC frees once it is on the wire: the caller's
 		// payload may be reused as soon as the call returns, even if the transport still holds the
 		// frame (a call that ends early on a deadline).
 		buf := c.pool.Get(n)
 		b := (*buf)[:0]
-		if m.compressed {
-			b = append(b, wireVersion)
-		} else {
-			b = append(b, wireVersionRaw)
-		}
+		b = append(b, requestVersion(m.compressed, m.hashes != nil))
 		b = binary.AppendUvarint(b, uint64(len(m.tenant)))
 		b = append(b, m.tenant...)
+		if m.hashes != nil {
+			b = binary.AppendUvarint(b, uint64(len(m.hashes)))
+			for _, h := range m.hashes {
+				b = binary.LittleEndian.AppendUint64(b, h)
+			}
+		}
 		b = append(b, m.payload...)
 		*buf = b
 		return mem.BufferSlice{mem.NewBuffer(buf, c.pool)}, nil
@@ -119,12 +139,18 @@ func (c ingestCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	switch m := v.(type) {
 	case *ingestRequest:
 		buf := data.MaterializeToBuffer(c.pool)
-		tenantID, payload, compressed, err := parseRequestFrame(buf.ReadOnlyData())
+		fr, err := parseRequestFrame(buf.ReadOnlyData())
 		if err != nil {
 			buf.Free()
 			return err
 		}
-		m.buf, m.tenant, m.payload, m.compressed = buf, tenantID, payload, compressed
+		m.buf, m.tenant, m.payload, m.compressed = buf, fr.tenant, fr.payload, fr.compressed
+		if fr.hashed {
+			m.hashes = getHashes()
+			for h := fr.hashes; len(h) > 0; h = h[8:] {
+				*m.hashes = append(*m.hashes, binary.LittleEndian.Uint64(h))
+			}
+		}
 		return nil
 	case *writeReply:
 		buf := data.MaterializeToBuffer(c.pool)
@@ -136,20 +162,64 @@ func (c ingestCodec) Unmarshal(data mem.BufferSlice, v any) error {
 
 var errFrame = errors.New("malformed ingest frame")
 
-// parseRequestFrame splits a request frame into its tenant (copied) and payload (a view into b),
-// and says whether the payload is compressed.
-func parseRequestFrame(b []byte) (tenantID string, payload []byte, compressed bool, err error) {
-	if len(b) == 0 || (b[0] != wireVersion && b[0] != wireVersionRaw) {
-		return "", nil, false, fmt.Errorf("%w: unknown version", errFrame)
+// requestVersion is the version of a request frame with a compressed payload or not, with hashes
+// or not.
+func requestVersion(compressed, hashed bool) byte {
+	switch {
+	case compressed && hashed:
+		return wireVersionHashed
+	case hashed:
+		return wireVersionRawHashed
+	case compressed:
+		return wireVersion
 	}
-	compressed = b[0] == wireVersion
+	return wireVersionRaw
+}
+
+// requestFrame is a parsed request frame; payload and hashes are views into the frame.
+type requestFrame struct {
+	tenant     string // copied
+	payload    []byte
+	compressed bool
+	hashed     bool   // the frame has hashes (versions 3 and 4), perhaps none
+	hashes     []byte // 8 bytes per series, little-endian
+}
+
+// parseRequestFrame splits a request frame into its parts.
+func parseRequestFrame(b []byte) (requestFrame, error) {
+	var fr requestFrame
+	if len(b) == 0 || b[0] < wireVersion || b[0] > wireVersionRawHashed {
+		return fr, fmt.Errorf("%w: unknown version", errFrame)
+	}
+	fr.compressed = b[0] == wireVersion || b[0] == wireVersionHashed
+	fr.hashed = b[0] >= wireVersionHashed
 	b = b[1:]
 	n, k := binary.Uvarint(b)
 	if k <= 0 || n > uint64(len(b)-k) {
-		return "", nil, false, fmt.Errorf("%w: bad tenant length", errFrame)
+		return fr, fmt.Errorf("%w: bad tenant length", errFrame)
 	}
 	b = b[k:]
-	return string(b[:n]), b[n:], compressed, nil
+	fr.tenant, b = string(b[:n]), b[n:]
+	if fr.hashed {
+		n, k = binary.Uvarint(b)
+		if k <= 0 || n > uint64(len(b)-k)/8 {
+			return fr, fmt.Errorf("%w: bad number of hashes", errFrame)
+		}
+		b = b[k:]
+		fr.hashes, b = b[:8*n], b[8*n:]
+	}
+	fr.payload = b
+	return fr, nil
+}
+
+// hashPool holds the series hashes of received frames.
+var hashPool = sync.Pool{New: func() any { return new([]uint64) }}
+
+func getHashes() *[]uint64 { return hashPool.Get().(*[]uint64) }
+
+func putHashes(h *[]uint64) {
+	*h = (*h)[:0]
+	hashPool.Put(h)
 }
 
 // encodeStats returns the response frame of s.

@@ -75,7 +75,19 @@ func TestRequestFrame(t *testing.T) {
 		payload[0] = 'p'
 	}
 
-	for _, frame := range [][]byte{{}, {3, 0}, {0, 0}, {wireVersion}, {wireVersionRaw, 5, 'a'}} {
+	// With hashes: they come back in order, the payload after them.
+	out, err := c.Marshal(&forwardRequest{tenant: "t", payload: payload, hashes: []uint64{1, 1 << 63, 42}})
+	require.NoError(t, err)
+	var req ingestRequest
+	require.NoError(t, c.Unmarshal(out, &req))
+	out.Free()
+	require.Equal(t, []uint64{1, 1 << 63, 42}, *req.hashes)
+	require.Equal(t, string(payload), string(req.payload))
+	require.False(t, req.compressed)
+	req.release()
+
+	for _, frame := range [][]byte{{}, {5, 0}, {0, 0}, {wireVersion}, {wireVersionRaw, 5, 'a'},
+		{wireVersionHashed, 0}, {wireVersionRawHashed, 0, 1, 0, 0, 0, 0, 0, 0, 0}, {wireVersionRawHashed, 0, 0x80, 0x80, 0x80, 0x80, 0x10}} {
 		require.ErrorIs(t, c.Unmarshal(mem.BufferSlice{mem.SliceBuffer(frame)}, &ingestRequest{}), errFrame, "%q", frame)
 	}
 }

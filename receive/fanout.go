@@ -25,11 +25,14 @@ type fanout struct {
 	encoded sync.WaitGroup // forwards that have not yet encoded their payload (they read orig)
 	groups  [][]int32      // per endpoint index: the indexes of the series it owns, ascending
 	owners  []int          // scratch for Ring.Owners
+	hashes  []uint64       // per series: its hashring.SeriesHash
 	spans   []frameRef     // per series: its field in enc or orig (empty when only the local endpoint owns it)
 	enc     []byte         // the series owned by a remote endpoint and marshalled again, each as a WriteRequest field
 	orig    []byte         // the request's original encoding (SeriesFrames), which the other spans index
 	body    []byte         // the client's compressed body when it is the whole request (SeriesFrames.wholeBody)
 	local   []prompb.TimeSeries
+	// localHashes are the hashes of local, the local endpoint's share.
+	localHashes []uint64
 
 	tracker  tracker
 	conflict []bool       // scratch of apply, per series
@@ -57,6 +60,7 @@ func getFanout(n, endpoints, rf int) *fanout {
 	}
 	f.groups = f.groups[:endpoints]
 	f.spans = resize(f.spans, n)
+	f.hashes = resize(f.hashes, n)
 	f.conflict = resize(f.conflict, n)
 	f.tracker.reset(n, rf)
 	return f
@@ -124,7 +128,8 @@ func (f *fanout) split(ring hashring.Ring, tenantID string, series []prompb.Time
 	var err error
 	for i := range series {
 		ts := &series[i]
-		owners, err = ring.Owners(hashring.SeriesHash(tenantID, ts.Labels), rf, owners[:0])
+		f.hashes[i] = hashring.SeriesHash(tenantID, ts.Labels)
+		owners, err = ring.Owners(f.hashes[i], rf, owners[:0])
 		if err != nil {
 			f.owners, f.enc = owners, enc
 			return err
@@ -198,6 +203,16 @@ func (f *fanout) payload(d int, withBody bool) (payload *[]byte, compressed bool
 		return buf, true
 	}
 	return f.encode(d), false
+}
+
+// groupHashes sets *into to the hashes of the series of endpoint d, in order, and returns into.
+func (f *fanout) groupHashes(d int, into *[]uint64) *[]uint64 {
+	h := (*into)[:0]
+	for _, s := range f.groups[d] {
+		h = append(h, f.hashes[s])
+	}
+	*into = h
+	return into
 }
 
 // apply records the answer of one endpoint for each of its series.

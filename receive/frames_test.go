@@ -162,6 +162,17 @@ func FuzzIngestFrame(f *testing.F) {
 	f.Add(frame(wireVersion, "team-a", snappy.Encode(nil, raw)))
 	f.Add(frame(wireVersionRaw, "team-a", raw))
 	f.Add(frame(wireVersionRaw, "", nil))
+	hashed := func(version byte, n int, payload []byte) []byte {
+		b := binary.AppendUvarint(frame(version, "team-a", nil), uint64(n))
+		for i := range n {
+			b = binary.LittleEndian.AppendUint64(b, uint64(i))
+		}
+		return append(b, payload...)
+	}
+	f.Add(hashed(wireVersionHashed, 3, snappy.Encode(nil, raw)))
+	f.Add(hashed(wireVersionRawHashed, 3, raw))
+	f.Add(hashed(wireVersionRawHashed, 0, nil))
+	f.Add(frame(wireVersionRawHashed, "t", []byte{0xff, 0xff, 0xff, 0xff, 0x0f}))
 	f.Add(frame(wireVersion, "t", []byte("not snappy")))
 	f.Add([]byte{wireVersionRaw, 0xff, 0xff, 0xff, 0xff, 0x0f})
 	f.Add(encodeStats(&tenant.WriteStats{Appended: [tenant.NumKinds]int{5, 0, 0}, Rejected: []tenant.Rejection{
@@ -169,17 +180,18 @@ func FuzzIngestFrame(f *testing.F) {
 	}}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		checkStatsFrame(t, b)
-		tenantID, payload, compressed, err := parseRequestFrame(b)
+		fr, err := parseRequestFrame(b)
 		if err != nil {
 			require.ErrorIs(t, err, errFrame)
 			return
 		}
-		require.LessOrEqual(t, len(tenantID)+len(payload), len(b))
+		require.LessOrEqual(t, len(fr.tenant)+len(fr.hashes)+len(fr.payload), len(b))
+		require.Zero(t, len(fr.hashes)%8)
 		var req *Request
-		if compressed {
-			req, err = DecodeBytes(payload, 1<<20)
+		if fr.compressed {
+			req, err = DecodeBytes(fr.payload, 1<<20)
 		} else {
-			req, err = DecodeRaw(payload, 1<<20)
+			req, err = DecodeRaw(fr.payload, 1<<20)
 		}
 		if err != nil {
 			require.Nil(t, req)
@@ -264,39 +276,46 @@ func TestWholeBody(t *testing.T) {
 }
 
 // bodyForwarder records, per endpoint, whether its share came as a compressed body, and what the
-// share decodes to.
+// share decodes to; it checks the share's hashes.
 type bodyForwarder struct {
+	t          testing.TB
 	mu         sync.Mutex
 	compressed map[string]bool
 	got        map[string][]prompb.TimeSeries
 }
 
-func (f *bodyForwarder) record(endpoint string, compressed bool, decode func() (*Request, error)) (tenant.WriteStats, error) {
-	req, err := decode()
+func (f *bodyForwarder) Forward(context.Context, string, string, []byte) (tenant.WriteStats, error) {
+	return tenant.WriteStats{}, errors.New("a share forwarder is sent shares")
+}
+
+func (f *bodyForwarder) forwardShare(_ context.Context, endpoint, tenantID string, s share) (tenant.WriteStats, error) {
+	decode := DecodeRaw
+	if s.compressed {
+		decode = DecodeBytes
+	}
+	req, err := decode(s.payload, 1<<20)
 	if err != nil {
 		return tenant.WriteStats{}, err
 	}
 	defer req.Release()
+	series := req.Write.Timeseries
+	require.Len(f.t, s.hashes, len(series))
+	for i := range series {
+		require.Equal(f.t, hashring.SeriesHash(tenantID, series[i].Labels), s.hashes[i], "series %d", i)
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.compressed[endpoint] = compressed
-	f.got[endpoint] = cloneSeries(req.Write.Timeseries)
+	f.compressed[endpoint] = s.compressed
+	f.got[endpoint] = cloneSeries(series)
 	return tenant.WriteStats{}, nil
 }
 
-func (f *bodyForwarder) Forward(_ context.Context, endpoint, _ string, payload []byte) (tenant.WriteStats, error) {
-	return f.record(endpoint, false, func() (*Request, error) { return DecodeRaw(payload, 1<<20) })
-}
-
-func (f *bodyForwarder) forwardCompressed(_ context.Context, endpoint, _ string, payload []byte) (tenant.WriteStats, error) {
-	return f.record(endpoint, true, func() (*Request, error) { return DecodeBytes(payload, 1<<20) })
-}
-
-func (*bodyForwarder) sendsCompressed() bool { return true }
+func (*bodyForwarder) takesCompressed() bool { return true }
 
 // TestRouterForwardsWholeBody: on a ring whose replication factor is its size, every replica gets
 // the client's compressed body, which decodes to the validated series; a request that validation
-// changed is sent encoded, and so is every share on a larger ring.
+// changed is sent encoded, and so is every share on a larger ring. Every share carries its series'
+// hashes.
 func TestRouterForwardsWholeBody(t *testing.T) {
 	unsorted := benchWriteRequest(50)
 	ls := unsorted.Timeseries[7].Labels
@@ -312,7 +331,7 @@ func TestRouterForwardsWholeBody(t *testing.T) {
 		{"rf=3, 6 endpoints", 6, benchWriteRequest(50), false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			fwd := &bodyForwarder{compressed: map[string]bool{}, got: map[string][]prompb.TimeSeries{}}
+			fwd := &bodyForwarder{t: t, compressed: map[string]bool{}, got: map[string][]prompb.TimeSeries{}}
 			r := benchRouter(t, 3, tc.endpoints, fwd)
 			req, err := DecodeBytes(encodeWR(t, tc.wr), 1<<20)
 			require.NoError(t, err)

@@ -26,6 +26,13 @@ type Storage interface {
 	Write(ctx context.Context, tenantID string, series []prompb.TimeSeries) (tenant.WriteStats, error)
 }
 
+// hashedStorage is a Storage that takes a hash of every series' labels, hashring.SeriesHash, computed
+// by the router to place the series (tenant.Manager.WriteHashed, whose series-reference cache uses it
+// instead of hashing the labels again).
+type hashedStorage interface {
+	WriteHashed(ctx context.Context, tenantID string, series []prompb.TimeSeries, hashes []uint64) (tenant.WriteStats, error)
+}
+
 // frameWriter is a Storage that can use the original encoding of the series (the Router, which
 // forwards it instead of marshalling the series again; see frames.go).
 type frameWriter interface {

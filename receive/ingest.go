@@ -3,10 +3,12 @@ package receive
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
+	"github.com/prometheus/prometheus/prompb"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -182,16 +184,28 @@ func (s *IngestServer) writeRequest(ctx context.Context, req *ingestRequest) (*w
 	}
 	defer wr.Release()
 	series := wr.Write.Timeseries
+	if req.hashes != nil && len(*req.hashes) != len(series) {
+		return nil, ingestError(codes.InvalidArgument, fmt.Errorf("%w: %d series hashes for %d series", errFrame, len(*req.hashes), len(series)))
+	}
 	reply := &writeReply{}
 	if len(series) == 0 {
 		return reply, nil
 	}
-	reply.stats, err = s.storage.Write(ctx, req.tenant, series)
+	reply.stats, err = s.writeSeries(ctx, req, series)
 	if err != nil {
 		s.logger.Debug("ingest write failed", "tenant", req.tenant, "series", len(series), "err", err)
 		return nil, ingestError(ingestCode(err), err)
 	}
 	return reply, nil
+}
+
+// writeSeries writes the series of req, with the frame's hashes when it has them and the storage
+// takes them.
+func (s *IngestServer) writeSeries(ctx context.Context, req *ingestRequest, series []prompb.TimeSeries) (tenant.WriteStats, error) {
+	if hs, ok := s.storage.(hashedStorage); ok && req.hashes != nil {
+		return hs.WriteHashed(ctx, req.tenant, series, *req.hashes)
+	}
+	return s.storage.Write(ctx, req.tenant, series)
 }
 
 // ingestCode is the status code of a storage error.

@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
 
+	"github.com/weir-metrics/weir/hashring"
 	"github.com/weir-metrics/weir/tenant"
 )
 
@@ -61,7 +62,7 @@ func (p *stepPayload) set(t int64, v float64) {
 }
 
 // BenchmarkIngest: the replica path of a ring, one 2,000-series share per iteration: a PeerWriter
-// (compressing as configured) sends it over loopback gRPC to a real IngestServer, which decodes it
+// (compressing as configured) sends it with its series' hashes, as a router does, over loopback gRPC to a real IngestServer, which decodes it
 // and writes it to a real tenant TSDB (in b.TempDir()) through the series-reference cache. Every
 // iteration's samples are 100 ms newer than the last. cpu-ns/sample is the process' CPU time (both
 // ends of the connection and the TSDB) per sample.
@@ -80,11 +81,15 @@ func BenchmarkIngest(b *testing.B) {
 
 			t := time.Now().UnixMilli()
 			p := newStepPayload(b, benchSeries, t)
+			var hashes []uint64 // as the router sends them
+			for _, ts := range benchWriteRequest(benchSeries).Timeseries {
+				hashes = append(hashes, hashring.SeriesHash("team-a", ts.Labels))
+			}
 			ctx := context.Background()
 			write := func() error {
 				t += 100
 				p.set(t, float64(t))
-				st, err := peers.Forward(ctx, addr, "team-a", p.b)
+				st, err := peers.forwardShare(ctx, addr, "team-a", share{payload: p.b, hashes: hashes})
 				if err == nil && (st.Appended[tenant.KindFloat] != benchSeries || len(st.Rejected) > 0) {
 					b.Fatalf("stats %+v", st)
 				}

@@ -224,19 +224,20 @@ func NewPeerWriter(cfg PeerConfig, logger *slog.Logger, reg prometheus.Registere
 
 // Forward implements Forwarder.
 func (p *PeerWriter) Forward(ctx context.Context, endpoint, tenantID string, payload []byte) (tenant.WriteStats, error) {
-	return p.send(ctx, endpoint, tenantID, payload, false)
+	return p.send(ctx, endpoint, forwardRequest{tenant: tenantID, payload: payload})
 }
 
-// forwardCompressed implements compressedForwarder: payload is block-format snappy already.
-func (p *PeerWriter) forwardCompressed(ctx context.Context, endpoint, tenantID string, payload []byte) (tenant.WriteStats, error) {
-	return p.send(ctx, endpoint, tenantID, payload, true)
+// forwardShare implements shareForwarder: the frame carries the hashes (versions 3 and 4), and a
+// compressed payload is sent as it is.
+func (p *PeerWriter) forwardShare(ctx context.Context, endpoint, tenantID string, s share) (tenant.WriteStats, error) {
+	return p.send(ctx, endpoint, forwardRequest{tenant: tenantID, payload: s.payload, compressed: s.compressed, hashes: s.hashes})
 }
 
-// sendsCompressed implements compressedForwarder.
-func (p *PeerWriter) sendsCompressed() bool { return p.cfg.Compression == CompressionSnappy }
+// takesCompressed implements shareForwarder.
+func (p *PeerWriter) takesCompressed() bool { return p.cfg.Compression == CompressionSnappy }
 
-// send is Forward for a payload that is compressed already or not.
-func (p *PeerWriter) send(ctx context.Context, endpoint, tenantID string, payload []byte, compressed bool) (tenant.WriteStats, error) {
+// send forwards req, compressing its payload first when it is not and the configuration asks for it.
+func (p *PeerWriter) send(ctx context.Context, endpoint string, req forwardRequest) (tenant.WriteStats, error) {
 	pc, err := p.peer(endpoint)
 	if err != nil {
 		return tenant.WriteStats{}, err
@@ -245,9 +246,8 @@ func (p *PeerWriter) send(ctx context.Context, endpoint, tenantID string, payloa
 	if !ok {
 		return tenant.WriteStats{}, &Error{Class: ClassUnavailable, Err: fmt.Errorf("forward to %s: %w", endpoint, ErrEndpointDown)}
 	}
-	req := forwardRequest{tenant: tenantID, payload: payload, compressed: compressed}
-	if !compressed && p.cfg.Compression == CompressionSnappy {
-		buf := compress(payload)
+	if !req.compressed && p.cfg.Compression == CompressionSnappy {
+		buf := compress(req.payload)
 		defer putBuffer(buf)
 		req.payload, req.compressed = *buf, true
 	}

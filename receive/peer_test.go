@@ -236,7 +236,15 @@ func TestIngestRefusesInvalidTenant(t *testing.T) {
 	require.Equal(t, codes.InvalidArgument, status.Code(err))
 	require.ErrorContains(t, err, "over the limit")
 	require.Empty(t, node.series())
-	require.Equal(t, 6.0, counterValue(t, srv.reg, "weir_ingest_requests_total", "code=InvalidArgument"))
+
+	// Frames whose hashes do not match their series.
+	for _, hashes := range [][]uint64{{1}, {1, 2, 3}} {
+		_, err = p.forwardShare(context.Background(), srv.addr, "t", share{payload: forwardPayload(t, testSeries(2, 1)), hashes: hashes})
+		require.Equal(t, codes.InvalidArgument, status.Code(err))
+		require.ErrorContains(t, err, "series hashes for 2 series")
+	}
+	require.Empty(t, node.series())
+	require.Equal(t, 8.0, counterValue(t, srv.reg, "weir_ingest_requests_total", "code=InvalidArgument"))
 
 	// Answers of the service leave the endpoint up.
 	_, err = p.Forward(context.Background(), srv.addr, "t", forwardPayload(t, testSeries(2, 1)))

@@ -35,16 +35,24 @@ type Forwarder interface {
 	Forward(ctx context.Context, endpoint, tenantID string, payload []byte) (tenant.WriteStats, error)
 }
 
-// compressedForwarder is a Forwarder that can also send a payload that is block-format snappy
-// already: the client's own body, when a share is the whole request (SeriesFrames.wholeBody), which
-// spares the router copying the series and compressing them once per replica.
-type compressedForwarder interface {
+// share is one endpoint's part of a request, as a shareForwarder sends it.
+type share struct {
+	payload    []byte   // protobuf WriteRequest, or block-format snappy of it when compressed
+	compressed bool     // the client's own body (SeriesFrames.wholeBody)
+	hashes     []uint64 // hashring.SeriesHash of each series of payload, in order
+}
+
+// shareForwarder is a Forwarder (the PeerWriter) that also sends what the router has already: the
+// series' hashes, which spare the ingester hashing the labels again for its series-reference cache,
+// and, when a share is the whole request, the client's compressed body, which spares the router
+// copying the series and compressing them once per replica.
+type shareForwarder interface {
 	Forwarder
-	// forwardCompressed is Forward with payload block-format snappy of the protobuf WriteRequest.
-	forwardCompressed(ctx context.Context, endpoint, tenantID string, payload []byte) (tenant.WriteStats, error)
-	// sendsCompressed tells whether the forwarder compresses what it sends anyway; one that does
+	// forwardShare is Forward with a share.
+	forwardShare(ctx context.Context, endpoint, tenantID string, s share) (tenant.WriteStats, error)
+	// takesCompressed tells whether the forwarder compresses what it sends anyway; one that does
 	// not would have to decompress the payload, so it is only handed uncompressed ones.
-	sendsCompressed() bool
+	takesCompressed() bool
 }
 
 // RingFunc returns the ring that places tenantID's series. It is called once per request.
@@ -104,15 +112,16 @@ func (c RouterConfig) Validate() error {
 // the handler passed them (WriteFrames, frames.go), else a marshalling made once per series — and
 // hands it to the Forwarder; the local share is written in the calling goroutine.
 type Router struct {
-	cfg   RouterConfig
-	ring  RingFunc
-	local Storage
-	peers Forwarder
-	// compressed is peers when it takes compressed payloads (see compressedForwarder), else nil.
-	compressed compressedForwarder
-	logger     *slog.Logger
-	m          *routerMetrics
-	now        func() time.Time
+	cfg    RouterConfig
+	ring   RingFunc
+	local  Storage
+	peers  Forwarder
+	shares shareForwarder // peers when it is a shareForwarder, else nil
+	// sendBody is set when shares takes the client's compressed body (shareForwarder.takesCompressed).
+	sendBody bool
+	logger   *slog.Logger
+	m        *routerMetrics
+	now      func() time.Time
 
 	mu     sync.Mutex // guards closed and the zero crossings of wg
 	closed bool
@@ -132,8 +141,8 @@ func NewRouter(cfg RouterConfig, ring RingFunc, local Storage, peers Forwarder, 
 		return nil, fmt.Errorf("local endpoint %s given without local storage", cfg.LocalEndpoint)
 	}
 	r := &Router{cfg: cfg, ring: ring, local: local, peers: peers, logger: logger, m: newRouterMetrics(reg), now: time.Now}
-	if cf, ok := peers.(compressedForwarder); ok && cf.sendsCompressed() {
-		r.compressed = cf
+	if sf, ok := peers.(shareForwarder); ok {
+		r.shares, r.sendBody = sf, sf.takesCompressed()
 	}
 	return r, nil
 }
@@ -284,7 +293,14 @@ func (r *Router) writeLocal(ctx context.Context, deadline time.Time, f *fanout, 
 	defer cancel()
 	start := time.Now()
 	r.m.inflight.WithLabelValues(r.cfg.LocalEndpoint).Inc()
-	stats, err := r.local.Write(lctx, tenantID, sub)
+	var stats tenant.WriteStats
+	var err error
+	if hs, ok := r.local.(hashedStorage); ok {
+		f.localHashes = *f.groupHashes(d, &f.localHashes)
+		stats, err = hs.WriteHashed(lctx, tenantID, sub, f.localHashes)
+	} else {
+		stats, err = r.local.Write(lctx, tenantID, sub)
+	}
 	r.m.inflight.WithLabelValues(r.cfg.LocalEndpoint).Dec()
 	clear(sub) // do not keep the caller's series reachable from the pool
 	if err == nil {
@@ -304,13 +320,18 @@ func (r *Router) forward(f *fanout, fl *flight, d int, endpoint, tenantID string
 	inflight := r.m.inflight.WithLabelValues(endpoint)
 	inflight.Inc()
 	n := len(f.groups[d])
-	payload, compressed := f.payload(d, r.compressed != nil)
+	payload, compressed := f.payload(d, r.sendBody)
+	var hashes *[]uint64
+	if r.shares != nil {
+		hashes = f.groupHashes(d, getHashes())
+	}
 	f.encoded.Done()
 	f.release()
 	var stats tenant.WriteStats
 	var err error
-	if compressed {
-		stats, err = r.compressed.forwardCompressed(fl.ctx, endpoint, tenantID, *payload)
+	if r.shares != nil {
+		stats, err = r.shares.forwardShare(fl.ctx, endpoint, tenantID, share{payload: *payload, compressed: compressed, hashes: *hashes})
+		putHashes(hashes)
 	} else {
 		stats, err = r.peers.Forward(fl.ctx, endpoint, tenantID, *payload)
 	}

@@ -28,13 +28,17 @@ func (f nopForwarder) Forward(_ context.Context, _, _ string, payload []byte) (t
 	return tenant.WriteStats{}, nil
 }
 
-// forwardCompressed and sendsCompressed make nopForwarder a compressedForwarder when it compresses,
-// as a PeerWriter is: a share that is the client's compressed body is taken as it is.
-func (nopForwarder) forwardCompressed(context.Context, string, string, []byte) (tenant.WriteStats, error) {
-	return tenant.WriteStats{}, nil
+// forwardShare and takesCompressed make nopForwarder a shareForwarder, as a PeerWriter is: it
+// compresses a share that is not compressed yet, and takes the client's compressed body as it is
+// when it compresses.
+func (f nopForwarder) forwardShare(ctx context.Context, endpoint, tenantID string, s share) (tenant.WriteStats, error) {
+	if s.compressed {
+		return tenant.WriteStats{}, nil
+	}
+	return f.Forward(ctx, endpoint, tenantID, s.payload)
 }
 
-func (f nopForwarder) sendsCompressed() bool { return f.compress }
+func (f nopForwarder) takesCompressed() bool { return f.compress }
 
 // benchRouter returns a router without local endpoint over endpoints ketama endpoints.
 func benchRouter(b testing.TB, rf, endpoints int, fwd Forwarder) *Router {

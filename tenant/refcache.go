@@ -17,9 +17,12 @@ import (
 // ref and labels.
 //
 // Correctness:
-//   - Collisions. The key is a 64-bit hash of the request's labels; every hit is confirmed by comparing
-//     the cached labels with the request's, label by label (no allocation). A different series under the
-//     same hash is a miss, so a collision can never append to the wrong series.
+//   - Collisions. The key is a 64-bit hash of the request's labels: the router's placement hash when the
+//     write carries it (Manager.WriteHashed), else the cache's own (hashLabels). In a ring every write
+//     carries it, on a single node none does; a node getting both would only cache a series twice. Every
+//     hit is confirmed by comparing the cached labels with the request's, label by label (no allocation).
+//     A different series under the same hash (or a wrong hash from the caller) is a miss, so a collision
+//     can never append to the wrong series.
 //   - Staleness. A cached ref may name a series the head has since dropped (head GC after compaction).
 //     The head never reuses a ref within one TSDB instance, and its Append falls back to the labels it is
 //     given when the ref is unknown (tsdb/head_append_v2.go: getByID, then getOrCreate(ls)); the cached

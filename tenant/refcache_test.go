@@ -315,3 +315,44 @@ func TestWriteRefCacheDoesNotAliasRequest(t *testing.T) {
 }
 
 func unsafeString(b []byte) string { return unsafe.String(&b[0], len(b)) }
+
+// TestWriteHashedWrongHashes: the cache keys a caller gives (WriteHashed) are trusted for nothing but
+// the lookup: hashes that collide, or that name another series' entry (shifted by one more every
+// request), cost misses, and every point still goes to its own series.
+func TestWriteHashedWrongHashes(t *testing.T) {
+	for _, mode := range []string{"right", "const", "shifted"} {
+		t.Run(mode, func(t *testing.T) {
+			m, _ := newTestManager(t, nil)
+			ctx := context.Background()
+			want := map[string][]point{}
+			const n = 20
+			var buf []byte
+			for r := range 4 {
+				var series []prompb.TimeSeries
+				var hashes []uint64
+				for i := range n {
+					ts := t0 + int64(r*10)
+					ls := lbls("__name__", "m", "i", strconv.Itoa(i))
+					series = append(series, prompb.TimeSeries{Labels: ls, Samples: floats(float64(ts), float64(i*100+r))})
+					want[key("__name__", "m", "i", strconv.Itoa(i))] = append(want[key("__name__", "m", "i", strconv.Itoa(i))], fp(ts, float64(i*100+r)))
+					switch mode {
+					case "right":
+						hashes = append(hashes, hashLabels(&buf, ls))
+					case "const":
+						hashes = append(hashes, 7)
+					case "shifted":
+						hashes = append(hashes, uint64((i+r)%n))
+					}
+				}
+				st, err := m.WriteHashed(ctx, "t", series, hashes)
+				require.NoError(t, err)
+				require.Equal(t, n, st.Appended[KindFloat], "request %d", r)
+				require.Empty(t, st.Rejected)
+			}
+			requireSeries(t, m, "t", want)
+		})
+	}
+	m, _ := newTestManager(t, nil)
+	_, err := m.WriteHashed(context.Background(), "t", []prompb.TimeSeries{{Labels: lbls("__name__", "m"), Samples: floats(float64(t0), 1)}}, []uint64{1, 2})
+	require.ErrorContains(t, err, "2 hashes for 1 series")
+}

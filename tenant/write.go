@@ -101,7 +101,19 @@ var scratchPool = sync.Pool{New: func() any {
 // A non-nil error means nothing was written: ErrUnavailable or ErrClosed (transient), a cancelled
 // context, or a storage failure.
 func (m *Manager) Write(ctx context.Context, id string, series []prompb.TimeSeries) (WriteStats, error) {
+	return m.WriteHashed(ctx, id, series, nil)
+}
+
+// WriteHashed is Write with a hash of every series' labels computed by the caller (a router's
+// hashring.SeriesHash), which the series-reference cache (refcache.go) uses as its key instead of
+// hashing the labels again. hashes is nil (Write) or has one hash per series, else the write is
+// refused. A wrong hash can cost cache misses, never a write to another series: every cache hit is
+// confirmed by comparing labels.
+func (m *Manager) WriteHashed(ctx context.Context, id string, series []prompb.TimeSeries, hashes []uint64) (WriteStats, error) {
 	var stats WriteStats
+	if hashes != nil && len(hashes) != len(series) {
+		return stats, fmt.Errorf("write to tenant %s: %d hashes for %d series", id, len(hashes), len(series))
+	}
 	// Held for reading until the commit: a prune or Close waits for this write (prune.go).
 	d, err := m.acquire(ctx, id)
 	if err != nil {
@@ -126,7 +138,7 @@ func (m *Manager) Write(ctx context.Context, id string, series []prompb.TimeSeri
 		cache.maybeRotate(time.Now())
 	}
 
-	w := seriesWriter{app: app, getRef: getRef, cache: cache, series: series, sc: sc, stats: &stats, inOrder: m.cfg.OutOfOrderWindow == 0, exemplars: m.cfg.MaxExemplars > 0}
+	w := seriesWriter{app: app, getRef: getRef, cache: cache, series: series, hashes: hashes, sc: sc, stats: &stats, inOrder: m.cfg.OutOfOrderWindow == 0, exemplars: m.cfg.MaxExemplars > 0}
 	for i := range series {
 		if i%256 == 0 && ctx.Err() != nil {
 			_ = app.Rollback()
@@ -149,6 +161,7 @@ type seriesWriter struct {
 	getRef  storage.GetRef // nil if the appender cannot look series up
 	cache   *refCache      // the TSDB's series-reference cache (refcache.go); nil when getRef is nil
 	series  []prompb.TimeSeries
+	hashes  []uint64 // the caller's cache keys of series (WriteHashed), or nil
 	sc      *writeScratch
 	stats   *WriteStats
 	inOrder bool // no out-of-order window: a series' timestamps must increase within a request too
@@ -162,7 +175,7 @@ func (w *seriesWriter) write(i int, ts *prompb.TimeSeries) error {
 	// The head checks order against committed points only; within one transaction it would drop an
 	// out-of-order or conflicting point silently at commit. Catch those here so the sender is told; this
 	// needs the series' ref before its first append, as it may have come in an earlier entry.
-	ref, ls, h, hit := w.lookup(ts.Labels)
+	ref, ls, h, hit := w.lookup(i, ts.Labels)
 	cachedRef := ref
 	for j := range ts.Samples {
 		s := &ts.Samples[j]
@@ -215,12 +228,16 @@ func (w *seriesWriter) write(i int, ts *prompb.TimeSeries) error {
 	return nil
 }
 
-// lookup finds the series of labels in the series-reference cache, else builds its labels and asks the
-// head. ref is 0 for a series the head does not have yet; hit tells that ref and ls came from the cache,
-// under hash h.
-func (w *seriesWriter) lookup(in []prompb.Label) (ref storage.SeriesRef, ls labels.Labels, h uint64, hit bool) {
+// lookup finds series i, of labels in, in the series-reference cache, else builds its labels and asks
+// the head. ref is 0 for a series the head does not have yet; hit tells that ref and ls came from the
+// cache, under hash h (the caller's, or the cache's own).
+func (w *seriesWriter) lookup(i int, in []prompb.Label) (ref storage.SeriesRef, ls labels.Labels, h uint64, hit bool) {
 	if w.cache != nil {
-		h = w.cache.hash(&w.sc.hashBuf, in)
+		if w.hashes != nil {
+			h = w.hashes[i]
+		} else {
+			h = w.cache.hash(&w.sc.hashBuf, in)
+		}
 		if e, ok := w.cache.get(h, in); ok {
 			return e.ref, e.lset, h, true
 		}
