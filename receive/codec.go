@@ -65,13 +65,30 @@ type forwardRequest struct {
 	hashes     []uint64 // nil, or the SeriesHash of every series of payload (versions 3 and 4)
 }
 
-// ingestRequest is the request message on the ingester side. Its buffers are held until release.
+// ingestRequest is the request message on the ingester side: the received frame, parsed by parse.
+// Its buffers are held until release.
 type ingestRequest struct {
 	buf        mem.Buffer
 	tenant     string
 	payload    []byte // a view into buf
 	compressed bool
 	hashes     *[]uint64 // the frame's series hashes (pooled); nil when it had none
+}
+
+// parse splits the received frame into its parts; its error wraps errFrame.
+func (r *ingestRequest) parse() error {
+	fr, err := parseRequestFrame(r.buf.ReadOnlyData())
+	if err != nil {
+		return err
+	}
+	r.tenant, r.payload, r.compressed = fr.tenant, fr.payload, fr.compressed
+	if fr.hashed {
+		r.hashes = getHashes()
+		for h := fr.hashes; len(h) > 0; h = h[8:] {
+			*r.hashes = append(*r.hashes, binary.LittleEndian.Uint64(h))
+		}
+	}
+	return nil
 }
 
 func (r *ingestRequest) release() {
@@ -138,19 +155,9 @@ func (c ingestCodec) Marshal(v any) (mem.BufferSlice, error) {
 func (c ingestCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	switch m := v.(type) {
 	case *ingestRequest:
-		buf := data.MaterializeToBuffer(c.pool)
-		fr, err := parseRequestFrame(buf.ReadOnlyData())
-		if err != nil {
-			buf.Free()
-			return err
-		}
-		m.buf, m.tenant, m.payload, m.compressed = buf, fr.tenant, fr.payload, fr.compressed
-		if fr.hashed {
-			m.hashes = getHashes()
-			for h := fr.hashes; len(h) > 0; h = h[8:] {
-				*m.hashes = append(*m.hashes, binary.LittleEndian.Uint64(h))
-			}
-		}
+		// Parsed by the service (ingestRequest.parse), not here: gRPC answers a codec error
+		// Internal, and a malformed frame is the sender's fault (InvalidArgument).
+		m.buf = data.MaterializeToBuffer(c.pool)
 		return nil
 	case *writeReply:
 		buf := data.MaterializeToBuffer(c.pool)

@@ -67,6 +67,7 @@ func TestRequestFrame(t *testing.T) {
 		var req ingestRequest
 		require.NoError(t, c.Unmarshal(out, &req))
 		out.Free()
+		require.NoError(t, req.parse())
 		require.Equal(t, "team-a", req.tenant)
 		require.Equal(t, compressed, req.compressed)
 		require.Equal(t, strings.Repeat("p", 5000), string(req.payload))
@@ -81,6 +82,7 @@ func TestRequestFrame(t *testing.T) {
 	var req ingestRequest
 	require.NoError(t, c.Unmarshal(out, &req))
 	out.Free()
+	require.NoError(t, req.parse())
 	require.Equal(t, []uint64{1, 1 << 63, 42}, *req.hashes)
 	require.Equal(t, string(payload), string(req.payload))
 	require.False(t, req.compressed)
@@ -88,7 +90,10 @@ func TestRequestFrame(t *testing.T) {
 
 	for _, frame := range [][]byte{{}, {5, 0}, {0, 0}, {wireVersion}, {wireVersionRaw, 5, 'a'},
 		{wireVersionHashed, 0}, {wireVersionRawHashed, 0, 1, 0, 0, 0, 0, 0, 0, 0}, {wireVersionRawHashed, 0, 0x80, 0x80, 0x80, 0x80, 0x10}} {
-		require.ErrorIs(t, c.Unmarshal(mem.BufferSlice{mem.SliceBuffer(frame)}, &ingestRequest{}), errFrame, "%q", frame)
+		req := ingestRequest{}
+		require.NoError(t, c.Unmarshal(mem.BufferSlice{mem.SliceBuffer(frame)}, &req))
+		require.ErrorIs(t, req.parse(), errFrame, "%q", frame)
+		req.release()
 	}
 }
 

@@ -88,7 +88,8 @@ func (c IngestConfig) ServerOptions() ([]grpc.ServerOption, error) {
 //
 // Errors, as gRPC status codes (messages start with ingestErrorPrefix):
 //
-//	InvalidArgument   invalid tenant ID, or a payload that is not (snappy) protobuf or is over the limit
+//	InvalidArgument   a malformed frame, an invalid tenant ID, or a payload that is not (snappy) protobuf
+//	                  or is over the limit
 //	Unavailable       not ready, no write slot in time (Limiter), or the tenant's storage is opening,
 //	                  failed to open or is closing
 //	DeadlineExceeded  the router's deadline passed;  Canceled: the router gave up
@@ -164,6 +165,9 @@ func (s *IngestServer) write(ctx context.Context, req *ingestRequest) (*writeRep
 func (s *IngestServer) writeRequest(ctx context.Context, req *ingestRequest) (*writeReply, error) {
 	if !s.ready() {
 		return nil, ingestError(codes.Unavailable, errors.New("not ready"))
+	}
+	if err := req.parse(); err != nil {
+		return nil, ingestError(codes.InvalidArgument, err)
 	}
 	if err := tenant.ValidateID(req.tenant); err != nil {
 		return nil, ingestError(codes.InvalidArgument, err)

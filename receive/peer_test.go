@@ -19,6 +19,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/status"
 
 	"github.com/weir-metrics/weir/hashring"
@@ -599,4 +601,31 @@ func TestRouterShedsLoad(t *testing.T) {
 
 	close(slowNode.release)
 	require.Equal(t, http.StatusNoContent, <-first)
+}
+
+// rawFrameCodec is the ingest codec that also sends a *[]byte as it is, to send malformed frames.
+type rawFrameCodec struct{ ingestCodec }
+
+func (c rawFrameCodec) Marshal(v any) (mem.BufferSlice, error) {
+	if b, ok := v.(*[]byte); ok {
+		return mem.BufferSlice{mem.SliceBuffer(*b)}, nil
+	}
+	return c.ingestCodec.Marshal(v)
+}
+
+// TestIngestRefusesMalformedFrame: a frame the ingester cannot parse is the sender's fault
+// (InvalidArgument), not an internal error, whatever part of it is malformed.
+func TestIngestRefusesMalformedFrame(t *testing.T) {
+	node := newFakeNode("", modeOK)
+	srv := startIngest(t, node, IngestConfig{}, nil)
+	cc, err := grpc.NewClient("passthrough:///"+srv.addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(rawFrameCodec{newIngestCodec()})))
+	require.NoError(t, err)
+	defer func() { _ = cc.Close() }()
+	for _, frame := range [][]byte{{}, {9, 0}, {wireVersionRaw, 5, 'a'}, {wireVersionRawHashed, 1, 't', 0x80, 0x80, 0x10}} {
+		err := cc.Invoke(context.Background(), ingestWriteMethod, &frame, &writeReply{})
+		require.Equal(t, codes.InvalidArgument, status.Code(err), "%q: %v", frame, err)
+		require.ErrorContains(t, err, "malformed ingest frame")
+	}
+	require.Empty(t, node.series())
 }
