@@ -33,6 +33,8 @@ type clusterOptions struct {
 	memberlist bool
 	// algorithm is --receive.hashrings-algorithm (file mode; empty: the default, hashmod).
 	algorithm string
+	// args are more flags of `weir receive` on every node.
+	args []string
 }
 
 // gossipJoin is the join list of every node in memberlist mode: the first two ingesters, by the names
@@ -113,6 +115,7 @@ func (c *dockerCluster) run(nd *dockerNode) {
 	if !nd.router {
 		args = append(args, "--receive.local-endpoint="+nd.endpoint())
 	}
+	args = append(args, c.opts.args...)
 	dockerCmd(c.t, args...)
 }
 
