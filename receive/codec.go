@@ -32,7 +32,9 @@ import (
 // Ingesters accept every version; a router sends versions 3 and 4 (the hashes cost it nothing: it
 // computed them to place the series), and the one its compression setting
 // (PeerConfig.Compression) asks for, so compression can be turned off after every ingester runs a
-// version that reads version 2.
+// version that reads version 2. A version an ingester does not know is answered Unimplemented (a
+// failed replica, retried by the client), so routers must be upgraded after the ingesters when a
+// version is added; routers do not fall back to an older version by themselves yet.
 //
 // Response (ingester → router), the tenant.WriteStats of the write:
 //
@@ -169,6 +171,13 @@ func (c ingestCodec) Unmarshal(data mem.BufferSlice, v any) error {
 
 var errFrame = errors.New("malformed ingest frame")
 
+// errFrameVersion is a request frame of a version this ingester does not know: most likely a router
+// of a newer Weir during a rolling upgrade, not a malformed request. It is answered Unimplemented,
+// which the router counts as a failure of this replica (the client retries what misses its quorum),
+// never as the client's fault (InvalidArgument would make the router answer 400, and the sender drop
+// the batch).
+var errFrameVersion = fmt.Errorf("%w: unknown version", errFrame)
+
 // requestVersion is the version of a request frame with a compressed payload or not, with hashes
 // or not.
 func requestVersion(compressed, hashed bool) byte {
@@ -195,8 +204,11 @@ type requestFrame struct {
 // parseRequestFrame splits a request frame into its parts.
 func parseRequestFrame(b []byte) (requestFrame, error) {
 	var fr requestFrame
-	if len(b) == 0 || b[0] < wireVersion || b[0] > wireVersionRawHashed {
-		return fr, fmt.Errorf("%w: unknown version", errFrame)
+	if len(b) == 0 {
+		return fr, fmt.Errorf("%w: empty", errFrame)
+	}
+	if b[0] < wireVersion || b[0] > wireVersionRawHashed {
+		return fr, fmt.Errorf("%w %d", errFrameVersion, b[0])
 	}
 	fr.compressed = b[0] == wireVersion || b[0] == wireVersionHashed
 	fr.hashed = b[0] >= wireVersionHashed

@@ -88,6 +88,7 @@ func (c IngestConfig) ServerOptions() ([]grpc.ServerOption, error) {
 //
 // Errors, as gRPC status codes (messages start with ingestErrorPrefix):
 //
+//	Unimplemented     a request frame of an unknown version (a newer router; see errFrameVersion)
 //	InvalidArgument   a malformed frame, an invalid tenant ID, or a payload that is not (snappy) protobuf
 //	                  or is over the limit
 //	Unavailable       not ready, no write slot in time (Limiter), or the tenant's storage is opening,
@@ -167,6 +168,9 @@ func (s *IngestServer) writeRequest(ctx context.Context, req *ingestRequest) (*w
 		return nil, ingestError(codes.Unavailable, errors.New("not ready"))
 	}
 	if err := req.parse(); err != nil {
+		if errors.Is(err, errFrameVersion) {
+			return nil, ingestError(codes.Unimplemented, err)
+		}
 		return nil, ingestError(codes.InvalidArgument, err)
 	}
 	if err := tenant.ValidateID(req.tenant); err != nil {

@@ -614,7 +614,9 @@ func (c rawFrameCodec) Marshal(v any) (mem.BufferSlice, error) {
 }
 
 // TestIngestRefusesMalformedFrame: a frame the ingester cannot parse is the sender's fault
-// (InvalidArgument), not an internal error, whatever part of it is malformed.
+// (InvalidArgument), not an internal error, whatever part of it is malformed; a frame of a version it
+// does not know is Unimplemented (a newer router), which a router counts as a failed replica, not as
+// the client's fault.
 func TestIngestRefusesMalformedFrame(t *testing.T) {
 	node := newFakeNode("", modeOK)
 	srv := startIngest(t, node, IngestConfig{}, nil)
@@ -622,10 +624,18 @@ func TestIngestRefusesMalformedFrame(t *testing.T) {
 		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(rawFrameCodec{newIngestCodec()})))
 	require.NoError(t, err)
 	defer func() { _ = cc.Close() }()
-	for _, frame := range [][]byte{{}, {9, 0}, {wireVersionRaw, 5, 'a'}, {wireVersionRawHashed, 1, 't', 0x80, 0x80, 0x10}} {
+	for _, frame := range [][]byte{{}, {wireVersionRaw, 5, 'a'}, {wireVersionRawHashed, 1, 't', 0x80, 0x80, 0x10}} {
 		err := cc.Invoke(context.Background(), ingestWriteMethod, &frame, &writeReply{})
 		require.Equal(t, codes.InvalidArgument, status.Code(err), "%q: %v", frame, err)
 		require.ErrorContains(t, err, "malformed ingest frame")
+	}
+	for _, frame := range [][]byte{{0, 0}, {wireVersionRawHashed + 1, 1, 't'}, {0xff}} {
+		err := cc.Invoke(context.Background(), ingestWriteMethod, &frame, &writeReply{})
+		require.Equal(t, codes.Unimplemented, status.Code(err), "%q: %v", frame, err)
+		require.ErrorContains(t, err, "unknown version")
+		var fe *Error
+		require.ErrorAs(t, forwardError("ingester", err), &fe)
+		require.Equal(t, ClassInternal, fe.Class, "a newer router's frame must not be the client's fault")
 	}
 	require.Empty(t, node.series())
 }
