@@ -205,14 +205,12 @@ func (f *fanout) payload(d int, withBody bool) (payload *[]byte, compressed bool
 	return f.encode(d), false
 }
 
-// groupHashes sets *into to the hashes of the series of endpoint d, in order, and returns into.
-func (f *fanout) groupHashes(d int, into *[]uint64) *[]uint64 {
-	h := (*into)[:0]
+// appendGroupHashes appends the hashes of the series of endpoint d, in order, to h.
+func (f *fanout) appendGroupHashes(h []uint64, d int) []uint64 {
 	for _, s := range f.groups[d] {
 		h = append(h, f.hashes[s])
 	}
-	*into = h
-	return into
+	return h
 }
 
 // apply records the answer of one endpoint for each of its series.

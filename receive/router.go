@@ -112,11 +112,13 @@ func (c RouterConfig) Validate() error {
 // the handler passed them (WriteFrames, frames.go), else a marshalling made once per series — and
 // hands it to the Forwarder; the local share is written in the calling goroutine.
 type Router struct {
-	cfg    RouterConfig
-	ring   RingFunc
-	local  Storage
-	peers  Forwarder
-	shares shareForwarder // peers when it is a shareForwarder, else nil
+	cfg   RouterConfig
+	ring  RingFunc
+	local Storage
+	peers Forwarder
+	// localHashed is local when it takes the series' hashes (hashedStorage), else nil.
+	localHashed hashedStorage
+	shares      shareForwarder // peers when it is a shareForwarder, else nil
 	// sendBody is set when shares takes the client's compressed body (shareForwarder.takesCompressed).
 	sendBody bool
 	logger   *slog.Logger
@@ -144,6 +146,7 @@ func NewRouter(cfg RouterConfig, ring RingFunc, local Storage, peers Forwarder, 
 	if sf, ok := peers.(shareForwarder); ok {
 		r.shares, r.sendBody = sf, sf.takesCompressed()
 	}
+	r.localHashed, _ = local.(hashedStorage)
 	return r, nil
 }
 
@@ -295,9 +298,9 @@ func (r *Router) writeLocal(ctx context.Context, deadline time.Time, f *fanout, 
 	r.m.inflight.WithLabelValues(r.cfg.LocalEndpoint).Inc()
 	var stats tenant.WriteStats
 	var err error
-	if hs, ok := r.local.(hashedStorage); ok {
-		f.localHashes = *f.groupHashes(d, &f.localHashes)
-		stats, err = hs.WriteHashed(lctx, tenantID, sub, f.localHashes)
+	if r.localHashed != nil {
+		f.localHashes = f.appendGroupHashes(f.localHashes[:0], d)
+		stats, err = r.localHashed.WriteHashed(lctx, tenantID, sub, f.localHashes)
 	} else {
 		stats, err = r.local.Write(lctx, tenantID, sub)
 	}
@@ -323,7 +326,8 @@ func (r *Router) forward(f *fanout, fl *flight, d int, endpoint, tenantID string
 	payload, compressed := f.payload(d, r.sendBody)
 	var hashes *[]uint64
 	if r.shares != nil {
-		hashes = f.groupHashes(d, getHashes())
+		hashes = getHashes()
+		*hashes = f.appendGroupHashes(*hashes, d)
 	}
 	f.encoded.Done()
 	f.release()
