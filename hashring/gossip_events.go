@@ -23,6 +23,13 @@ func (s *MemberlistSource) notify(n *memberlist.Node, gone bool) {
 	s.mu.Lock()
 	switch {
 	case !gone:
+		// A member the ring counts (active, or dead within the dead timeout) that comes back, as a
+		// restarted pod does, announces joining until its Run has joined; it keeps its place
+		// meanwhile, or the ring would drop it for that moment and move its series twice.
+		if old := s.members[n.Name]; old != nil && old.meta.State == StateActive && meta.State == StateJoining &&
+			old.meta.Endpoint == meta.Endpoint && old.meta.Role == meta.Role {
+			meta.State = StateActive
+		}
 		s.members[n.Name] = &member{name: n.Name, addr: n.Address(), meta: meta}
 	case n.State == memberlist.StateLeft || meta.State == StateLeaving:
 		delete(s.members, n.Name)

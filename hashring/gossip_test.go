@@ -2,7 +2,9 @@ package hashring
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -287,4 +289,41 @@ func TestMemberlistReclaimNewAddress(t *testing.T) {
 	eventually(t, "the seed to take ing-1's new address", at(seed))
 	eventually(t, "ing-2, not in the join list, to take it", at(other))
 	eventually(t, "the restarted member to list itself", at(restarted))
+}
+
+// TestMemberlistRejoiningMemberKeepsItsPlace: a member in the ring that comes back (a restart after a
+// crash, or without leaving) announces joining until it has joined; it must stay in the ring
+// meanwhile, so that the restart moves no series. A member nobody knew stays out while joining.
+func TestMemberlistRejoiningMemberKeepsItsPlace(t *testing.T) {
+	seed := startGossip(t, "ing-0", RoleIngester, "", time.Hour)
+	eventually(t, "a ring of one", func() bool { return converged([]*gossipNode{seed}, 1) })
+	src := seed.src
+	node := func(name string, st MemberState) *memberlist.Node {
+		meta, err := json.Marshal(NodeMeta{Role: RoleIngester, Endpoint: name + ":10901", State: st})
+		require.NoError(t, err)
+		return &memberlist.Node{Name: name, Addr: net.IPv4(127, 0, 0, 9), Port: 7946, Meta: meta, State: memberlist.StateAlive}
+	}
+	inRing := func(name string) bool {
+		src.rebuild()
+		for _, m := range src.Members() {
+			if m.Name == name {
+				return m.InRing
+			}
+		}
+		return false
+	}
+
+	src.notify(node("ing-1", StateActive), false)
+	require.True(t, inRing("ing-1"))
+	before := src.Current().ConfigHash
+	dead := node("ing-1", StateActive)
+	dead.State = memberlist.StateDead
+	src.notify(dead, true)
+	require.True(t, inRing("ing-1"), "a dead member stays in the ring for the dead timeout")
+	src.notify(node("ing-1", StateJoining), false) // restarted, not joined yet
+	require.True(t, inRing("ing-1"), "the restarted member left the ring while joining")
+	require.Equal(t, before, src.Current().ConfigHash)
+
+	src.notify(node("ing-2", StateJoining), false)
+	require.False(t, inRing("ing-2"), "a new member owns series before it has joined")
 }
