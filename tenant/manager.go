@@ -57,6 +57,10 @@ type Config struct {
 	// IdleTimeout prunes a tenant that received no write for this long: its head is cut into blocks,
 	// the blocks are shipped and its TSDB is closed; the next write reopens it. 0: never (see prune.go).
 	IdleTimeout time.Duration
+	// MinFreeSpace is the free-space reserve of Dir's volume in bytes: below it, writes are refused
+	// (ErrUnavailable) until there is room again (space.go). MinFreeSpaceAuto: AutoMinFreeSpace of the
+	// volume; 0: never refuse.
+	MinFreeSpace int64
 }
 
 // Validate reports the first configuration error, naming the flag-level setting.
@@ -76,6 +80,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("ship interval %s must be positive", c.ShipInterval)
 	case c.IdleTimeout < 0:
 		return fmt.Errorf("tenant idle timeout %s is negative", c.IdleTimeout)
+	case c.MinFreeSpace < 0 && c.MinFreeSpace != MinFreeSpaceAuto:
+		return fmt.Errorf("free-space reserve %d is negative", c.MinFreeSpace)
 	}
 	if !model.LegacyValidation.IsValidLabelName(c.LabelName) {
 		return fmt.Errorf("tenant label name %q is not a valid label name", c.LabelName)
@@ -106,6 +112,10 @@ type Manager struct {
 	// pruneInterval is how often Run looks for idle tenants (pruneCheckInterval; shorter in tests).
 	pruneInterval time.Duration
 	hooks         testHooks // nil functions outside tests
+	// space refuses writes while the volume is below its reserve; statfs is how it, and the room
+	// check before a tenant opens, read the volume (replaced in tests).
+	space  *spaceGuard
+	statfs func(dir string) (free, total uint64, err error)
 
 	mu      sync.Mutex
 	tenants map[string]*db
@@ -124,6 +134,10 @@ type db struct {
 	reg   *unregisterer
 	ship  *shipper.Shipper // nil when shipping is off
 	refs  *refCache        // series refs of this TSDB instance, set with tsdb
+
+	// walFailed is set once a write found that this TSDB's WAL failed a write: from then on it takes
+	// no write, and the next one reopens it (walguard.go).
+	walFailed atomic.Bool
 
 	// lastWrite is when a write last reached this tenant, as Manager.clock: what idleness is measured from.
 	lastWrite atomic.Int64
@@ -190,6 +204,10 @@ func NewManager(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Ma
 	if err := os.MkdirAll(cfg.Dir, 0o750); err != nil {
 		return nil, fmt.Errorf("create storage directory: %w", err)
 	}
+	space, err := newSpaceGuard(cfg.Dir, cfg.MinFreeSpace, statfs, logger, reg)
+	if err != nil {
+		return nil, err
+	}
 	return &Manager{
 		cfg:           cfg,
 		logger:        logger,
@@ -198,6 +216,8 @@ func NewManager(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Ma
 		now:           time.Now,
 		epoch:         time.Now(),
 		pruneInterval: pruneCheckInterval(cfg.IdleTimeout),
+		space:         space,
+		statfs:        statfs,
 		tenants:       map[string]*db{},
 	}, nil
 }
@@ -330,7 +350,11 @@ func (m *Manager) open(d *db) {
 			return deletable
 		}
 	}
-	t, err := tsdb.Open(dir, m.logger.With("tenant", d.id), d.reg, opts, nil)
+	var t *tsdb.DB
+	err := prepareWAL(dir, m.statfs, m.logger.With("tenant", d.id))
+	if err == nil {
+		t, err = tsdb.Open(dir, m.logger.With("tenant", d.id), d.reg, opts, nil)
+	}
 	self.Store(t)
 	m.metrics.openDuration.Observe(time.Since(start).Seconds())
 	if err != nil {

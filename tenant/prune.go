@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"time"
 )
 
@@ -148,15 +149,46 @@ func (m *Manager) acquire(ctx context.Context, id string) (*db, error) {
 			m.hooks.beforeWriteLock(d)
 		}
 		d.mu.RLock()
-		if d.state.live() {
+		if d.state.live() && !d.walFailed.Load() {
 			d.lastWrite.Store(m.clock())
 			return d, nil
 		}
 		d.mu.RUnlock()
+		if d.walFailed.Load() {
+			if err := m.reopen(d); err != nil {
+				return nil, err
+			}
+		}
 		if err := ctx.Err(); err != nil {
 			return nil, fmt.Errorf("waiting for tenant %s to reopen: %w", id, err)
 		}
 	}
+}
+
+// reopen closes d, whose WAL failed a write, and takes it out of the map, so that the next get opens
+// the tenant again: the open replays the WAL and repairs it, and the head holds again exactly what the
+// WAL holds (walguard.go). Writers that held d finished before it closes; the ones that find it closed
+// ask the Manager again, as after a prune. Until the volume has room for the repair, d stays open for
+// reads and the write is refused: closing needs room too (the WAL's last page).
+func (m *Manager) reopen(d *db) error {
+	if err := roomToRepair(filepath.Join(m.cfg.Dir, d.id), m.statfs); err != nil {
+		return fmt.Errorf("%w: %w", errWALFailed(d.id), err)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.state.live() { // another writer, a prune or Close got there first
+		return nil
+	}
+	if err := m.closeLocked(d); err != nil {
+		m.logger.Warn("closing a tenant whose WAL failed a write", "tenant", d.id, "err", err)
+	}
+	m.mu.Lock()
+	if m.tenants[d.id] == d {
+		delete(m.tenants, d.id)
+	}
+	m.mu.Unlock()
+	m.logger.Info("tenant closed after a failed WAL write: reopening it, with a WAL repair", "tenant", d.id)
+	return nil
 }
 
 // Prune prunes, one at a time, every open tenant that received no write for Config.IdleTimeout: its

@@ -14,6 +14,7 @@ type unregisterer struct {
 
 	mu         sync.Mutex
 	collectors []prometheus.Collector
+	walFailed  []prometheus.Collector // the TSDB's counters of failed WAL writes (walguard.go)
 }
 
 func newUnregisterer(reg prometheus.Registerer, tenantID string) *unregisterer {
@@ -24,8 +25,12 @@ func (u *unregisterer) Register(c prometheus.Collector) error {
 	if err := u.Registerer.Register(c); err != nil {
 		return err
 	}
+	walFailed := isWALFailureCounter(c)
 	u.mu.Lock()
 	u.collectors = append(u.collectors, c)
+	if walFailed {
+		u.walFailed = append(u.walFailed, c)
+	}
 	u.mu.Unlock()
 	return nil
 }
@@ -46,4 +51,5 @@ func (u *unregisterer) unregisterAll() {
 		u.Unregister(c)
 	}
 	u.collectors = nil
+	u.walFailed = nil
 }

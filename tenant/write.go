@@ -114,6 +114,9 @@ func (m *Manager) WriteHashed(ctx context.Context, id string, series []prompb.Ti
 	if hashes != nil && len(hashes) != len(series) {
 		return stats, fmt.Errorf("write to tenant %s: %d hashes for %d series", id, len(hashes), len(series))
 	}
+	if err := m.space.admit(); err != nil {
+		return stats, err
+	}
 	// Held for reading until the commit: a prune or Close waits for this write (prune.go).
 	d, err := m.acquire(ctx, id)
 	if err != nil {
@@ -149,7 +152,18 @@ func (m *Manager) WriteHashed(ctx context.Context, id string, series []prompb.Ti
 			return WriteStats{}, fmt.Errorf("append to tenant %s: %w", id, err)
 		}
 	}
-	if err := app.Commit(); err != nil {
+	err = app.Commit()
+	// Acknowledged only if no WAL write of this TSDB ever failed: a record after a torn one is lost at
+	// the next open (walguard.go). A commit error with a failed WAL is that failure, and transient.
+	if d.reg.walFailures() > 0 {
+		d.walFailed.Store(true)
+		m.space.refused.WithLabelValues(refusedWALFailed).Inc()
+		if err != nil {
+			m.logger.Error("WAL write failed: the tenant takes no write until it is reopened, which repairs its WAL", "tenant", id, "err", err)
+		}
+		return WriteStats{}, errWALFailed(id)
+	}
+	if err != nil {
 		return WriteStats{}, fmt.Errorf("commit to tenant %s: %w", id, err)
 	}
 	return stats, nil

@@ -82,6 +82,21 @@ func (c *config) registerFlags(fs *flag.FlagSet) {
 	c.storage.IdleTimeout = 3 * time.Hour
 	durationFlag(fs, &c.storage.IdleTimeout, "tsdb.tenant-idle-timeout", "Prune a tenant that received no write for this long: its head is cut into blocks, the blocks are shipped, "+
 		"and its TSDB is closed, returning its memory; its next write reopens it. Nothing is deleted, and a tenant whose blocks fail to ship stays open until they have (0: never prune).")
+	c.storage.MinFreeSpace = tenant.MinFreeSpaceAuto
+	fs.Func("tsdb.min-free-space", "Free space kept on the --tsdb.path volume, e.g. 2GiB: below it, writes are refused with 503 and Retry-After (senders keep their data and retry; in a ring the other replicas take it) "+
+		"until there is room again, so that a full volume never tears the WAL behind acknowledged writes. auto: 128MiB (a WAL repair's copy of one segment) + 5% of the volume (cutting heads into blocks; "+
+		"a FILESYSTEM bucket on the same volume), at most half of it; 0: never refuse (default auto).", func(s string) error {
+		if s == "auto" {
+			c.storage.MinFreeSpace = tenant.MinFreeSpaceAuto
+			return nil
+		}
+		v, err := units.ParseBase2Bytes(s)
+		if err != nil || v < 0 {
+			return fmt.Errorf("%q is neither auto nor a size such as 2GiB", s)
+		}
+		c.storage.MinFreeSpace = int64(v)
+		return nil
+	})
 	c.handler.Limits.FutureWindow = 10 * time.Minute
 	durationFlag(fs, &c.handler.Limits.FutureWindow, "tsdb.too-far-in-future.time-window", "Refuse samples stamped further ahead of this node's clock (0: no limit). One far-future sample makes every normal sample of its tenant too old.")
 
