@@ -5,9 +5,27 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/weir-metrics/weir/tenant"
 )
+
+// This file is the only one that classifies errors. It owns one vocabulary and every mapping of it:
+//
+//   - Class, and ClassOf for errors that carry none;
+//   - StatusCode: class → HTTP status (the table in doc.go);
+//   - ingestStatus: class → gRPC status, on the ingester; classOfStatus and healthOf: gRPC status →
+//     class and endpoint health, on the router, and retryable;
+//   - outcomeOf: class → replica outcome (quorum.go);
+//   - the names the metrics count errors by (classNames, forwardResult, the quorum-failure and
+//     refusal reasons).
+//
+// Errors are given a class where they arise (errorf, &Error{}) or by their sentinel here; other files
+// ask these functions and never compare messages or metric labels.
 
 // Class says whose fault an error is and so what a sender must do about it. StatusCode is the only
 // place that turns a class into an HTTP status.
@@ -68,4 +86,245 @@ func StatusCode(err error) int {
 		return http.StatusServiceUnavailable
 	}
 	return http.StatusInternalServerError
+}
+
+// clientFault reports whether c is the sender's fault: retrying the same request cannot succeed.
+func (c Class) clientFault() bool {
+	switch c {
+	case ClassInvalid, ClassConflict, ClassTooLarge, ClassUnsupported:
+		return true
+	}
+	return false
+}
+
+// classNames are the label values of classes in metrics (weir_receive_storage_errors_total).
+var classNames = [...]string{
+	ClassInternal: "internal", ClassInvalid: "invalid", ClassConflict: "conflict",
+	ClassTooLarge: "too_large", ClassUnsupported: "unsupported", ClassUnavailable: "unavailable",
+}
+
+// className is the metric label value of c; "internal" for a class without a name.
+func className(c Class) string {
+	if int(c) < len(classNames) {
+		return classNames[c]
+	}
+	return classNames[ClassInternal]
+}
+
+// # Node-to-node errors
+//
+// The ingest service answers every error with a gRPC status whose code carries the class (a router
+// of any build reads it) and an ErrorInfo detail in ingestErrorDomain whose reason names the class
+// (see ingestReason). The detail is what tells a router that the ingest service answered, so the
+// endpoint is up, as opposed to a transport failure with the same code (Unavailable,
+// DeadlineExceeded). Messages still start with ingestErrorPrefix, which routers of earlier builds
+// look for.
+
+// ingestErrorDomain is the ErrorInfo domain of the ingest service's errors.
+const ingestErrorDomain = ingestServiceName
+
+// ingestErrorPrefix starts the message of every error the ingest service answers, for routers of
+// earlier builds (which recognise an ingester's answer by it) and for people reading logs.
+const ingestErrorPrefix = "weir ingest: "
+
+// ingestStatus is the answer of the ingest service for err.
+func ingestStatus(err error) error {
+	code, class := ingestClass(err)
+	st := status.New(code, ingestErrorPrefix+err.Error())
+	if d, derr := st.WithDetails(&errdetails.ErrorInfo{Reason: ingestReason(class), Domain: ingestErrorDomain}); derr == nil {
+		st = d
+	}
+	return st.Err()
+}
+
+// ingestClass is the gRPC code and class the ingest service answers err with. A class the error
+// carries wins over its cause, as in ClassOf (the Limiter's refusal is Unavailable, whatever ended
+// its wait); unclassified cancellations keep their own codes, which tell the router who gave up.
+func ingestClass(err error) (codes.Code, Class) {
+	switch {
+	case errors.Is(err, errFrameVersion):
+		// A newer router: a failed replica, not the client's fault.
+		return codes.Unimplemented, ClassInternal
+	case errors.Is(err, errFrame):
+		return codes.InvalidArgument, ClassInvalid
+	}
+	class := ClassOf(err)
+	if e := (*Error)(nil); !errors.As(err, &e) {
+		switch {
+		case errors.Is(err, context.DeadlineExceeded):
+			return codes.DeadlineExceeded, class
+		case errors.Is(err, context.Canceled):
+			return codes.Canceled, class
+		}
+	}
+	switch {
+	case class == ClassUnavailable:
+		return codes.Unavailable, class
+	case class.clientFault():
+		return codes.InvalidArgument, class
+	}
+	return codes.Internal, class
+}
+
+// ingestReason is the ErrorInfo reason for class: its name in UPPER_SNAKE_CASE.
+func ingestReason(c Class) string { return strings.ToUpper(className(c)) }
+
+// classOfStatus is the class of a failed call to the ingest service: by its code, which ingesters of
+// every build set as ingestClass does. The transient codes of gRPC itself are ClassUnavailable too.
+func classOfStatus(err error) Class {
+	switch status.Code(err) {
+	case codes.Unavailable, codes.DeadlineExceeded, codes.Canceled, codes.ResourceExhausted, codes.Aborted:
+		return ClassUnavailable
+	case codes.InvalidArgument:
+		return ClassInvalid
+	}
+	return ClassInternal
+}
+
+// forwardError classifies a failed call to endpoint.
+func forwardError(endpoint string, err error) error {
+	return &Error{Class: classOfStatus(err), Err: fmt.Errorf("forward to %s: %w", endpoint, err)}
+}
+
+// retryable reports whether a failed call to the ingest service may succeed if made again at once:
+// Unavailable, from the transport (a connection being made) or from the service (not ready, storage
+// opening, no write slot). Other codes would fail the same way, or the deadline is gone.
+func retryable(err error) bool { return status.Code(err) == codes.Unavailable }
+
+// endpointHealth is what the result of a call says about the endpoint it went to.
+type endpointHealth uint8
+
+const (
+	healthUnknown endpointHealth = iota // nothing (cancelled by the router, a local failure)
+	healthUp                            // the ingest service answered, successfully or not
+	healthDown                          // unreachable, or no answer in time
+)
+
+// healthOf is what err, the result of a call to the ingest service, says about the endpoint.
+func healthOf(err error) endpointHealth {
+	switch {
+	case err == nil, answeredByIngester(err):
+		return healthUp
+	}
+	switch status.Code(err) {
+	case codes.Unavailable, codes.DeadlineExceeded:
+		return healthDown
+	}
+	return healthUnknown
+}
+
+// answeredByIngester reports whether err is an answer of the ingest service rather than a failure
+// to reach it.
+func answeredByIngester(err error) bool {
+	st, ok := status.FromError(err)
+	if !ok {
+		return false
+	}
+	for _, d := range st.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetDomain() == ingestErrorDomain {
+			return true
+		}
+	}
+	// Ingesters of earlier builds mark their answers only by the message prefix. Drop this once no
+	// such ingester can be in a ring (the node-to-node protocol of issue 13, item 2).
+	return strings.HasPrefix(st.Message(), ingestErrorPrefix)
+}
+
+// # Replica outcomes and the router's metrics
+
+// outcomeOf is the replica outcome of a write that failed with err: the client's fault (invalid) or
+// not (failed).
+func outcomeOf(err error) outcome {
+	if ClassOf(err).clientFault() {
+		return outcomeInvalid
+	}
+	return outcomeFailed
+}
+
+// Results of the write of a share to one endpoint (label result of weir_forward_requests_total and
+// weir_forward_series_total).
+const (
+	resultSuccess     = "success"
+	resultInvalid     = "invalid"
+	resultUnavailable = "unavailable"
+	resultTimeout     = "timeout"
+	resultDown        = "down"
+	resultOverloaded  = "overloaded"
+	resultError       = "error"
+)
+
+// forwardResult is the result label of one write to an endpoint that ended with err.
+func forwardResult(err error) string {
+	switch {
+	case err == nil:
+		return resultSuccess
+	case errors.Is(err, ErrEndpointDown):
+		return resultDown
+	case errors.Is(err, ErrOverloaded):
+		return resultOverloaded
+	case isTimeout(err):
+		return resultTimeout
+	case outcomeOf(err) == outcomeInvalid:
+		return resultInvalid
+	case ClassOf(err) == ClassUnavailable:
+		return resultUnavailable
+	}
+	return resultError
+}
+
+// isTimeout reports whether err says that a deadline passed, the router's own or the ingester's.
+func isTimeout(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) || status.Code(err) == codes.DeadlineExceeded
+}
+
+// Reasons of a request without a write quorum (label reason of weir_quorum_failures_total).
+const (
+	quorumUnavailable = "unavailable" // replicas failed for a server-side reason
+	quorumTimeout     = "timeout"     // a replica did not answer in time, or the wait ran out
+	quorumCanceled    = "canceled"    // the client went away before the replicas answered
+	quorumInvalid     = "invalid"     // replicas refused series as the client's fault
+	quorumNoRing      = "no_ring"     // no hashring for the tenant
+	quorumRing        = "ring"        // the ring could not place the series
+	quorumShutdown    = "shutdown"    // the router is closing
+)
+
+// quorumFailureReasons are every reason, to export each counter from the start.
+var quorumFailureReasons = []string{
+	quorumUnavailable, quorumInvalid, quorumTimeout, quorumCanceled, quorumNoRing, quorumRing, quorumShutdown,
+}
+
+// waitFailure is the reason of series left without a verdict when the router stopped waiting for
+// their replicas because of waitErr.
+func waitFailure(waitErr error) string {
+	if errors.Is(waitErr, context.DeadlineExceeded) {
+		return quorumTimeout
+	}
+	return quorumCanceled
+}
+
+// # The handler's refusals
+
+// Reasons of requests refused before storage (label reason of
+// weir_receive_requests_refused_total).
+const (
+	refusedNotReady      = "not_ready"
+	refusedInvalidTenant = "invalid_tenant"
+	refusedDecode        = "decode"
+	refusedTooLarge      = "too_large"
+	refusedUnsupported   = "unsupported"
+	refusedOverloaded    = "overloaded"
+	refusedLimits        = "limits"
+)
+
+// decodeRefusal is the reason of a request refused because decoding it failed with err.
+func decodeRefusal(err error) string {
+	switch ClassOf(err) {
+	case ClassTooLarge:
+		return refusedTooLarge
+	case ClassUnsupported:
+		return refusedUnsupported
+	case ClassUnavailable:
+		return refusedOverloaded
+	}
+	return refusedDecode
 }

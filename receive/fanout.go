@@ -223,7 +223,7 @@ func (f *fanout) apply(res destResult) {
 		} else if o == outcomeFailed && f.failure == nil {
 			f.failure = res.err
 		}
-		f.timedOut = f.timedOut || forwardResult(res.err) == "timeout"
+		f.timedOut = f.timedOut || isTimeout(res.err)
 
 		for _, s := range idx {
 			f.tracker.add(int(s), o)

@@ -127,12 +127,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !h.ready() {
-		h.refuse(w, "not_ready", errorf(ClassUnavailable, "not ready: replaying write-ahead logs"))
+		h.refuse(w, refusedNotReady, errorf(ClassUnavailable, "not ready: replaying write-ahead logs"))
 		return
 	}
 	tenantID, err := tenant.FromRequest(r, h.cfg.TenantHeader, h.cfg.DefaultTenant)
 	if err != nil {
-		h.refuse(w, "invalid_tenant", err)
+		h.refuse(w, refusedInvalidTenant, err)
 		return
 	}
 	var slot *Slot
@@ -143,16 +143,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// Also when decoding failed after the slot was taken (a body that is not a WriteRequest).
 	defer slot.Release()
 	if err != nil {
-		reason := "decode"
-		switch ClassOf(err) {
-		case ClassTooLarge:
-			reason = "too_large"
-		case ClassUnsupported:
-			reason = "unsupported"
-		case ClassUnavailable:
-			reason = "overloaded"
-		}
-		h.refuse(w, reason, err)
+		h.refuse(w, decodeRefusal(err), err)
 		return
 	}
 	defer req.Release()
@@ -160,7 +151,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	series, v, err := h.cfg.Limits.validateRequest(req, h.now())
 	if err != nil {
-		h.refuse(w, "limits", err)
+		h.refuse(w, refusedLimits, err)
 		return
 	}
 	var stats tenant.WriteStats
@@ -172,8 +163,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if err != nil {
-		class := ClassOf(err)
-		h.metrics.storageErrors.WithLabelValues(tenantID, classNames[class]).Inc()
+		h.metrics.storageErrors.WithLabelValues(tenantID, className(ClassOf(err))).Inc()
 		h.logger.Error("write failed", "tenant", tenantID, "series", len(series), "err", err)
 		h.answer(w, err)
 		return
@@ -187,11 +177,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	h.record(tenantID, stats, v.rejected)
 	h.answer(w, partialError(stats, v.rejected))
-}
-
-var classNames = [...]string{
-	ClassInternal: "internal", ClassInvalid: "invalid", ClassConflict: "conflict",
-	ClassTooLarge: "too_large", ClassUnsupported: "unsupported", ClassUnavailable: "unavailable",
 }
 
 func (h *Handler) refuse(w http.ResponseWriter, reason string, err error) {

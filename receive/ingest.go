@@ -10,17 +10,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/prometheus/prometheus/prompb"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 
 	"github.com/weir-metrics/weir/tenant"
 )
-
-// ingestErrorPrefix starts the message of every error the ingest service answers, so that a router
-// tells an ingester's answer (the endpoint is up) from a failure to reach it.
-const ingestErrorPrefix = "weir ingest: "
 
 // DefaultMaxDecodedBytes is the default of IngestConfig.MaxDecodedBytes.
 const DefaultMaxDecodedBytes = 64 << 20
@@ -86,7 +81,7 @@ func (c IngestConfig) ServerOptions() ([]grpc.ServerOption, error) {
 // Storage and answers with the write's stats. It trusts the router's placement and never forwards
 // again. The tenant ID is validated again: the gRPC port is an entry point like the HTTP one.
 //
-// Errors, as gRPC status codes (messages start with ingestErrorPrefix):
+// Errors, as gRPC status codes (ingestStatus in errors.go, which also marks them as the service's):
 //
 //	Unimplemented     a request frame of an unknown version (a newer router; see errFrameVersion)
 //	InvalidArgument   a malformed frame, an invalid tenant ID, or a payload that is not (snappy) protobuf
@@ -165,20 +160,17 @@ func (s *IngestServer) write(ctx context.Context, req *ingestRequest) (*writeRep
 
 func (s *IngestServer) writeRequest(ctx context.Context, req *ingestRequest) (*writeReply, error) {
 	if !s.ready() {
-		return nil, ingestError(codes.Unavailable, errors.New("not ready"))
+		return nil, ingestStatus(errorf(ClassUnavailable, "not ready"))
 	}
 	if err := req.parse(); err != nil {
-		if errors.Is(err, errFrameVersion) {
-			return nil, ingestError(codes.Unimplemented, err)
-		}
-		return nil, ingestError(codes.InvalidArgument, err)
+		return nil, ingestStatus(err)
 	}
 	if err := tenant.ValidateID(req.tenant); err != nil {
-		return nil, ingestError(codes.InvalidArgument, err)
+		return nil, ingestStatus(err)
 	}
 	slot, err := s.cfg.Limiter.Acquire(ctx)
 	if err != nil {
-		return nil, ingestError(codes.Unavailable, err)
+		return nil, ingestStatus(err)
 	}
 	defer slot.Release()
 	var wr *Request
@@ -188,12 +180,12 @@ func (s *IngestServer) writeRequest(ctx context.Context, req *ingestRequest) (*w
 		wr, err = DecodeRaw(req.payload, s.cfg.MaxDecodedBytes) // aliases req.buf, released after wr
 	}
 	if err != nil {
-		return nil, ingestError(codes.InvalidArgument, err)
+		return nil, ingestStatus(err)
 	}
 	defer wr.Release()
 	series := wr.Write.Timeseries
 	if req.hashes != nil && len(*req.hashes) != len(series) {
-		return nil, ingestError(codes.InvalidArgument, fmt.Errorf("%w: %d series hashes for %d series", errFrame, len(*req.hashes), len(series)))
+		return nil, ingestStatus(fmt.Errorf("%w: %d series hashes for %d series", errFrame, len(*req.hashes), len(series)))
 	}
 	reply := &writeReply{}
 	if len(series) == 0 {
@@ -202,7 +194,7 @@ func (s *IngestServer) writeRequest(ctx context.Context, req *ingestRequest) (*w
 	reply.stats, err = s.writeSeries(ctx, req, series)
 	if err != nil {
 		s.logger.Debug("ingest write failed", "tenant", req.tenant, "series", len(series), "err", err)
-		return nil, ingestError(ingestCode(err), err)
+		return nil, ingestStatus(err)
 	}
 	return reply, nil
 }
@@ -214,25 +206,4 @@ func (s *IngestServer) writeSeries(ctx context.Context, req *ingestRequest, seri
 		return hs.WriteHashed(ctx, req.tenant, series, *req.hashes)
 	}
 	return s.storage.Write(ctx, req.tenant, series)
-}
-
-// ingestCode is the status code of a storage error.
-func ingestCode(err error) codes.Code {
-	switch {
-	case errors.Is(err, context.DeadlineExceeded):
-		return codes.DeadlineExceeded
-	case errors.Is(err, context.Canceled):
-		return codes.Canceled
-	}
-	switch ClassOf(err) {
-	case ClassUnavailable:
-		return codes.Unavailable
-	case ClassInvalid, ClassConflict, ClassTooLarge, ClassUnsupported:
-		return codes.InvalidArgument
-	}
-	return codes.Internal
-}
-
-func ingestError(code codes.Code, err error) error {
-	return status.Error(code, ingestErrorPrefix+err.Error())
 }

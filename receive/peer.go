@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,11 +14,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
-	"google.golang.org/grpc/status"
 
 	"github.com/weir-metrics/weir/tenant"
 )
@@ -272,19 +269,19 @@ func (p *PeerWriter) send(ctx context.Context, endpoint string, req forwardReque
 	for attempt := 1; ; attempt++ {
 		reply = writeReply{}
 		err = pc.cc.Invoke(ctx, ingestWriteMethod, &req, &reply, opts...)
-		if err == nil || attempt >= p.cfg.MaxAttempts || status.Code(err) != codes.Unavailable || !p.pause(ctx, wait) {
+		if err == nil || attempt >= p.cfg.MaxAttempts || !retryable(err) || !p.pause(ctx, wait) {
 			break
 		}
 		p.m.retries.WithLabelValues(endpoint).Inc()
 		wait *= 2
 	}
-	switch {
-	case err == nil, fromIngester(err):
+	switch healthOf(err) {
+	case healthUp:
 		if pc.up() {
 			p.m.down.WithLabelValues(endpoint).Set(0)
 			p.logger.Info("endpoint is up again", "endpoint", endpoint)
 		}
-	case isEndpointFault(err):
+	case healthDown:
 		if pc.markDown(p.now().Add(p.cfg.DownPeriod)) {
 			p.m.down.WithLabelValues(endpoint).Set(1)
 			p.logger.Warn("endpoint is down", "endpoint", endpoint, "for", p.cfg.DownPeriod, "err", err)
@@ -321,33 +318,6 @@ func (p *PeerWriter) pause(ctx context.Context, d time.Duration) bool {
 	case <-t.C:
 		return true
 	}
-}
-
-// fromIngester reports whether err is an answer of the ingest service (which prefixes its messages),
-// as opposed to a failure to reach it: the endpoint is up.
-func fromIngester(err error) bool {
-	return strings.HasPrefix(status.Convert(err).Message(), ingestErrorPrefix)
-}
-
-// isEndpointFault reports whether err says the endpoint is unreachable or did not answer in time.
-func isEndpointFault(err error) bool {
-	switch status.Code(err) {
-	case codes.Unavailable, codes.DeadlineExceeded:
-		return true
-	}
-	return false
-}
-
-// forwardError classifies a failed call to endpoint.
-func forwardError(endpoint string, err error) error {
-	class := ClassInternal
-	switch status.Code(err) {
-	case codes.Unavailable, codes.DeadlineExceeded, codes.Canceled, codes.ResourceExhausted, codes.Aborted:
-		class = ClassUnavailable
-	case codes.InvalidArgument:
-		class = ClassInvalid
-	}
-	return &Error{Class: class, Err: fmt.Errorf("forward to %s: %w", endpoint, err)}
 }
 
 func (p *PeerWriter) acquire(pc *peer, n int64) error {

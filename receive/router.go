@@ -12,8 +12,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/prometheus/prometheus/prompb"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/weir-metrics/weir/hashring"
 	"github.com/weir-metrics/weir/tenant"
@@ -203,11 +201,11 @@ func (r *Router) WriteFrames(ctx context.Context, tenantID string, series []prom
 	}
 	ring, err := r.ring(tenantID)
 	if err != nil {
-		r.m.quorumFailures.WithLabelValues("no_ring").Inc()
+		r.m.quorumFailures.WithLabelValues(quorumNoRing).Inc()
 		return tenant.WriteStats{}, &Error{Class: ClassUnavailable, Err: fmt.Errorf("no hashring for tenant %s: %w", tenantID, err)}
 	}
 	if !r.enter() {
-		r.m.quorumFailures.WithLabelValues("shutdown").Inc()
+		r.m.quorumFailures.WithLabelValues(quorumShutdown).Inc()
 		return tenant.WriteStats{}, errorf(ClassUnavailable, "router is shutting down")
 	}
 	defer r.wg.Done()
@@ -225,7 +223,7 @@ func (r *Router) WriteFrames(ctx context.Context, tenantID string, series []prom
 	fl := getFlight(len(eps))
 	defer fl.release()
 	if err := f.split(ring, tenantID, series, frames, r.cfg.ReplicationFactor, local); err != nil {
-		r.m.quorumFailures.WithLabelValues("ring").Inc()
+		r.m.quorumFailures.WithLabelValues(quorumRing).Inc()
 		return tenant.WriteStats{}, &Error{Class: ClassUnavailable, Err: fmt.Errorf("placing the series of tenant %s: %w", tenantID, err)}
 	}
 
@@ -366,22 +364,19 @@ func (r *Router) answer(f *fanout, tenantID string, series []prompb.TimeSeries, 
 	t := &f.tracker
 	rf, q := r.cfg.ReplicationFactor, t.q
 	if n := t.counts[verdictUnavailable] + t.counts[verdictPending]; n > 0 {
-		cause, reason := f.failure, "unavailable"
+		cause, reason := f.failure, quorumUnavailable
 		if f.timedOut {
-			reason = "timeout"
+			reason = quorumTimeout
 		}
 		if t.counts[verdictPending] > 0 && waitErr != nil {
-			cause, reason = waitErr, "canceled"
-			if errors.Is(waitErr, context.DeadlineExceeded) {
-				reason = "timeout"
-			}
+			cause, reason = waitErr, waitFailure(waitErr)
 		}
 		r.m.quorumFailures.WithLabelValues(reason).Inc()
 		return tenant.WriteStats{}, &Error{Class: ClassUnavailable, Err: fmt.Errorf(
 			"write quorum (%d of %d replicas) not reached for %d of %d series of tenant %s: %w", q, rf, n, len(series), tenantID, cause)}
 	}
 	if n := t.counts[verdictInvalid]; n > 0 {
-		r.m.quorumFailures.WithLabelValues("invalid").Inc()
+		r.m.quorumFailures.WithLabelValues(quorumInvalid).Inc()
 		return tenant.WriteStats{}, &Error{Class: ClassInvalid, Err: fmt.Errorf(
 			"%d of %d series of tenant %s refused by their replicas: %w", n, len(series), tenantID, f.invalid)}
 	}
@@ -422,7 +417,7 @@ func newRouterMetrics(reg prometheus.Registerer) *routerMetrics {
 			Help: "Writes to one endpoint in flight, including those still running after the client was answered.",
 		}, []string{"endpoint"}),
 	}
-	for _, reason := range []string{"unavailable", "invalid", "timeout", "canceled", "no_ring", "ring", "shutdown"} {
+	for _, reason := range quorumFailureReasons {
 		m.quorumFailures.WithLabelValues(reason)
 	}
 	return m
@@ -433,37 +428,6 @@ func (r *Router) observe(endpoint string, series int, d time.Duration, err error
 	r.m.requests.WithLabelValues(endpoint, result).Inc()
 	r.m.series.WithLabelValues(endpoint, result).Add(float64(series))
 	r.m.duration.WithLabelValues(endpoint).Observe(d.Seconds())
-}
-
-// forwardResult is the result label of one write to an endpoint.
-func forwardResult(err error) string {
-	switch {
-	case err == nil:
-		return "success"
-	case errors.Is(err, ErrEndpointDown):
-		return "down"
-	case errors.Is(err, ErrOverloaded):
-		return "overloaded"
-	case errors.Is(err, context.DeadlineExceeded), status.Code(err) == codes.DeadlineExceeded:
-		return "timeout"
-	}
-	if outcomeOf(err) == outcomeInvalid {
-		return "invalid"
-	}
-	if ClassOf(err) == ClassUnavailable {
-		return "unavailable"
-	}
-	return "error"
-}
-
-// outcomeOf is the replica outcome of a write that failed with err: the client's fault (invalid) or
-// not (failed).
-func outcomeOf(err error) outcome {
-	switch ClassOf(err) {
-	case ClassInvalid, ClassConflict, ClassTooLarge, ClassUnsupported:
-		return outcomeInvalid
-	}
-	return outcomeFailed
 }
 
 // destResult is the answer of one endpoint.
