@@ -32,6 +32,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/weir-metrics/weir/hashring"
+	"github.com/weir-metrics/weir/internal/testutil"
 )
 
 const (
@@ -42,25 +43,11 @@ const (
 	plainManifests = "kubernetes/weir.yaml"
 )
 
-// helm returns the pinned Helm binary, skipping (or failing under CI=true) when it is missing.
+// helm returns the pinned Helm binary ($WEIR_HELM, else bin/helm), skipping loudly (failing under
+// CI=true) when it is missing.
 func helm(t *testing.T) string {
 	t.Helper()
-	path := os.Getenv("WEIR_HELM")
-	if path == "" {
-		abs, err := filepath.Abs("../bin/helm")
-		if err != nil {
-			t.Fatal(err)
-		}
-		path = abs
-	}
-	if _, err := os.Stat(path); err != nil {
-		msg := fmt.Sprintf("SKIPPING: helm not found at %s (run `make deploy-check` to install the pinned Helm): %v", path, err)
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	return path
+	return testutil.RequireTool(t, "WEIR_HELM", "bin/helm", "make deploy-check")
 }
 
 // render runs helm template on the chart with extra arguments (values files, --set).
