@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -18,16 +17,9 @@ import (
 	"github.com/golang/snappy"
 	"github.com/prometheus/prometheus/prompb"
 	"github.com/stretchr/testify/require"
-)
 
-// missingTool fails the test in CI and skips it loudly elsewhere.
-func missingTool(t *testing.T, msg string) {
-	t.Helper()
-	if os.Getenv("CI") == "true" {
-		t.Fatal(msg)
-	}
-	t.Skip("SKIPPED LOUDLY: " + msg)
-}
+	"github.com/weir-metrics/weir/internal/testutil"
+)
 
 // TestEmbeddedDefault runs exactly what the README promises: `weir` with no arguments, in an empty
 // directory, receives on :19291 with the tenant header, stores under ./data/<tenant>, serves /-/ready on
@@ -39,18 +31,11 @@ func TestEmbeddedDefault(t *testing.T) {
 	for _, addr := range []string{"127.0.0.1:19291", "127.0.0.1:10902"} {
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
-			missingTool(t, fmt.Sprintf("default port %s is taken, cannot run the embedded default: %v", addr, err))
+			testutil.Unavailable(t, "default port %s is taken, cannot run the embedded default: %v", addr, err)
 		}
 		ln.Close()
 	}
-	promtool := os.Getenv("WEIR_PROMTOOL")
-	if promtool == "" {
-		promtool = "../../bin/promtool"
-	}
-	if _, err := os.Stat(promtool); err != nil {
-		missingTool(t, "promtool missing: run `make tools` (or make test) to install it into ./bin")
-	}
-	promtool, _ = filepath.Abs(promtool)
+	promtool := testutil.RequireTool(t, "WEIR_PROMTOOL", "bin/promtool", "make tools")
 
 	bin := filepath.Join(t.TempDir(), "weir")
 	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
@@ -72,14 +57,17 @@ func TestEmbeddedDefault(t *testing.T) {
 		}
 	})
 
-	require.Eventually(t, func() bool {
+	testutil.Eventually(t, 30*time.Second, testutil.DefaultInterval, "weir to be ready", func() error {
 		resp, err := http.Get("http://127.0.0.1:10902/-/ready")
 		if err != nil {
-			return false
+			return err
 		}
 		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}, 30*time.Second, 50*time.Millisecond, "not ready")
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("/-/ready answered %d", resp.StatusCode)
+		}
+		return nil
+	})
 
 	ts := time.Now().UnixMilli()
 	raw, err := (&prompb.WriteRequest{Timeseries: []prompb.TimeSeries{{
