@@ -11,6 +11,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
+
+	weirtest "github.com/weir-metrics/weir/internal/testutil"
 )
 
 const (
@@ -27,16 +29,10 @@ func writeFile(t *testing.T, path, content string) {
 	require.NoError(t, os.Rename(tmp, path))
 }
 
-// eventually polls cond until it holds or the deadline passes.
+// eventually polls cond until it holds, for at most the time a file watcher needs under load.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	weirtest.EventuallyTrue(t, 10*time.Second, 5*time.Millisecond, what, cond)
 }
 
 // run starts s.Run and stops it at the end of the test, checking it returns nil.
