@@ -189,7 +189,7 @@ func (c *config) validate() error {
 	if c.shutdownTimeout <= 0 {
 		return errors.New("--shutdown.timeout must be positive")
 	}
-	if c.remoteWriteAddress == c.httpAddress {
+	if c.remoteWriteAddress == c.httpAddress && !anyPort(c.httpAddress) {
 		return fmt.Errorf("--remote-write.address and --http-address are both %s", c.httpAddress)
 	}
 	if c.objstoreConfig != "" && c.objstoreConfigFile != "" {
@@ -438,4 +438,11 @@ func splitHostPort(s string) (string, int, error) {
 		return "", 0, fmt.Errorf("port %q: want 0-65535", port)
 	}
 	return host, p, nil
+}
+
+// anyPort reports whether addr asks for any free port (port 0): two listeners given it never
+// collide, and each logs the port it got ("weir starting").
+func anyPort(addr string) bool {
+	_, port, err := net.SplitHostPort(addr)
+	return err == nil && port == "0"
 }

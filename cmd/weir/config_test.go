@@ -87,6 +87,13 @@ func TestBadFlagsAreClearErrors(t *testing.T) {
 	}
 }
 
+// TestConfigAnyPortTwice: port 0 for both HTTP listeners is two free ports, not one address twice
+// (the e2e harness starts nodes so and reads their ports from the start-up log line).
+func TestConfigAnyPortTwice(t *testing.T) {
+	_, err := parseConfig(t, "--http-address=127.0.0.1:0", "--remote-write.address=127.0.0.1:0")
+	require.NoError(t, err)
+}
+
 func TestDispatch(t *testing.T) {
 	var out, errOut bytes.Buffer
 	require.Equal(t, 0, dispatch([]string{"help"}, &out, &errOut))
