@@ -18,6 +18,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/weir-metrics/weir/internal/testutil"
 	"github.com/weir-metrics/weir/loadgen"
 )
 
@@ -33,13 +34,7 @@ func dockerImage(t *testing.T) string {
 	if image == "" {
 		image = "weir:dev"
 	}
-	if _, err := exec.LookPath("docker"); err != nil || exec.Command("docker", "image", "inspect", image).Run() != nil {
-		msg := fmt.Sprintf("docker or the image %s is missing: run `make docker-test`", image)
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip("SKIPPED LOUDLY: " + msg)
-	}
+	testutil.RequireDocker(t, "make docker-test", image)
 	requireBinary(t)
 	return image
 }

@@ -19,6 +19,8 @@ import (
 	"github.com/prometheus/prometheus/prompb"
 	"github.com/prometheus/prometheus/tsdb"
 	"github.com/stretchr/testify/require"
+
+	"github.com/weir-metrics/weir/internal/testutil"
 )
 
 // TestDockerImage runs Weir's FROM-scratch image as a container, the way a StatefulSet pod runs it:
@@ -32,13 +34,7 @@ func TestDockerImage(t *testing.T) {
 	if image == "" {
 		image = "weir:dev"
 	}
-	if _, err := exec.LookPath("docker"); err != nil || exec.Command("docker", "image", "inspect", image).Run() != nil {
-		msg := fmt.Sprintf("docker or the image %s is missing: run `make docker-test`", image)
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip("SKIPPED LOUDLY: " + msg)
-	}
+	testutil.RequireDocker(t, "make docker-test", image)
 
 	dataDir := t.TempDir()
 	require.NoError(t, os.Chmod(dataDir, 0o777)) // the image runs as nobody (65534)

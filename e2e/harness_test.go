@@ -3,10 +3,11 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -26,13 +27,15 @@ import (
 	"github.com/prometheus/prometheus/tsdb"
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
 	"github.com/stretchr/testify/require"
+
+	"github.com/weir-metrics/weir/internal/testutil"
 )
 
 // Time limits of the harness. They bound waits for conditions; nothing sleeps for a fixed time.
 const (
 	readyTimeout = 60 * time.Second // start-up, WAL replay included
 	stopTimeout  = 60 * time.Second // SIGTERM until exit
-	pollInterval = 20 * time.Millisecond
+	pollInterval = testutil.DefaultInterval
 )
 
 // ---------------------------------------------------------------------------------------------------
@@ -137,25 +140,6 @@ func dumpLog(t testing.TB, name, path string) {
 	t.Logf("---- %s log %s (last %d lines, %d skipped) ----\n%s\n---- end of %s log ----", name, path, len(lines), skipped, strings.Join(lines, "\n"), name)
 }
 
-// freeAddrs returns n distinct loopback addresses with ports that were free a moment ago. All listeners
-// are held until every port is taken so that the n ports differ; a port can still be taken by someone
-// else before the caller binds it, so starters retry on "address already in use".
-func freeAddrs(t testing.TB, n int) []string {
-	t.Helper()
-	addrs := make([]string, n)
-	lns := make([]net.Listener, n)
-	for i := range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		require.NoError(t, err)
-		lns[i] = ln
-		addrs[i] = ln.Addr().String()
-	}
-	for _, ln := range lns {
-		require.NoError(t, ln.Close())
-	}
-	return addrs
-}
-
 // ---------------------------------------------------------------------------------------------------
 // Weir.
 
@@ -194,66 +178,87 @@ func startWeir(t testing.TB, dir string, extraArgs ...string) *weirNode {
 	return n
 }
 
-// start launches the process and waits until it is ready, retrying with other ports when one was taken.
+// start launches the process and waits until it is ready. Weir binds port 0 for each listener the
+// test does not fix (extra arguments override these) and logs what it got: no port is chosen by the
+// test and freed before weir binds it, where another process could take it.
 func (n *weirNode) start() {
 	t := n.t
 	t.Helper()
-	for attempt := 1; ; attempt++ {
-		addrs := freeAddrs(t, 3)
-		args := append([]string{"receive",
-			"--tsdb.path=" + n.Dir,
-			"--remote-write.address=" + addrs[0],
-			"--http-address=" + addrs[1],
-			"--grpc-address=" + addrs[2],
-			"--log.level=debug",
-		}, n.args...)
-		offset := fileSize(n.logPath)
-		p, err := launch(n.logPath, filepath.Dir(n.logPath), weirBinary, args...)
-		require.NoError(t, err)
-		n.proc = p
-		n.RemoteWriteAddr = addrs[0]
-		n.RemoteWriteURL = "http://" + addrs[0] + "/api/v1/receive"
-		n.OpsURL = "http://" + addrs[1]
-		err = n.waitReady(readyTimeout)
-		if err == nil {
-			return
-		}
-		if p.exited() && attempt < 5 && strings.Contains(readFrom(n.logPath, offset), "address already in use") {
-			t.Logf("weir could not bind a port (attempt %d), retrying on other ports", attempt)
-			continue
-		}
-		require.NoError(t, err, "weir did not become ready")
-	}
+	args := append([]string{"receive",
+		"--tsdb.path=" + n.Dir,
+		"--remote-write.address=127.0.0.1:0",
+		"--http-address=127.0.0.1:0",
+		"--grpc-address=127.0.0.1:0",
+		"--log.level=debug",
+	}, n.args...)
+	offset := fileSize(n.logPath)
+	p, err := launch(n.logPath, filepath.Dir(n.logPath), weirBinary, args...)
+	require.NoError(t, err)
+	n.proc = p
+	n.RemoteWriteAddr, n.RemoteWriteURL, n.OpsURL = "", "", ""
+	require.NoError(t, n.waitReady(offset, readyTimeout), "weir did not become ready")
 }
 
-// waitReady polls /-/ready until it answers 200, failing early if the process exits.
-func (n *weirNode) waitReady(timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(pollInterval)
-	defer tick.Stop()
-	var last error
-	for {
-		select {
-		case <-n.proc.done:
-			return fmt.Errorf("weir exited with code %d before it was ready", n.proc.exitCode())
-		default:
+// waitReady waits for the start logged after offset in the log to name its listeners, then polls
+// /-/ready until it answers 200; it gives up at once if the process exits.
+func (n *weirNode) waitReady(offset int64, timeout time.Duration) error {
+	return testutil.Poll(timeout, pollInterval, func() error {
+		if n.proc.exited() {
+			return testutil.Permanent(fmt.Errorf("weir exited with code %d before it was ready", n.proc.exitCode()))
+		}
+		if n.OpsURL == "" {
+			rw, ops, ok := startedAddrs(readFrom(n.logPath, offset))
+			if !ok {
+				return errors.New("no start-up line (weir starting) with its addresses in the log yet")
+			}
+			n.RemoteWriteAddr = rw
+			n.RemoteWriteURL = "http://" + rw + "/api/v1/receive"
+			n.OpsURL = "http://" + ops
 		}
 		code, _, err := httpGet(n.client, n.OpsURL+"/-/ready")
-		if err == nil && code == http.StatusOK {
-			return nil
+		if err != nil {
+			return err
 		}
-		last = err
-		if err == nil {
-			last = fmt.Errorf("/-/ready answered %d", code)
+		if code != http.StatusOK {
+			return fmt.Errorf("/-/ready answered %d", code)
 		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("not ready after %s: %w", timeout, last)
+		return nil
+	})
+}
+
+// startedAddrs finds the start-up line of weir in log ("weir starting", logfmt or JSON) and returns
+// the remote-write and ops addresses it names.
+func startedAddrs(log string) (rw, ops string, ok bool) {
+	for line := range strings.Lines(log) {
+		if !strings.Contains(line, "weir starting") {
+			continue
 		}
-		select {
-		case <-tick.C:
-		case <-n.proc.done:
+		if strings.HasPrefix(line, "{") {
+			var rec struct {
+				RemoteWrite string `json:"remote_write"`
+				HTTP        string `json:"http"`
+			}
+			if json.Unmarshal([]byte(line), &rec) == nil && rec.RemoteWrite != "" && rec.HTTP != "" {
+				return rec.RemoteWrite, rec.HTTP, true
+			}
+			continue
+		}
+		rw, ops = logfmtValue(line, "remote_write"), logfmtValue(line, "http")
+		if rw != "" && ops != "" {
+			return rw, ops, true
 		}
 	}
+	return "", "", false
+}
+
+// logfmtValue is the value of key in a logfmt line (addresses need no quotes, but may have them).
+func logfmtValue(line, key string) string {
+	for f := range strings.FieldsSeq(line) {
+		if v, ok := strings.CutPrefix(f, key+"="); ok {
+			return strings.Trim(v, `"`)
+		}
+	}
+	return ""
 }
 
 // Stop sends SIGTERM and requires a clean exit (code 0) within stopTimeout.
@@ -553,19 +558,7 @@ func tree(t testing.TB, root string) []string {
 // waitFor polls cond until it returns nil, failing the test with cond's last error after timeout.
 func waitFor(t testing.TB, timeout time.Duration, what string, cond func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(pollInterval)
-	defer tick.Stop()
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s: %v", timeout, what, err)
-		}
-		<-tick.C
-	}
+	testutil.Eventually(t, timeout, pollInterval, what, cond)
 }
 
 func fileSize(path string) int64 {
@@ -582,4 +575,19 @@ func readFrom(path string, offset int64) string {
 		return ""
 	}
 	return string(b[offset:])
+}
+
+// TestStartedAddrs: the harness finds weir's listeners in its start-up line, in either log format.
+func TestStartedAddrs(t *testing.T) {
+	for _, log := range []string{
+		"time=2026-01-02T03:04:05Z level=INFO msg=\"weir starting\" version=dev role=ingester remote_write=127.0.0.1:4001 http=127.0.0.1:4002 grpc=127.0.0.1:4003 data=/d\n",
+		"time=… level=INFO msg=\"other\"\n{\"time\":\"…\",\"level\":\"INFO\",\"msg\":\"weir starting\",\"remote_write\":\"127.0.0.1:4001\",\"http\":\"127.0.0.1:4002\",\"grpc\":\"\"}\n",
+	} {
+		rw, ops, ok := startedAddrs(log)
+		require.True(t, ok, log)
+		require.Equal(t, "127.0.0.1:4001", rw)
+		require.Equal(t, "127.0.0.1:4002", ops)
+	}
+	_, _, ok := startedAddrs("level=INFO msg=\"weir starting\" remote_write=127.0.0.1:4001\n") // cut short
+	require.False(t, ok)
 }

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/weir-metrics/weir/internal/testutil"
 )
 
 // localScript is one of the README's three-node examples in deploy/local (ring.sh, gossip.sh) started
@@ -30,7 +32,7 @@ type localScript struct {
 func startLocalScript(t *testing.T, name string, bases []int, udp bool) *localScript {
 	t.Helper()
 	requireBinary(t)
-	root, err := repoRoot()
+	root, err := testutil.RepoRoot()
 	require.NoError(t, err)
 	s := &localScript{name: name, data: t.TempDir(), offset: freeScriptPorts(t, bases, udp), client: &http.Client{Timeout: 5 * time.Second}}
 	logPath := filepath.Join(t.TempDir(), name+".log")

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/weir-metrics/weir/internal/testutil"
 )
 
 // weirBinary is the weir executable under test, set by TestMain.
@@ -29,7 +31,7 @@ func run(m *testing.M) int {
 		return m.Run()
 	}
 	if bin := os.Getenv("WEIR_BINARY"); bin != "" {
-		abs, err := resolvePath(bin)
+		abs, err := testutil.ResolvePath(bin)
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "e2e: WEIR_BINARY=%s: %v\n", bin, err)
 			return 1
@@ -65,51 +67,6 @@ func requireBinary(t testing.TB) {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("-short: the end-to-end tests run weir and Prometheus processes")
-	}
-}
-
-// resolvePath makes a path from the environment absolute: as given when it exists relative to the
-// working directory (the package directory), else relative to the repository root — where Makefile
-// targets and people usually stand.
-func resolvePath(p string) (string, error) {
-	if !filepath.IsAbs(p) {
-		if _, err := os.Stat(p); err != nil {
-			root, rerr := repoRoot()
-			if rerr != nil {
-				return "", rerr
-			}
-			p = filepath.Join(root, p)
-		}
-	}
-	abs, err := filepath.Abs(p)
-	if err != nil {
-		return "", err
-	}
-	fi, err := os.Stat(abs)
-	if err != nil {
-		return "", err
-	}
-	if fi.IsDir() {
-		return "", fmt.Errorf("%s is a directory", abs)
-	}
-	return abs, nil
-}
-
-// repoRoot is the directory of the go.mod above the working directory (the package directory).
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", fmt.Errorf("no go.mod above the working directory")
-		}
-		dir = parent
 	}
 }
 

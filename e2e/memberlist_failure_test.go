@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/weir-metrics/weir/internal/testutil"
 )
 
 // fetchMemberlistStatus is getMemberlistStatus returning an error rather than failing, for polling.
@@ -79,7 +81,7 @@ func TestMemberlistIngesterFailure(t *testing.T) {
 		victim      = 2 // index of the ingester killed
 		tn          = "gossip-failure"
 	)
-	addrs := nodeAddrs(t, 2*nIngesters+1)
+	addrs := testutil.LoopbackAddrs(t, 2*nIngesters+1)
 	grpcAddrs, gossipAddrs := addrs[:nIngesters], addrs[nIngesters:]
 	names := make([]string, nIngesters+1)
 	common := func(i int) []string {

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/weir-metrics/weir/internal/testutil"
 )
 
 // TestMemberlistLeaveAndJoinUnderLoad: a graceful stop and a new member, under a steady RF=3 load,
@@ -30,7 +32,7 @@ func TestMemberlistLeaveAndJoinUnderLoad(t *testing.T) {
 		leaver     = 1
 	)
 	// gRPC addresses of the five ingesters (the fifth joins later), gossip addresses of six nodes.
-	addrs := nodeAddrs(t, 11)
+	addrs := testutil.LoopbackAddrs(t, 11)
 	grpcAddrs, gossipAddrs := addrs[:5], addrs[5:]
 	args := func(i int, ingester bool) []string {
 		a := []string{

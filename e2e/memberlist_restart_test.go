@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/weir-metrics/weir/internal/testutil"
 )
 
 // TestMemberlistRestartWithoutLeaving: with --memberlist.leave-on-shutdown=false, a restarting
@@ -24,7 +26,7 @@ func TestMemberlistRestartWithoutLeaving(t *testing.T) {
 		nIngesters = 4
 		victim     = 2
 	)
-	addrs := nodeAddrs(t, 2*nIngesters+1)
+	addrs := testutil.LoopbackAddrs(t, 2*nIngesters+1)
 	grpcAddrs, gossipAddrs := addrs[:nIngesters], addrs[nIngesters:]
 	args := func(i int) []string {
 		a := []string{

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/weir-metrics/weir/internal/testutil"
 )
 
 // memberlistStatus is the part of /api/v1/status/ring that memberlist mode adds.
@@ -36,7 +38,7 @@ func getMemberlistStatus(t testing.TB, n *weirNode) memberlistStatus {
 // the same ketama ring over the three of them; with RF=3 a write is acknowledged and lands on all
 // three.
 func TestMemberlistRing(t *testing.T) {
-	addrs := nodeAddrs(t, 7)
+	addrs := testutil.LoopbackAddrs(t, 7)
 	grpcAddrs, gossipAddrs := addrs[:3], addrs[3:6]
 	nodes := make([]*weirNode, 3)
 	for i := range nodes {

@@ -12,6 +12,8 @@ import (
 
 	"github.com/prometheus/prometheus/model/value"
 	"github.com/stretchr/testify/require"
+
+	"github.com/weir-metrics/weir/internal/testutil"
 )
 
 const installPrometheus = "GOBIN=$PWD/bin go install github.com/prometheus/prometheus/cmd/prometheus@v0.316.0"
@@ -20,26 +22,7 @@ const installPrometheus = "GOBIN=$PWD/bin go install github.com/prometheus/prome
 // there is none the test is skipped, loudly — or fails when CI=true.
 func prometheusBinary(t *testing.T) string {
 	t.Helper()
-	path := os.Getenv("WEIR_PROMETHEUS")
-	if path == "" {
-		path = filepath.Join("bin", "prometheus") // relative to the repository root
-	}
-	abs, err := resolvePath(path)
-	if err != nil {
-		msg := fmt.Sprintf("\n\n"+
-			"************************************************************************\n"+
-			"*  NO PROMETHEUS BINARY: %s: %v\n"+
-			"*  The end-to-end test with a real Prometheus as sender did NOT run.\n"+
-			"*  Install it from the repository root with:\n"+
-			"*      %s\n"+
-			"*  or point WEIR_PROMETHEUS at a Prometheus v3 binary.\n"+
-			"************************************************************************\n", path, err, installPrometheus)
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	return abs
+	return testutil.RequireTool(t, "WEIR_PROMETHEUS", "bin/prometheus", installPrometheus)
 }
 
 // prometheusNode is a Prometheus process that scrapes itself and remote-writes to weir.
@@ -61,7 +44,7 @@ func startPrometheus(t *testing.T, bin, rwURL, tenant string) *prometheusNode {
 	t.Cleanup(client.CloseIdleConnections)
 
 	for attempt := 1; ; attempt++ {
-		p.addr = freeAddrs(t, 1)[0]
+		p.addr = testutil.LoopbackAddrs(t, 1)[0]
 		p.url = "http://" + p.addr
 		// One shard, so batches leave in WAL order: once a sample is sent, everything scraped before
 		// it was sent too.

@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
-	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -57,36 +55,11 @@ func writeHashrings(t testing.TB, path string, endpoints ...string) []byte {
 	return data
 }
 
-// nodeAddrs returns n distinct loopback addresses for node-to-node gRPC listeners, which tests fix
-// before the nodes start (the hashrings file lists them) and keep across restarts. freeAddrs' ports
-// come from the kernel's ephemeral range, where any outgoing connection may take one as its local port
-// while the node is not yet (or no longer) listening; these come from below it (Linux' default range
-// starts at 32768), chosen at random and checked free.
-func nodeAddrs(t testing.TB, n int) []string {
-	t.Helper()
-	const lo, hi = 20000, 32000
-	addrs := make([]string, 0, n)
-	var lns []net.Listener
-	defer func() {
-		for _, ln := range lns {
-			require.NoError(t, ln.Close())
-		}
-	}()
-	for attempt := 0; len(addrs) < n; attempt++ {
-		require.Less(t, attempt, 1000, "no free port in [%d, %d)", lo, hi)
-		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", lo+rand.IntN(hi-lo)))
-		if err != nil {
-			continue // taken
-		}
-		lns = append(lns, ln)
-		addrs = append(addrs, ln.Addr().String())
-	}
-	return addrs
-}
-
 // startIngester starts a node without a hashrings file (it stores every write it gets, on its remote
 // write port or node-to-node on grpcAddr). The gRPC address is fixed by the caller, who has written
-// it into a hashrings file, and is kept across restarts (extra arguments override the harness').
+// it into a hashrings file, and is kept across restarts (extra arguments override the harness'); take
+// it from testutil.LoopbackAddrs, which hands a port to no other test while this one may restart a
+// node on it.
 func startIngester(t testing.TB, grpcAddr string, extraArgs ...string) *weirNode {
 	t.Helper()
 	return startWeir(t, t.TempDir(), append([]string{"--grpc-address=" + grpcAddr}, extraArgs...)...)

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/weir-metrics/weir/internal/testutil"
 )
 
 // End-to-end tests of hashrings, replication and write quorum with real weir processes on loopback.
@@ -30,7 +32,7 @@ import (
 //	                                          └──▶ ingester 2
 func TestRingRouterReplicatesToIngesters(t *testing.T) {
 	t.Parallel()
-	grpcAddrs := nodeAddrs(t, 3)
+	grpcAddrs := testutil.LoopbackAddrs(t, 3)
 	file := filepath.Join(t.TempDir(), "hashrings.json")
 	writeHashrings(t, file, grpcAddrs...)
 	ingesters := startIngesters(t, grpcAddrs)
@@ -81,7 +83,7 @@ func TestRingRouterReplicatesToIngesters(t *testing.T) {
 //	  ▲──────────────────gRPC────────────────────▲
 func TestRingRouterIngesterNodes(t *testing.T) {
 	t.Parallel()
-	grpcAddrs := nodeAddrs(t, 3)
+	grpcAddrs := testutil.LoopbackAddrs(t, 3)
 	file := filepath.Join(t.TempDir(), "hashrings.json")
 	writeHashrings(t, file, grpcAddrs...)
 	// Node 1 forwards uncompressed frames, the others snappy: every ingester gets both kinds, as in a
@@ -137,7 +139,7 @@ func TestRingRouterIngesterNodes(t *testing.T) {
 //	                          └──▶ ingester 2   always up
 func TestRingQuorumWithKilledIngesters(t *testing.T) {
 	t.Parallel()
-	grpcAddrs := nodeAddrs(t, 3)
+	grpcAddrs := testutil.LoopbackAddrs(t, 3)
 	file := filepath.Join(t.TempDir(), "hashrings.json")
 	writeHashrings(t, file, grpcAddrs...)
 	ingesters := startIngesters(t, grpcAddrs)
@@ -219,7 +221,7 @@ func TestRingQuorumWithKilledIngesters(t *testing.T) {
 func TestRingGrowsUnderLoad(t *testing.T) {
 	t.Parallel()
 	const alg, rf = "ketama", 3
-	grpcAddrs := nodeAddrs(t, 4)
+	grpcAddrs := testutil.LoopbackAddrs(t, 4)
 	file := filepath.Join(t.TempDir(), "hashrings.json")
 	oldFile := writeHashrings(t, file, grpcAddrs[:3]...)
 	ingesters := startIngesters(t, grpcAddrs[:3])
@@ -331,7 +333,7 @@ func TestRingGrowsUnderLoad(t *testing.T) {
 //	                                              └──gRPC──▶ ingesters 0, 1, 2
 func TestRingDegradedStart(t *testing.T) {
 	t.Parallel()
-	grpcAddrs := nodeAddrs(t, 3)
+	grpcAddrs := testutil.LoopbackAddrs(t, 3)
 	ingesters := startIngesters(t, grpcAddrs)
 	fileA := filepath.Join(t.TempDir(), "hashrings.json")
 	writeHashrings(t, fileA, grpcAddrs[:2]...)

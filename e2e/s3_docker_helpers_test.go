@@ -17,6 +17,8 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/require"
+
+	"github.com/weir-metrics/weir/internal/testutil"
 )
 
 // A real S3 server in the cluster's network (versitygw, static, FROM scratch: `make docker-s3`) and a
@@ -37,13 +39,7 @@ func s3Image(t *testing.T) string {
 	if image == "" {
 		image = "weir-s3:dev"
 	}
-	if exec.Command("docker", "image", "inspect", image).Run() != nil {
-		msg := fmt.Sprintf("the S3 image %s is missing: run `make docker-s3` (or `make docker-test`)", image)
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip("SKIPPED LOUDLY: " + msg)
-	}
+	testutil.RequireDocker(t, "make docker-s3 (or make docker-test)", image)
 	return image
 }
 

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/weir-metrics/weir/internal/testutil"
 )
 
 // Helpers of TestDockerRouterKilledPrometheusRetries: a router-only container published on a fixed
@@ -30,7 +32,7 @@ type routerContainer struct {
 // fixed loopback port (chosen free now), waits until it is ready, and removes it at the end.
 func startRouterContainer(t *testing.T, c *dockerCluster) *routerContainer {
 	t.Helper()
-	r := &routerContainer{t: t, container: c.network + "-weir-router", rwAddr: freeAddrs(t, 1)[0]}
+	r := &routerContainer{t: t, container: c.network + "-weir-router", rwAddr: testutil.LoopbackAddrs(t, 1)[0]}
 	t.Cleanup(func() {
 		if t.Failed() {
 			out, _ := exec.Command("docker", "logs", r.container).CombinedOutput()
@@ -92,7 +94,7 @@ func startSenderPrometheus(t *testing.T, rwURL, tenantID string, targets []strin
 	p := &senderPrometheus{dataDir: work, logPath: logPath}
 	cleanupProc(t, "prometheus", logPath, func() *proc { return p.proc })
 	for attempt := 1; ; attempt++ {
-		addr := freeAddrs(t, 1)[0]
+		addr := testutil.LoopbackAddrs(t, 1)[0]
 		p.url = "http://" + addr
 		cfg := fmt.Sprintf(`global:
   scrape_interval: 1s

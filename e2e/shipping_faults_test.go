@@ -17,6 +17,8 @@ import (
 	"github.com/oklog/ulid/v2"
 	"github.com/prometheus/prometheus/prompb"
 	"github.com/stretchr/testify/require"
+
+	"github.com/weir-metrics/weir/internal/testutil"
 )
 
 // Shipping under faults: object storage down, weir killed around an upload, a corrupted shipper state
@@ -39,9 +41,9 @@ func newS3Server(t *testing.T) *s3Server {
 	t.Helper()
 	s := &s3Server{
 		t:    t,
-		bin:  requireTool(t, "WEIR_VERSITYGW", "versitygw"),
+		bin:  testutil.RequireTool(t, "WEIR_VERSITYGW", "bin/versitygw", "make tools"),
 		root: t.TempDir(),
-		addr: freeAddrs(t, 1)[0],
+		addr: testutil.LoopbackAddrs(t, 1)[0],
 	}
 	s.logPath = filepath.Join(t.TempDir(), "versitygw.log")
 	require.NoError(t, os.MkdirAll(s.bucketDir(), 0o755))

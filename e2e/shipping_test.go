@@ -19,26 +19,9 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/tsdb"
 	"github.com/stretchr/testify/require"
-)
 
-// requireTool finds a test tool: $env, else <repo>/bin/<name>. When missing the test is skipped
-// loudly, or fails when CI=true.
-func requireTool(t *testing.T, env, name string) string {
-	t.Helper()
-	path := os.Getenv(env)
-	if path == "" {
-		path = filepath.Join("bin", name)
-	}
-	abs, err := resolvePath(path)
-	if err != nil {
-		msg := fmt.Sprintf("\n\n*** NO %s BINARY (%s: %v): this test did NOT run. `make tools` installs it into ./bin, or set %s. ***\n", name, path, err, env)
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	return abs
-}
+	"github.com/weir-metrics/weir/internal/testutil"
+)
 
 // startTool runs a third-party server in the background for the rest of the test.
 func startTool(t *testing.T, name, bin string, args ...string) {
@@ -62,13 +45,13 @@ func startTool(t *testing.T, name, bin string, args ...string) {
 // meta.json with the tenant and replica labels, reads back to exactly the samples written, passes
 // `thanos tools bucket verify`, and PromQL through Thanos Store and Query returns the written values.
 func TestShipToS3ReadByThanos(t *testing.T) {
-	versitygw := requireTool(t, "WEIR_VERSITYGW", "versitygw")
-	thanos := requireTool(t, "WEIR_THANOS", "thanos")
+	versitygw := testutil.RequireTool(t, "WEIR_VERSITYGW", "bin/versitygw", "make tools")
+	thanos := testutil.RequireTool(t, "WEIR_THANOS", "bin/thanos", "make tools")
 
 	// The S3 server: a directory under its root is a bucket, an object is a file under it.
 	s3Root := t.TempDir()
 	require.NoError(t, os.MkdirAll(filepath.Join(s3Root, "weir"), 0o755))
-	s3Addr := freeAddrs(t, 1)[0]
+	s3Addr := testutil.LoopbackAddrs(t, 1)[0]
 	startTool(t, "versitygw", versitygw, "--access", "testkey", "--secret", "testsecret", "--port", s3Addr, "posix", s3Root)
 	waitFor(t, 30*time.Second, "versitygw listening", func() error {
 		c, err := net.DialTimeout("tcp", s3Addr, time.Second)
@@ -145,7 +128,7 @@ config:
 	require.Contains(t, string(out), `replica=r1`, string(out))
 
 	// Thanos Store serves the bucket; Thanos Query answers PromQL over it, deduplicating by replica.
-	addrs := freeAddrs(t, 4)
+	addrs := testutil.LoopbackAddrs(t, 4)
 	startTool(t, "thanos-store", thanos, "store", "--data-dir="+t.TempDir(), "--objstore.config-file="+objCfg,
 		"--grpc-address="+addrs[0], "--http-address="+addrs[1])
 	startTool(t, "thanos-query", thanos, "query", "--endpoint="+addrs[0], "--query.replica-label=replica",

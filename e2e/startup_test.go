@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/weir-metrics/weir/internal/testutil"
 )
 
 // runToExit runs weir with args and returns its exit code and stderr. It must exit on its own within
@@ -73,7 +75,7 @@ func TestStartupUsageErrors(t *testing.T) {
 		t.Run(tc.arg, func(t *testing.T) {
 			t.Parallel()
 			dataDir := filepath.Join(t.TempDir(), "data")
-			addrs := freeAddrs(t, 3) // never bound: the error comes first
+			addrs := testutil.LoopbackAddrs(t, 3) // never bound: the error comes first
 			code, stderr := runToExit(t, "receive", "--tsdb.path="+dataDir, "--remote-write.address="+addrs[0],
 				"--http-address="+addrs[1], "--grpc-address="+addrs[2], tc.arg)
 			require.Equal(t, 2, code, "exit code for %s; stderr:\n%s", tc.arg, stderr)
@@ -94,7 +96,7 @@ func TestStartupPortInUse(t *testing.T) {
 
 	for _, flag := range []string{"--http-address", "--remote-write.address"} {
 		t.Run(flag, func(t *testing.T) {
-			addrs := freeAddrs(t, 3)
+			addrs := testutil.LoopbackAddrs(t, 3)
 			args := map[string]string{"--remote-write.address": addrs[0], "--http-address": addrs[1]}
 			args[flag] = addr
 			code, stderr := runToExit(t, "receive", "--tsdb.path="+filepath.Join(t.TempDir(), "data"),
@@ -111,7 +113,7 @@ func TestStartupPortInUse(t *testing.T) {
 // TestStartupSameAddress: the remote-write and ops listeners on one address is a usage error (exit 2).
 func TestStartupSameAddress(t *testing.T) {
 	t.Parallel()
-	addrs := freeAddrs(t, 2)
+	addrs := testutil.LoopbackAddrs(t, 2)
 	code, stderr := runToExit(t, "receive", "--tsdb.path="+filepath.Join(t.TempDir(), "data"),
 		"--remote-write.address="+addrs[0], "--http-address="+addrs[0], "--grpc-address="+addrs[1])
 	require.Equal(t, 2, code, "stderr:\n%s", stderr)

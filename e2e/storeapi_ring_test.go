@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/weir-metrics/weir/internal/testutil"
 )
 
 // TestStoreAPIRingReadByThanosQuery: Thanos Query over a Weir ring reads every ingester's fresh data
@@ -30,9 +32,9 @@ import (
 // the tenant.
 func TestStoreAPIRingReadByThanosQuery(t *testing.T) {
 	t.Parallel()
-	thanos := requireTool(t, "WEIR_THANOS", "thanos")
+	thanos := testutil.RequireTool(t, "WEIR_THANOS", "bin/thanos", "make tools")
 
-	grpcAddrs := nodeAddrs(t, 3)
+	grpcAddrs := testutil.LoopbackAddrs(t, 3)
 	file := filepath.Join(t.TempDir(), "hashrings.json")
 	writeHashrings(t, file, grpcAddrs...)
 	nodes := make([]*weirNode, 3)
@@ -66,7 +68,7 @@ func TestStoreAPIRingReadByThanosQuery(t *testing.T) {
 		require.Equal(t, http.StatusNoContent, resp.Code, resp.String())
 	}
 
-	queryAddrs := freeAddrs(t, 2)
+	queryAddrs := testutil.LoopbackAddrs(t, 2)
 	args := []string{"query", "--query.replica-label=replica", "--grpc-address=" + queryAddrs[0], "--http-address=" + queryAddrs[1]}
 	for _, addr := range grpcAddrs {
 		args = append(args, "--endpoint="+addr)

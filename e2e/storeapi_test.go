@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/weir-metrics/weir/internal/testutil"
 )
 
 // TestStoreAPIReadByThanosQuery: Thanos Query reads the data Weir received a moment ago over the
@@ -22,9 +24,9 @@ import (
 // returns exactly the written values, tenant selection by the tenant_id external label included, with
 // the replica label deduplicated away.
 func TestStoreAPIReadByThanosQuery(t *testing.T) {
-	thanos := requireTool(t, "WEIR_THANOS", "thanos")
+	thanos := testutil.RequireTool(t, "WEIR_THANOS", "bin/thanos", "make tools")
 
-	addrs := freeAddrs(t, 3)
+	addrs := testutil.LoopbackAddrs(t, 3)
 	weirGRPC, queryGRPC, queryHTTP := addrs[0], addrs[1], addrs[2]
 	n := startWeir(t, t.TempDir(), "--grpc-address="+weirGRPC, `--label=replica="r1"`)
 
