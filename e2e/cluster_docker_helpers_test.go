@@ -122,13 +122,8 @@ func (c *dockerCluster) forwardSuccesses(from, to *dockerNode) float64 {
 func (c *dockerCluster) waitForwarding(from, to *dockerNode, timeout time.Duration) {
 	c.t.Helper()
 	before := c.forwardSuccesses(from, to)
-	deadline := time.Now().Add(timeout)
-	for c.forwardSuccesses(from, to) <= before {
-		if time.Now().After(deadline) {
-			c.t.Fatalf("%s wrote nothing successfully to %s within %s", from.host, to.host, timeout)
-		}
-		time.Sleep(100 * time.Millisecond) // polling interval
-	}
+	testutil.EventuallyTrue(c.t, timeout, 100*time.Millisecond, fmt.Sprintf("%s to write successfully to %s", from.host, to.host),
+		func() bool { return c.forwardSuccesses(from, to) > before })
 }
 
 // disconnect takes the node off the network (its peers' packets go nowhere); connect puts it back
@@ -254,13 +249,12 @@ func (b *benchRun) acked() int {
 func (b *benchRun) waitAcked(t *testing.T, n int, timeout time.Duration) {
 	t.Helper()
 	want := b.acked() + n
-	deadline := time.Now().Add(timeout)
-	for b.acked() < want {
-		if time.Now().After(deadline) {
-			t.Fatalf("load: fewer than %d requests acknowledged within %s (%d)", want, timeout, b.acked())
+	testutil.Eventually(t, timeout, 100*time.Millisecond, fmt.Sprintf("%d requests of the load to be acknowledged", want), func() error {
+		if got := b.acked(); got < want {
+			return fmt.Errorf("%d acknowledged", got)
 		}
-		time.Sleep(100 * time.Millisecond) // polling interval
-	}
+		return nil
+	})
 }
 
 // wait waits for the end of the run and returns its report. Exit code 1 (some requests failed) is

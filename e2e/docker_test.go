@@ -112,20 +112,16 @@ func dockerPorts(t *testing.T, name string) (rw, ops string) {
 
 func dockerWaitReady(t *testing.T, ops string) {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		resp, err := http.Get(ops + "/-/ready")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
+	testutil.Eventually(t, 60*time.Second, 100*time.Millisecond, "the container to be ready at "+ops, func() error {
+		code, _, err := httpGet(http.DefaultClient, ops+"/-/ready")
+		if err != nil {
+			return err
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("container not ready at %s within 60s (last error: %v)", ops, err)
+		if code != http.StatusOK {
+			return fmt.Errorf("/-/ready answered %d", code)
 		}
-		time.Sleep(100 * time.Millisecond) // polling interval, not synchronisation
-	}
+		return nil
+	})
 }
 
 func dockerPost(t *testing.T, url, tenantID string, req *prompb.WriteRequest) int {

@@ -54,31 +54,28 @@ func TestMemberlistRing(t *testing.T) {
 	}
 
 	start := time.Now()
-	deadline := start.Add(30 * time.Second)
-	for {
-		sts := make([]memberlistStatus, len(nodes))
-		same := true
+	var sts []memberlistStatus
+	waitFor(t, 30*time.Second, "the 3 nodes to converge on one ring of 3", func() error {
+		sts = make([]memberlistStatus, len(nodes))
 		for i, n := range nodes {
 			sts[i] = getMemberlistStatus(t, n)
-			same = same && len(sts[i].endpoints()) == 3 && sts[i].ConfigHash == sts[0].ConfigHash
-		}
-		if same {
-			for i, st := range sts {
-				require.Equal(t, "memberlist", st.Membership, "node %d", i)
-				require.ElementsMatch(t, grpcAddrs, st.endpoints(), "node %d", i)
-				require.Len(t, st.Members, 3, "node %d", i)
-				for _, m := range st.Members {
-					require.Equal(t, "ingester", m.Role)
-					require.Equal(t, "active", m.State)
-					require.True(t, m.InRing)
-				}
+			if len(sts[i].endpoints()) != 3 || sts[i].ConfigHash != sts[0].ConfigHash {
+				return fmt.Errorf("not converged: %+v", sts[:i+1])
 			}
-			t.Logf("3 nodes converged on ring %s in %s", sts[0].ConfigHash, time.Since(start).Round(time.Millisecond))
-			break
 		}
-		require.True(t, time.Now().Before(deadline), "no convergence in 30s: %+v", sts)
-		time.Sleep(100 * time.Millisecond)
+		return nil
+	})
+	for i, st := range sts {
+		require.Equal(t, "memberlist", st.Membership, "node %d", i)
+		require.ElementsMatch(t, grpcAddrs, st.endpoints(), "node %d", i)
+		require.Len(t, st.Members, 3, "node %d", i)
+		for _, m := range st.Members {
+			require.Equal(t, "ingester", m.Role)
+			require.Equal(t, "active", m.State)
+			require.True(t, m.InRing)
+		}
 	}
+	t.Logf("3 nodes converged on ring %s in %s", sts[0].ConfigHash, time.Since(start).Round(time.Millisecond))
 
 	// A router joining now is ready only once gossip gave it a ring: its very first write, sent the
 	// moment /-/ready answers 200, is acknowledged (not 503 for want of a ring).

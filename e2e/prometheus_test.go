@@ -93,25 +93,19 @@ remote_write:
 
 // waitProcReady polls url until it answers 200, failing early if p exits.
 func waitProcReady(p *proc, c *http.Client, url string, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(pollInterval)
-	defer tick.Stop()
-	for {
+	return testutil.Poll(timeout, pollInterval, func() error {
 		if p.exited() {
-			return fmt.Errorf("exited with code %d before it was ready", p.exitCode())
+			return testutil.Permanent(fmt.Errorf("exited with code %d before it was ready", p.exitCode()))
 		}
 		code, _, err := httpGet(c, url)
-		if err == nil && code == http.StatusOK {
-			return nil
+		if err != nil {
+			return err
 		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s not ready after %s (code %d): %w", url, timeout, code, err)
+		if code != http.StatusOK {
+			return fmt.Errorf("%s answered %d", url, code)
 		}
-		select {
-		case <-tick.C:
-		case <-p.done:
-		}
-	}
+		return nil
+	})
 }
 
 // TestPrometheusSender: a real Prometheus (v3, Remote Write 1.0) scrapes itself every second and
