@@ -11,7 +11,8 @@ import (
 
 	"github.com/prometheus/prometheus/prompb"
 	"github.com/stretchr/testify/require"
-	"golang.org/x/sys/unix"
+
+	"github.com/weir-metrics/weir/internal/testutil"
 )
 
 func TestAutoMinFreeSpace(t *testing.T) {
@@ -167,7 +168,7 @@ func writeRequests(t testing.TB, m *Manager, id string, n int) map[string][]poin
 // tenant is reopened — which the first write after space came back does, repairing the WAL — so a
 // write acknowledged after the failure is never behind the torn record, and survives a restart.
 func TestWALWriteFailure(t *testing.T) {
-	dir := mountTmpfs(t, 8<<20)
+	dir := testutil.MountTmpfs(t, 8<<20)
 	cfg := testConfig(dir)
 	cfg.WALCompression = false // bigger records, so that one spans pages and can be torn
 	m, reg := newManagerAt(t, cfg)
@@ -175,7 +176,7 @@ func TestWALWriteFailure(t *testing.T) {
 	want := writeRequests(t, m, "a", 5)
 
 	ballast := filepath.Join(dir, "ballast")
-	fillVolume(t, ballast, 16<<10)
+	testutil.FillVolume(t, ballast, 16<<10)
 	big := make([]prompb.TimeSeries, 2000)
 	for i := range big {
 		big[i] = prompb.TimeSeries{Labels: lbls("__name__", "big", "i", fmt.Sprint(i), "pad", fmt.Sprintf("%0100d", i)), Samples: floats(float64(t0+100_000), 1)}
@@ -207,28 +208,4 @@ func requireSeriesIn(t testing.TB, m *Manager, id string, want map[string][]poin
 	for k, w := range want {
 		requirePoints(t, w, got[k], "series ", k)
 	}
-}
-
-// fillVolume writes a file at path until the volume has at most leave bytes free.
-func fillVolume(t testing.TB, path string, leave uint64) {
-	t.Helper()
-	free, _, err := statfs(filepath.Dir(path))
-	require.NoError(t, err)
-	require.Greater(t, free, leave)
-	require.NoError(t, os.WriteFile(path, make([]byte, free-leave), 0o600))
-}
-
-// mountTmpfs mounts a tmpfs of size bytes on a fresh directory for the test. It needs root (as CI
-// runs); elsewhere the test is skipped with a message, in CI it fails.
-func mountTmpfs(t testing.TB, size int) string {
-	t.Helper()
-	dir := t.TempDir()
-	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, fmt.Sprintf("size=%d", size)); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("mounting a tmpfs volume for the full-disk test: %v (CI runs as root)", err)
-		}
-		t.Skipf("SKIPPED: this test needs to mount a small tmpfs volume (root): %v", err)
-	}
-	t.Cleanup(func() { _ = unix.Unmount(dir, unix.MNT_DETACH) })
-	return dir
 }
