@@ -24,13 +24,16 @@
 //	     Prometheus' own receiver does.
 //	400  (router) the replicas of some series refused the forwarded write as invalid (a version skew
 //	     or a bug: replicas validate what the router already validated).
-//	503  not ready yet (WAL replay), the tenant's TSDB is opening, failed to open, or is closing; or the
+//	503  not ready yet (WAL replay), the tenant's TSDB is opening, failed to open, or is closing; the
+//	     data volume is below its free-space reserve, or the tenant's WAL failed a write and is not
+//	     reopened yet (tenant/walguard.go: nothing is acknowledged behind a torn record); or the
 //	     request was cancelled, its body did not arrive within the server's read timeout, or no write
 //	     slot was free in time (Limiter); or (router) some series did not reach a write quorum (replicas
 //	     unavailable, timed out, known down, or over the in-flight bound), or there is no usable
 //	     hashring (none loaded, none for the tenant, fewer endpoints or zones than the replication
 //	     factor). Retry-After is set. Points that did land are sent again and accepted as duplicates.
-//	500  a storage failure (WAL write, commit). Retried by the sender; nothing was written.
+//	500  another storage failure (an append or commit error that is not the WAL's). Retried by the
+//	     sender; nothing was acknowledged.
 //
 // Replication (router.go, quorum.go): a write succeeds when floor(RF/2)+1 replicas of every series
 // acked it; quorum.go has the exact rules. The ingest side (ingest.go) serves node-to-node writes over
