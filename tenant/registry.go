@@ -14,7 +14,7 @@ type unregisterer struct {
 
 	mu         sync.Mutex
 	collectors []prometheus.Collector
-	walFailed  []prometheus.Collector // the TSDB's counters of failed WAL writes (walguard.go)
+	walFailed  []prometheus.Metric // the TSDB's counters of failed WAL writes (walguard.go)
 }
 
 func newUnregisterer(reg prometheus.Registerer, tenantID string) *unregisterer {
@@ -25,11 +25,11 @@ func (u *unregisterer) Register(c prometheus.Collector) error {
 	if err := u.Registerer.Register(c); err != nil {
 		return err
 	}
-	walFailed := isWALFailureCounter(c)
+	walFailed := walFailureMetric(c)
 	u.mu.Lock()
 	u.collectors = append(u.collectors, c)
-	if walFailed {
-		u.walFailed = append(u.walFailed, c)
+	if walFailed != nil {
+		u.walFailed = append(u.walFailed, walFailed)
 	}
 	u.mu.Unlock()
 	return nil

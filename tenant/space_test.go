@@ -209,3 +209,19 @@ func requireSeriesIn(t testing.TB, m *Manager, id string, want map[string][]poin
 		requirePoints(t, w, got[k], "series ", k)
 	}
 }
+
+// BenchmarkWriteGuards is what the full-disk guards add to every write: a look at the cached answer
+// of the free-space guard, and a read of the WAL's failure counter after the commit.
+func BenchmarkWriteGuards(b *testing.B) {
+	m, _ := newTestManager(b, func(c *Config) { c.MinFreeSpace = 1 })
+	_, err := m.Write(context.Background(), "a", oneSeries("m", t0, 1))
+	require.NoError(b, err)
+	d, err := m.get(context.Background(), "a")
+	require.NoError(b, err)
+	b.ReportAllocs()
+	for b.Loop() {
+		if m.space.admit() != nil || d.reg.walFailures() != 0 {
+			b.Fatal("refused")
+		}
+	}
+}

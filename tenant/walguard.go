@@ -35,34 +35,40 @@ import (
 // walFailureNames are the TSDB's counters of failed WAL writes: the WAL's and the out-of-order WBL's.
 var walFailureNames = []string{"prometheus_tsdb_wal_writes_failed_total", "prometheus_tsdb_out_of_order_wbl_writes_failed_total"}
 
-// isWALFailureCounter reports whether c is one of walFailureNames. The TSDB registers them through
-// the tenant's registerer, the only place they can be found without the WAL itself.
-func isWALFailureCounter(c prometheus.Collector) bool {
-	ch := make(chan *prometheus.Desc, 4)
-	go func() { c.Describe(ch); close(ch) }()
+// walFailureMetric returns the metric of c when c is one of walFailureNames, else nil. The TSDB
+// registers them through the tenant's registerer, the only place they can be found without the WAL
+// itself. The metric reads the live counter each time it is written out.
+func walFailureMetric(c prometheus.Collector) prometheus.Metric {
+	descs := make(chan *prometheus.Desc, 4)
+	go func() { c.Describe(descs); close(descs) }()
 	found := false
-	for d := range ch {
+	for d := range descs {
 		for _, name := range walFailureNames {
-			if strings.HasPrefix(d.String(), fmt.Sprintf("Desc{fqName: %q", name)) {
-				found = true
-			}
+			found = found || strings.HasPrefix(d.String(), fmt.Sprintf("Desc{fqName: %q", name))
 		}
 	}
-	return found
+	if !found {
+		return nil
+	}
+	metrics := make(chan prometheus.Metric, 1)
+	go func() { c.Collect(metrics); close(metrics) }()
+	var m prometheus.Metric
+	for x := range metrics {
+		m = x
+	}
+	return m
 }
 
 // walFailures sums the counters of failed WAL writes of the tenant's open TSDB.
 func (u *unregisterer) walFailures() float64 {
 	u.mu.Lock()
-	cs := u.walFailed
+	ms := u.walFailed
 	u.mu.Unlock()
 	var sum float64
-	for _, c := range cs {
-		ch := make(chan prometheus.Metric, 1)
-		c.Collect(ch)
-		var m dto.Metric
-		if err := (<-ch).Write(&m); err == nil {
-			sum += m.GetCounter().GetValue()
+	for _, m := range ms {
+		var pb dto.Metric
+		if err := m.Write(&pb); err == nil {
+			sum += pb.GetCounter().GetValue()
 		}
 	}
 	return sum
