@@ -365,11 +365,7 @@ func (m *Manager) open(d *db) {
 		d.mu.Unlock()
 		m.metrics.openFailures.Inc()
 		m.logger.Error("cannot open tenant TSDB", "tenant", d.id, "dir", dir, "err", err)
-		m.mu.Lock()
-		if m.tenants[d.id] == d {
-			delete(m.tenants, d.id)
-		}
-		m.mu.Unlock()
+		m.forget(d)
 		return
 	}
 	d.tsdb = t
@@ -382,6 +378,16 @@ func (m *Manager) open(d *db) {
 	d.mu.Unlock()
 	m.metrics.open.Inc()
 	m.logger.Info("tenant TSDB open", "tenant", d.id, "dir", dir, "duration", time.Since(start))
+}
+
+// forget takes d out of the map (if it is still there), so that the next write for its tenant opens a
+// new db. Callers that hold d.mu may call it (lock order: db.mu before Manager.mu).
+func (m *Manager) forget(d *db) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.tenants[d.id] == d {
+		delete(m.tenants, d.id)
+	}
 }
 
 // Tenants returns the IDs of the tenants whose TSDB is open, sorted.

@@ -26,7 +26,8 @@ import (
 // Who moves a db from one state to the next:
 //   - opening → open | failed: the goroutine that opens the TSDB (Manager.open), before it closes ready;
 //   - open → pruning → open | closed: the pruner (pruneTenant, from Manager.Run or Manager.Prune);
-//   - open | pruning → closed: Manager.Close.
+//   - open | pruning → closed: Manager.Close, or Manager.reopen after a failed WAL write (walguard.go),
+//     which then forgets d like a prune does, so that the next write opens the tenant again.
 //
 // closed and failed are final: a write for such a tenant finds the db gone from the Manager's map (the
 // pruner removes it before it lets go of the tenant; a failed open removes itself) and opens a new one.
@@ -182,11 +183,7 @@ func (m *Manager) reopen(d *db) error {
 	if err := m.closeLocked(d); err != nil {
 		m.logger.Warn("closing a tenant whose WAL failed a write", "tenant", d.id, "err", err)
 	}
-	m.mu.Lock()
-	if m.tenants[d.id] == d {
-		delete(m.tenants, d.id)
-	}
-	m.mu.Unlock()
+	m.forget(d)
 	m.logger.Info("tenant closed after a failed WAL write: reopening it, with a WAL repair", "tenant", d.id)
 	return nil
 }
@@ -279,11 +276,7 @@ func (m *Manager) pruneTenant(ctx context.Context, d *db) (closed bool, err erro
 	err = m.closeLocked(d)
 	// Out of the map before the lock is released: a writer that finds d closed and asks again for
 	// the tenant opens a new db. (Lock order: db.mu before Manager.mu.)
-	m.mu.Lock()
-	if m.tenants[d.id] == d {
-		delete(m.tenants, d.id)
-	}
-	m.mu.Unlock()
+	m.forget(d)
 	m.metrics.pruned.Inc()
 	m.logger.Info("idle tenant pruned: head flushed, blocks shipped, TSDB closed", "tenant", d.id,
 		"idle_for", time.Duration(m.clock()-stamp).Round(time.Second), "duration", m.now().Sub(start), "shipped", d.ship != nil)
