@@ -48,7 +48,7 @@ func FillVolume(t testing.TB, path string, leave uint64) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	if _, err := f.Write(make([]byte, free-leave)); err != nil && (leave > 0 || !errors.Is(err, unix.ENOSPC)) {
 		t.Fatalf("fill volume: %v", err)
 	}
