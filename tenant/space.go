@@ -24,16 +24,17 @@ const MinFreeSpaceAuto int64 = -1
 const spaceCheckInterval = 250 * time.Millisecond
 
 // AutoMinFreeSpace is the free-space reserve of a data volume of total bytes when none is configured.
-// It covers what the TSDB writes to recover and to persist what it already acknowledged, which a full
-// volume would make fail half way:
+// It covers what the node still writes once writes are refused, and what a full volume would make
+// fail half way:
 //   - a WAL repair, which rewrites the damaged segment beside the old one: one segment (128 MiB);
-//   - cutting the head into a 2h block and checkpointing the WAL, the shipper's meta.json files and,
-//     with the embedded default's FILESYSTEM bucket on the same volume, the bucket's copy of each
-//     block: this grows with the node's series, so 5% of the volume.
+//   - the writes of one check interval, the heads' chunks still being written out, checkpoints and
+//     the shipper's meta.json files: 1% of the volume. Cutting a head into a block needs room for the
+//     block too; without it the cut fails cleanly and is retried (the head and WAL keep the data),
+//     so a large reserve would only keep writes refused longer.
 //
 // On a small volume it is at most half of it, so that a test or a tiny node can still write.
 func AutoMinFreeSpace(total uint64) int64 {
-	return int64(min(uint64(wlog.DefaultSegmentSize)+total/20, total/2))
+	return int64(min(uint64(wlog.DefaultSegmentSize)+total/100, total/2))
 }
 
 // spaceGuard refuses writes while the data volume has less free space than its reserve, and lets them

@@ -21,8 +21,8 @@ func TestAutoMinFreeSpace(t *testing.T) {
 		total uint64
 		want  int64
 	}{
-		{total: 1 << 40, want: 128*mib + (1<<40)/20}, // 1 TiB: one segment + 5%
-		{total: 10 << 30, want: 128*mib + (10<<30)/20},
+		{total: 1 << 40, want: 128*mib + (1<<40)/100}, // 1 TiB: one segment + 1%
+		{total: 10 << 30, want: 128*mib + (10<<30)/100},
 		{total: 96 * mib, want: 48 * mib}, // a tiny volume: half of it
 		{total: 0, want: 0},
 	} {

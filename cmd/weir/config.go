@@ -84,8 +84,8 @@ func (c *config) registerFlags(fs *flag.FlagSet) {
 		"and its TSDB is closed, returning its memory; its next write reopens it. Nothing is deleted, and a tenant whose blocks fail to ship stays open until they have (0: never prune).")
 	c.storage.MinFreeSpace = tenant.MinFreeSpaceAuto
 	fs.Func("tsdb.min-free-space", "Free space kept on the --tsdb.path volume, e.g. 2GiB: below it, writes are refused with 503 and Retry-After (senders keep their data and retry; in a ring the other replicas take it) "+
-		"until there is room again, so that a full volume never tears the WAL behind acknowledged writes. auto: 128MiB (a WAL repair's copy of one segment) + 5% of the volume (cutting heads into blocks; "+
-		"a FILESYSTEM bucket on the same volume), at most half of it; 0: never refuse (default auto).", func(s string) error {
+		"until there is room again, so that a full volume never tears the WAL behind acknowledged writes. auto: 128MiB (a WAL repair's copy of one segment) + 1% of the volume (what is still written once writes are refused), "+
+		"at most half of it; 0: never refuse (default auto).", func(s string) error {
 		if s == "auto" {
 			c.storage.MinFreeSpace = tenant.MinFreeSpaceAuto
 			return nil
