@@ -488,7 +488,12 @@ func readTenant(t testing.TB, dataDir, tenant string) map[string][]sample {
 	t.Helper()
 	dir := filepath.Join(dataDir, tenant)
 	require.DirExists(t, dir, "TSDB of tenant %s", tenant)
-	db, err := tsdb.OpenDBReadOnly(dir, t.TempDir(), nil) // sandbox outside the data directory
+	// The sandbox hardlinks the head's chunk files: outside the data directory, on its volume (a test
+	// may put the data on a volume of its own).
+	sandbox, err := os.MkdirTemp(filepath.Dir(dataDir), "dbro-sandbox-")
+	require.NoError(t, err)
+	defer func() { require.NoError(t, os.RemoveAll(sandbox)) }()
+	db, err := tsdb.OpenDBReadOnly(dir, sandbox, nil)
 	require.NoError(t, err)
 	defer func() { require.NoError(t, db.Close()) }()
 	q, err := db.Querier(math.MinInt64, math.MaxInt64)
