@@ -38,6 +38,8 @@ func (s *MemberlistSource) AnnounceLeaving(ctx context.Context) LeaveProgress {
 		return LeaveProgress{Done: true}
 	}
 	s.setState(StateLeaving)
+	sync := time.NewTicker(leaveSyncInterval)
+	defer sync.Stop()
 	for {
 		s.mu.Lock()
 		p := s.leaveProgressLocked()
@@ -50,7 +52,32 @@ func (s *MemberlistSource) AnnounceLeaving(ctx context.Context) LeaveProgress {
 		case <-ctx.Done():
 			return p
 		case <-updated:
+		case <-sync.C:
+			s.syncWith(p.Pending)
 		}
+	}
+}
+
+// leaveSyncInterval is how often a leaving member exchanges its state with the members it still
+// waits for. Their new ring reaches it by gossip, over UDP, which a loaded node can drop; the next
+// full exchange (--memberlist.pullpush-interval, 30s by default) would come after the leave timeout.
+const leaveSyncInterval = 2 * time.Second
+
+// syncWith exchanges the full state with the named members over TCP (memberlist's push/pull, which
+// a join is): this member's leaving reaches them, and their current metadata, the ring they serve
+// among it, reaches this member.
+func (s *MemberlistSource) syncWith(names []string) {
+	var addrs []string
+	for _, n := range s.ml.Members() {
+		if slices.Contains(names, n.Name) {
+			addrs = append(addrs, n.Address())
+		}
+	}
+	if len(addrs) == 0 {
+		return
+	}
+	if _, err := s.ml.Join(addrs); err != nil {
+		s.logger.Debug("state exchange with the members a leave waits for", "members", strings.Join(names, ","), "err", err)
 	}
 }
 

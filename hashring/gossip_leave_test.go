@@ -3,9 +3,11 @@ package hashring
 import (
 	"context"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/hashicorp/memberlist"
 	"github.com/stretchr/testify/require"
 )
 
@@ -119,4 +121,93 @@ func TestMemberlistKeepOnShutdown(t *testing.T) {
 	})
 	require.Equal(t, before, seed.src.Current().ConfigHash)
 	require.Equal(t, before, a.src.Current().ConfigHash)
+}
+
+// deafTransport is memberlist's UDP and TCP transport that drops the UDP packets it receives while
+// deaf is set: gossip lost on the way to this member. Probes fall back to TCP, so nobody is
+// declared dead for it.
+type deafTransport struct {
+	*memberlist.NetTransport
+	deaf    atomic.Bool
+	packets chan *memberlist.Packet
+	stop    chan struct{}
+}
+
+func newDeafTransport(t *testing.T) *deafTransport {
+	t.Helper()
+	nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{BindAddrs: []string{"127.0.0.1"}})
+	require.NoError(t, err)
+	d := &deafTransport{NetTransport: nt, packets: make(chan *memberlist.Packet), stop: make(chan struct{})}
+	go func() {
+		for {
+			select {
+			case p := <-nt.PacketCh():
+				if d.deaf.Load() {
+					continue
+				}
+				select {
+				case d.packets <- p:
+				case <-d.stop:
+					return
+				}
+			case <-d.stop:
+				return
+			}
+		}
+	}()
+	return d
+}
+
+func (d *deafTransport) PacketCh() <-chan *memberlist.Packet { return d.packets }
+
+func (d *deafTransport) Shutdown() error {
+	close(d.stop)
+	return d.NetTransport.Shutdown()
+}
+
+// TestMemberlistAnnounceLeavingWithoutGossip: a leaving member whose incoming gossip is lost (UDP
+// dropped, and no periodic full exchange within the test) still learns that the others serve the
+// ring without it, by exchanging state with the members it waits for.
+func TestMemberlistAnnounceLeavingWithoutGossip(t *testing.T) {
+	slowPushPull := func(c *memberlist.Config) {
+		fastGossip(c)
+		c.PushPullInterval = time.Hour
+	}
+	member := func(name string, tr memberlist.Transport, join ...string) *gossipNode {
+		return startGossipWith(t, MemberlistConfig{
+			NodeName: name, BindAddr: "127.0.0.1", Join: join, JoinRetry: 100 * time.Millisecond,
+			Role: RoleIngester, Endpoint: name + ":10901", DeadTimeout: time.Hour,
+			Options: Options{ReplicationFactor: 1},
+			tune: func(c *memberlist.Config) {
+				slowPushPull(c)
+				if tr != nil {
+					c.Transport = tr
+				}
+			},
+		})
+	}
+	seed := member("ing-0", nil)
+	a := member("ing-1", nil, seed.src.LocalAddr())
+	deaf := newDeafTransport(t)
+	leaver := member("ing-2", deaf, seed.src.LocalAddr())
+	nodes := []*gossipNode{seed, a, leaver}
+	eventually(t, "3 members converge on 3 ingesters", func() bool { return converged(nodes, 3) })
+	want := hashString(seed.src.Current().ConfigHash)
+	eventually(t, "the leaver hears every member announce the ring", func() bool {
+		for _, m := range leaver.src.Members() {
+			if m.Ring != want {
+				return false
+			}
+		}
+		return len(leaver.src.Members()) == 3
+	})
+
+	deaf.deaf.Store(true)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	p := leaver.src.AnnounceLeaving(ctx)
+	require.True(t, p.Done, p.String())
+	for _, n := range []*gossipNode{seed, a} {
+		require.Equal(t, "[{ing-0:10901 } {ing-1:10901 }]", ringOf(n.src))
+	}
 }
