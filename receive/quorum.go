@@ -30,7 +30,8 @@ package receive
 //	                                                                some; nothing pending can change that)
 //	6. otherwise                                     → pending     (wait for more answers)
 //
-// Examples, RF=3 (q=2): ok,ok → written after two answers, the third is not awaited. conflict,conflict
+// Examples, RF=3 (q=2): ok,ok → written after two answers (the verdict; whether the answer to the
+// client also waits for the third is the router's wait policy, RouterConfig.Wait). conflict,conflict
 // → conflict. failed,failed → unavailable. ok,failed → pending until the third: ok → written, conflict
 // → conflict (rule 5), failed → unavailable. ok,conflict,failed → conflict. invalid,invalid →
 // invalid. invalid,failed → unavailable. RF=1: the one answer decides. RF=2: one failure is

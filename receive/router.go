@@ -87,6 +87,38 @@ type RouterConfig struct {
 	// ForwardTimeout caps every write to an endpoint, local or remote, below the client's own deadline.
 	// Forwards still running when the client is answered go on in the background until it expires.
 	ForwardTimeout time.Duration
+	// Wait says which replicas the answer waits for (--receive.replica-wait); the zero value is
+	// WaitAll.
+	Wait ReplicaWait
+}
+
+// ReplicaWait is the router's policy for the replicas of a write beyond its quorum. The quorum alone
+// decides whether a write succeeded (quorum.go); the policy only decides when the client hears it.
+type ReplicaWait uint8
+
+const (
+	// WaitAll answers once every replica answered, one failed, or the forward timeout expired. A
+	// sender sends its next request only after the answer, so no replica ever gets request k+1 while
+	// it still appends request k; a lagging replica would otherwise refuse k's samples as out of
+	// order (or too old) and stay short of them for good, unseen. A slow replica delays every
+	// answer, up to the forward timeout.
+	WaitAll ReplicaWait = iota
+	// WaitQuorum answers as soon as every series is decided; the remaining replicas are written in
+	// the background (until the forward timeout). A slow replica costs no latency, but it may then
+	// receive a sender's requests out of order and refuse some samples for good: those samples are
+	// on fewer replicas than RF (still on a quorum).
+	WaitQuorum
+)
+
+// ParseReplicaWait parses the --receive.replica-wait values: all or quorum.
+func ParseReplicaWait(s string) (ReplicaWait, error) {
+	switch s {
+	case "all":
+		return WaitAll, nil
+	case "quorum":
+		return WaitQuorum, nil
+	}
+	return 0, fmt.Errorf("%q is neither all nor quorum", s)
 }
 
 // Validate reports the first configuration error.
@@ -96,6 +128,8 @@ func (c RouterConfig) Validate() error {
 		return fmt.Errorf("replication factor %d: must be between 1 and %d", c.ReplicationFactor, maxReplicationFactor)
 	case c.ForwardTimeout <= 0:
 		return fmt.Errorf("forward timeout %s: must be positive", c.ForwardTimeout)
+	case c.Wait > WaitQuorum:
+		return fmt.Errorf("replica wait policy %d unknown", c.Wait)
 	}
 	return nil
 }
@@ -168,10 +202,10 @@ func (r *Router) enter() bool {
 	return true
 }
 
-// Write implements Storage: it writes series for tenantID on their owners and returns once every
-// replica answered, the request's context is done, or the forward timeout expired — whichever comes
-// first. Series are decided by quorum (quorum.go); waiting for the replicas beyond it keeps a sender's
-// consecutive requests in order on every replica.
+// Write implements Storage: it writes series for tenantID on their owners and returns once the
+// replicas the wait policy (RouterConfig.Wait) asks for answered, the request's context is done, or
+// the forward timeout expired — whichever comes first. Series are decided by quorum (quorum.go). The
+// local share, if any, is written by the calling goroutine before the wait, whatever the policy.
 //
 // The answer:
 //   - a series without a quorum for a server-side reason, or undecided when ctx or the forward
@@ -258,14 +292,14 @@ func (r *Router) WriteFrames(ctx context.Context, tenantID string, series []prom
 	// What is left is waiting for the network: give back the write slot the handler took (limiter.go).
 	releaseSlot(ctx)
 
-	// Wait for every replica, not just a quorum: a replica left behind would still be appending
-	// request k when the sender's request k+1 reaches it first, and would then refuse k's samples as
-	// out of order — a permanently short replica that nobody sees. Replicas known to be down fail
-	// fast, and a slow one holds the answer at most until the forward timeout.
+	// WaitAll: every replica, so that none is left appending request k when request k+1 reaches it
+	// (see WaitAll); replicas known to be down fail fast, and a slow one holds the answer at most
+	// until the forward timeout. WaitQuorum: until every series is decided.
 	var waitErr error
 	pending := started
+	waitAll := r.cfg.Wait == WaitAll
 wait:
-	for pending > 0 || !f.tracker.done() {
+	for (waitAll && pending > 0) || !f.tracker.done() {
 		select {
 		case res := <-fl.results:
 			pending--

@@ -136,6 +136,12 @@ type cluster struct {
 // ring, with replication factor rf. local is the index of the local node, or -1.
 func newCluster(t *testing.T, rf int, modes []string, local int, timeout time.Duration) *cluster {
 	t.Helper()
+	return newClusterWait(t, rf, modes, local, timeout, WaitAll)
+}
+
+// newClusterWait is newCluster with the router's replica wait policy.
+func newClusterWait(t *testing.T, rf int, modes []string, local int, timeout time.Duration, wait ReplicaWait) *cluster {
+	t.Helper()
 	c := &cluster{reg: prometheus.NewRegistry()}
 	peers := &fakePeers{t: t, nodes: map[string]*fakeNode{}}
 	var eps []hashring.Endpoint
@@ -152,7 +158,7 @@ func newCluster(t *testing.T, rf int, modes []string, local int, timeout time.Du
 	ring, err := hashring.NewKetama(eps, hashring.DefaultKetamaPoints, rf)
 	require.NoError(t, err)
 	c.ring = ring
-	cfg := RouterConfig{ReplicationFactor: rf, ForwardTimeout: timeout}
+	cfg := RouterConfig{ReplicationFactor: rf, ForwardTimeout: timeout, Wait: wait}
 	var localStorage Storage
 	if c.local != nil {
 		cfg.LocalEndpoint, localStorage = c.local.addr, c.local

@@ -28,9 +28,24 @@ const answerWithin = 20 * time.Second
 
 // TestRouterQuorum drives the quorum rules through the real handler: every series is owned by every
 // node (as many nodes as the replication factor), each node answers as its mode says, and the
-// client must get the status code of the rules in quorum.go. Slow nodes are released only after the
-// answer: a replica beyond the quorum never delays it.
+// client must get the status code of the rules in quorum.go — under both replica wait policies.
+// Slow nodes are released only after the answer. A slow or hung replica beyond the quorum must hold
+// a WaitAll answer until the forward timeout, and must not hold a WaitQuorum answer for any time
+// near it.
 func TestRouterQuorum(t *testing.T) {
+	for _, p := range []struct {
+		name    string
+		wait    ReplicaWait
+		timeout time.Duration
+	}{
+		{"wait=all", WaitAll, 300 * time.Millisecond},
+		{"wait=quorum", WaitQuorum, 2 * time.Second},
+	} {
+		t.Run(p.name, func(t *testing.T) { testRouterQuorum(t, p.wait, p.timeout) })
+	}
+}
+
+func testRouterQuorum(t *testing.T, wait ReplicaWait, forwardTimeout time.Duration) {
 	const (
 		ok, conflict, invalid, unavailable = modeOK, modeConflict, modeInvalid, modeUnavailable
 		timeout, slow, hang                = modeTimeout, modeSlow, modeHang
@@ -83,12 +98,13 @@ func TestRouterQuorum(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			c := newCluster(t, tc.rf, tc.modes, tc.local, 200*time.Millisecond)
+			c := newClusterWait(t, tc.rf, tc.modes, tc.local, forwardTimeout, wait)
 			h, _ := newTestHandler(t, testConfig(), c.router, alwaysReady)
 			wr := &prompb.WriteRequest{Timeseries: testSeries(20, 2)}
 			body := encodeWR(t, wr)
 
 			answered := make(chan *httptest.ResponseRecorder, 1)
+			start := time.Now()
 			go func() {
 				w := httptest.NewRecorder()
 				h.ServeHTTP(w, newPost(body, nil))
@@ -100,7 +116,15 @@ func TestRouterQuorum(t *testing.T) {
 			case <-time.After(answerWithin):
 				t.Fatal("no answer: the router waited for a replica beyond the quorum")
 			}
+			took := time.Since(start)
 			require.Equal(t, tc.want, w.Code, w.Body.String())
+			if tc.want == http.StatusNoContent && (slices.Contains(tc.modes, slow) || slices.Contains(tc.modes, hang)) {
+				if wait == WaitAll {
+					require.GreaterOrEqual(t, took, forwardTimeout, "WaitAll answered before the slow replica or the forward timeout")
+				} else {
+					require.Less(t, took, forwardTimeout/2, "WaitQuorum waited for a replica beyond the quorum")
+				}
+			}
 			switch {
 			case tc.want == http.StatusServiceUnavailable:
 				require.Equal(t, "5", w.Header().Get("Retry-After"))

@@ -133,6 +133,12 @@ func (c *config) registerFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.peer.Compression, "receive.grpc-compression", receive.CompressionSnappy, "Compression of writes forwarded to other nodes: snappy or none (none sends about 5x the bytes and saved no CPU on loopback); ingesters accept both.")
 	fs.IntVar(&c.limiter.Slots, "receive.write-slots", 0, "Writes (remote write and from other nodes) decoded and applied at once; others wait for a slot. 0: GOMAXPROCS; negative: no limit.")
 	fs.DurationVar(&c.limiter.MaxWait, "receive.write-slot-wait", receive.DefaultLimiterWait, "How long a write waits for a slot, within its own deadline, before it is answered 503 with Retry-After (Unavailable between nodes).")
+	fs.Func("receive.replica-wait", "Which replicas a write's answer waits for: all (every replica, or the forward timeout: a sender's requests reach every replica in order; a slow replica delays every answer) "+
+		"or quorum (answer as soon as a quorum decided every series; the rest are written in the background, and a lagging replica may refuse some of a sender's samples as out of order, leaving them on fewer than RF replicas) (default all).", func(s string) error {
+		w, err := receive.ParseReplicaWait(s)
+		c.router.Wait = w
+		return err
+	})
 	fs.DurationVar(&c.router.ForwardTimeout, "receive.forward-timeout", receive.DefaultForwardTimeout, "Longest a write to one node may take, below the client's own deadline.")
 	fs.StringVar(&c.ingest.TLS.CertFile, "grpc-server-tls-cert", "", "TLS certificate for --grpc-address (empty: plain text).")
 	fs.StringVar(&c.ingest.TLS.KeyFile, "grpc-server-tls-key", "", "TLS key for --grpc-address.")
