@@ -1,62 +1,64 @@
 package receive
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
+	"strings"
 	"sync"
+	"unicode/utf8"
 
 	"google.golang.org/grpc/encoding"
 	_ "google.golang.org/grpc/encoding/proto" // the codec for every other message (registered by grpc itself too)
 	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/encoding/protowire"
 
+	"github.com/weir-metrics/weir/receive/ingestpb"
 	"github.com/weir-metrics/weir/tenant"
 )
 
-// The node-to-node write protocol: one unary gRPC method, ingestWriteMethod, whose messages are not
-// protobuf but the small hand-written frames below, so that a router sends the bytes it already
-// encoded without a second marshal and no .proto file or generated code is needed.
+// The node-to-node write protocol, v2: one unary gRPC method, ingestWriteMethod, whose messages are
+// described by receive/ingestpb/ingest.proto (WriteRequest and WriteResponse; read it first).
 //
-// Request (router → ingester):
+// A router already holds the payload encoded (the series' own bytes from the client's request, often
+// the client's snappy body itself), so WriteRequest is written by hand (appendWriteRequest): its
+// header fields, then the payload copied once from the router's buffer into the message buffer, as
+// the v1 frame was. The ingester reads the tenant, compression and hashes and decodes the payload in
+// place, as a view of the received message (parseWriteRequest). TestWriteRequestMatchesProto holds
+// both to the generated code of the .proto. The small WriteResponse goes through the generated code.
 //
-//	byte     version: 1 when the payload is snappy-compressed, 2 when it is not; 3 and 4 are 1 and 2
-//	         with the series' hashes
-//	uvarint  length of the tenant ID, then the tenant ID (validated again by the ingester)
-//	         versions 3 and 4: uvarint number of hashes, then per series of the payload, in order,
-//	         its hashring.SeriesHash (8 bytes, little-endian), which the ingester's series-reference
-//	         cache uses instead of hashing the labels again; a count other than the payload's
-//	         number of series is refused (InvalidArgument)
-//	bytes    the rest: the protobuf prometheus.WriteRequest holding the series this ingester owns;
-//	         with version 1 block-format snappy of it (a Remote Write 1.0 body), with version 2 as is
+// Errors travel as gRPC statuses: the code carries the error class (ingestClass in errors.go) and an
+// google.rpc.ErrorInfo detail (domain ingestErrorDomain, reason the class's name) says that the
+// ingest service answered, rather than the transport.
 //
-// Ingesters accept every version; a router sends versions 3 and 4 (the hashes cost it nothing: it
-// computed them to place the series), and the one its compression setting
-// (PeerConfig.Compression) asks for, so compression can be turned off after every ingester runs a
-// version that reads version 2. A version an ingester does not know is answered Unimplemented (a
-// failed replica, retried by the client), so routers must be upgraded after the ingesters when a
-// version is added; routers do not fall back to an older version by themselves yet.
+// # Rolling upgrades
 //
-// Response (ingester → router), the tenant.WriteStats of the write:
+// v1 (legacy.go: hand-encoded frames on weir.ingest.v1.Ingest/Write) is kept for one release, so that
+// routers and ingesters one release apart work together in both upgrade orders:
+//   - an ingester serves both methods, so routers of the previous release keep writing to it;
+//   - a router writes with v2; an ingester of the previous release answers Unimplemented without the
+//     service's ErrorInfo (gRPC's own "unknown service"), and the router sends the same write again
+//     with v1 at once, and remembers that endpoint as v1 (PeerWriter.invoke). One write every
+//     protocolReprobe, and the first after the endpoint was down (restarted, perhaps upgraded),
+//     tries v2 again.
 //
-//	byte     version (1)
-//	uvarint  ×3 points appended: samples, histograms, exemplars
-//	uvarint  number of rejections, then per rejection:
-//	         uvarint series (index in the request's series), byte kind (tenant.Kind), uvarint length
-//	         and reason, uvarint count, uvarint length and error text (at most maxErrorText bytes)
-//
-// A success costs a handful of bytes; rejections are rare. Errors travel as gRPC status codes (see
-// ingest.go for the mapping and peer.go for the way back to error classes).
+// So a ring can be upgraded in any order, one node at a time, without failed writes. The next
+// release drops v1: before upgrading to it, every node must run this one.
 const (
-	ingestServiceName    = "weir.ingest.v1.Ingest"
-	ingestWriteMethod    = "/" + ingestServiceName + "/Write"
-	wireVersion          = 1 // of responses, and of requests with a snappy payload
-	wireVersionRaw       = 2 // of requests with an uncompressed payload
-	wireVersionHashed    = 3 // of requests with a snappy payload and the series' hashes
-	wireVersionRawHashed = 4 // of requests with an uncompressed payload and the series' hashes
+	ingestServiceName = "weir.ingest.v2.Ingest"
+	ingestWriteMethod = "/" + ingestServiceName + "/Write"
 	// maxErrorText bounds the error text of one rejection on the wire.
 	maxErrorText = 512
 	// codecName is the content-subtype of the ingest calls (application/grpc+weir).
 	codecName = "weir"
+)
+
+// Field numbers of ingestpb.WriteRequest.
+const (
+	fieldTenant       protowire.Number = 1
+	fieldCompression  protowire.Number = 2
+	fieldSeriesHashes protowire.Number = 3
+	fieldPayload      protowire.Number = 4
 )
 
 // forwardRequest is the request message on the router side.
@@ -64,33 +66,26 @@ type forwardRequest struct {
 	tenant     string
 	payload    []byte   // protobuf WriteRequest; copied by Marshal, so only needed during the call
 	compressed bool     // payload is block-format snappy of it
-	hashes     []uint64 // nil, or the SeriesHash of every series of payload (versions 3 and 4)
+	hashes     []uint64 // nil, or the SeriesHash of every series of payload
 }
 
-// ingestRequest is the request message on the ingester side: the received frame, parsed by parse.
+// ingestRequest is the request message on the ingester side: the received message, parsed by parse.
 // Its buffers are held until release.
 type ingestRequest struct {
 	buf        mem.Buffer
+	legacy     bool // buf is a v1 frame
 	tenant     string
 	payload    []byte // a view into buf
 	compressed bool
-	hashes     *[]uint64 // the frame's series hashes (pooled); nil when it had none
+	hashes     *[]uint64 // the series hashes (pooled); nil when there were none
 }
 
-// parse splits the received frame into its parts; its error wraps errFrame.
+// parse splits the received message into its parts; its error wraps errFrame.
 func (r *ingestRequest) parse() error {
-	fr, err := parseRequestFrame(r.buf.ReadOnlyData())
-	if err != nil {
-		return err
+	if r.legacy {
+		return r.parseLegacy()
 	}
-	r.tenant, r.payload, r.compressed = fr.tenant, fr.payload, fr.compressed
-	if fr.hashed {
-		r.hashes = getHashes()
-		for h := fr.hashes; len(h) > 0; h = h[8:] {
-			*r.hashes = append(*r.hashes, binary.LittleEndian.Uint64(h))
-		}
-	}
-	return nil
+	return r.parseWriteRequest()
 }
 
 func (r *ingestRequest) release() {
@@ -127,28 +122,19 @@ func (ingestCodec) Name() string { return codecName }
 func (c ingestCodec) Marshal(v any) (mem.BufferSlice, error) {
 	switch m := v.(type) {
 	case *forwardRequest:
-		n := 1 + uvarintLen(uint64(len(m.tenant))) + len(m.tenant) + len(m.payload)
-		if m.hashes != nil {
-			n += uvarintLen(uint64(len(m.hashes))) + 8*len(m.hashes)
-		}
-		// The frame is copied into a buffer that gRPC frees once it is on the wire: the caller's
+		// The message is written into a buffer that gRPC frees once it is on the wire: the caller's
 		// payload may be reused as soon as the call returns, even if the transport still holds the
-		// frame (a call that ends early on a deadline).
-		buf := c.pool.Get(n)
-		b := (*buf)[:0]
-		b = append(b, requestVersion(m.compressed, m.hashes != nil))
-		b = binary.AppendUvarint(b, uint64(len(m.tenant)))
-		b = append(b, m.tenant...)
-		if m.hashes != nil {
-			b = binary.AppendUvarint(b, uint64(len(m.hashes)))
-			for _, h := range m.hashes {
-				b = binary.LittleEndian.AppendUint64(b, h)
-			}
-		}
-		b = append(b, m.payload...)
-		*buf = b
+		// message (a call that ends early on a deadline).
+		buf := c.pool.Get(writeRequestSize(m))
+		*buf = appendWriteRequest((*buf)[:0], m)
 		return mem.BufferSlice{mem.NewBuffer(buf, c.pool)}, nil
 	case *writeReply:
+		return c.proto.Marshal(statsToProto(&m.stats))
+	case *legacyRequest:
+		buf := c.pool.Get(legacyRequestSize(m))
+		*buf = appendLegacyRequest((*buf)[:0], m)
+		return mem.BufferSlice{mem.NewBuffer(buf, c.pool)}, nil
+	case *legacyReply:
 		return mem.BufferSlice{mem.SliceBuffer(encodeStats(&m.stats))}, nil
 	}
 	return c.proto.Marshal(v)
@@ -158,10 +144,16 @@ func (c ingestCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	switch m := v.(type) {
 	case *ingestRequest:
 		// Parsed by the service (ingestRequest.parse), not here: gRPC answers a codec error
-		// Internal, and a malformed frame is the sender's fault (InvalidArgument).
+		// Internal, and a malformed request is the sender's fault (InvalidArgument).
 		m.buf = data.MaterializeToBuffer(c.pool)
 		return nil
 	case *writeReply:
+		var resp ingestpb.WriteResponse
+		if err := c.proto.Unmarshal(data, &resp); err != nil {
+			return err
+		}
+		return statsFromProto(&resp, &m.stats)
+	case *legacyReply:
 		buf := data.MaterializeToBuffer(c.pool)
 		defer buf.Free()
 		return parseStats(buf.ReadOnlyData(), &m.stats)
@@ -171,67 +163,123 @@ func (c ingestCodec) Unmarshal(data mem.BufferSlice, v any) error {
 
 var errFrame = errors.New("malformed ingest frame")
 
-// errFrameVersion is a request frame of a version this ingester does not know: most likely a router
-// of a newer Weir during a rolling upgrade, not a malformed request. It is answered Unimplemented,
-// which the router counts as a failure of this replica (the client retries what misses its quorum),
-// never as the client's fault (InvalidArgument would make the router answer 400, and the sender drop
-// the batch).
-var errFrameVersion = fmt.Errorf("%w: unknown version", errFrame)
+// errNewerRequest is a request this ingester does not understand because it comes from a router of a
+// newer Weir (a v1 frame version, a compression it does not know), not a malformed one. It is
+// answered Unimplemented, which the router counts as a failure of this replica (the client retries
+// what misses its quorum), never as the client's fault (InvalidArgument would make the router answer
+// 400, and the sender drop the batch).
+var errNewerRequest = fmt.Errorf("%w: needs a newer ingester", errFrame)
 
-// requestVersion is the version of a request frame with a compressed payload or not, with hashes
-// or not.
-func requestVersion(compressed, hashed bool) byte {
-	switch {
-	case compressed && hashed:
-		return wireVersionHashed
-	case hashed:
-		return wireVersionRawHashed
-	case compressed:
-		return wireVersion
+// writeRequestSize is the length of the ingestpb.WriteRequest that appendWriteRequest writes for m.
+func writeRequestSize(m *forwardRequest) int {
+	n := 0
+	if m.tenant != "" {
+		n += protowire.SizeTag(fieldTenant) + protowire.SizeBytes(len(m.tenant))
 	}
-	return wireVersionRaw
+	if m.compressed {
+		n += protowire.SizeTag(fieldCompression) + protowire.SizeVarint(uint64(ingestpb.Compression_COMPRESSION_SNAPPY))
+	}
+	if len(m.hashes) > 0 {
+		n += protowire.SizeTag(fieldSeriesHashes) + protowire.SizeBytes(8*len(m.hashes))
+	}
+	if len(m.payload) > 0 {
+		n += protowire.SizeTag(fieldPayload) + protowire.SizeBytes(len(m.payload))
+	}
+	return n
 }
 
-// requestFrame is a parsed request frame; payload and hashes are views into the frame.
-type requestFrame struct {
-	tenant     string // copied
-	payload    []byte
-	compressed bool
-	hashed     bool   // the frame has hashes (versions 3 and 4), perhaps none
-	hashes     []byte // 8 bytes per series, little-endian
-}
-
-// parseRequestFrame splits a request frame into its parts.
-func parseRequestFrame(b []byte) (requestFrame, error) {
-	var fr requestFrame
-	if len(b) == 0 {
-		return fr, fmt.Errorf("%w: empty", errFrame)
+// appendWriteRequest appends m to b as an ingestpb.WriteRequest, byte for byte what proto.Marshal
+// (deterministic) writes for the same message: fields in order, zero values left out, hashes packed.
+func appendWriteRequest(b []byte, m *forwardRequest) []byte {
+	if m.tenant != "" {
+		b = protowire.AppendTag(b, fieldTenant, protowire.BytesType)
+		b = protowire.AppendString(b, m.tenant)
 	}
-	if b[0] < wireVersion || b[0] > wireVersionRawHashed {
-		return fr, fmt.Errorf("%w %d", errFrameVersion, b[0])
+	if m.compressed {
+		b = protowire.AppendTag(b, fieldCompression, protowire.VarintType)
+		b = protowire.AppendVarint(b, uint64(ingestpb.Compression_COMPRESSION_SNAPPY))
 	}
-	fr.compressed = b[0] == wireVersion || b[0] == wireVersionHashed
-	fr.hashed = b[0] >= wireVersionHashed
-	b = b[1:]
-	n, k := binary.Uvarint(b)
-	if k <= 0 || n > uint64(len(b)-k) {
-		return fr, fmt.Errorf("%w: bad tenant length", errFrame)
-	}
-	b = b[k:]
-	fr.tenant, b = string(b[:n]), b[n:]
-	if fr.hashed {
-		n, k = binary.Uvarint(b)
-		if k <= 0 || n > uint64(len(b)-k)/8 {
-			return fr, fmt.Errorf("%w: bad number of hashes", errFrame)
+	if len(m.hashes) > 0 {
+		b = protowire.AppendTag(b, fieldSeriesHashes, protowire.BytesType)
+		b = protowire.AppendVarint(b, uint64(8*len(m.hashes)))
+		for _, h := range m.hashes {
+			b = protowire.AppendFixed64(b, h)
 		}
-		b = b[k:]
-		fr.hashes, b = b[:8*n], b[8*n:]
 	}
-	fr.payload = b
-	return fr, nil
+	if len(m.payload) > 0 {
+		b = protowire.AppendTag(b, fieldPayload, protowire.BytesType)
+		b = protowire.AppendBytes(b, m.payload)
+	}
+	return b
 }
 
-// hashPool holds the series hashes of received frames.
+// parseWriteRequest fills r from its buffer, an ingestpb.WriteRequest, as proto.Unmarshal would:
+// fields in any order, the last of a scalar winning, hashes packed or not, unknown fields and
+// fields of an unexpected wire type skipped. The payload is a view into the buffer.
+func (r *ingestRequest) parseWriteRequest() error {
+	b := r.buf.ReadOnlyData()
+	compression := uint64(ingestpb.Compression_COMPRESSION_NONE)
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return fmt.Errorf("%w: %w", errFrame, protowire.ParseError(n))
+		}
+		if !num.IsValid() {
+			return fmt.Errorf("%w: field number %d", errFrame, num)
+		}
+		b = b[n:]
+		switch {
+		case num == fieldTenant && typ == protowire.BytesType:
+			var v []byte
+			v, n = protowire.ConsumeBytes(b)
+			r.tenant = string(v)
+		case num == fieldCompression && typ == protowire.VarintType:
+			compression, n = protowire.ConsumeVarint(b)
+		case num == fieldSeriesHashes && typ == protowire.BytesType:
+			var v []byte
+			if v, n = protowire.ConsumeBytes(b); n >= 0 && len(v)%8 != 0 {
+				return fmt.Errorf("%w: series hashes of %d bytes", errFrame, len(v))
+			}
+			for ; len(v) > 0; v = v[8:] {
+				r.appendHash(protowire.ConsumeFixed64(v))
+			}
+		case num == fieldSeriesHashes && typ == protowire.Fixed64Type:
+			var h uint64
+			h, n = protowire.ConsumeFixed64(b)
+			r.appendHash(h, n)
+		case num == fieldPayload && typ == protowire.BytesType:
+			r.payload, n = protowire.ConsumeBytes(b)
+		default:
+			n = protowire.ConsumeFieldValue(num, typ, b)
+		}
+		if n < 0 {
+			return fmt.Errorf("%w: field %d: %w", errFrame, num, protowire.ParseError(n))
+		}
+		b = b[n:]
+	}
+	switch ingestpb.Compression(min(compression, math.MaxInt32)) {
+	case ingestpb.Compression_COMPRESSION_NONE:
+	case ingestpb.Compression_COMPRESSION_SNAPPY:
+		r.compressed = true
+	default:
+		return fmt.Errorf("%w: compression %d", errNewerRequest, compression)
+	}
+	return nil
+}
+
+// appendHash adds a series hash that was read with n bytes (negative: a parse error, ignored here
+// and reported by the caller).
+func (r *ingestRequest) appendHash(h uint64, n int) {
+	if n < 0 {
+		return
+	}
+	if r.hashes == nil {
+		r.hashes = getHashes()
+	}
+	*r.hashes = append(*r.hashes, h)
+}
+
+// hashPool holds the series hashes of received requests.
 var hashPool = sync.Pool{New: func() any { return new([]uint64) }}
 
 func getHashes() *[]uint64 { return hashPool.Get().(*[]uint64) }
@@ -241,119 +289,76 @@ func putHashes(h *[]uint64) {
 	hashPool.Put(h)
 }
 
-// encodeStats returns the response frame of s.
-func encodeStats(s *tenant.WriteStats) []byte {
-	b := make([]byte, 0, 8)
-	b = append(b, wireVersion)
-	for _, n := range s.Appended {
-		b = binary.AppendUvarint(b, uint64(max(n, 0)))
+// statsToProto is the WriteResponse of s.
+func statsToProto(s *tenant.WriteStats) *ingestpb.WriteResponse {
+	resp := &ingestpb.WriteResponse{
+		Samples:    uint64(max(s.Appended[tenant.KindFloat], 0)),
+		Histograms: uint64(max(s.Appended[tenant.KindHistogram], 0)),
+		Exemplars:  uint64(max(s.Appended[tenant.KindExemplar], 0)),
 	}
-	b = binary.AppendUvarint(b, uint64(len(s.Rejected)))
+	if len(s.Rejected) > 0 {
+		resp.Rejections = make([]*ingestpb.Rejection, len(s.Rejected))
+	}
 	for i := range s.Rejected {
 		rj := &s.Rejected[i]
-		b = binary.AppendUvarint(b, uint64(max(rj.Series, 0)))
-		b = append(b, byte(rj.Kind))
-		b = appendString(b, rj.Reason)
-		b = binary.AppendUvarint(b, uint64(max(rj.Count, 0)))
 		text := ""
 		if rj.Err != nil {
 			text = rj.Err.Error()
 		}
-		if len(text) > maxErrorText {
-			text = text[:maxErrorText]
+		resp.Rejections[i] = &ingestpb.Rejection{
+			Series: uint64(max(rj.Series, 0)),
+			Kind:   ingestpb.Kind(rj.Kind),
+			Reason: wireText(rj.Reason, maxErrorText),
+			Count:  uint64(max(rj.Count, 0)),
+			Error:  wireText(text, maxErrorText),
 		}
-		b = appendString(b, text)
 	}
-	return b
+	return resp
 }
 
-func appendString(b []byte, s string) []byte {
-	b = binary.AppendUvarint(b, uint64(len(s)))
-	return append(b, s...)
+// wireText is s cut to at most n bytes on a rune boundary and made valid UTF-8, which proto3 string
+// fields must be (proto.Marshal refuses the whole message otherwise, and the reply would be lost for a
+// byte of an error text).
+func wireText(s string, n int) string {
+	if len(s) > n {
+		k := n
+		for k > 0 && !utf8.RuneStart(s[k]) {
+			k--
+		}
+		s = s[:k]
+	}
+	return strings.ToValidUTF8(s, "\uFFFD")
 }
 
-// parseStats decodes a response frame into s.
-func parseStats(b []byte, s *tenant.WriteStats) error {
-	d := frameDecoder{b: b}
-	if v := d.byte(); v != wireVersion {
-		return fmt.Errorf("%w: unknown version %d", errFrame, v)
-	}
-	for k := range s.Appended {
-		s.Appended[k] = d.int()
-	}
-	n := d.int()
-	if n > len(d.b) { // every rejection takes at least one byte
-		return fmt.Errorf("%w: %d rejections in %d bytes", errFrame, n, len(d.b))
-	}
-	if n > 0 {
-		s.Rejected = make([]tenant.Rejection, 0, n)
-	}
-	for range n {
-		rj := tenant.Rejection{Series: d.int()}
-		rj.Kind = tenant.Kind(d.byte())
-		rj.Reason = d.string()
-		rj.Count = d.int()
-		if text := d.string(); text != "" {
-			rj.Err = errors.New(text)
+// maxWireCount bounds the counts and indexes a router accepts in a WriteResponse: more than any
+// request can hold, and small enough for an int on every platform Weir builds for.
+const maxWireCount = 1 << 40
+
+// statsFromProto fills s from a WriteResponse.
+func statsFromProto(resp *ingestpb.WriteResponse, s *tenant.WriteStats) error {
+	for k, n := range [...]uint64{resp.GetSamples(), resp.GetHistograms(), resp.GetExemplars()} {
+		if n > maxWireCount {
+			return fmt.Errorf("%w: %d points appended", errFrame, n)
 		}
-		if d.err != nil {
-			break
+		s.Appended[k] = int(n)
+	}
+	if len(resp.GetRejections()) > 0 {
+		s.Rejected = make([]tenant.Rejection, 0, len(resp.GetRejections()))
+	}
+	for _, r := range resp.GetRejections() {
+		if r.GetSeries() > maxWireCount || r.GetCount() > maxWireCount {
+			return fmt.Errorf("%w: rejection of series %d, count %d", errFrame, r.GetSeries(), r.GetCount())
 		}
-		if rj.Kind >= tenant.NumKinds {
-			return fmt.Errorf("%w: unknown kind %d", errFrame, rj.Kind)
+		if r.GetKind() < 0 || int(r.GetKind()) >= int(tenant.NumKinds) {
+			return fmt.Errorf("%w: unknown kind %d", errFrame, r.GetKind())
+		}
+		rj := tenant.Rejection{Series: int(r.GetSeries()), Kind: tenant.Kind(r.GetKind()), Reason: r.GetReason(), Count: int(r.GetCount())}
+		if r.GetError() != "" {
+			rj.Err = errors.New(r.GetError())
 		}
 		s.Rejected = append(s.Rejected, rj)
 	}
-	if d.err == nil && len(d.b) != 0 {
-		d.err = fmt.Errorf("%w: %d trailing bytes", errFrame, len(d.b))
-	}
-	return d.err
-}
-
-// frameDecoder reads a response frame; the first error sticks and later reads return zero values.
-type frameDecoder struct {
-	b   []byte
-	err error
-}
-
-func (d *frameDecoder) byte() byte {
-	if d.err != nil || len(d.b) == 0 {
-		d.fail()
-		return 0
-	}
-	c := d.b[0]
-	d.b = d.b[1:]
-	return c
-}
-
-func (d *frameDecoder) int() int {
-	if d.err != nil {
-		return 0
-	}
-	v, k := binary.Uvarint(d.b)
-	if k <= 0 || v > 1<<40 {
-		d.fail()
-		return 0
-	}
-	d.b = d.b[k:]
-	return int(v)
-}
-
-func (d *frameDecoder) string() string {
-	n := d.int()
-	if d.err != nil || n > len(d.b) {
-		d.fail()
-		return ""
-	}
-	s := string(d.b[:n])
-	d.b = d.b[n:]
-	return s
-}
-
-func (d *frameDecoder) fail() {
-	if d.err == nil {
-		d.err = fmt.Errorf("%w: truncated", errFrame)
-	}
+	return nil
 }
 
 func uvarintLen(v uint64) int {

@@ -2,17 +2,22 @@ package receive
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/weir-metrics/weir/receive/ingestpb"
 	"github.com/weir-metrics/weir/tenant"
 )
 
-func TestStatsFrameRoundTrip(t *testing.T) {
+// TestStatsRoundTrip: both protocols' replies carry the stats, error texts cut to maxErrorText.
+func TestStatsRoundTrip(t *testing.T) {
 	long := strings.Repeat("x", 2*maxErrorText)
 	for _, st := range []tenant.WriteStats{
 		{},
@@ -28,6 +33,10 @@ func TestStatsFrameRoundTrip(t *testing.T) {
 		require.NoError(t, err)
 		var got writeReply
 		require.NoError(t, c.Unmarshal(out, &got))
+		out, err = c.Marshal(&legacyReply{stats: st})
+		require.NoError(t, err)
+		var gotLegacy legacyReply
+		require.NoError(t, c.Unmarshal(out, &gotLegacy))
 		for i := range st.Rejected {
 			rj := &st.Rejected[i]
 			if rj.Err != nil && len(rj.Err.Error()) > maxErrorText {
@@ -35,6 +44,35 @@ func TestStatsFrameRoundTrip(t *testing.T) {
 			}
 		}
 		require.Equal(t, st, got.stats)
+		require.Equal(t, st, gotLegacy.stats)
+	}
+}
+
+// TestStatsInvalidUTF8: an error text that is not valid UTF-8, or is cut inside a rune, does not make
+// the v2 reply (proto3 strings) fail to marshal.
+func TestStatsInvalidUTF8(t *testing.T) {
+	text := strings.Repeat("x", maxErrorText-1) + "é…"
+	st := tenant.WriteStats{Appended: [tenant.NumKinds]int{1, 0, 0}, Rejected: []tenant.Rejection{
+		{Series: 0, Kind: tenant.KindFloat, Reason: "bad\xff", Count: 1, Err: errors.New(text)},
+	}}
+	c := newIngestCodec()
+	out, err := c.Marshal(&writeReply{stats: st})
+	require.NoError(t, err)
+	var got writeReply
+	require.NoError(t, c.Unmarshal(out, &got))
+	require.Equal(t, strings.Repeat("x", maxErrorText-1), got.stats.Rejected[0].Err.Error())
+	require.Equal(t, "bad\uFFFD", got.stats.Rejected[0].Reason)
+}
+
+// TestStatsFromProtoRefuses: counts no request can hold and unknown kinds are malformed replies.
+func TestStatsFromProtoRefuses(t *testing.T) {
+	for _, resp := range []*ingestpb.WriteResponse{
+		{Samples: 1 << 50},
+		{Rejections: []*ingestpb.Rejection{{Series: 1 << 50}}},
+		{Rejections: []*ingestpb.Rejection{{Kind: ingestpb.Kind(tenant.NumKinds)}}},
+		{Rejections: []*ingestpb.Rejection{{Kind: -1}}},
+	} {
+		require.ErrorIs(t, statsFromProto(resp, &tenant.WriteStats{}), errFrame, "%v", resp)
 	}
 }
 
@@ -57,14 +95,29 @@ func TestStatsFrameMalformed(t *testing.T) {
 	require.ErrorIs(t, parseStats([]byte{wireVersion, 0, 0, 0, 1, 0, 9, 0, 0, 0}, &tenant.WriteStats{}), errFrame)
 }
 
-func TestRequestFrame(t *testing.T) {
+// TestRequest: both protocols' requests carry tenant, payload, compression and hashes.
+func TestRequest(t *testing.T) {
+	for _, legacy := range []bool{false, true} {
+		t.Run(fmt.Sprintf("legacy=%v", legacy), func(t *testing.T) { testRequest(t, legacy) })
+	}
+}
+
+// marshalRequest marshals m with protocol v2, or v1 when legacy.
+func marshalRequest(c ingestCodec, m *forwardRequest, legacy bool) (mem.BufferSlice, error) {
+	if legacy {
+		return c.Marshal((*legacyRequest)(m))
+	}
+	return c.Marshal(m)
+}
+
+func testRequest(t *testing.T, legacy bool) {
 	c := newIngestCodec()
 	payload := []byte(strings.Repeat("p", 5000)) // over gRPC's pooling threshold
 	for _, compressed := range []bool{true, false} {
-		out, err := c.Marshal(&forwardRequest{tenant: "team-a", payload: payload, compressed: compressed})
+		out, err := marshalRequest(c, &forwardRequest{tenant: "team-a", payload: payload, compressed: compressed}, legacy)
 		require.NoError(t, err)
-		payload[0] = 'X' // the frame is a copy: the caller may reuse its payload at once
-		var req ingestRequest
+		payload[0] = 'X' // the message is a copy: the caller may reuse its payload at once
+		req := ingestRequest{legacy: legacy}
 		require.NoError(t, c.Unmarshal(out, &req))
 		out.Free()
 		require.NoError(t, req.parse())
@@ -77,9 +130,9 @@ func TestRequestFrame(t *testing.T) {
 	}
 
 	// With hashes: they come back in order, the payload after them.
-	out, err := c.Marshal(&forwardRequest{tenant: "t", payload: payload, hashes: []uint64{1, 1 << 63, 42}})
+	out, err := marshalRequest(c, &forwardRequest{tenant: "t", payload: payload, hashes: []uint64{1, 1 << 63, 42}}, legacy)
 	require.NoError(t, err)
-	var req ingestRequest
+	req := ingestRequest{legacy: legacy}
 	require.NoError(t, c.Unmarshal(out, &req))
 	out.Free()
 	require.NoError(t, req.parse())
@@ -88,13 +141,116 @@ func TestRequestFrame(t *testing.T) {
 	require.False(t, req.compressed)
 	req.release()
 
-	for _, frame := range [][]byte{{}, {5, 0}, {0, 0}, {wireVersion}, {wireVersionRaw, 5, 'a'},
-		{wireVersionHashed, 0}, {wireVersionRawHashed, 0, 1, 0, 0, 0, 0, 0, 0, 0}, {wireVersionRawHashed, 0, 0x80, 0x80, 0x80, 0x80, 0x10}} {
-		req := ingestRequest{}
+	malformed := [][]byte{ // v2
+		{0x0a, 5, 'a'},     // tenant longer than the message
+		{0x1a, 3, 1, 2, 3}, // hashes not a multiple of 8 bytes
+		{0x19, 1, 2},       // unpacked hash cut short
+		{0x22, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01}, // varint too long
+		{0x07},    // wire type 7
+		{0x00},    // field 0
+		{0x10, 9}, // a compression this build does not know (a newer router)
+	}
+	if legacy {
+		malformed = [][]byte{{}, {5, 0}, {0, 0}, {wireVersion}, {wireVersionRaw, 5, 'a'},
+			{wireVersionHashed, 0}, {wireVersionRawHashed, 0, 1, 0, 0, 0, 0, 0, 0, 0}, {wireVersionRawHashed, 0, 0x80, 0x80, 0x80, 0x80, 0x10}}
+	}
+	for _, frame := range malformed {
+		req := ingestRequest{legacy: legacy}
 		require.NoError(t, c.Unmarshal(mem.BufferSlice{mem.SliceBuffer(frame)}, &req))
 		require.ErrorIs(t, req.parse(), errFrame, "%q", frame)
 		req.release()
 	}
+}
+
+// TestWriteRequestMatchesProto: the hand-written v2 request is byte for byte what the generated code
+// of ingest.proto marshals, and the generated code reads it back.
+func TestWriteRequestMatchesProto(t *testing.T) {
+	for _, m := range []forwardRequest{
+		{},
+		{tenant: "team-a"},
+		{tenant: "team-a", compressed: true},
+		{payload: []byte("payload")},
+		{tenant: "t", hashes: []uint64{0, 1, 1 << 63, 42}},
+		{tenant: strings.Repeat("t", 150), compressed: true, hashes: []uint64{7}, payload: []byte(strings.Repeat("p", 300))},
+	} {
+		got := appendWriteRequest(nil, &m)
+		require.Len(t, got, writeRequestSize(&m))
+		want, err := proto.MarshalOptions{Deterministic: true}.Marshal(protoRequest(&m))
+		require.NoError(t, err)
+		require.Equal(t, string(want), string(got), "%+v", m)
+
+		var back ingestpb.WriteRequest
+		require.NoError(t, proto.Unmarshal(got, &back))
+		require.True(t, proto.Equal(protoRequest(&m), &back), "%+v", m)
+	}
+}
+
+// protoRequest is m as the generated type.
+func protoRequest(m *forwardRequest) *ingestpb.WriteRequest {
+	pb := &ingestpb.WriteRequest{Tenant: m.tenant, SeriesHashes: m.hashes, Payload: m.payload}
+	if m.compressed {
+		pb.Compression = ingestpb.Compression_COMPRESSION_SNAPPY
+	}
+	return pb
+}
+
+// FuzzParseWriteRequest: the ingester reads whatever valid encoding of a WriteRequest it is sent as
+// the generated code does (fields in any order, repeated, unpacked hashes, unknown fields), and
+// refuses what it refuses. The seeds run as a test.
+func FuzzParseWriteRequest(f *testing.F) {
+	hashes := []uint64{3, 1 << 60}
+	f.Add(appendWriteRequest(nil, &forwardRequest{tenant: "a", compressed: true, hashes: hashes, payload: []byte("xyz")}))
+	var b []byte
+	b = protowire.AppendTag(b, fieldPayload, protowire.BytesType) // payload first
+	b = protowire.AppendBytes(b, []byte("first"))
+	b = protowire.AppendTag(b, 99, protowire.BytesType) // an unknown field
+	b = protowire.AppendString(b, "later versions")
+	for _, h := range hashes { // unpacked
+		b = protowire.AppendTag(b, fieldSeriesHashes, protowire.Fixed64Type)
+		b = protowire.AppendFixed64(b, h)
+	}
+	b = protowire.AppendTag(b, fieldTenant, protowire.BytesType)
+	b = protowire.AppendString(b, "old")
+	b = protowire.AppendTag(b, fieldTenant, protowire.BytesType) // the last one wins
+	b = protowire.AppendString(b, "new")
+	b = protowire.AppendTag(b, fieldCompression, protowire.VarintType)
+	b = protowire.AppendVarint(b, 1)
+	b = protowire.AppendTag(b, fieldPayload, protowire.BytesType) // the last one wins
+	b = protowire.AppendBytes(b, []byte("second"))
+	b = protowire.AppendTag(b, fieldTenant, protowire.VarintType) // a wrong wire type: unknown field
+	b = protowire.AppendVarint(b, 5)
+	f.Add(b)
+	f.Add([]byte{0x1a, 3, 1, 2, 3})
+	f.Add([]byte{0x10, 9})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var want ingestpb.WriteRequest
+		werr := proto.Unmarshal(b, &want)
+		req := ingestRequest{buf: mem.SliceBuffer(b)}
+		err := req.parse()
+		defer req.release()
+		if werr != nil {
+			// The generated code also checks that the tenant is UTF-8; the ingester validates it
+			// more strictly after parsing.
+			if err == nil {
+				require.ErrorContains(t, werr, "UTF-8")
+			}
+			return
+		}
+		if c := want.GetCompression(); c != ingestpb.Compression_COMPRESSION_NONE && c != ingestpb.Compression_COMPRESSION_SNAPPY {
+			require.ErrorIs(t, err, errNewerRequest)
+			return
+		}
+		require.NoError(t, err)
+		var got []uint64
+		if req.hashes != nil {
+			got = *req.hashes
+		}
+		// Field by field: proto.Equal would also compare the unknown fields the generated code keeps.
+		require.Equal(t, want.GetTenant(), req.tenant)
+		require.Equal(t, want.GetCompression() == ingestpb.Compression_COMPRESSION_SNAPPY, req.compressed)
+		require.Equal(t, want.GetSeriesHashes(), got)
+		require.Equal(t, string(want.GetPayload()), string(req.payload))
+	})
 }
 
 // TestCodecDelegatesToProto: other services may share the server that forces this codec.

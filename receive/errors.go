@@ -120,8 +120,10 @@ func className(c Class) string {
 // DeadlineExceeded). Messages still start with ingestErrorPrefix, which routers of earlier builds
 // look for.
 
-// ingestErrorDomain is the ErrorInfo domain of the ingest service's errors.
-const ingestErrorDomain = ingestServiceName
+// ingestErrorDomain is the ErrorInfo domain of the ingest service's errors, whichever protocol the
+// call used: it is how routers of every release since the details were introduced recognise them,
+// so it stays the name of the v1 service.
+const ingestErrorDomain = "weir.ingest.v1.Ingest"
 
 // ingestErrorPrefix starts the message of every error the ingest service answers, for routers of
 // earlier builds (which recognise an ingester's answer by it) and for people reading logs.
@@ -142,7 +144,7 @@ func ingestStatus(err error) error {
 // its wait); unclassified cancellations keep their own codes, which tell the router who gave up.
 func ingestClass(err error) (codes.Code, Class) {
 	switch {
-	case errors.Is(err, errFrameVersion):
+	case errors.Is(err, errNewerRequest):
 		// A newer router: a failed replica, not the client's fault.
 		return codes.Unimplemented, ClassInternal
 	case errors.Is(err, errFrame):
@@ -213,6 +215,13 @@ func healthOf(err error) endpointHealth {
 	return healthUnknown
 }
 
+// missingMethod reports whether err says that the endpoint does not serve the method called: gRPC's
+// own Unimplemented, not one that the ingest service answered (a request of a newer router). A router
+// then falls back to an older protocol (see codec.go).
+func missingMethod(err error) bool {
+	return status.Code(err) == codes.Unimplemented && !answeredByIngester(err)
+}
+
 // answeredByIngester reports whether err is an answer of the ingest service rather than a failure
 // to reach it.
 func answeredByIngester(err error) bool {
@@ -225,8 +234,8 @@ func answeredByIngester(err error) bool {
 			return true
 		}
 	}
-	// Ingesters of earlier builds mark their answers only by the message prefix. Drop this once no
-	// such ingester can be in a ring (the node-to-node protocol of issue 13, item 2).
+	// Ingesters of earlier builds mark their answers only by the message prefix. Drop this with
+	// protocol v1 (legacy.go): ingesters that serve v2 all set the detail.
 	return strings.HasPrefix(st.Message(), ingestErrorPrefix)
 }
 

@@ -33,6 +33,24 @@ type IngestConfig struct {
 	// HandlerConfig.Limiter should be the same one. A write that gets no slot in time is answered
 	// Unavailable, which the router retries.
 	Limiter *Limiter
+	// Protocol is the newest node-to-node protocol served: ProtocolV2 (the default when empty) serves
+	// v2 and v1; ProtocolV1 serves v1 only, as the previous release did — for rollout tests, not
+	// for production (see codec.go).
+	Protocol string
+}
+
+// Node-to-node protocols (IngestConfig.Protocol, PeerConfig.Protocol; see codec.go).
+const (
+	ProtocolV1 = "v1"
+	ProtocolV2 = "v2"
+)
+
+func validProtocol(p string) error {
+	switch p {
+	case "", ProtocolV1, ProtocolV2:
+		return nil
+	}
+	return fmt.Errorf("ingest protocol %q: must be %s or %s", p, ProtocolV1, ProtocolV2)
 }
 
 func (c IngestConfig) withDefaults() IngestConfig {
@@ -49,6 +67,9 @@ func (c IngestConfig) withDefaults() IngestConfig {
 func (c IngestConfig) Validate() error {
 	if c.MaxDecodedBytes < 0 || c.MaxMessageBytes < 0 {
 		return errors.New("ingest limits must not be negative")
+	}
+	if err := validProtocol(c.Protocol); err != nil {
+		return err
 	}
 	return c.TLS.Validate()
 }
@@ -83,8 +104,9 @@ func (c IngestConfig) ServerOptions() ([]grpc.ServerOption, error) {
 //
 // Errors, as gRPC status codes (ingestStatus in errors.go, which also marks them as the service's):
 //
-//	Unimplemented     a request frame of an unknown version (a newer router; see errFrameVersion)
-//	InvalidArgument   a malformed frame, an invalid tenant ID, or a payload that is not (snappy) protobuf
+//	Unimplemented     a request of a newer router (see errNewerRequest); gRPC itself answers a method
+//	                  this build does not serve Unimplemented too, without the ErrorInfo detail
+//	InvalidArgument   a malformed request, an invalid tenant ID, or a payload that is not (snappy) protobuf
 //	                  or is over the limit
 //	Unavailable       not ready, no write slot in time (Limiter), or the tenant's storage is opening,
 //	                  failed to open or is closing
@@ -114,14 +136,18 @@ func NewIngestServer(cfg IngestConfig, storage Storage, ready func() bool, logge
 		logger:  logger,
 		requests: promauto.With(reg).NewCounterVec(prometheus.CounterOpts{
 			Name: "weir_ingest_requests_total",
-			Help: "Writes received from routers over gRPC, by status code.",
-		}, []string{"code"}),
+			Help: "Writes received from routers over gRPC, by node-to-node protocol (v1: a router of the previous release) and status code.",
+		}, []string{"protocol", "code"}),
 	}, nil
 }
 
-// Register registers the ingest service on s.
+// Register registers the ingest service on r: protocol v2 and, for routers of the previous release,
+// v1 (see codec.go).
 func (s *IngestServer) Register(r grpc.ServiceRegistrar) {
-	r.RegisterService(&ingestServiceDesc, s)
+	if s.cfg.Protocol != ProtocolV1 {
+		r.RegisterService(&ingestServiceDesc, s)
+	}
+	r.RegisterService(&legacyServiceDesc, s)
 }
 
 // ingestService is the handler type of the service description.
@@ -133,28 +159,59 @@ var ingestServiceDesc = grpc.ServiceDesc{
 	ServiceName: ingestServiceName,
 	HandlerType: (*ingestService)(nil),
 	Methods:     []grpc.MethodDesc{{MethodName: "Write", Handler: ingestWriteHandler}},
-	Metadata:    "receive/codec.go",
+	Metadata:    "receive/ingestpb/ingest.proto",
+}
+
+// legacyServiceDesc is protocol v1 (legacy.go): the compatibility path, to delete with it.
+var legacyServiceDesc = grpc.ServiceDesc{
+	ServiceName: legacyServiceName,
+	HandlerType: (*ingestService)(nil),
+	Methods:     []grpc.MethodDesc{{MethodName: "Write", Handler: legacyWriteHandler}},
+	Metadata:    "receive/legacy.go",
 }
 
 func ingestWriteHandler(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
-	req := new(ingestRequest)
+	return handleWrite(srv, ctx, dec, interceptor, false)
+}
+
+func legacyWriteHandler(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
+	return handleWrite(srv, ctx, dec, interceptor, true)
+}
+
+func handleWrite(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor, legacy bool) (any, error) {
+	req := &ingestRequest{legacy: legacy}
 	if err := dec(req); err != nil {
 		return nil, err
 	}
 	s := srv.(ingestService)
+	write := func(ctx context.Context, r any) (any, error) {
+		reply, err := s.write(ctx, r.(*ingestRequest))
+		switch {
+		case err != nil:
+			return nil, err
+		case legacy:
+			return (*legacyReply)(reply), nil
+		}
+		return reply, nil
+	}
 	if interceptor == nil {
-		return s.write(ctx, req)
+		return write(ctx, req)
 	}
 	info := &grpc.UnaryServerInfo{Server: srv, FullMethod: ingestWriteMethod}
-	return interceptor(ctx, req, info, func(ctx context.Context, r any) (any, error) {
-		return s.write(ctx, r.(*ingestRequest))
-	})
+	if legacy {
+		info.FullMethod = legacyWriteMethod
+	}
+	return interceptor(ctx, req, info, write)
 }
 
 func (s *IngestServer) write(ctx context.Context, req *ingestRequest) (*writeReply, error) {
 	defer req.release()
 	reply, err := s.writeRequest(ctx, req)
-	s.requests.WithLabelValues(status.Code(err).String()).Inc()
+	protocol := ProtocolV2
+	if req.legacy {
+		protocol = ProtocolV1
+	}
+	s.requests.WithLabelValues(protocol, status.Code(err).String()).Inc()
 	return reply, err
 }
 

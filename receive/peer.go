@@ -53,6 +53,12 @@ const (
 	keepaliveTimeout = 5 * time.Second
 )
 
+// protocolReprobe is how long a router writes with protocol v1 to an endpoint that answered the v2
+// method Unimplemented before one write tries v2 again (see codec.go). Short enough that a ring
+// upgraded without any endpoint noticed down speaks v2 soon after; long enough that the failed
+// calls to an ingester that is not upgraded cost nothing measurable.
+const protocolReprobe = 5 * time.Minute
+
 // PeerConfig configures a PeerWriter. Zero values take the defaults above.
 type PeerConfig struct {
 	// Timeout caps every Forward, retries included, below the caller's deadline
@@ -83,6 +89,10 @@ type PeerConfig struct {
 	// five times the bytes through gRPC cost what compressing them did; docs/benchmarks.md), so
 	// snappy is the default. Ingesters accept both.
 	Compression string
+	// Protocol is the newest node-to-node protocol used: ProtocolV2 (the default when empty) falls
+	// back to v1 for ingesters that do not serve v2; ProtocolV1 writes with v1 only, as the previous
+	// release did — for rollout tests, not for production (see codec.go).
+	Protocol string
 }
 
 func (c PeerConfig) withDefaults() PeerConfig {
@@ -125,6 +135,9 @@ func (c PeerConfig) Validate() error {
 	default:
 		return fmt.Errorf("compression %q: must be %s or %s", c.Compression, CompressionSnappy, CompressionNone)
 	}
+	if err := validProtocol(c.Protocol); err != nil {
+		return err
+	}
 	return c.TLS.Validate()
 }
 
@@ -151,6 +164,11 @@ type peer struct {
 	cc       *grpc.ClientConn
 	inflight atomic.Int64
 
+	// legacyUntil is zero while the endpoint is written to with protocol v2. Else it answered the v2
+	// method Unimplemented (an ingester of the previous release) and is written to with v1 until
+	// this time (unix nanoseconds); then one write tries v2 again.
+	legacyUntil atomic.Int64
+
 	mu        sync.Mutex
 	down      bool
 	downUntil time.Time
@@ -161,6 +179,7 @@ type peerMetrics struct {
 	inflightBytes prometheus.Gauge
 	retries       *prometheus.CounterVec
 	down          *prometheus.GaugeVec
+	legacy        *prometheus.GaugeVec
 }
 
 // NewPeerWriter returns a PeerWriter; it connects to nothing before the first Forward.
@@ -215,6 +234,10 @@ func NewPeerWriter(cfg PeerConfig, logger *slog.Logger, reg prometheus.Registere
 				Name: "weir_forward_endpoint_down",
 				Help: "1 while an endpoint is refused without a round trip because it failed recently.",
 			}, []string{"endpoint"}),
+			legacy: f.NewGaugeVec(prometheus.GaugeOpts{
+				Name: "weir_forward_endpoint_legacy_protocol",
+				Help: "1 while writes to an endpoint use the node-to-node protocol v1 because it does not serve v2 (a node of the previous release).",
+			}, []string{"endpoint"}),
 		},
 	}, nil
 }
@@ -257,7 +280,7 @@ func (p *PeerWriter) send(ctx context.Context, endpoint string, req forwardReque
 
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.Timeout)
 	defer cancel()
-	var reply writeReply
+	var stats tenant.WriteStats
 	var opts []grpc.CallOption
 	if probe {
 		// The connection may still be waiting out its reconnection backoff: reconnect now, and let the
@@ -267,8 +290,7 @@ func (p *PeerWriter) send(ctx context.Context, endpoint string, req forwardReque
 	}
 	wait := p.cfg.RetryBackoff
 	for attempt := 1; ; attempt++ {
-		reply = writeReply{}
-		err = pc.cc.Invoke(ctx, ingestWriteMethod, &req, &reply, opts...)
+		stats, err = p.invoke(ctx, pc, &req, opts)
 		if err == nil || attempt >= p.cfg.MaxAttempts || !retryable(err) || !p.pause(ctx, wait) {
 			break
 		}
@@ -280,6 +302,8 @@ func (p *PeerWriter) send(ctx context.Context, endpoint string, req forwardReque
 		if pc.up() {
 			p.m.down.WithLabelValues(endpoint).Set(0)
 			p.logger.Info("endpoint is up again", "endpoint", endpoint)
+			// It may have been restarted with a newer release.
+			pc.reprobe()
 		}
 	case healthDown:
 		if pc.markDown(p.now().Add(p.cfg.DownPeriod)) {
@@ -292,7 +316,33 @@ func (p *PeerWriter) send(ctx context.Context, endpoint string, req forwardReque
 	if err != nil {
 		return tenant.WriteStats{}, forwardError(endpoint, err)
 	}
-	return reply.stats, nil
+	return stats, nil
+}
+
+// invoke makes one call of the write req to the endpoint: with protocol v2, or with v1 when the
+// endpoint does not serve v2 (see codec.go). A v2 call answered by gRPC's own Unimplemented is sent
+// again with v1 at once: it reached no storage.
+func (p *PeerWriter) invoke(ctx context.Context, pc *peer, req *forwardRequest, opts []grpc.CallOption) (tenant.WriteStats, error) {
+	if p.cfg.Protocol != ProtocolV1 && pc.tryV2(p.now()) {
+		var reply writeReply
+		err := pc.cc.Invoke(ctx, ingestWriteMethod, req, &reply, opts...)
+		if !missingMethod(err) {
+			if (err == nil || answeredByIngester(err)) && pc.speaksV2() {
+				p.m.legacy.WithLabelValues(pc.addr).Set(0)
+				p.logger.Info("endpoint serves node-to-node protocol v2 now", "endpoint", pc.addr)
+			}
+			return reply.stats, err
+		}
+		if pc.fallBack(p.now().Add(protocolReprobe)) {
+			p.m.legacy.WithLabelValues(pc.addr).Set(1)
+			p.logger.Info("endpoint does not serve node-to-node protocol v2 (a node of the previous release): writing to it with v1",
+				"endpoint", pc.addr, "retry_v2_after", protocolReprobe, "err", err)
+		}
+	}
+	// COMPATIBILITY PATH (legacy.go): delete with protocol v1.
+	var reply legacyReply
+	err := pc.cc.Invoke(ctx, legacyWriteMethod, (*legacyRequest)(req), &reply, opts...)
+	return reply.stats, err
 }
 
 // compress returns block-format snappy of payload in a pooled buffer (put it back with putBuffer).
@@ -385,6 +435,7 @@ func (p *PeerWriter) Prune(keep func(endpoint string) bool) int {
 	for _, pc := range gone {
 		_ = pc.cc.Close()
 		p.m.down.DeleteLabelValues(pc.addr)
+		p.m.legacy.DeleteLabelValues(pc.addr)
 	}
 	return len(gone)
 }
@@ -444,4 +495,36 @@ func (pc *peer) settle(probe bool) {
 	pc.mu.Lock()
 	defer pc.mu.Unlock()
 	pc.probing = false
+}
+
+// tryV2 says whether a write at now uses protocol v2: always while the endpoint speaks it, and, once
+// the time to try again has come, for one write (the others keep using v1 meanwhile).
+func (pc *peer) tryV2(now time.Time) bool {
+	until := pc.legacyUntil.Load()
+	if until == 0 {
+		return true
+	}
+	if now.UnixNano() < until {
+		return false
+	}
+	return pc.legacyUntil.CompareAndSwap(until, now.Add(protocolReprobe).UnixNano())
+}
+
+// fallBack records that the endpoint does not serve v2, to try again at until; it reports whether
+// the endpoint was taken to serve it.
+func (pc *peer) fallBack(until time.Time) bool {
+	return pc.legacyUntil.Swap(until.UnixNano()) == 0
+}
+
+// speaksV2 records that the endpoint serves v2; it reports whether it was written to with v1.
+func (pc *peer) speaksV2() bool {
+	// Load first: this runs after every write, and a store would contend for the cache line.
+	return pc.legacyUntil.Load() != 0 && pc.legacyUntil.Swap(0) != 0
+}
+
+// reprobe makes the next write try v2, if the endpoint is written to with v1.
+func (pc *peer) reprobe() {
+	if until := pc.legacyUntil.Load(); until > 1 {
+		pc.legacyUntil.CompareAndSwap(until, 1)
+	}
 }

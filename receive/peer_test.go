@@ -246,7 +246,7 @@ func TestIngestRefusesInvalidTenant(t *testing.T) {
 		require.ErrorContains(t, err, "series hashes for 2 series")
 	}
 	require.Empty(t, node.series())
-	require.Equal(t, 8.0, counterValue(t, srv.reg, "weir_ingest_requests_total", "code=InvalidArgument"))
+	require.Equal(t, 8.0, counterValue(t, srv.reg, "weir_ingest_requests_total", "code=InvalidArgument,protocol=v2"))
 
 	// Answers of the service leave the endpoint up.
 	_, err = p.Forward(context.Background(), srv.addr, "t", forwardPayload(t, testSeries(2, 1)))
@@ -266,8 +266,18 @@ func (s *errStorage) Write(context.Context, string, []prompb.TimeSeries) (tenant
 }
 
 // TestIngestErrorCodes: storage errors become status codes, and those become error classes again on
-// the router: transient ones are retried and never mark the endpoint down.
+// the router: transient ones are retried and never mark the endpoint down. The same through every
+// pair of neighbouring releases (protocolPairs).
 func TestIngestErrorCodes(t *testing.T) {
+	for _, pp := range protocolPairs {
+		t.Run(pp.name, func(t *testing.T) { testIngestErrorCodes(t, pp) })
+	}
+}
+
+func testIngestErrorCodes(t *testing.T, pp protocolPair) {
+	peerConfig := testPeerConfig()
+	peerConfig.Protocol = pp.router
+	ingestConfig := IngestConfig{Protocol: pp.ingester}
 	cases := []struct {
 		err   error
 		code  codes.Code
@@ -284,13 +294,14 @@ func TestIngestErrorCodes(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.code.String()+"/"+tc.err.Error(), func(t *testing.T) {
 			s := &errStorage{err: tc.err}
-			srv := startIngest(t, s, IngestConfig{}, nil)
-			p, _ := newTestPeerWriter(t, testPeerConfig())
+			srv := startIngest(t, s, ingestConfig, nil)
+			p, _ := newTestPeerWriter(t, peerConfig)
 			for round := int32(1); round <= 2; round++ { // the second round reaches the server too
 				_, err := p.Forward(context.Background(), srv.addr, "t", forwardPayload(t, testSeries(1, 1)))
 				require.Equal(t, tc.code, status.Code(err), "%v", err)
 				require.Equal(t, tc.class, ClassOf(err))
 				require.NotErrorIs(t, err, ErrEndpointDown)
+				require.Equal(t, healthUp, healthOf(errors.Unwrap(errors.Unwrap(err))), "answered by the ingester: %v", err)
 				require.Equal(t, round*tc.calls, s.calls.Load())
 			}
 		})
@@ -298,9 +309,9 @@ func TestIngestErrorCodes(t *testing.T) {
 
 	t.Run("not ready", func(t *testing.T) {
 		node := newFakeNode("", modeOK)
-		srv := startIngest(t, node, IngestConfig{}, nil)
+		srv := startIngest(t, node, ingestConfig, nil)
 		srv.ready.Store(false)
-		p, _ := newTestPeerWriter(t, testPeerConfig())
+		p, _ := newTestPeerWriter(t, peerConfig)
 		_, err := p.Forward(context.Background(), srv.addr, "t", forwardPayload(t, testSeries(1, 1)))
 		require.Equal(t, codes.Unavailable, status.Code(err))
 		require.Equal(t, ClassUnavailable, ClassOf(err))
@@ -613,10 +624,11 @@ func (c rawFrameCodec) Marshal(v any) (mem.BufferSlice, error) {
 	return c.ingestCodec.Marshal(v)
 }
 
-// TestIngestRefusesMalformedFrame: a frame the ingester cannot parse is the sender's fault
-// (InvalidArgument), not an internal error, whatever part of it is malformed; a frame of a version it
-// does not know is Unimplemented (a newer router), which a router counts as a failed replica, not as
-// the client's fault.
+// TestIngestRefusesMalformedFrame: a request the ingester cannot parse, of either protocol, is the
+// sender's fault (InvalidArgument), not an internal error, whatever part of it is malformed; one
+// that needs a newer ingester (a v1 frame version, a v2 compression it does not know) is
+// Unimplemented with the service's detail — a failed replica, neither the client's fault nor a
+// reason to fall back to v1.
 func TestIngestRefusesMalformedFrame(t *testing.T) {
 	node := newFakeNode("", modeOK)
 	srv := startIngest(t, node, IngestConfig{}, nil)
@@ -624,18 +636,31 @@ func TestIngestRefusesMalformedFrame(t *testing.T) {
 		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(rawFrameCodec{newIngestCodec()})))
 	require.NoError(t, err)
 	defer func() { _ = cc.Close() }()
-	for _, frame := range [][]byte{{}, {wireVersionRaw, 5, 'a'}, {wireVersionRawHashed, 1, 't', 0x80, 0x80, 0x10}} {
-		err := cc.Invoke(context.Background(), ingestWriteMethod, &frame, &writeReply{})
-		require.Equal(t, codes.InvalidArgument, status.Code(err), "%q: %v", frame, err)
-		require.ErrorContains(t, err, "malformed ingest frame")
-	}
-	for _, frame := range [][]byte{{0, 0}, {wireVersionRawHashed + 1, 1, 't'}, {0xff}} {
-		err := cc.Invoke(context.Background(), ingestWriteMethod, &frame, &writeReply{})
-		require.Equal(t, codes.Unimplemented, status.Code(err), "%q: %v", frame, err)
-		require.ErrorContains(t, err, "unknown version")
-		var fe *Error
-		require.ErrorAs(t, forwardError("ingester", err), &fe)
-		require.Equal(t, ClassInternal, fe.Class, "a newer router's frame must not be the client's fault")
+	for _, tc := range []struct {
+		method         string
+		malformed, new [][]byte
+	}{
+		{method: legacyWriteMethod,
+			malformed: [][]byte{{}, {wireVersionRaw, 5, 'a'}, {wireVersionRawHashed, 1, 't', 0x80, 0x80, 0x10}},
+			new:       [][]byte{{0, 0}, {wireVersionRawHashed + 1, 1, 't'}, {0xff}}},
+		{method: ingestWriteMethod,
+			malformed: [][]byte{{0x0a, 5, 'a'}, {0x0a, 1, 't', 0x1a, 1, 0}},
+			new:       [][]byte{{0x0a, 1, 't', 0x10, 2}}},
+	} {
+		for _, frame := range tc.malformed {
+			err := cc.Invoke(context.Background(), tc.method, &frame, &legacyReply{})
+			require.Equal(t, codes.InvalidArgument, status.Code(err), "%s %q: %v", tc.method, frame, err)
+			require.ErrorContains(t, err, "malformed ingest frame")
+		}
+		for _, frame := range tc.new {
+			err := cc.Invoke(context.Background(), tc.method, &frame, &legacyReply{})
+			require.Equal(t, codes.Unimplemented, status.Code(err), "%s %q: %v", tc.method, frame, err)
+			require.ErrorContains(t, err, "needs a newer ingester")
+			require.False(t, missingMethod(err), "not a reason to fall back")
+			var fe *Error
+			require.ErrorAs(t, forwardError("ingester", err), &fe)
+			require.Equal(t, ClassInternal, fe.Class, "a newer router's frame must not be the client's fault")
+		}
 	}
 	require.Empty(t, node.series())
 }
