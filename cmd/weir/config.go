@@ -56,7 +56,13 @@ type config struct {
 
 	// StoreAPI (Thanos Query reading this node): limits per Series request.
 	store store.Config
+
+	// ingestProtocol is --debug.ingest-protocol (hidden).
+	ingestProtocol string
 }
+
+// hiddenFlag reports whether --help leaves the flag out: debug.* flags are for tests, not operators.
+func hiddenFlag(name string) bool { return strings.HasPrefix(name, "debug.") }
 
 func (c *config) registerFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.remoteWriteAddress, "remote-write.address", "0.0.0.0:19291", "Address to listen on for remote write (POST /api/v1/receive, alias /api/v1/write).")
@@ -178,6 +184,11 @@ func (c *config) registerFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.handler.Limits.MaxLabelValueLength, "receive.limits.max-label-value-length", 4096, "Longest label value in bytes (0: no limit).")
 	fs.Int64Var(&c.store.MaxSeries, "store.limits.request-series", 0, "Most series one StoreAPI Series request may select, over all tenants (0: no limit); a larger request fails with ResourceExhausted.")
 	fs.Int64Var(&c.store.MaxSamples, "store.limits.request-samples", 0, "Most samples one StoreAPI Series request may read, counted per chunk sent (0: no limit); a larger request fails with ResourceExhausted.")
+
+	// Hidden (hiddenFlag): makes the node speak the node-to-node protocol as the previous release did
+	// (v1: its ingest server serves only v1, its router writes only v1), so that the e2e tests can run
+	// two builds of the protocol in one ring (receive/codec.go, "Rolling upgrades").
+	fs.StringVar(&c.ingestProtocol, "debug.ingest-protocol", "", "For rollout tests only: v1 makes this node's node-to-node writes, served and sent, those of the previous release.")
 }
 
 // validate checks everything before any file or port is opened, so that a bad flag is a clear start-up
@@ -223,6 +234,12 @@ func (c *config) validate() error {
 	}
 	if c.peer.Compression != receive.CompressionSnappy && c.peer.Compression != receive.CompressionNone {
 		return fmt.Errorf("--receive.grpc-compression: %q is neither snappy nor none", c.peer.Compression)
+	}
+	switch c.ingestProtocol {
+	case "", receive.ProtocolV1, receive.ProtocolV2:
+		c.peer.Protocol, c.ingest.Protocol = c.ingestProtocol, c.ingestProtocol
+	default:
+		return fmt.Errorf("--debug.ingest-protocol: %q is neither %s nor %s", c.ingestProtocol, receive.ProtocolV1, receive.ProtocolV2)
 	}
 	if c.limiter.MaxWait <= 0 {
 		return fmt.Errorf("--receive.write-slot-wait: %s must be positive", c.limiter.MaxWait)

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/weir-metrics/weir/hashring"
+	"github.com/weir-metrics/weir/receive"
 )
 
 func parseConfig(t *testing.T, args ...string) (config, error) {
@@ -56,6 +57,19 @@ func TestFlagsParse(t *testing.T) {
 	require.Equal(t, "X-Scope-OrgID", cfg.handler.TenantHeader)
 }
 
+// TestDebugIngestProtocol: the hidden flag makes both sides of the node speak as the previous
+// release did.
+func TestDebugIngestProtocol(t *testing.T) {
+	cfg, err := parseConfig(t, "--debug.ingest-protocol=v1")
+	require.NoError(t, err)
+	require.Equal(t, receive.ProtocolV1, cfg.peer.Protocol)
+	require.Equal(t, receive.ProtocolV1, cfg.ingest.Protocol)
+	cfg, err = parseConfig(t)
+	require.NoError(t, err)
+	require.Empty(t, cfg.peer.Protocol)
+	require.Empty(t, cfg.ingest.Protocol)
+}
+
 func TestBadFlagsAreClearErrors(t *testing.T) {
 	for _, tc := range []struct {
 		args []string
@@ -76,6 +90,7 @@ func TestBadFlagsAreClearErrors(t *testing.T) {
 		{[]string{"--remote-write.max-body-size=lots"}, "units"},
 		{[]string{"--remote-write.server-read-timeout=0s"}, "--remote-write.server-read-timeout must be positive"},
 		{[]string{"--receive.grpc-compression=gzip"}, `--receive.grpc-compression: "gzip" is neither snappy nor none`},
+		{[]string{"--debug.ingest-protocol=v3"}, `--debug.ingest-protocol: "v3" is neither v1 nor v2`},
 		{[]string{"--receive.write-slot-wait=0s"}, "--receive.write-slot-wait: 0s must be positive"},
 		{[]string{"--tsdb.open-concurrency=0"}, "--tsdb.open-concurrency"},
 		{[]string{"--store.limits.request-samples=-1"}, "--store.limits.request-samples: -1 is negative"},
@@ -102,6 +117,7 @@ func TestDispatch(t *testing.T) {
 	out.Reset()
 	require.Equal(t, 0, dispatch([]string{"receive", "--help"}, &out, &errOut))
 	require.Contains(t, errOut.String(), "--tsdb.path=<string>")
+	require.NotContains(t, errOut.String(), "--debug.", "debug flags are hidden")
 
 	errOut.Reset()
 	require.Equal(t, 2, dispatch([]string{"bogus"}, &out, &errOut))

@@ -95,6 +95,9 @@ func version() string {
 // printFlags prints flags the way operators of Thanos and Prometheus read them: --name=value.
 func printFlags(w io.Writer, fs *flag.FlagSet) {
 	fs.VisitAll(func(f *flag.Flag) {
+		if hiddenFlag(f.Name) {
+			return
+		}
 		kind, usage := flag.UnquoteUsage(f)
 		if kind != "" {
 			kind = "=<" + kind + ">"
