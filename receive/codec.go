@@ -24,8 +24,9 @@ import (
 // the client's snappy body itself), so WriteRequest is written by hand (appendWriteRequest): its
 // header fields, then the payload copied once from the router's buffer into the message buffer, as
 // the v1 frame was. The ingester reads the tenant, compression and hashes and decodes the payload in
-// place, as a view of the received message (parseWriteRequest). TestWriteRequestMatchesProto holds
-// both to the generated code of the .proto. The small WriteResponse goes through the generated code.
+// place, as a view of the received message (parseWriteRequest). The WriteResponse is written and
+// read by hand too, without the allocations of the generated code (appendWriteResponse). Tests and
+// fuzz targets (codec_test.go) hold all of it to the generated code of the .proto.
 //
 // Errors travel as gRPC statuses: the code carries the error class (ingestClass in errors.go) and an
 // google.rpc.ErrorInfo detail (domain ingestErrorDomain, reason the class's name) says that the
@@ -129,7 +130,7 @@ func (c ingestCodec) Marshal(v any) (mem.BufferSlice, error) {
 		*buf = appendWriteRequest((*buf)[:0], m)
 		return mem.BufferSlice{mem.NewBuffer(buf, c.pool)}, nil
 	case *writeReply:
-		return c.proto.Marshal(statsToProto(&m.stats))
+		return mem.BufferSlice{mem.SliceBuffer(appendWriteResponse(make([]byte, 0, 32), &m.stats))}, nil
 	case *legacyRequest:
 		buf := c.pool.Get(legacyRequestSize(m))
 		*buf = appendLegacyRequest((*buf)[:0], m)
@@ -148,11 +149,9 @@ func (c ingestCodec) Unmarshal(data mem.BufferSlice, v any) error {
 		m.buf = data.MaterializeToBuffer(c.pool)
 		return nil
 	case *writeReply:
-		var resp ingestpb.WriteResponse
-		if err := c.proto.Unmarshal(data, &resp); err != nil {
-			return err
-		}
-		return statsFromProto(&resp, &m.stats)
+		buf := data.MaterializeToBuffer(c.pool)
+		defer buf.Free()
+		return parseWriteResponse(buf.ReadOnlyData(), &m.stats)
 	case *legacyReply:
 		buf := data.MaterializeToBuffer(c.pool)
 		defer buf.Free()
@@ -289,33 +288,6 @@ func putHashes(h *[]uint64) {
 	hashPool.Put(h)
 }
 
-// statsToProto is the WriteResponse of s.
-func statsToProto(s *tenant.WriteStats) *ingestpb.WriteResponse {
-	resp := &ingestpb.WriteResponse{
-		Samples:    uint64(max(s.Appended[tenant.KindFloat], 0)),
-		Histograms: uint64(max(s.Appended[tenant.KindHistogram], 0)),
-		Exemplars:  uint64(max(s.Appended[tenant.KindExemplar], 0)),
-	}
-	if len(s.Rejected) > 0 {
-		resp.Rejections = make([]*ingestpb.Rejection, len(s.Rejected))
-	}
-	for i := range s.Rejected {
-		rj := &s.Rejected[i]
-		text := ""
-		if rj.Err != nil {
-			text = rj.Err.Error()
-		}
-		resp.Rejections[i] = &ingestpb.Rejection{
-			Series: uint64(max(rj.Series, 0)),
-			Kind:   ingestpb.Kind(rj.Kind),
-			Reason: wireText(rj.Reason, maxErrorText),
-			Count:  uint64(max(rj.Count, 0)),
-			Error:  wireText(text, maxErrorText),
-		}
-	}
-	return resp
-}
-
 // wireText is s cut to at most n bytes on a rune boundary and made valid UTF-8, which proto3 string
 // fields must be (proto.Marshal refuses the whole message otherwise, and the reply would be lost for a
 // byte of an error text).
@@ -334,29 +306,173 @@ func wireText(s string, n int) string {
 // request can hold, and small enough for an int on every platform Weir builds for.
 const maxWireCount = 1 << 40
 
-// statsFromProto fills s from a WriteResponse.
-func statsFromProto(resp *ingestpb.WriteResponse, s *tenant.WriteStats) error {
-	for k, n := range [...]uint64{resp.GetSamples(), resp.GetHistograms(), resp.GetExemplars()} {
-		if n > maxWireCount {
-			return fmt.Errorf("%w: %d points appended", errFrame, n)
+// Field numbers of ingestpb.WriteResponse and ingestpb.Rejection.
+const (
+	fieldSamples    protowire.Number = 1
+	fieldHistograms protowire.Number = 2
+	fieldExemplars  protowire.Number = 3
+	fieldRejections protowire.Number = 4
+
+	fieldRejectionSeries protowire.Number = 1
+	fieldRejectionKind   protowire.Number = 2
+	fieldRejectionReason protowire.Number = 3
+	fieldRejectionCount  protowire.Number = 4
+	fieldRejectionError  protowire.Number = 5
+)
+
+// appendWriteResponse appends s to b as an ingestpb.WriteResponse, byte for byte what proto.Marshal
+// (deterministic) writes: by hand, because a reply is made for every write and the generated code's
+// message, marshalling and parsing cost allocations that the v1 frame did not. Texts are cut to
+// maxErrorText and made valid UTF-8 (wireText).
+func appendWriteResponse(b []byte, s *tenant.WriteStats) []byte {
+	for k, num := range [...]protowire.Number{fieldSamples, fieldHistograms, fieldExemplars} {
+		if n := s.Appended[k]; n > 0 {
+			b = protowire.AppendTag(b, num, protowire.VarintType)
+			b = protowire.AppendVarint(b, uint64(n))
 		}
-		s.Appended[k] = int(n)
 	}
-	if len(resp.GetRejections()) > 0 {
-		s.Rejected = make([]tenant.Rejection, 0, len(resp.GetRejections()))
+	for i := range s.Rejected {
+		rj := &s.Rejected[i]
+		text := ""
+		if rj.Err != nil {
+			text = rj.Err.Error()
+		}
+		reason, text := wireText(rj.Reason, maxErrorText), wireText(text, maxErrorText)
+		size := sizeVarintField(fieldRejectionSeries, rj.Series) + sizeVarintField(fieldRejectionKind, int(rj.Kind)) +
+			sizeStringField(fieldRejectionReason, reason) + sizeVarintField(fieldRejectionCount, rj.Count) +
+			sizeStringField(fieldRejectionError, text)
+		b = protowire.AppendTag(b, fieldRejections, protowire.BytesType)
+		b = protowire.AppendVarint(b, uint64(size))
+		b = appendVarintField(b, fieldRejectionSeries, rj.Series)
+		b = appendVarintField(b, fieldRejectionKind, int(rj.Kind))
+		b = appendStringField(b, fieldRejectionReason, reason)
+		b = appendVarintField(b, fieldRejectionCount, rj.Count)
+		b = appendStringField(b, fieldRejectionError, text)
 	}
-	for _, r := range resp.GetRejections() {
-		if r.GetSeries() > maxWireCount || r.GetCount() > maxWireCount {
-			return fmt.Errorf("%w: rejection of series %d, count %d", errFrame, r.GetSeries(), r.GetCount())
+	return b
+}
+
+// The helpers below leave out zero values, as proto3 does; negative numbers are written as zero.
+
+func sizeVarintField(num protowire.Number, v int) int {
+	if v <= 0 {
+		return 0
+	}
+	return protowire.SizeTag(num) + protowire.SizeVarint(uint64(v))
+}
+
+func appendVarintField(b []byte, num protowire.Number, v int) []byte {
+	if v <= 0 {
+		return b
+	}
+	b = protowire.AppendTag(b, num, protowire.VarintType)
+	return protowire.AppendVarint(b, uint64(v))
+}
+
+func sizeStringField(num protowire.Number, s string) int {
+	if s == "" {
+		return 0
+	}
+	return protowire.SizeTag(num) + protowire.SizeBytes(len(s))
+}
+
+func appendStringField(b []byte, num protowire.Number, s string) []byte {
+	if s == "" {
+		return b
+	}
+	b = protowire.AppendTag(b, num, protowire.BytesType)
+	return protowire.AppendString(b, s)
+}
+
+// parseWriteResponse decodes an ingestpb.WriteResponse into s, as proto.Unmarshal would (unknown
+// fields skipped), refusing counts over maxWireCount and kinds this build does not know.
+func parseWriteResponse(b []byte, s *tenant.WriteStats) error {
+	return walkFields(b, func(num protowire.Number, typ protowire.Type, b []byte) (int, error) {
+		switch {
+		case num >= fieldSamples && num <= fieldExemplars && typ == protowire.VarintType:
+			v, n := protowire.ConsumeVarint(b)
+			if n >= 0 && v > maxWireCount {
+				return 0, fmt.Errorf("%w: %d points appended", errFrame, v)
+			}
+			s.Appended[num-fieldSamples] = int(v)
+			return n, nil
+		case num == fieldRejections && typ == protowire.BytesType:
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return n, nil
+			}
+			rj, err := parseRejection(v)
+			if err != nil {
+				return 0, err
+			}
+			s.Rejected = append(s.Rejected, rj)
+			return n, nil
 		}
-		if r.GetKind() < 0 || int(r.GetKind()) >= int(tenant.NumKinds) {
-			return fmt.Errorf("%w: unknown kind %d", errFrame, r.GetKind())
+		return protowire.ConsumeFieldValue(num, typ, b), nil
+	})
+}
+
+func parseRejection(b []byte) (tenant.Rejection, error) {
+	var rj tenant.Rejection
+	var kind uint64
+	err := walkFields(b, func(num protowire.Number, typ protowire.Type, b []byte) (int, error) {
+		var v uint64
+		var n int
+		switch {
+		case typ == protowire.VarintType && (num == fieldRejectionSeries || num == fieldRejectionKind || num == fieldRejectionCount):
+			if v, n = protowire.ConsumeVarint(b); n >= 0 && v > maxWireCount {
+				return 0, fmt.Errorf("%w: rejection field %d is %d", errFrame, num, v)
+			}
+			switch num {
+			case fieldRejectionSeries:
+				rj.Series = int(v)
+			case fieldRejectionKind:
+				kind = v
+			default:
+				rj.Count = int(v)
+			}
+			return n, nil
+		case typ == protowire.BytesType && (num == fieldRejectionReason || num == fieldRejectionError):
+			var text []byte
+			text, n = protowire.ConsumeBytes(b)
+			if num == fieldRejectionReason {
+				rj.Reason = string(text)
+			} else if len(text) > 0 {
+				rj.Err = errors.New(string(text))
+			} else {
+				rj.Err = nil
+			}
+			return n, nil
 		}
-		rj := tenant.Rejection{Series: int(r.GetSeries()), Kind: tenant.Kind(r.GetKind()), Reason: r.GetReason(), Count: int(r.GetCount())}
-		if r.GetError() != "" {
-			rj.Err = errors.New(r.GetError())
+		return protowire.ConsumeFieldValue(num, typ, b), nil
+	})
+	if err == nil && kind >= uint64(tenant.NumKinds) {
+		err = fmt.Errorf("%w: unknown kind %d", errFrame, kind)
+	}
+	rj.Kind = tenant.Kind(kind)
+	return rj, err
+}
+
+// walkFields calls field for every field of the protobuf message b, with the bytes after its key;
+// field returns how many it consumed (negative: a protowire error).
+func walkFields(b []byte, field func(num protowire.Number, typ protowire.Type, b []byte) (int, error)) error {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return fmt.Errorf("%w: %w", errFrame, protowire.ParseError(n))
 		}
-		s.Rejected = append(s.Rejected, rj)
+		if !num.IsValid() {
+			return fmt.Errorf("%w: field number %d", errFrame, num)
+		}
+		b = b[n:]
+		n, err := field(num, typ, b)
+		if err != nil {
+			return err
+		}
+		if n < 0 {
+			return fmt.Errorf("%w: field %d: %w", errFrame, num, protowire.ParseError(n))
+		}
+		b = b[n:]
 	}
 	return nil
 }
