@@ -37,7 +37,8 @@
 //
 // Replication (router.go, quorum.go): a write succeeds when floor(RF/2)+1 replicas of every series
 // acked it; quorum.go has the exact rules. The ingest side (ingest.go) serves node-to-node writes over
-// gRPC and never forwards again.
+// gRPC and never forwards again; the protocol between them (codec.go, ingestpb/ingest.proto) lets
+// routers and ingesters of neighbouring releases work together during a rolling upgrade.
 //
 // Exemplars are best effort, as in Prometheus: rejected exemplars are counted in metrics but never fail
 // a request. Metadata in the request is ignored.
