@@ -28,7 +28,7 @@ import (
 // read by hand too, without the allocations of the generated code (appendWriteResponse). Tests and
 // fuzz targets (codec_test.go) hold all of it to the generated code of the .proto.
 //
-// Errors travel as gRPC statuses: the code carries the error class (ingestClass in errors.go) and an
+// Errors travel as gRPC statuses: the code carries the error class (ingestClass in errors.go) and a
 // google.rpc.ErrorInfo detail (domain ingestErrorDomain, reason the class's name) says that the
 // ingest service answered, rather than the transport.
 //

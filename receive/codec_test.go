@@ -385,3 +385,34 @@ func FuzzParseWriteResponse(f *testing.F) {
 		require.Equal(t, want, got)
 	})
 }
+
+// TestProtocolAllocations: v2 costs no more allocations than the v1 frames it replaces, on either side
+// of a write (the hot path of every replica).
+func TestProtocolAllocations(t *testing.T) {
+	c := newIngestCodec()
+	req := forwardRequest{tenant: "team-a", payload: make([]byte, 64<<10), compressed: true, hashes: make([]uint64, 2000)}
+	stats := tenant.WriteStats{Appended: [tenant.NumKinds]int{2000, 0, 0}}
+	roundTrip := func(legacy bool) func() {
+		return func() {
+			out, err := marshalRequest(c, &req, legacy)
+			require.NoError(t, err)
+			in := ingestRequest{legacy: legacy}
+			require.NoError(t, c.Unmarshal(out, &in))
+			require.NoError(t, in.parse())
+			in.release()
+			var reply any = &writeReply{stats: stats}
+			var back any = &writeReply{}
+			if legacy {
+				reply, back = &legacyReply{stats: stats}, &legacyReply{}
+			}
+			out, err = c.Marshal(reply)
+			require.NoError(t, err)
+			require.NoError(t, c.Unmarshal(out, back))
+			out.Free()
+		}
+	}
+	v1 := testing.AllocsPerRun(100, roundTrip(true))
+	v2 := testing.AllocsPerRun(100, roundTrip(false))
+	t.Logf("allocations per write: v1 %v, v2 %v", v1, v2)
+	require.LessOrEqual(t, v2, v1)
+}

@@ -54,8 +54,8 @@ const (
 )
 
 // protocolReprobe is how long a router writes with protocol v1 to an endpoint that answered the v2
-// method Unimplemented before one write tries v2 again (see codec.go). Short enough that a ring
-// upgraded without any endpoint noticed down speaks v2 soon after; long enough that the failed
+// method Unimplemented before one write tries v2 again (see codec.go). Short enough that v2 is back
+// soon after an upgrade that no router saw as the endpoint being down; long enough that the failed
 // calls to an ingester that is not upgraded cost nothing measurable.
 const protocolReprobe = 5 * time.Minute
 
@@ -323,7 +323,7 @@ func (p *PeerWriter) send(ctx context.Context, endpoint string, req forwardReque
 // endpoint does not serve v2 (see codec.go). A v2 call answered by gRPC's own Unimplemented is sent
 // again with v1 at once: it reached no storage.
 func (p *PeerWriter) invoke(ctx context.Context, pc *peer, req *forwardRequest, opts []grpc.CallOption) (tenant.WriteStats, error) {
-	if p.cfg.Protocol != ProtocolV1 && pc.tryV2(p.now()) {
+	if p.cfg.Protocol != ProtocolV1 && pc.tryV2(p.now) {
 		var reply writeReply
 		err := pc.cc.Invoke(ctx, ingestWriteMethod, req, &reply, opts...)
 		if !missingMethod(err) {
@@ -497,17 +497,18 @@ func (pc *peer) settle(probe bool) {
 	pc.probing = false
 }
 
-// tryV2 says whether a write at now uses protocol v2: always while the endpoint speaks it, and, once
+// tryV2 says whether a write now uses protocol v2: always while the endpoint speaks it, and, once
 // the time to try again has come, for one write (the others keep using v1 meanwhile).
-func (pc *peer) tryV2(now time.Time) bool {
+func (pc *peer) tryV2(now func() time.Time) bool {
 	until := pc.legacyUntil.Load()
-	if until == 0 {
+	if until == 0 { // the common case, without reading the clock
 		return true
 	}
-	if now.UnixNano() < until {
+	t := now()
+	if t.UnixNano() < until {
 		return false
 	}
-	return pc.legacyUntil.CompareAndSwap(until, now.Add(protocolReprobe).UnixNano())
+	return pc.legacyUntil.CompareAndSwap(until, t.Add(protocolReprobe).UnixNano())
 }
 
 // fallBack records that the endpoint does not serve v2, to try again at until; it reports whether
