@@ -9,8 +9,10 @@ import (
 )
 
 // COMPATIBILITY PATH — delete in the release after the one that introduced ingest protocol v2
-// (issue 13), together with legacyWriteMethod, legacyRequest, legacyReply, the v1 service in
-// ingest.go, the fallback in peer.go (PeerWriter.invoke) and ProtocolV1.
+// (issue 13), together with the v1 service in ingest.go (legacyServiceDesc), the fallback in peer.go
+// (PeerWriter.invoke, peer.legacyUntil), ProtocolV1 and --debug.ingest-protocol, the message prefix
+// check in errors.go (answeredByIngester), and the v1 cases of the tests (legacy: true,
+// protocolPairs, e2e TestRingTwoProtocolBuilds, which then needs a v2 successor to test).
 //
 // Protocol v1: the hand-encoded frames of weir.ingest.v1.Ingest/Write, which Weir spoke before v2.
 // Ingesters still serve it, for routers of the previous release during a rolling upgrade; routers
