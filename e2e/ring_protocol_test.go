@@ -80,7 +80,7 @@ func TestRingTwoProtocolBuilds(t *testing.T) {
 		for _, i := range []int{0, 2} {
 			for _, tn := range tenants {
 				if _, r, err := l.send(nodes[i], tn); err != nil || r.Code != http.StatusNoContent {
-					return testutil.Permanent(fmt.Errorf("write to node %d: %v %v", i, r, err))
+					return testutil.Permanent(fmt.Errorf("write to node %d: %v: %w", i, r, err))
 				}
 			}
 		}

@@ -288,12 +288,12 @@ func putHashes(h *[]uint64) {
 	hashPool.Put(h)
 }
 
-// wireText is s cut to at most n bytes on a rune boundary and made valid UTF-8, which proto3 string
-// fields must be (proto.Marshal refuses the whole message otherwise, and the reply would be lost for a
-// byte of an error text).
-func wireText(s string, n int) string {
-	if len(s) > n {
-		k := n
+// wireText is s cut to at most maxErrorText bytes on a rune boundary and made valid UTF-8, which
+// proto3 string fields must be (proto.Marshal refuses the whole message otherwise, and the reply would
+// be lost for a byte of an error text).
+func wireText(s string) string {
+	if len(s) > maxErrorText {
+		k := maxErrorText
 		for k > 0 && !utf8.RuneStart(s[k]) {
 			k--
 		}
@@ -337,7 +337,7 @@ func appendWriteResponse(b []byte, s *tenant.WriteStats) []byte {
 		if rj.Err != nil {
 			text = rj.Err.Error()
 		}
-		reason, text := wireText(rj.Reason, maxErrorText), wireText(text, maxErrorText)
+		reason, text := wireText(rj.Reason), wireText(text)
 		size := sizeVarintField(fieldRejectionSeries, rj.Series) + sizeVarintField(fieldRejectionKind, int(rj.Kind)) +
 			sizeStringField(fieldRejectionReason, reason) + sizeVarintField(fieldRejectionCount, rj.Count) +
 			sizeStringField(fieldRejectionError, text)
@@ -435,11 +435,12 @@ func parseRejection(b []byte) (tenant.Rejection, error) {
 		case typ == protowire.BytesType && (num == fieldRejectionReason || num == fieldRejectionError):
 			var text []byte
 			text, n = protowire.ConsumeBytes(b)
-			if num == fieldRejectionReason {
+			switch {
+			case num == fieldRejectionReason:
 				rj.Reason = string(text)
-			} else if len(text) > 0 {
+			case len(text) > 0:
 				rj.Err = errors.New(string(text))
-			} else {
+			default:
 				rj.Err = nil
 			}
 			return n, nil

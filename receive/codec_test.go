@@ -287,9 +287,9 @@ func statsToProto(s *tenant.WriteStats) *ingestpb.WriteResponse {
 		resp.Rejections[i] = &ingestpb.Rejection{
 			Series: uint64(max(rj.Series, 0)),
 			Kind:   ingestpb.Kind(rj.Kind),
-			Reason: wireText(rj.Reason, maxErrorText),
+			Reason: wireText(rj.Reason),
 			Count:  uint64(max(rj.Count, 0)),
-			Error:  wireText(text, maxErrorText),
+			Error:  wireText(text),
 		}
 	}
 	return resp
