@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/weir-metrics/weir/tenant"
+	"github.com/weir-metrics/weir/write"
 )
 
 // benchNow is the receiver clock of the benchmarks; the samples are stamped with it.
@@ -101,8 +102,8 @@ func BenchmarkValidate(b *testing.B) {
 // nopStorage accepts everything and does nothing.
 type nopStorage struct{}
 
-func (nopStorage) Write(_ context.Context, _ string, series []prompb.TimeSeries) (tenant.WriteStats, error) {
-	return tenant.WriteStats{Appended: [tenant.NumKinds]int{len(series), 0, 0}}, nil
+func (nopStorage) Write(_ context.Context, _ string, series []prompb.TimeSeries) (write.Stats, error) {
+	return write.Stats{Appended: [write.NumKinds]int{len(series), 0, 0}}, nil
 }
 
 // rewindBody is a request body that can be read again, so that the benchmark reuses one request.

@@ -14,7 +14,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/weir-metrics/weir/receive/ingestpb"
-	"github.com/weir-metrics/weir/tenant"
+	"github.com/weir-metrics/weir/write"
 )
 
 // The node-to-node write protocol, v2: one unary gRPC method, ingestWriteMethod, whose messages are
@@ -103,7 +103,7 @@ func (r *ingestRequest) release() {
 
 // writeReply is the response message on both sides.
 type writeReply struct {
-	stats tenant.WriteStats
+	stats write.Stats
 }
 
 // ingestCodec encodes the ingest messages as described above and hands every other message to the
@@ -324,7 +324,7 @@ const (
 // (deterministic) writes: by hand, because a reply is made for every write and the generated code's
 // message, marshalling and parsing cost allocations that the v1 frame did not. Texts are cut to
 // maxErrorText and made valid UTF-8 (wireText).
-func appendWriteResponse(b []byte, s *tenant.WriteStats) []byte {
+func appendWriteResponse(b []byte, s *write.Stats) []byte {
 	for k, num := range [...]protowire.Number{fieldSamples, fieldHistograms, fieldExemplars} {
 		if n := s.Appended[k]; n > 0 {
 			b = protowire.AppendTag(b, num, protowire.VarintType)
@@ -386,7 +386,7 @@ func appendStringField(b []byte, num protowire.Number, s string) []byte {
 
 // parseWriteResponse decodes an ingestpb.WriteResponse into s, as proto.Unmarshal would (unknown
 // fields skipped), refusing counts over maxWireCount and kinds this build does not know.
-func parseWriteResponse(b []byte, s *tenant.WriteStats) error {
+func parseWriteResponse(b []byte, s *write.Stats) error {
 	return walkFields(b, func(num protowire.Number, typ protowire.Type, b []byte) (int, error) {
 		switch {
 		case num >= fieldSamples && num <= fieldExemplars && typ == protowire.VarintType:
@@ -412,8 +412,8 @@ func parseWriteResponse(b []byte, s *tenant.WriteStats) error {
 	})
 }
 
-func parseRejection(b []byte) (tenant.Rejection, error) {
-	var rj tenant.Rejection
+func parseRejection(b []byte) (write.Rejection, error) {
+	var rj write.Rejection
 	var kind uint64
 	err := walkFields(b, func(num protowire.Number, typ protowire.Type, b []byte) (int, error) {
 		var v uint64
@@ -447,10 +447,10 @@ func parseRejection(b []byte) (tenant.Rejection, error) {
 		}
 		return protowire.ConsumeFieldValue(num, typ, b), nil
 	})
-	if err == nil && kind >= uint64(tenant.NumKinds) {
+	if err == nil && kind >= uint64(write.NumKinds) {
 		err = fmt.Errorf("%w: unknown kind %d", errFrame, kind)
 	}
-	rj.Kind = tenant.Kind(kind)
+	rj.Kind = write.Kind(kind)
 	return rj, err
 }
 

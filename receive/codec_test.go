@@ -13,19 +13,19 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/weir-metrics/weir/receive/ingestpb"
-	"github.com/weir-metrics/weir/tenant"
+	"github.com/weir-metrics/weir/write"
 )
 
 // TestStatsRoundTrip: both protocols' replies carry the stats, error texts cut to maxErrorText.
 func TestStatsRoundTrip(t *testing.T) {
 	long := strings.Repeat("x", 2*maxErrorText)
-	for _, st := range []tenant.WriteStats{
+	for _, st := range []write.Stats{
 		{},
-		{Appended: [tenant.NumKinds]int{1 << 33, 2, 3}},
-		{Appended: [tenant.NumKinds]int{5, 0, 0}, Rejected: []tenant.Rejection{
-			{Series: 0, Kind: tenant.KindFloat, Reason: tenant.ReasonOutOfOrder, Count: 2, Err: errors.New("out of order")},
-			{Series: 1999, Kind: tenant.KindExemplar, Reason: tenant.ReasonExemplarsDisabled, Count: 1},
-			{Series: 7, Kind: tenant.KindHistogram, Reason: tenant.ReasonInvalidHistogram, Count: 1, Err: errors.New(long)},
+		{Appended: [write.NumKinds]int{1 << 33, 2, 3}},
+		{Appended: [write.NumKinds]int{5, 0, 0}, Rejected: []write.Rejection{
+			{Series: 0, Kind: write.KindFloat, Reason: write.ReasonOutOfOrder, Count: 2, Err: errors.New("out of order")},
+			{Series: 1999, Kind: write.KindExemplar, Reason: write.ReasonExemplarsDisabled, Count: 1},
+			{Series: 7, Kind: write.KindHistogram, Reason: write.ReasonInvalidHistogram, Count: 1, Err: errors.New(long)},
 		}},
 	} {
 		c := newIngestCodec()
@@ -52,8 +52,8 @@ func TestStatsRoundTrip(t *testing.T) {
 // the v2 reply (proto3 strings) fail to marshal.
 func TestStatsInvalidUTF8(t *testing.T) {
 	text := strings.Repeat("x", maxErrorText-1) + "é…"
-	st := tenant.WriteStats{Appended: [tenant.NumKinds]int{1, 0, 0}, Rejected: []tenant.Rejection{
-		{Series: 0, Kind: tenant.KindFloat, Reason: "bad\xff", Count: 1, Err: errors.New(text)},
+	st := write.Stats{Appended: [write.NumKinds]int{1, 0, 0}, Rejected: []write.Rejection{
+		{Series: 0, Kind: write.KindFloat, Reason: "bad\xff", Count: 1, Err: errors.New(text)},
 	}}
 	c := newIngestCodec()
 	out, err := c.Marshal(&writeReply{stats: st})
@@ -69,32 +69,32 @@ func TestWriteResponseRefuses(t *testing.T) {
 	for _, resp := range []*ingestpb.WriteResponse{
 		{Samples: 1 << 50},
 		{Rejections: []*ingestpb.Rejection{{Series: 1 << 50}}},
-		{Rejections: []*ingestpb.Rejection{{Kind: ingestpb.Kind(tenant.NumKinds)}}},
+		{Rejections: []*ingestpb.Rejection{{Kind: ingestpb.Kind(write.NumKinds)}}},
 		{Rejections: []*ingestpb.Rejection{{Kind: -1}}},
 	} {
 		b, err := proto.Marshal(resp)
 		require.NoError(t, err)
-		require.ErrorIs(t, parseWriteResponse(b, &tenant.WriteStats{}), errFrame, "%v", resp)
+		require.ErrorIs(t, parseWriteResponse(b, &write.Stats{}), errFrame, "%v", resp)
 	}
 }
 
 func TestStatsFrameMalformed(t *testing.T) {
-	good := encodeStats(&tenant.WriteStats{Appended: [tenant.NumKinds]int{1, 2, 3}, Rejected: []tenant.Rejection{
-		{Series: 3, Kind: tenant.KindFloat, Reason: "r", Count: 1, Err: errors.New("e")},
+	good := encodeStats(&write.Stats{Appended: [write.NumKinds]int{1, 2, 3}, Rejected: []write.Rejection{
+		{Series: 3, Kind: write.KindFloat, Reason: "r", Count: 1, Err: errors.New("e")},
 	}})
-	var st tenant.WriteStats
+	var st write.Stats
 	require.NoError(t, parseStats(good, &st))
 	for i := range len(good) { // every truncation fails cleanly
-		require.ErrorIs(t, parseStats(good[:i], &tenant.WriteStats{}), errFrame, "truncated at %d", i)
+		require.ErrorIs(t, parseStats(good[:i], &write.Stats{}), errFrame, "truncated at %d", i)
 	}
-	require.ErrorIs(t, parseStats(append(good, 0), &tenant.WriteStats{}), errFrame)
+	require.ErrorIs(t, parseStats(append(good, 0), &write.Stats{}), errFrame)
 	bad := append([]byte{}, good...)
 	bad[0] = 9
-	require.ErrorIs(t, parseStats(bad, &tenant.WriteStats{}), errFrame)
+	require.ErrorIs(t, parseStats(bad, &write.Stats{}), errFrame)
 	// A huge rejection count in a short frame does not allocate for it.
-	require.ErrorIs(t, parseStats([]byte{wireVersion, 0, 0, 0, 0xff, 0xff, 0xff, 0x7f}, &tenant.WriteStats{}), errFrame)
+	require.ErrorIs(t, parseStats([]byte{wireVersion, 0, 0, 0, 0xff, 0xff, 0xff, 0x7f}, &write.Stats{}), errFrame)
 	// Unknown kind.
-	require.ErrorIs(t, parseStats([]byte{wireVersion, 0, 0, 0, 1, 0, 9, 0, 0, 0}, &tenant.WriteStats{}), errFrame)
+	require.ErrorIs(t, parseStats([]byte{wireVersion, 0, 0, 0, 1, 0, 9, 0, 0, 0}, &write.Stats{}), errFrame)
 }
 
 // TestRequest: both protocols' requests carry tenant, payload, compression and hashes.
@@ -269,11 +269,11 @@ func TestCodecDelegatesToProto(t *testing.T) {
 // The generated code as the oracle of the hand-written WriteResponse.
 
 // statsToProto is the WriteResponse of s, made with the generated code.
-func statsToProto(s *tenant.WriteStats) *ingestpb.WriteResponse {
+func statsToProto(s *write.Stats) *ingestpb.WriteResponse {
 	resp := &ingestpb.WriteResponse{
-		Samples:    uint64(max(s.Appended[tenant.KindFloat], 0)),
-		Histograms: uint64(max(s.Appended[tenant.KindHistogram], 0)),
-		Exemplars:  uint64(max(s.Appended[tenant.KindExemplar], 0)),
+		Samples:    uint64(max(s.Appended[write.KindFloat], 0)),
+		Histograms: uint64(max(s.Appended[write.KindHistogram], 0)),
+		Exemplars:  uint64(max(s.Appended[write.KindExemplar], 0)),
 	}
 	if len(s.Rejected) > 0 {
 		resp.Rejections = make([]*ingestpb.Rejection, len(s.Rejected))
@@ -297,7 +297,7 @@ func statsToProto(s *tenant.WriteStats) *ingestpb.WriteResponse {
 
 // statsFromProto fills s from a WriteResponse decoded by the generated code, with the checks of
 // parseWriteResponse.
-func statsFromProto(resp *ingestpb.WriteResponse, s *tenant.WriteStats) error {
+func statsFromProto(resp *ingestpb.WriteResponse, s *write.Stats) error {
 	for k, n := range [...]uint64{resp.GetSamples(), resp.GetHistograms(), resp.GetExemplars()} {
 		if n > maxWireCount {
 			return fmt.Errorf("%w: %d points appended", errFrame, n)
@@ -305,16 +305,16 @@ func statsFromProto(resp *ingestpb.WriteResponse, s *tenant.WriteStats) error {
 		s.Appended[k] = int(n)
 	}
 	if len(resp.GetRejections()) > 0 {
-		s.Rejected = make([]tenant.Rejection, 0, len(resp.GetRejections()))
+		s.Rejected = make([]write.Rejection, 0, len(resp.GetRejections()))
 	}
 	for _, r := range resp.GetRejections() {
 		if r.GetSeries() > maxWireCount || r.GetCount() > maxWireCount {
 			return fmt.Errorf("%w: rejection of series %d, count %d", errFrame, r.GetSeries(), r.GetCount())
 		}
-		if r.GetKind() < 0 || int(r.GetKind()) >= int(tenant.NumKinds) {
+		if r.GetKind() < 0 || int(r.GetKind()) >= int(write.NumKinds) {
 			return fmt.Errorf("%w: unknown kind %d", errFrame, r.GetKind())
 		}
-		rj := tenant.Rejection{Series: int(r.GetSeries()), Kind: tenant.Kind(r.GetKind()), Reason: r.GetReason(), Count: int(r.GetCount())}
+		rj := write.Rejection{Series: int(r.GetSeries()), Kind: write.Kind(r.GetKind()), Reason: r.GetReason(), Count: int(r.GetCount())}
 		if r.GetError() != "" {
 			rj.Err = errors.New(r.GetError())
 		}
@@ -326,15 +326,15 @@ func statsFromProto(resp *ingestpb.WriteResponse, s *tenant.WriteStats) error {
 // TestWriteResponseMatchesProto: the hand-written v2 reply is byte for byte what the generated code
 // marshals, and reads back what the generated code marshals.
 func TestWriteResponseMatchesProto(t *testing.T) {
-	for _, st := range []tenant.WriteStats{
+	for _, st := range []write.Stats{
 		{},
-		{Appended: [tenant.NumKinds]int{2000, 0, 0}},
-		{Appended: [tenant.NumKinds]int{1 << 33, 2, 3}},
-		{Appended: [tenant.NumKinds]int{5, 0, 1}, Rejected: []tenant.Rejection{
-			{Series: 0, Kind: tenant.KindFloat, Reason: tenant.ReasonOutOfOrder, Count: 2, Err: errors.New("out of order")},
-			{Series: 1999, Kind: tenant.KindExemplar, Reason: tenant.ReasonExemplarsDisabled, Count: 1},
-			{Series: 7, Kind: tenant.KindHistogram, Count: 1, Err: errors.New(strings.Repeat("é", maxErrorText))},
-			{Series: 8, Kind: tenant.KindFloat, Reason: "bad\xff"},
+		{Appended: [write.NumKinds]int{2000, 0, 0}},
+		{Appended: [write.NumKinds]int{1 << 33, 2, 3}},
+		{Appended: [write.NumKinds]int{5, 0, 1}, Rejected: []write.Rejection{
+			{Series: 0, Kind: write.KindFloat, Reason: write.ReasonOutOfOrder, Count: 2, Err: errors.New("out of order")},
+			{Series: 1999, Kind: write.KindExemplar, Reason: write.ReasonExemplarsDisabled, Count: 1},
+			{Series: 7, Kind: write.KindHistogram, Count: 1, Err: errors.New(strings.Repeat("é", maxErrorText))},
+			{Series: 8, Kind: write.KindFloat, Reason: "bad\xff"},
 		}},
 	} {
 		got := appendWriteResponse(nil, &st)
@@ -342,7 +342,7 @@ func TestWriteResponseMatchesProto(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, string(want), string(got), "%+v", st)
 
-		var viaProto, viaHand tenant.WriteStats
+		var viaProto, viaHand write.Stats
 		require.NoError(t, statsFromProto(mustUnmarshalResponse(t, got), &viaProto))
 		require.NoError(t, parseWriteResponse(want, &viaHand))
 		require.Equal(t, viaProto, viaHand)
@@ -358,8 +358,8 @@ func mustUnmarshalResponse(t testing.TB, b []byte) *ingestpb.WriteResponse {
 // FuzzParseWriteResponse: the router reads every WriteResponse as the generated code does. The seeds
 // run as a test.
 func FuzzParseWriteResponse(f *testing.F) {
-	f.Add(appendWriteResponse(nil, &tenant.WriteStats{Appended: [tenant.NumKinds]int{3, 1, 0}, Rejected: []tenant.Rejection{
-		{Series: 1, Kind: tenant.KindHistogram, Reason: "r", Count: 2, Err: errors.New("e")},
+	f.Add(appendWriteResponse(nil, &write.Stats{Appended: [write.NumKinds]int{3, 1, 0}, Rejected: []write.Rejection{
+		{Series: 1, Kind: write.KindHistogram, Reason: "r", Count: 2, Err: errors.New("e")},
 	}}))
 	f.Add([]byte{0x22, 2, 0x10, 7})      // unknown kind
 	f.Add([]byte{0x08, 1, 0x08, 2})      // the last one wins
@@ -367,7 +367,7 @@ func FuzzParseWriteResponse(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var resp ingestpb.WriteResponse
 		werr := proto.Unmarshal(b, &resp)
-		var got tenant.WriteStats
+		var got write.Stats
 		err := parseWriteResponse(b, &got)
 		if werr != nil {
 			// The generated code also checks that strings are UTF-8; a router takes any text.
@@ -376,7 +376,7 @@ func FuzzParseWriteResponse(f *testing.F) {
 			}
 			return
 		}
-		var want tenant.WriteStats
+		var want write.Stats
 		if wantErr := statsFromProto(&resp, &want); wantErr != nil {
 			require.ErrorIs(t, err, errFrame)
 			return
@@ -391,7 +391,7 @@ func FuzzParseWriteResponse(f *testing.F) {
 func TestProtocolAllocations(t *testing.T) {
 	c := newIngestCodec()
 	req := forwardRequest{tenant: "team-a", payload: make([]byte, 64<<10), compressed: true, hashes: make([]uint64, 2000)}
-	stats := tenant.WriteStats{Appended: [tenant.NumKinds]int{2000, 0, 0}}
+	stats := write.Stats{Appended: [write.NumKinds]int{2000, 0, 0}}
 	roundTrip := func(legacy bool) func() {
 		return func() {
 			out, err := marshalRequest(c, &req, legacy)

@@ -13,7 +13,7 @@ import (
 	"github.com/prometheus/prometheus/prompb"
 
 	"github.com/weir-metrics/weir/hashring"
-	"github.com/weir-metrics/weir/tenant"
+	"github.com/weir-metrics/weir/write"
 )
 
 // fanout is the state of one Write. It is pooled and reference-counted: the Write holds one
@@ -233,7 +233,7 @@ func (f *fanout) apply(res destResult) {
 	if len(res.stats.Rejected) > 0 {
 		f.rejected = append(f.rejected, res)
 		for _, rj := range res.stats.Rejected {
-			if rj.Kind != tenant.KindExemplar {
+			if rj.Kind != write.KindExemplar {
 				f.conflict[idx[rj.Series]] = true
 			}
 		}
@@ -249,13 +249,13 @@ func (f *fanout) apply(res destResult) {
 }
 
 // stats builds the stats of a write in which no series failed (see Router.Write).
-func (f *fanout) stats(series []prompb.TimeSeries) tenant.WriteStats {
-	var st tenant.WriteStats
+func (f *fanout) stats(series []prompb.TimeSeries) write.Stats {
+	var st write.Stats
 	verdicts := f.tracker.verdicts
 	if len(f.rejected) > 0 {
 		type key struct {
 			series int
-			kind   tenant.Kind
+			kind   write.Kind
 			reason string
 		}
 		at := map[key]int{}
@@ -263,7 +263,7 @@ func (f *fanout) stats(series []prompb.TimeSeries) tenant.WriteStats {
 			idx := f.groups[res.dest]
 			for _, rj := range res.stats.Rejected {
 				s := int(idx[rj.Series])
-				if v := verdicts[s]; v != verdictConflict && (v != verdictWritten || rj.Kind != tenant.KindExemplar) {
+				if v := verdicts[s]; v != verdictConflict && (v != verdictWritten || rj.Kind != write.KindExemplar) {
 					continue // a quorum wrote these points
 				}
 				k := key{s, rj.Kind, rj.Reason}
@@ -279,15 +279,15 @@ func (f *fanout) stats(series []prompb.TimeSeries) tenant.WriteStats {
 				st.Rejected = append(st.Rejected, rj)
 			}
 		}
-		slices.SortFunc(st.Rejected, func(a, b tenant.Rejection) int {
+		slices.SortFunc(st.Rejected, func(a, b write.Rejection) int {
 			return cmp.Or(cmp.Compare(a.Series, b.Series), cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.Reason, b.Reason))
 		})
 	}
 	for i := range series {
 		if v := verdicts[i]; v == verdictWritten || v == verdictConflict {
-			st.Appended[tenant.KindFloat] += len(series[i].Samples)
-			st.Appended[tenant.KindHistogram] += len(series[i].Histograms)
-			st.Appended[tenant.KindExemplar] += len(series[i].Exemplars)
+			st.Appended[write.KindFloat] += len(series[i].Samples)
+			st.Appended[write.KindHistogram] += len(series[i].Histograms)
+			st.Appended[write.KindExemplar] += len(series[i].Exemplars)
 		}
 	}
 	for _, rj := range st.Rejected {

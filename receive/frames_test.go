@@ -15,7 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/weir-metrics/weir/hashring"
-	"github.com/weir-metrics/weir/tenant"
+	"github.com/weir-metrics/weir/write"
 )
 
 // randomRequest builds the protobuf of a random WriteRequest with what validation and the decoder
@@ -175,8 +175,8 @@ func FuzzIngestFrame(f *testing.F) {
 	f.Add(frame(wireVersionRawHashed, "t", []byte{0xff, 0xff, 0xff, 0xff, 0x0f}))
 	f.Add(frame(wireVersion, "t", []byte("not snappy")))
 	f.Add([]byte{wireVersionRaw, 0xff, 0xff, 0xff, 0xff, 0x0f})
-	f.Add(encodeStats(&tenant.WriteStats{Appended: [tenant.NumKinds]int{5, 0, 0}, Rejected: []tenant.Rejection{
-		{Series: 1, Kind: tenant.KindFloat, Reason: tenant.ReasonOutOfOrder, Count: 2, Err: errors.New("out of order")},
+	f.Add(encodeStats(&write.Stats{Appended: [write.NumKinds]int{5, 0, 0}, Rejected: []write.Rejection{
+		{Series: 1, Kind: write.KindFloat, Reason: write.ReasonOutOfOrder, Count: 2, Err: errors.New("out of order")},
 	}}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		checkStatsFrame(t, b)
@@ -209,12 +209,12 @@ func FuzzIngestFrame(f *testing.F) {
 
 // checkStatsFrame parses b as a response frame: no panic, and what parses encodes back the same way.
 func checkStatsFrame(t *testing.T, b []byte) {
-	var st tenant.WriteStats
+	var st write.Stats
 	if err := parseStats(b, &st); err != nil {
 		require.ErrorIs(t, err, errFrame)
 		return
 	}
-	var again tenant.WriteStats
+	var again write.Stats
 	require.NoError(t, parseStats(encodeStats(&st), &again))
 }
 
@@ -284,18 +284,18 @@ type bodyForwarder struct {
 	got        map[string][]prompb.TimeSeries
 }
 
-func (f *bodyForwarder) Forward(context.Context, string, string, []byte) (tenant.WriteStats, error) {
-	return tenant.WriteStats{}, errors.New("a share forwarder is sent shares")
+func (f *bodyForwarder) Forward(context.Context, string, string, []byte) (write.Stats, error) {
+	return write.Stats{}, errors.New("a share forwarder is sent shares")
 }
 
-func (f *bodyForwarder) forwardShare(_ context.Context, endpoint, tenantID string, s share) (tenant.WriteStats, error) {
+func (f *bodyForwarder) forwardShare(_ context.Context, endpoint, tenantID string, s share) (write.Stats, error) {
 	decode := DecodeRaw
 	if s.compressed {
 		decode = DecodeBytes
 	}
 	req, err := decode(s.payload, 1<<20)
 	if err != nil {
-		return tenant.WriteStats{}, err
+		return write.Stats{}, err
 	}
 	defer req.Release()
 	series := req.Write.Timeseries
@@ -307,7 +307,7 @@ func (f *bodyForwarder) forwardShare(_ context.Context, endpoint, tenantID strin
 	defer f.mu.Unlock()
 	f.compressed[endpoint] = s.compressed
 	f.got[endpoint] = cloneSeries(series)
-	return tenant.WriteStats{}, nil
+	return write.Stats{}, nil
 }
 
 func (*bodyForwarder) takesCompressed() bool { return true }

@@ -11,7 +11,7 @@ import (
 	"github.com/prometheus/prometheus/prompb"
 	"github.com/stretchr/testify/require"
 
-	"github.com/weir-metrics/weir/tenant"
+	"github.com/weir-metrics/weir/write"
 )
 
 // fuzzNow is the receiver clock of the fuzz target.
@@ -160,7 +160,7 @@ func checkDecodeValidate(t *testing.T, body []byte, limits Limits, maxT int64) {
 	for _, r := range v.rejected {
 		require.GreaterOrEqual(t, r.Series, 0)
 		require.Less(t, r.Series, n)
-		require.Less(t, r.Kind, tenant.NumKinds)
+		require.Less(t, r.Kind, write.NumKinds)
 		require.NotEmpty(t, r.Reason)
 		require.Positive(t, r.Count)
 		require.Error(t, r.Err)
@@ -202,7 +202,7 @@ func checkDecodeValidate(t *testing.T, body []byte, limits Limits, maxT int64) {
 	}
 
 	// The answer stays small whatever the request held.
-	if err := partialError(tenant.WriteStats{}, v.rejected); err != nil {
+	if err := partialError(write.Stats{}, v.rejected); err != nil {
 		require.Equal(t, 400, StatusCode(err))
 		require.Less(t, len(err.Error()), 8<<10)
 	}

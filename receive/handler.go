@@ -18,25 +18,26 @@ import (
 	"github.com/prometheus/prometheus/prompb"
 
 	"github.com/weir-metrics/weir/tenant"
+	"github.com/weir-metrics/weir/write"
 )
 
 // Storage is where the handler writes a tenant's validated series: the local tenant TSDBs now, the
 // router in front of a ring later. A nil error means every point not listed in the stats is durable.
 type Storage interface {
-	Write(ctx context.Context, tenantID string, series []prompb.TimeSeries) (tenant.WriteStats, error)
+	Write(ctx context.Context, tenantID string, series []prompb.TimeSeries) (write.Stats, error)
 }
 
 // hashedStorage is a Storage that takes a hash of every series' labels, hashring.SeriesHash, computed
 // by the router to place the series (tenant.Manager.WriteHashed, whose series-reference cache uses it
 // instead of hashing the labels again).
 type hashedStorage interface {
-	WriteHashed(ctx context.Context, tenantID string, series []prompb.TimeSeries, hashes []uint64) (tenant.WriteStats, error)
+	WriteHashed(ctx context.Context, tenantID string, series []prompb.TimeSeries, hashes []uint64) (write.Stats, error)
 }
 
 // frameWriter is a Storage that can use the original encoding of the series (the Router, which
 // forwards it instead of marshalling the series again; see frames.go).
 type frameWriter interface {
-	WriteFrames(ctx context.Context, tenantID string, series []prompb.TimeSeries, frames SeriesFrames) (tenant.WriteStats, error)
+	WriteFrames(ctx context.Context, tenantID string, series []prompb.TimeSeries, frames SeriesFrames) (write.Stats, error)
 }
 
 // HandlerConfig configures the remote-write endpoint.
@@ -154,7 +155,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.refuse(w, refusedLimits, err)
 		return
 	}
-	var stats tenant.WriteStats
+	var stats write.Stats
 	if len(series) > 0 { // nothing valid: do not open (or create) the tenant's storage for it
 		if fw, ok := h.storage.(frameWriter); ok {
 			stats, err = fw.WriteFrames(ctx, tenantID, series, req.Frames())
@@ -197,13 +198,13 @@ func (h *Handler) answer(w http.ResponseWriter, err error) {
 	http.Error(w, err.Error(), code)
 }
 
-func (h *Handler) record(tenantID string, stats tenant.WriteStats, validation []tenant.Rejection) {
+func (h *Handler) record(tenantID string, stats write.Stats, validation []write.Rejection) {
 	for k, n := range stats.Appended {
 		if n > 0 {
-			h.metrics.appended.WithLabelValues(tenantID, tenant.Kind(k).String()).Add(float64(n))
+			h.metrics.appended.WithLabelValues(tenantID, write.Kind(k).String()).Add(float64(n))
 		}
 	}
-	for _, list := range [][]tenant.Rejection{validation, stats.Rejected} {
+	for _, list := range [][]write.Rejection{validation, stats.Rejected} {
 		for _, rj := range list {
 			h.metrics.rejected.WithLabelValues(tenantID, rj.Kind.String(), rj.Reason).Add(float64(rj.Count))
 		}
@@ -217,13 +218,13 @@ const maxExamples = 5
 // rejected. Rejected exemplars are counted but never fail a request: exemplars are best effort, as in
 // Prometheus. The message says how much was written and rejected, by reason, and names the first few
 // series (index in the request and labels) with the first error of each.
-func partialError(stats tenant.WriteStats, validation []tenant.Rejection) error {
+func partialError(stats write.Stats, validation []write.Rejection) error {
 	var rejected int
 	byReason := map[string]int{}
-	var examples []tenant.Rejection
-	for _, list := range [][]tenant.Rejection{validation, stats.Rejected} {
+	var examples []write.Rejection
+	for _, list := range [][]write.Rejection{validation, stats.Rejected} {
 		for _, rj := range list {
-			if rj.Kind == tenant.KindExemplar {
+			if rj.Kind == write.KindExemplar {
 				continue
 			}
 			rejected += rj.Count
@@ -237,7 +238,7 @@ func partialError(stats tenant.WriteStats, validation []tenant.Rejection) error 
 		return nil
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "partial write: %d points rejected, %d written (", rejected, stats.Appended[tenant.KindFloat]+stats.Appended[tenant.KindHistogram])
+	fmt.Fprintf(&b, "partial write: %d points rejected, %d written (", rejected, stats.Appended[write.KindFloat]+stats.Appended[write.KindHistogram])
 	first := true
 	for _, reason := range slices.Sorted(maps.Keys(byReason)) {
 		if !first {

@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/weir-metrics/weir/tenant"
+	"github.com/weir-metrics/weir/write"
 )
 
 // metricValues gathers the counter name from reg as {"label=value,…": value}; labels in name order.
@@ -83,7 +84,7 @@ func TestHandler(t *testing.T) {
 		cfg      func(*HandlerConfig)
 		notReady bool
 		req      func(t *testing.T) *http.Request // nil: happyWR with RW 1.0 headers
-		stats    tenant.WriteStats
+		stats    write.Stats
 		err      error
 
 		wantStatus     int
@@ -97,7 +98,7 @@ func TestHandler(t *testing.T) {
 	}{
 		{
 			name:         "happy path, default tenant",
-			stats:        tenant.WriteStats{Appended: [tenant.NumKinds]int{1, 1, 1}},
+			stats:        write.Stats{Appended: [write.NumKinds]int{1, 1, 1}},
 			wantStatus:   http.StatusNoContent,
 			wantTenant:   tenant.DefaultID,
 			wantSeries:   happyStored(),
@@ -110,7 +111,7 @@ func TestHandler(t *testing.T) {
 				r.Header.Set("THANOS-TENANT", "team-a_1.prod")
 				return r
 			},
-			stats:        tenant.WriteStats{Appended: [tenant.NumKinds]int{1, 1, 0}},
+			stats:        write.Stats{Appended: [write.NumKinds]int{1, 1, 0}},
 			wantStatus:   http.StatusNoContent,
 			wantTenant:   "team-a_1.prod",
 			wantSeries:   happyStored(),
@@ -309,12 +310,12 @@ func TestHandler(t *testing.T) {
 		{
 			name: "partial write: original indexes, labels, counts by reason",
 			req:  func(t *testing.T) *http.Request { return newPost(encodeWR(t, partialWR()), nil) },
-			stats: tenant.WriteStats{
-				Appended: [tenant.NumKinds]int{2, 0, 0},
-				Rejected: []tenant.Rejection{
+			stats: write.Stats{
+				Appended: [write.NumKinds]int{2, 0, 0},
+				Rejected: []write.Rejection{
 					// Indexes into the validated slice: 1 is the request's series 2, 2 its series 4.
-					{Series: 1, Kind: tenant.KindFloat, Reason: tenant.ReasonOutOfOrder, Count: 2, Err: errors.New("out of order sample")},
-					{Series: 2, Kind: tenant.KindExemplar, Reason: tenant.ReasonInvalidExemplar, Count: 1, Err: errors.New("out of order exemplar")},
+					{Series: 1, Kind: write.KindFloat, Reason: write.ReasonOutOfOrder, Count: 2, Err: errors.New("out of order sample")},
+					{Series: 2, Kind: write.KindExemplar, Reason: write.ReasonInvalidExemplar, Count: 1, Err: errors.New("out of order exemplar")},
 				},
 			},
 			wantStatus: http.StatusBadRequest,
@@ -347,7 +348,7 @@ func TestHandler(t *testing.T) {
 					{Labels: lbls("__name__", "a"), Samples: samples(now, now+60_001)},
 				}}), nil)
 			},
-			stats:      tenant.WriteStats{Appended: [tenant.NumKinds]int{1, 0, 0}},
+			stats:      write.Stats{Appended: [write.NumKinds]int{1, 0, 0}},
 			wantStatus: http.StatusBadRequest,
 			wantBody: "partial write: 1 points rejected, 1 written (too_far_in_future: 1)\n" +
 				"series 0: 1 sample(s) rejected (too_far_in_future): 1 samples stamped after 2023-11-14T22:14:20Z (receiver clock plus the future window)\n",
@@ -358,9 +359,9 @@ func TestHandler(t *testing.T) {
 		},
 		{
 			name: "only exemplars rejected: success",
-			stats: tenant.WriteStats{
-				Appended: [tenant.NumKinds]int{1, 1, 0},
-				Rejected: []tenant.Rejection{{Series: 1, Kind: tenant.KindExemplar, Reason: tenant.ReasonExemplarsDisabled, Count: 1, Err: errors.New("exemplar storage is disabled")}},
+			stats: write.Stats{
+				Appended: [write.NumKinds]int{1, 1, 0},
+				Rejected: []write.Rejection{{Series: 1, Kind: write.KindExemplar, Reason: write.ReasonExemplarsDisabled, Count: 1, Err: errors.New("exemplar storage is disabled")}},
 			},
 			wantStatus:   http.StatusNoContent,
 			wantTenant:   tenant.DefaultID,
@@ -423,12 +424,12 @@ var handlerNow = time.UnixMilli(1_700_000_000_000)
 // maxExamples of them, and counts all.
 func TestHandlerPartialWriteNamesFirstSeries(t *testing.T) {
 	wr := &prompb.WriteRequest{}
-	var rejected []tenant.Rejection
+	var rejected []write.Rejection
 	for i := range 8 {
 		wr.Timeseries = append(wr.Timeseries, prompb.TimeSeries{Labels: lbls("i", fmt.Sprint(i)), Samples: samples(1)})
-		rejected = append(rejected, tenant.Rejection{Series: i, Kind: tenant.KindFloat, Reason: tenant.ReasonTooOld, Count: 1, Err: errors.New("too old")})
+		rejected = append(rejected, write.Rejection{Series: i, Kind: write.KindFloat, Reason: write.ReasonTooOld, Count: 1, Err: errors.New("too old")})
 	}
-	storage := &fakeStorage{stats: tenant.WriteStats{Rejected: rejected}}
+	storage := &fakeStorage{stats: write.Stats{Rejected: rejected}}
 	h, reg := newTestHandler(t, testConfig(), storage, alwaysReady)
 	w := httptest.NewRecorder()
 	h.ServeHTTP(w, newPost(encodeWR(t, wr), nil))
@@ -445,7 +446,7 @@ func TestHandlerPartialWriteNamesFirstSeries(t *testing.T) {
 // TestHandlerMetricsAccumulate sends several requests to one handler and checks that the counters add
 // up per tenant.
 func TestHandlerMetricsAccumulate(t *testing.T) {
-	storage := &fakeStorage{stats: tenant.WriteStats{Appended: [tenant.NumKinds]int{3, 0, 1}}}
+	storage := &fakeStorage{stats: write.Stats{Appended: [write.NumKinds]int{3, 0, 1}}}
 	ready := false
 	h, reg := newTestHandler(t, testConfig(), storage, func() bool { return ready })
 	body := encodeWR(t, happyWR())

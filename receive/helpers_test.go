@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/weir-metrics/weir/tenant"
+	"github.com/weir-metrics/weir/write"
 )
 
 // lbls builds a label list from name, value pairs, in the order given (not sorted).
@@ -117,7 +118,7 @@ func cloneLabels(ls []prompb.Label) []prompb.Label {
 
 // fakeStorage records what it was asked to write and answers with configured stats and error.
 type fakeStorage struct {
-	stats tenant.WriteStats
+	stats write.Stats
 	err   error
 
 	mu      sync.Mutex
@@ -127,7 +128,7 @@ type fakeStorage struct {
 	ctxErrs []error
 }
 
-func (s *fakeStorage) Write(ctx context.Context, tenantID string, series []prompb.TimeSeries) (tenant.WriteStats, error) {
+func (s *fakeStorage) Write(ctx context.Context, tenantID string, series []prompb.TimeSeries) (write.Stats, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.calls++

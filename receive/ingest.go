@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/weir-metrics/weir/tenant"
+	"github.com/weir-metrics/weir/write"
 )
 
 // DefaultMaxDecodedBytes is the default of IngestConfig.MaxDecodedBytes.
@@ -258,7 +259,7 @@ func (s *IngestServer) writeRequest(ctx context.Context, req *ingestRequest) (*w
 
 // writeSeries writes the series of req, with the frame's hashes when it has them and the storage
 // takes them.
-func (s *IngestServer) writeSeries(ctx context.Context, req *ingestRequest, series []prompb.TimeSeries) (tenant.WriteStats, error) {
+func (s *IngestServer) writeSeries(ctx context.Context, req *ingestRequest, series []prompb.TimeSeries) (write.Stats, error) {
 	if hs, ok := s.storage.(hashedStorage); ok && req.hashes != nil {
 		return hs.WriteHashed(ctx, req.tenant, series, *req.hashes)
 	}

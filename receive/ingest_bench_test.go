@@ -16,6 +16,7 @@ import (
 
 	"github.com/weir-metrics/weir/hashring"
 	"github.com/weir-metrics/weir/tenant"
+	"github.com/weir-metrics/weir/write"
 )
 
 // tsWidth is the width of the varint timestamps of the ingest benchmark's payload: every millisecond
@@ -90,7 +91,7 @@ func BenchmarkIngest(b *testing.B) {
 				t += 100
 				p.set(t, float64(t))
 				st, err := peers.forwardShare(ctx, addr, "team-a", share{payload: p.b, hashes: hashes})
-				if err == nil && (st.Appended[tenant.KindFloat] != benchSeries || len(st.Rejected) > 0) {
+				if err == nil && (st.Appended[write.KindFloat] != benchSeries || len(st.Rejected) > 0) {
 					b.Fatalf("stats %+v", st)
 				}
 				return err

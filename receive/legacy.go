@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/weir-metrics/weir/tenant"
+	"github.com/weir-metrics/weir/write"
 )
 
 // COMPATIBILITY PATH — delete in the release after the one that introduced ingest protocol v2
@@ -30,12 +30,12 @@ import (
 // A version an ingester does not know is answered Unimplemented (with the service's ErrorInfo, so a
 // router does not take it for a missing method).
 //
-// Response (ingester → router), the tenant.WriteStats of the write:
+// Response (ingester → router), the write.Stats of the write:
 //
 //	byte     version (1)
 //	uvarint  ×3 points appended: samples, histograms, exemplars
 //	uvarint  number of rejections, then per rejection:
-//	         uvarint series (index in the request's series), byte kind (tenant.Kind), uvarint length
+//	         uvarint series (index in the request's series), byte kind (write.Kind), uvarint length
 //	         and reason, uvarint count, uvarint length and error text (at most maxErrorText bytes)
 const (
 	legacyServiceName    = "weir.ingest.v1.Ingest"
@@ -148,7 +148,7 @@ func parseRequestFrame(b []byte) (requestFrame, error) {
 }
 
 // encodeStats returns the response frame of s.
-func encodeStats(s *tenant.WriteStats) []byte {
+func encodeStats(s *write.Stats) []byte {
 	b := make([]byte, 0, 8)
 	b = append(b, wireVersion)
 	for _, n := range s.Appended {
@@ -179,7 +179,7 @@ func appendString(b []byte, s string) []byte {
 }
 
 // parseStats decodes a response frame into s.
-func parseStats(b []byte, s *tenant.WriteStats) error {
+func parseStats(b []byte, s *write.Stats) error {
 	d := frameDecoder{b: b}
 	if v := d.byte(); v != wireVersion {
 		return fmt.Errorf("%w: unknown version %d", errFrame, v)
@@ -192,11 +192,11 @@ func parseStats(b []byte, s *tenant.WriteStats) error {
 		return fmt.Errorf("%w: %d rejections in %d bytes", errFrame, n, len(d.b))
 	}
 	if n > 0 {
-		s.Rejected = make([]tenant.Rejection, 0, n)
+		s.Rejected = make([]write.Rejection, 0, n)
 	}
 	for range n {
-		rj := tenant.Rejection{Series: d.int()}
-		rj.Kind = tenant.Kind(d.byte())
+		rj := write.Rejection{Series: d.int()}
+		rj.Kind = write.Kind(d.byte())
 		rj.Reason = d.string()
 		rj.Count = d.int()
 		if text := d.string(); text != "" {
@@ -205,7 +205,7 @@ func parseStats(b []byte, s *tenant.WriteStats) error {
 		if d.err != nil {
 			break
 		}
-		if rj.Kind >= tenant.NumKinds {
+		if rj.Kind >= write.NumKinds {
 			return fmt.Errorf("%w: unknown kind %d", errFrame, rj.Kind)
 		}
 		s.Rejected = append(s.Rejected, rj)

@@ -18,7 +18,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
 
-	"github.com/weir-metrics/weir/tenant"
+	"github.com/weir-metrics/weir/write"
 )
 
 var (
@@ -243,13 +243,13 @@ func NewPeerWriter(cfg PeerConfig, logger *slog.Logger, reg prometheus.Registere
 }
 
 // Forward implements Forwarder.
-func (p *PeerWriter) Forward(ctx context.Context, endpoint, tenantID string, payload []byte) (tenant.WriteStats, error) {
+func (p *PeerWriter) Forward(ctx context.Context, endpoint, tenantID string, payload []byte) (write.Stats, error) {
 	return p.send(ctx, endpoint, forwardRequest{tenant: tenantID, payload: payload})
 }
 
 // forwardShare implements shareForwarder: the frame carries the hashes (versions 3 and 4), and a
 // compressed payload is sent as it is.
-func (p *PeerWriter) forwardShare(ctx context.Context, endpoint, tenantID string, s share) (tenant.WriteStats, error) {
+func (p *PeerWriter) forwardShare(ctx context.Context, endpoint, tenantID string, s share) (write.Stats, error) {
 	return p.send(ctx, endpoint, forwardRequest{tenant: tenantID, payload: s.payload, compressed: s.compressed, hashes: s.hashes})
 }
 
@@ -257,14 +257,14 @@ func (p *PeerWriter) forwardShare(ctx context.Context, endpoint, tenantID string
 func (p *PeerWriter) takesCompressed() bool { return p.cfg.Compression == CompressionSnappy }
 
 // send forwards req, compressing its payload first when it is not and the configuration asks for it.
-func (p *PeerWriter) send(ctx context.Context, endpoint string, req forwardRequest) (tenant.WriteStats, error) {
+func (p *PeerWriter) send(ctx context.Context, endpoint string, req forwardRequest) (write.Stats, error) {
 	pc, err := p.peer(endpoint)
 	if err != nil {
-		return tenant.WriteStats{}, err
+		return write.Stats{}, err
 	}
 	probe, ok := pc.admit(p.now())
 	if !ok {
-		return tenant.WriteStats{}, &Error{Class: ClassUnavailable, Err: fmt.Errorf("forward to %s: %w", endpoint, ErrEndpointDown)}
+		return write.Stats{}, &Error{Class: ClassUnavailable, Err: fmt.Errorf("forward to %s: %w", endpoint, ErrEndpointDown)}
 	}
 	if !req.compressed && p.cfg.Compression == CompressionSnappy {
 		buf := compress(req.payload)
@@ -274,13 +274,13 @@ func (p *PeerWriter) send(ctx context.Context, endpoint string, req forwardReque
 	n := int64(len(req.payload))
 	if err := p.acquire(pc, n); err != nil {
 		pc.settle(probe)
-		return tenant.WriteStats{}, err
+		return write.Stats{}, err
 	}
 	defer p.release(pc, n)
 
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.Timeout)
 	defer cancel()
-	var stats tenant.WriteStats
+	var stats write.Stats
 	var opts []grpc.CallOption
 	if probe {
 		// The connection may still be waiting out its reconnection backoff: reconnect now, and let the
@@ -314,7 +314,7 @@ func (p *PeerWriter) send(ctx context.Context, endpoint string, req forwardReque
 		pc.settle(probe)
 	}
 	if err != nil {
-		return tenant.WriteStats{}, forwardError(endpoint, err)
+		return write.Stats{}, forwardError(endpoint, err)
 	}
 	return stats, nil
 }
@@ -322,7 +322,7 @@ func (p *PeerWriter) send(ctx context.Context, endpoint string, req forwardReque
 // invoke makes one call of the write req to the endpoint: with protocol v2, or with v1 when the
 // endpoint does not serve v2 (see codec.go). A v2 call answered by gRPC's own Unimplemented is sent
 // again with v1 at once: it reached no storage.
-func (p *PeerWriter) invoke(ctx context.Context, pc *peer, req *forwardRequest, opts []grpc.CallOption) (tenant.WriteStats, error) {
+func (p *PeerWriter) invoke(ctx context.Context, pc *peer, req *forwardRequest, opts []grpc.CallOption) (write.Stats, error) {
 	if p.cfg.Protocol != ProtocolV1 && pc.tryV2(p.now) {
 		var reply writeReply
 		err := pc.cc.Invoke(ctx, ingestWriteMethod, req, &reply, opts...)

@@ -25,6 +25,7 @@ import (
 
 	"github.com/weir-metrics/weir/hashring"
 	"github.com/weir-metrics/weir/tenant"
+	"github.com/weir-metrics/weir/write"
 )
 
 // ingestServer is an ingest service on loopback.
@@ -260,9 +261,9 @@ type errStorage struct {
 	calls atomic.Int32
 }
 
-func (s *errStorage) Write(context.Context, string, []prompb.TimeSeries) (tenant.WriteStats, error) {
+func (s *errStorage) Write(context.Context, string, []prompb.TimeSeries) (write.Stats, error) {
 	s.calls.Add(1)
-	return tenant.WriteStats{}, s.err
+	return write.Stats{}, s.err
 }
 
 // TestIngestErrorCodes: storage errors become status codes, and those become error classes again on

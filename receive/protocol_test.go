@@ -12,7 +12,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/connectivity"
 
-	"github.com/weir-metrics/weir/tenant"
+	"github.com/weir-metrics/weir/write"
 )
 
 // The rolling-upgrade matrix of the node-to-node protocol (codec.go), over real loopback gRPC. A node
@@ -75,9 +75,9 @@ func TestProtocolMatrix(t *testing.T) {
 			for range 3 {
 				st, err := p.forwardShare(context.Background(), srv.addr, "team-a", share{payload: forwardPayload(t, series), hashes: hashes})
 				require.NoError(t, err)
-				require.Equal(t, 3, st.Appended[tenant.KindFloat])
+				require.Equal(t, 3, st.Appended[write.KindFloat])
 				require.Len(t, st.Rejected, 3)
-				require.Equal(t, tenant.ReasonOutOfOrder, st.Rejected[2].Reason)
+				require.Equal(t, write.ReasonOutOfOrder, st.Rejected[2].Reason)
 				require.Equal(t, 2, st.Rejected[2].Series)
 			}
 			want := slices.Repeat([]string{ingestWriteMethod}, 3)

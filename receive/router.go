@@ -14,7 +14,7 @@ import (
 	"github.com/prometheus/prometheus/prompb"
 
 	"github.com/weir-metrics/weir/hashring"
-	"github.com/weir-metrics/weir/tenant"
+	"github.com/weir-metrics/weir/write"
 )
 
 // Forwarder delivers one endpoint's share of a request to that endpoint. PeerWriter implements it
@@ -30,7 +30,7 @@ type Forwarder interface {
 	// transient failures (unavailable, timeout, endpoint known down, over the in-flight bound),
 	// ClassInvalid when the endpoint refused the write as the client's fault. Forward returns by the
 	// deadline of ctx. It is called concurrently.
-	Forward(ctx context.Context, endpoint, tenantID string, payload []byte) (tenant.WriteStats, error)
+	Forward(ctx context.Context, endpoint, tenantID string, payload []byte) (write.Stats, error)
 }
 
 // share is one endpoint's part of a request, as a shareForwarder sends it.
@@ -47,7 +47,7 @@ type share struct {
 type shareForwarder interface {
 	Forwarder
 	// forwardShare is Forward with a share.
-	forwardShare(ctx context.Context, endpoint, tenantID string, s share) (tenant.WriteStats, error)
+	forwardShare(ctx context.Context, endpoint, tenantID string, s share) (write.Stats, error)
 	// takesCompressed tells whether the forwarder compresses what it sends anyway; one that does
 	// not would have to decompress the payload, so it is only handed uncompressed ones.
 	takesCompressed() bool
@@ -222,25 +222,25 @@ func (r *Router) enter() bool {
 // Write reads series only until it returns: remote shares are encoded before Write returns, and
 // the local share is written by the calling goroutine, so the caller may reuse the series' memory
 // (the handler's pooled request) while background forwards go on.
-func (r *Router) Write(ctx context.Context, tenantID string, series []prompb.TimeSeries) (tenant.WriteStats, error) {
+func (r *Router) Write(ctx context.Context, tenantID string, series []prompb.TimeSeries) (write.Stats, error) {
 	return r.WriteFrames(ctx, tenantID, series, SeriesFrames{})
 }
 
 // WriteFrames is Write with the original encoding of the series (Request.Frames after validation):
 // the series that have one are forwarded as those bytes instead of being marshalled again. frames
 // is read only until WriteFrames returns, as series is.
-func (r *Router) WriteFrames(ctx context.Context, tenantID string, series []prompb.TimeSeries, frames SeriesFrames) (tenant.WriteStats, error) {
+func (r *Router) WriteFrames(ctx context.Context, tenantID string, series []prompb.TimeSeries, frames SeriesFrames) (write.Stats, error) {
 	if len(series) == 0 {
-		return tenant.WriteStats{}, nil
+		return write.Stats{}, nil
 	}
 	ring, err := r.ring(tenantID)
 	if err != nil {
 		r.m.quorumFailures.WithLabelValues(quorumNoRing).Inc()
-		return tenant.WriteStats{}, &Error{Class: ClassUnavailable, Err: fmt.Errorf("no hashring for tenant %s: %w", tenantID, err)}
+		return write.Stats{}, &Error{Class: ClassUnavailable, Err: fmt.Errorf("no hashring for tenant %s: %w", tenantID, err)}
 	}
 	if !r.enter() {
 		r.m.quorumFailures.WithLabelValues(quorumShutdown).Inc()
-		return tenant.WriteStats{}, errorf(ClassUnavailable, "router is shutting down")
+		return write.Stats{}, errorf(ClassUnavailable, "router is shutting down")
 	}
 	defer r.wg.Done()
 
@@ -258,7 +258,7 @@ func (r *Router) WriteFrames(ctx context.Context, tenantID string, series []prom
 	defer fl.release()
 	if err := f.split(ring, tenantID, series, frames, r.cfg.ReplicationFactor, local); err != nil {
 		r.m.quorumFailures.WithLabelValues(quorumRing).Inc()
-		return tenant.WriteStats{}, &Error{Class: ClassUnavailable, Err: fmt.Errorf("placing the series of tenant %s: %w", tenantID, err)}
+		return write.Stats{}, &Error{Class: ClassUnavailable, Err: fmt.Errorf("placing the series of tenant %s: %w", tenantID, err)}
 	}
 
 	start := r.now()
@@ -328,7 +328,7 @@ func (r *Router) writeLocal(ctx context.Context, deadline time.Time, f *fanout, 
 	defer cancel()
 	start := time.Now()
 	r.m.inflight.WithLabelValues(r.cfg.LocalEndpoint).Inc()
-	var stats tenant.WriteStats
+	var stats write.Stats
 	var err error
 	if r.localHashed != nil {
 		f.localHashes = f.appendGroupHashes(f.localHashes[:0], d)
@@ -363,7 +363,7 @@ func (r *Router) forward(f *fanout, fl *flight, d int, endpoint, tenantID string
 	}
 	f.encoded.Done()
 	f.release()
-	var stats tenant.WriteStats
+	var stats write.Stats
 	var err error
 	if r.shares != nil {
 		stats, err = r.shares.forwardShare(fl.ctx, endpoint, tenantID, share{payload: *payload, compressed: compressed, hashes: *hashes})
@@ -384,9 +384,9 @@ func (r *Router) forward(f *fanout, fl *flight, d int, endpoint, tenantID string
 }
 
 // checkStats refuses stats that do not fit a write of n series.
-func checkStats(s *tenant.WriteStats, n int) error {
+func checkStats(s *write.Stats, n int) error {
 	for _, rj := range s.Rejected {
-		if rj.Series < 0 || rj.Series >= n || rj.Kind >= tenant.NumKinds || rj.Count < 0 {
+		if rj.Series < 0 || rj.Series >= n || rj.Kind >= write.NumKinds || rj.Count < 0 {
 			return errorf(ClassInternal, "malformed write stats: rejection of series %d (kind %d, count %d) in a write of %d series", rj.Series, rj.Kind, rj.Count, n)
 		}
 	}
@@ -394,7 +394,7 @@ func checkStats(s *tenant.WriteStats, n int) error {
 }
 
 // answer turns the verdicts into the result of Write (see there).
-func (r *Router) answer(f *fanout, tenantID string, series []prompb.TimeSeries, waitErr error) (tenant.WriteStats, error) {
+func (r *Router) answer(f *fanout, tenantID string, series []prompb.TimeSeries, waitErr error) (write.Stats, error) {
 	t := &f.tracker
 	rf, q := r.cfg.ReplicationFactor, t.q
 	if n := t.counts[verdictUnavailable] + t.counts[verdictPending]; n > 0 {
@@ -406,12 +406,12 @@ func (r *Router) answer(f *fanout, tenantID string, series []prompb.TimeSeries, 
 			cause, reason = waitErr, waitFailure(waitErr)
 		}
 		r.m.quorumFailures.WithLabelValues(reason).Inc()
-		return tenant.WriteStats{}, &Error{Class: ClassUnavailable, Err: fmt.Errorf(
+		return write.Stats{}, &Error{Class: ClassUnavailable, Err: fmt.Errorf(
 			"write quorum (%d of %d replicas) not reached for %d of %d series of tenant %s: %w", q, rf, n, len(series), tenantID, cause)}
 	}
 	if n := t.counts[verdictInvalid]; n > 0 {
 		r.m.quorumFailures.WithLabelValues(quorumInvalid).Inc()
-		return tenant.WriteStats{}, &Error{Class: ClassInvalid, Err: fmt.Errorf(
+		return write.Stats{}, &Error{Class: ClassInvalid, Err: fmt.Errorf(
 			"%d of %d series of tenant %s refused by their replicas: %w", n, len(series), tenantID, f.invalid)}
 	}
 	return f.stats(series), nil
@@ -467,6 +467,6 @@ func (r *Router) observe(endpoint string, series int, d time.Duration, err error
 // destResult is the answer of one endpoint.
 type destResult struct {
 	dest  int
-	stats tenant.WriteStats
+	stats write.Stats
 	err   error
 }

@@ -14,26 +14,26 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/weir-metrics/weir/hashring"
-	"github.com/weir-metrics/weir/tenant"
+	"github.com/weir-metrics/weir/write"
 )
 
 // nopForwarder acks everything; with compress set it first compresses the payload as a PeerWriter
 // with snappy compression does.
 type nopForwarder struct{ compress bool }
 
-func (f nopForwarder) Forward(_ context.Context, _, _ string, payload []byte) (tenant.WriteStats, error) {
+func (f nopForwarder) Forward(_ context.Context, _, _ string, payload []byte) (write.Stats, error) {
 	if f.compress {
 		putBuffer(compress(payload))
 	}
-	return tenant.WriteStats{}, nil
+	return write.Stats{}, nil
 }
 
 // forwardShare and takesCompressed make nopForwarder a shareForwarder, as a PeerWriter is: it
 // compresses a share that is not compressed yet, and takes the client's compressed body as it is
 // when it compresses.
-func (f nopForwarder) forwardShare(ctx context.Context, endpoint, tenantID string, s share) (tenant.WriteStats, error) {
+func (f nopForwarder) forwardShare(ctx context.Context, endpoint, tenantID string, s share) (write.Stats, error) {
 	if s.compressed {
-		return tenant.WriteStats{}, nil
+		return write.Stats{}, nil
 	}
 	return f.Forward(ctx, endpoint, tenantID, s.payload)
 }

@@ -17,7 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/weir-metrics/weir/hashring"
-	"github.com/weir-metrics/weir/tenant"
+	"github.com/weir-metrics/weir/write"
 )
 
 // Modes of a fake node: how it answers every write.
@@ -54,7 +54,7 @@ func newFakeNode(addr, mode string) *fakeNode {
 }
 
 // Write implements Storage (the local endpoint).
-func (n *fakeNode) Write(ctx context.Context, tenantID string, series []prompb.TimeSeries) (tenant.WriteStats, error) {
+func (n *fakeNode) Write(ctx context.Context, tenantID string, series []prompb.TimeSeries) (write.Stats, error) {
 	select {
 	case n.entered <- struct{}{}:
 	default:
@@ -64,28 +64,28 @@ func (n *fakeNode) Write(ctx context.Context, tenantID string, series []prompb.T
 		<-n.release
 	case modeHang:
 		<-ctx.Done()
-		return tenant.WriteStats{}, fmt.Errorf("write to %s: %w", n.addr, ctx.Err())
+		return write.Stats{}, fmt.Errorf("write to %s: %w", n.addr, ctx.Err())
 	case modeInvalid:
-		return tenant.WriteStats{}, &Error{Class: ClassInvalid, Err: status.Error(codes.InvalidArgument, "refused")}
+		return write.Stats{}, &Error{Class: ClassInvalid, Err: status.Error(codes.InvalidArgument, "refused")}
 	case modeUnavailable:
-		return tenant.WriteStats{}, &Error{Class: ClassUnavailable, Err: status.Error(codes.Unavailable, "node down")}
+		return write.Stats{}, &Error{Class: ClassUnavailable, Err: status.Error(codes.Unavailable, "node down")}
 	case modeTimeout:
-		return tenant.WriteStats{}, &Error{Class: ClassUnavailable, Err: status.Error(codes.DeadlineExceeded, "too slow")}
+		return write.Stats{}, &Error{Class: ClassUnavailable, Err: status.Error(codes.DeadlineExceeded, "too slow")}
 	}
-	var st tenant.WriteStats
+	var st write.Stats
 	for i, ts := range series {
 		reject := n.mode == modeConflict || n.rejectSeries != nil && n.rejectSeries(ts)
 		fs := len(ts.Samples)
 		if reject && fs > 0 {
-			st.Rejected = append(st.Rejected, tenant.Rejection{Series: i, Kind: tenant.KindFloat, Reason: tenant.ReasonOutOfOrder, Count: 1, Err: errors.New("out of order sample")})
+			st.Rejected = append(st.Rejected, write.Rejection{Series: i, Kind: write.KindFloat, Reason: write.ReasonOutOfOrder, Count: 1, Err: errors.New("out of order sample")})
 			fs--
 		}
-		st.Appended[tenant.KindFloat] += fs
-		st.Appended[tenant.KindHistogram] += len(ts.Histograms)
+		st.Appended[write.KindFloat] += fs
+		st.Appended[write.KindHistogram] += len(ts.Histograms)
 		if n.rejectExemplars && len(ts.Exemplars) > 0 {
-			st.Rejected = append(st.Rejected, tenant.Rejection{Series: i, Kind: tenant.KindExemplar, Reason: tenant.ReasonExemplarsDisabled, Count: len(ts.Exemplars), Err: errors.New("exemplars disabled")})
+			st.Rejected = append(st.Rejected, write.Rejection{Series: i, Kind: write.KindExemplar, Reason: write.ReasonExemplarsDisabled, Count: len(ts.Exemplars), Err: errors.New("exemplars disabled")})
 		} else {
-			st.Appended[tenant.KindExemplar] += len(ts.Exemplars)
+			st.Appended[write.KindExemplar] += len(ts.Exemplars)
 		}
 	}
 	n.mu.Lock()
@@ -110,14 +110,14 @@ type fakePeers struct {
 	nodes map[string]*fakeNode
 }
 
-func (p *fakePeers) Forward(ctx context.Context, endpoint, tenantID string, payload []byte) (tenant.WriteStats, error) {
+func (p *fakePeers) Forward(ctx context.Context, endpoint, tenantID string, payload []byte) (write.Stats, error) {
 	n, ok := p.nodes[endpoint]
 	if !ok {
-		return tenant.WriteStats{}, fmt.Errorf("no such endpoint %q", endpoint)
+		return write.Stats{}, fmt.Errorf("no such endpoint %q", endpoint)
 	}
 	req, err := DecodeRaw(payload, 64<<20)
 	if err != nil {
-		return tenant.WriteStats{}, fmt.Errorf("decode payload for %s: %w", endpoint, err)
+		return write.Stats{}, fmt.Errorf("decode payload for %s: %w", endpoint, err)
 	}
 	defer req.Release()
 	return n.Write(ctx, tenantID, req.Write.Timeseries)

@@ -20,6 +20,7 @@ import (
 
 	"github.com/weir-metrics/weir/hashring"
 	"github.com/weir-metrics/weir/tenant"
+	"github.com/weir-metrics/weir/write"
 )
 
 // answerWithin bounds how long a test waits for an answer that must come without waiting for a
@@ -170,7 +171,7 @@ func TestRouterPlacement(t *testing.T) {
 	}
 	stats, err := c.router.Write(context.Background(), "team-a", cloneSeries(series))
 	require.NoError(t, err)
-	require.Equal(t, [tenant.NumKinds]int{600, 30, 30}, stats.Appended)
+	require.Equal(t, [write.NumKinds]int{600, 30, 30}, stats.Appended)
 	require.Empty(t, stats.Rejected)
 	c.router.Close() // the replicas beyond the quorum may still be writing
 
@@ -219,13 +220,13 @@ func TestRouterRejectionsMapBack(t *testing.T) {
 	stats, err := c.router.Write(context.Background(), "t", cloneSeries(series))
 	require.NoError(t, err)
 
-	var want []tenant.Rejection
+	var want []write.Rejection
 	for i := range series {
 		if bad(series[i]) {
-			want = append(want, tenant.Rejection{Series: i, Kind: tenant.KindFloat, Reason: tenant.ReasonOutOfOrder, Count: 1})
+			want = append(want, write.Rejection{Series: i, Kind: write.KindFloat, Reason: write.ReasonOutOfOrder, Count: 1})
 		}
 		if len(series[i].Exemplars) > 0 {
-			want = append(want, tenant.Rejection{Series: i, Kind: tenant.KindExemplar, Reason: tenant.ReasonExemplarsDisabled, Count: 2})
+			want = append(want, write.Rejection{Series: i, Kind: write.KindExemplar, Reason: write.ReasonExemplarsDisabled, Count: 2})
 		}
 	}
 	got := slices.Clone(stats.Rejected)
@@ -234,7 +235,7 @@ func TestRouterRejectionsMapBack(t *testing.T) {
 		got[i].Err = nil
 	}
 	require.Equal(t, want, got)
-	require.Equal(t, [tenant.NumKinds]int{150 - 2, 0, 0}, stats.Appended)
+	require.Equal(t, [write.NumKinds]int{150 - 2, 0, 0}, stats.Appended)
 
 	// Through the handler: a partial write naming the series by their index in the request.
 	h, _ := newTestHandler(t, testConfig(), c.router, alwaysReady)
@@ -254,7 +255,7 @@ func TestRouterMinorityRejections(t *testing.T) {
 	stats, err := c.router.Write(context.Background(), "t", series)
 	require.NoError(t, err)
 	require.Empty(t, stats.Rejected)
-	require.Equal(t, 20, stats.Appended[tenant.KindFloat])
+	require.Equal(t, 20, stats.Appended[write.KindFloat])
 }
 
 // TestRouterMixedConflict: acked by a quorum but refused in part by some of it (rule 5): the largest
@@ -269,7 +270,7 @@ func TestRouterMixedConflict(t *testing.T) {
 		require.Equal(t, i, rj.Series)
 		require.Equal(t, 1, rj.Count)
 	}
-	require.Equal(t, 8, stats.Appended[tenant.KindFloat])
+	require.Equal(t, 8, stats.Appended[write.KindFloat])
 }
 
 // TestRouterDoesNotUseSeriesAfterReturn: the caller reuses the request's memory as soon as Write
@@ -358,7 +359,7 @@ func TestRouterRingErrors(t *testing.T) {
 	// Nothing to write: no ring needed.
 	stats, err := r.Write(context.Background(), "t", nil)
 	require.NoError(t, err)
-	require.Equal(t, tenant.WriteStats{}, stats)
+	require.Equal(t, write.Stats{}, stats)
 }
 
 type snapshotSource struct{ snap *hashring.Snapshot }
@@ -451,8 +452,8 @@ func TestRouterRingChanges(t *testing.T) {
 				series[i].Labels = append(series[i].Labels, prompb.Label{Name: "writer", Value: fmt.Sprint(w)})
 			}
 			stats, err := r.Write(context.Background(), "t", series)
-			if err == nil && stats.Appended[tenant.KindFloat] != len(series) {
-				err = fmt.Errorf("writer %d: %d appended, want %d", w, stats.Appended[tenant.KindFloat], len(series))
+			if err == nil && stats.Appended[write.KindFloat] != len(series) {
+				err = fmt.Errorf("writer %d: %d appended, want %d", w, stats.Appended[write.KindFloat], len(series))
 			}
 			errs <- err
 		})

@@ -12,7 +12,7 @@ import (
 
 	"github.com/prometheus/prometheus/prompb"
 
-	"github.com/weir-metrics/weir/tenant"
+	"github.com/weir-metrics/weir/write"
 )
 
 // Limits bound what one series and one request may hold. Zero disables a limit.
@@ -42,7 +42,7 @@ const (
 // validation is the result of validating one request.
 type validation struct {
 	// rejected lists what was removed, with Series indexes into the request as the sender sent it.
-	rejected []tenant.Rejection
+	rejected []write.Rejection
 	// removed holds the indexes (into the original request) of the series dropped whole, ascending.
 	removed []int
 }
@@ -201,10 +201,10 @@ func (v *validation) rejectSeries(i int, ts *prompb.TimeSeries, reason string, e
 	if len(v.rejected) < maxExamples {
 		err = fmt.Errorf("%s: %w", labelsString(ts.Labels), err)
 	}
-	counts := [tenant.NumKinds]int{len(ts.Samples), len(ts.Histograms), len(ts.Exemplars)}
+	counts := [write.NumKinds]int{len(ts.Samples), len(ts.Histograms), len(ts.Exemplars)}
 	for k, n := range counts {
 		if n > 0 {
-			v.rejected = append(v.rejected, tenant.Rejection{Series: i, Kind: tenant.Kind(k), Reason: reason, Count: n, Err: err})
+			v.rejected = append(v.rejected, write.Rejection{Series: i, Kind: write.Kind(k), Reason: reason, Count: n, Err: err})
 		}
 	}
 }
@@ -221,7 +221,7 @@ func (v *validation) dropFuture(i int, ts *prompb.TimeSeries, maxT int64) bool {
 		}
 	}
 	if dropped := len(ts.Samples) - n; dropped > 0 {
-		v.rejected = append(v.rejected, tenant.Rejection{Series: i, Kind: tenant.KindFloat, Reason: ReasonTooFarInFuture, Count: dropped,
+		v.rejected = append(v.rejected, write.Rejection{Series: i, Kind: write.KindFloat, Reason: ReasonTooFarInFuture, Count: dropped,
 			Err: fmt.Errorf("%d samples stamped after %s (receiver clock plus the future window)", dropped, time.UnixMilli(maxT).UTC().Format(time.RFC3339))})
 		ts.Samples = ts.Samples[:n]
 	}
@@ -233,7 +233,7 @@ func (v *validation) dropFuture(i int, ts *prompb.TimeSeries, maxT int64) bool {
 		}
 	}
 	if dropped := len(ts.Histograms) - n; dropped > 0 {
-		v.rejected = append(v.rejected, tenant.Rejection{Series: i, Kind: tenant.KindHistogram, Reason: ReasonTooFarInFuture, Count: dropped,
+		v.rejected = append(v.rejected, write.Rejection{Series: i, Kind: write.KindHistogram, Reason: ReasonTooFarInFuture, Count: dropped,
 			Err: fmt.Errorf("%d histograms stamped after %s (receiver clock plus the future window)", dropped, time.UnixMilli(maxT).UTC().Format(time.RFC3339))})
 		clear(ts.Histograms[n:])
 		ts.Histograms = ts.Histograms[:n]

@@ -11,18 +11,18 @@ import (
 	"github.com/prometheus/prometheus/prompb"
 	"github.com/stretchr/testify/require"
 
-	"github.com/weir-metrics/weir/tenant"
+	"github.com/weir-metrics/weir/write"
 )
 
-// rej is a tenant.Rejection without its error, for comparison.
+// rej is a write.Rejection without its error, for comparison.
 type rej struct {
 	Series int
-	Kind   tenant.Kind
+	Kind   write.Kind
 	Reason string
 	Count  int
 }
 
-func stripErrs(rs []tenant.Rejection) (out []rej, errs []string) {
+func stripErrs(rs []write.Rejection) (out []rej, errs []string) {
 	for _, r := range rs {
 		out = append(out, rej{Series: r.Series, Kind: r.Kind, Reason: r.Reason, Count: r.Count})
 		msg := "<nil>"
@@ -75,7 +75,7 @@ func TestValidate(t *testing.T) {
 			name:    "no labels",
 			in:      []prompb.TimeSeries{{Samples: samples(1, 2)}},
 			want:    []prompb.TimeSeries{},
-			rej:     []rej{{0, tenant.KindFloat, ReasonNoLabels, 2}},
+			rej:     []rej{{0, write.KindFloat, ReasonNoLabels, 2}},
 			errs:    []string{"{}: series has no labels"},
 			removed: []int{0},
 		},
@@ -86,9 +86,9 @@ func TestValidate(t *testing.T) {
 			}},
 			want: []prompb.TimeSeries{},
 			rej: []rej{
-				{0, tenant.KindFloat, ReasonNoLabels, 1},
-				{0, tenant.KindHistogram, ReasonNoLabels, 3},
-				{0, tenant.KindExemplar, ReasonNoLabels, 1},
+				{0, write.KindFloat, ReasonNoLabels, 1},
+				{0, write.KindHistogram, ReasonNoLabels, 3},
+				{0, write.KindExemplar, ReasonNoLabels, 1},
 			},
 			errs:    []string{"{}: series has no labels", "{}: series has no labels", "{}: series has no labels"},
 			removed: []int{0},
@@ -97,7 +97,7 @@ func TestValidate(t *testing.T) {
 			name:    "empty label name",
 			in:      []prompb.TimeSeries{{Labels: lbls("", "x", "a", "1"), Samples: samples(1)}},
 			want:    []prompb.TimeSeries{},
-			rej:     []rej{{0, tenant.KindFloat, ReasonEmptyLabelName, 1}},
+			rej:     []rej{{0, write.KindFloat, ReasonEmptyLabelName, 1}},
 			errs:    []string{`{="x", a="1"}: label 0 has an empty name`},
 			removed: []int{0},
 		},
@@ -105,7 +105,7 @@ func TestValidate(t *testing.T) {
 			name:    "invalid UTF-8 label name",
 			in:      []prompb.TimeSeries{{Labels: lbls("\xff", "x"), Samples: samples(1)}},
 			want:    []prompb.TimeSeries{},
-			rej:     []rej{{0, tenant.KindFloat, ReasonInvalidLabelName, 1}},
+			rej:     []rej{{0, write.KindFloat, ReasonInvalidLabelName, 1}},
 			errs:    []string{`{"\xff"="x"}: label name "\xff" is not valid UTF-8`},
 			removed: []int{0},
 		},
@@ -113,7 +113,7 @@ func TestValidate(t *testing.T) {
 			name:    "invalid UTF-8 label value",
 			in:      []prompb.TimeSeries{{Labels: lbls("a", "ok\xc3"), Samples: samples(1)}},
 			want:    []prompb.TimeSeries{},
-			rej:     []rej{{0, tenant.KindFloat, ReasonInvalidLabelValue, 1}},
+			rej:     []rej{{0, write.KindFloat, ReasonInvalidLabelValue, 1}},
 			errs:    []string{`{a="ok\xc3"}: value of label "a" is not valid UTF-8`},
 			removed: []int{0},
 		},
@@ -121,7 +121,7 @@ func TestValidate(t *testing.T) {
 			name:    "duplicate label name, sorted",
 			in:      []prompb.TimeSeries{{Labels: lbls("a", "1", "a", "2"), Samples: samples(1)}},
 			want:    []prompb.TimeSeries{},
-			rej:     []rej{{0, tenant.KindFloat, ReasonDuplicateLabel, 1}},
+			rej:     []rej{{0, write.KindFloat, ReasonDuplicateLabel, 1}},
 			errs:    []string{`{a="1", a="2"}: label name "a" appears more than once`},
 			removed: []int{0},
 		},
@@ -129,7 +129,7 @@ func TestValidate(t *testing.T) {
 			name:    "duplicate label name, unsorted",
 			in:      []prompb.TimeSeries{{Labels: lbls("b", "1", "a", "1", "b", "2"), Samples: samples(1)}},
 			want:    []prompb.TimeSeries{},
-			rej:     []rej{{0, tenant.KindFloat, ReasonDuplicateLabel, 1}},
+			rej:     []rej{{0, write.KindFloat, ReasonDuplicateLabel, 1}},
 			errs:    []string{`{a="1", b="1", b="2"}: label name "b" appears more than once`},
 			removed: []int{0},
 		},
@@ -138,7 +138,7 @@ func TestValidate(t *testing.T) {
 			limits:  Limits{MaxLabelsPerSeries: 2},
 			in:      []prompb.TimeSeries{{Labels: lbls("a", "1", "b", "2", "c", "3"), Samples: samples(1)}},
 			want:    []prompb.TimeSeries{},
-			rej:     []rej{{0, tenant.KindFloat, ReasonTooManyLabels, 1}},
+			rej:     []rej{{0, write.KindFloat, ReasonTooManyLabels, 1}},
 			errs:    []string{`{a="1", b="2", c="3"}: series has 3 labels, over the limit of 2`},
 			removed: []int{0},
 		},
@@ -156,7 +156,7 @@ func TestValidate(t *testing.T) {
 				{Labels: lbls("abcde", "1"), Samples: samples(1)},
 			},
 			want:    []prompb.TimeSeries{{Labels: lbls("abcde", "1"), Samples: samples(1)}},
-			rej:     []rej{{0, tenant.KindFloat, ReasonLabelNameTooLong, 1}},
+			rej:     []rej{{0, write.KindFloat, ReasonLabelNameTooLong, 1}},
 			errs:    []string{`{abcdef="1"}: label name "abcdef"… is 6 bytes long, over the limit of 5`},
 			removed: []int{0},
 		},
@@ -168,7 +168,7 @@ func TestValidate(t *testing.T) {
 				{Labels: lbls("a", "abcd"), Samples: samples(1)},
 			},
 			want:    []prompb.TimeSeries{{Labels: lbls("a", "abc"), Samples: samples(1)}},
-			rej:     []rej{{1, tenant.KindFloat, ReasonLabelValueTooLong, 1}},
+			rej:     []rej{{1, write.KindFloat, ReasonLabelValueTooLong, 1}},
 			errs:    []string{`{a="abcd"}: value of label "a" is 4 bytes long, over the limit of 3`},
 			removed: []int{1},
 		},
@@ -202,9 +202,9 @@ func TestValidate(t *testing.T) {
 				{Labels: lbls("__name__", "c"), Histograms: []prompb.Histogram{}},
 			},
 			rej: []rej{
-				{0, tenant.KindFloat, ReasonTooFarInFuture, 2},
-				{0, tenant.KindHistogram, ReasonTooFarInFuture, 1},
-				{2, tenant.KindHistogram, ReasonTooFarInFuture, 1},
+				{0, write.KindFloat, ReasonTooFarInFuture, 2},
+				{0, write.KindHistogram, ReasonTooFarInFuture, 1},
+				{2, write.KindHistogram, ReasonTooFarInFuture, 1},
 			},
 			errs: []string{
 				"2 samples stamped after 2023-11-14T22:14:20Z (receiver clock plus the future window)",
@@ -228,9 +228,9 @@ func TestValidate(t *testing.T) {
 				{Labels: lbls("x", "3"), Samples: samples(1)},
 			},
 			rej: []rej{
-				{1, tenant.KindFloat, ReasonTooManyLabels, 2},
-				{3, tenant.KindFloat, ReasonDuplicateLabel, 3},
-				{4, tenant.KindFloat, ReasonTooFarInFuture, 1},
+				{1, write.KindFloat, ReasonTooManyLabels, 2},
+				{3, write.KindFloat, ReasonDuplicateLabel, 3},
+				{4, write.KindFloat, ReasonTooFarInFuture, 1},
 			},
 			errs: []string{
 				`{a="1", b="2", c="3", d="4"}: series has 4 labels, over the limit of 3`,
@@ -304,7 +304,7 @@ func TestValidateEveryReason(t *testing.T) {
 			_, v, err := limits.validate(wr, validateNow)
 			require.NoError(t, err)
 			got, _ := stripErrs(v.rejected)
-			require.Equal(t, []rej{{0, tenant.KindFloat, reason, 1}}, got)
+			require.Equal(t, []rej{{0, write.KindFloat, reason, 1}}, got)
 		})
 	}
 }

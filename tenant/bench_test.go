@@ -8,6 +8,8 @@ import (
 
 	"github.com/prometheus/prometheus/prompb"
 	"github.com/stretchr/testify/require"
+
+	"github.com/weir-metrics/weir/write"
 )
 
 // benchSeries returns n series of 10 labels each, shaped like a Kubernetes scrape target's, with one
@@ -57,7 +59,7 @@ func BenchmarkWrite(b *testing.B) {
 			for b.Loop() {
 				step()
 				st, err := m.Write(ctx, "bench", series)
-				if err != nil || st.Appended[KindFloat] != n {
+				if err != nil || st.Appended[write.KindFloat] != n {
 					b.Fatalf("write: %v, %+v", err, st)
 				}
 			}
@@ -88,7 +90,7 @@ func BenchmarkWriteNewSeries(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		st, err := m.Write(ctx, "bench", series)
-		if err != nil || st.Appended[KindFloat] != n {
+		if err != nil || st.Appended[write.KindFloat] != n {
 			b.Fatalf("write: %v, %+v", err, st)
 		}
 		b.StopTimer()

@@ -14,6 +14,8 @@ import (
 
 	"github.com/prometheus/common/model"
 
+	"github.com/weir-metrics/weir/write"
+
 	"github.com/prometheus/prometheus/model/exemplar"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
@@ -99,12 +101,12 @@ func TestWriteInvalidTenant(t *testing.T) {
 
 func TestWriteCancelled(t *testing.T) {
 	m, _ := newTestManager(t, nil)
-	write(t, m, "t", prompb.TimeSeries{Labels: lbls("__name__", "a"), Samples: floats(float64(t0), 1)})
+	mustWrite(t, m, "t", prompb.TimeSeries{Labels: lbls("__name__", "a"), Samples: floats(float64(t0), 1)})
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	st, err := m.Write(ctx, "t", []prompb.TimeSeries{{Labels: lbls("__name__", "a"), Samples: floats(float64(t0+1), 2)}})
 	require.ErrorIs(t, err, context.Canceled)
-	require.Equal(t, WriteStats{}, st)
+	require.Equal(t, write.Stats{}, st)
 	requireSeries(t, m, "t", map[string][]point{key("__name__", "a"): {fp(t0, 1)}})
 }
 
@@ -252,7 +254,7 @@ func seedTenants(t *testing.T, m *Manager, ids ...string) (map[string]map[string
 					Exemplars: []prompb.Exemplar{{Labels: lbls("trace_id", id+strconv.Itoa(w)), Value: 1, Timestamp: ts}},
 				},
 			}
-			st := write(t, m, id, series...)
+			st := mustWrite(t, m, id, series...)
 			ne := 0
 			if m.cfg.MaxExemplars > 0 {
 				ne = 1
@@ -341,7 +343,7 @@ func TestOpenExisting(t *testing.T) {
 	require.Contains(t, string(b), "01JD6Z1Q0T3K4V5W6X7Y8Z9ABC")
 
 	// Writes go on where they stopped.
-	write(t, m2, "team-a", prompb.TimeSeries{Labels: lbls("__name__", "up", "job", "api"), Samples: floats(float64(t0+hourMs), 7)})
+	mustWrite(t, m2, "team-a", prompb.TimeSeries{Labels: lbls("__name__", "up", "job", "api"), Samples: floats(float64(t0+hourMs), 7)})
 }
 
 // TestOpenExistingFailure has one tenant's TSDB locked by another Manager: OpenExisting opens the others
@@ -402,7 +404,7 @@ func TestCrashRecovery(t *testing.T) {
 	m, _ := newManagerAt(t, cfg)
 	data, exs := seedTenants(t, m, "team-a", "team-b")
 	// A partially rejected write: only what was acknowledged must come back.
-	st := write(t, m, "team-a", prompb.TimeSeries{Labels: lbls("__name__", "up", "job", "api"), Samples: floats(float64(t0-hourMs*3), 1, float64(t0+60_000), 42)})
+	st := mustWrite(t, m, "team-a", prompb.TimeSeries{Labels: lbls("__name__", "up", "job", "api"), Samples: floats(float64(t0-hourMs*3), 1, float64(t0+60_000), 42)})
 	require.Equal(t, appended(1, 0, 0), st.Appended)
 	data["team-a"][key("__name__", "up", "job", "api")] = append(data["team-a"][key("__name__", "up", "job", "api")], fp(t0+60_000, 42))
 
@@ -459,7 +461,7 @@ func copyTree(t *testing.T, src, dst string) {
 func TestCloseWaitsForWrites(t *testing.T) {
 	cfg := testConfig(t.TempDir())
 	m, reg := newManagerAt(t, cfg)
-	write(t, m, "t", prompb.TimeSeries{Labels: lbls("__name__", "a"), Samples: floats(float64(t0), 1)})
+	mustWrite(t, m, "t", prompb.TimeSeries{Labels: lbls("__name__", "a"), Samples: floats(float64(t0), 1)})
 	d, err := m.get(context.Background(), "t")
 	require.NoError(t, err)
 

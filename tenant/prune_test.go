@@ -29,6 +29,7 @@ import (
 	"github.com/thanos-io/objstore"
 
 	"github.com/weir-metrics/weir/shipper"
+	"github.com/weir-metrics/weir/write"
 )
 
 // ---------------------------------------------------------------------------------------------------
@@ -99,7 +100,7 @@ func writeSpan(t *testing.T, m *Manager, id string, n int, from int64, span time
 		}
 		req = append(req, ts)
 	}
-	st := write(t, m, id, req...)
+	st := mustWrite(t, m, id, req...)
 	require.Empty(t, st.Rejected)
 	return want
 }
@@ -657,9 +658,9 @@ func TestPruneStress(t *testing.T) {
 							return
 						}
 						switch {
-						case st.Appended[KindFloat] == 1 && len(st.Rejected) == 0:
+						case st.Appended[write.KindFloat] == 1 && len(st.Rejected) == 0:
 							acked[w] = append(acked[w], fp(ts, float64(ts)))
-						case st.Appended[KindFloat] == 0 && len(st.Rejected) == 1 && st.Rejected[0].Reason == ReasonTooOld:
+						case st.Appended[write.KindFloat] == 0 && len(st.Rejected) == 1 && st.Rejected[0].Reason == write.ReasonTooOld:
 							rejected[w]++
 						default:
 							errs[w] = fmt.Errorf("unexpected write outcome %+v", st)

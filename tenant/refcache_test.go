@@ -12,6 +12,8 @@ import (
 	"github.com/prometheus/prometheus/prompb"
 	"github.com/prometheus/prometheus/storage"
 	"github.com/stretchr/testify/require"
+
+	"github.com/weir-metrics/weir/write"
 )
 
 // withRefCache makes every TSDB opened during the test get a cache from mk.
@@ -141,9 +143,9 @@ func TestWriteRefCacheCollisions(t *testing.T) {
 				series = append(series, prompb.TimeSeries{Labels: lbls("__name__", "m0", "i", "0"), Samples: floats(float64(t0+int64(r*10)-1), -1)})
 				st, err := m.Write(ctx, "t", series)
 				require.NoError(t, err)
-				require.Equal(t, n, st.Appended[KindFloat], "request %d", r)
+				require.Equal(t, n, st.Appended[write.KindFloat], "request %d", r)
 				require.Len(t, st.Rejected, 1)
-				require.Equal(t, ReasonOutOfOrder, st.Rejected[0].Reason)
+				require.Equal(t, write.ReasonOutOfOrder, st.Rejected[0].Reason)
 			}
 			requireSeries(t, m, "t", want)
 			switch name {
@@ -188,7 +190,7 @@ func TestWriteRefCacheStaleAfterHeadCompaction(t *testing.T) {
 		{Labels: a, Samples: floats(float64(t1+1), 12)},
 	})
 	require.NoError(t, err)
-	require.Equal(t, 4, st.Appended[KindFloat])
+	require.Equal(t, 4, st.Appended[write.KindFloat])
 	require.Len(t, st.Rejected, 1)
 	require.Equal(t, 3, st.Rejected[0].Series)
 	e, ok := c.get(c.hash(&buf, a), a)
@@ -209,7 +211,7 @@ func TestWriteRefCacheAfterPruneReopen(t *testing.T) {
 	m, clk := newPruneManager(t, t.TempDir(), nil)
 	ctx := context.Background()
 	want := map[string][]point{}
-	write := func(ts int64, names ...string) {
+	writeAt := func(ts int64, names ...string) {
 		t.Helper()
 		var series []prompb.TimeSeries
 		for _, n := range names {
@@ -218,10 +220,10 @@ func TestWriteRefCacheAfterPruneReopen(t *testing.T) {
 		}
 		st, err := m.Write(ctx, "t", series)
 		require.NoError(t, err)
-		require.Equal(t, len(names), st.Appended[KindFloat])
+		require.Equal(t, len(names), st.Appended[write.KindFloat])
 	}
-	write(t0, "a", "b", "c")
-	write(t0+1, "a", "b", "c")
+	writeAt(t0, "a", "b", "c")
+	writeAt(t0+1, "a", "b", "c")
 	before := tenantCache(t, m, "t")
 	require.Equal(t, 3, before.len())
 
@@ -231,11 +233,11 @@ func TestWriteRefCacheAfterPruneReopen(t *testing.T) {
 	require.Equal(t, []string{"t"}, pruned)
 
 	// New series first: in the new TSDB they may take the refs a, b and c had.
-	write(t0+hourMs, "x", "y", "z", "c", "b", "a")
+	writeAt(t0+hourMs, "x", "y", "z", "c", "b", "a")
 	after := tenantCache(t, m, "t")
 	require.NotSame(t, before, after)
-	write(t0+hourMs+1, "a", "b", "c", "x", "y", "z")
-	write(t0+hourMs+2, "c", "a", "z", "b")
+	writeAt(t0+hourMs+1, "a", "b", "c", "x", "y", "z")
+	writeAt(t0+hourMs+2, "c", "a", "z", "b")
 	requireSeries(t, m, "t", want)
 }
 
@@ -261,7 +263,7 @@ func TestWriteRefCacheConcurrent(t *testing.T) {
 					}
 				}
 				st, err := m.Write(ctx, "t", series)
-				if err != nil || st.Appended[KindFloat] != perWriter || len(st.Rejected) != 0 {
+				if err != nil || st.Appended[write.KindFloat] != perWriter || len(st.Rejected) != 0 {
 					t.Errorf("writer %d round %d: %v %+v", g, r, err, st)
 					return
 				}
@@ -346,7 +348,7 @@ func TestWriteHashedWrongHashes(t *testing.T) {
 				}
 				st, err := m.WriteHashed(ctx, "t", series, hashes)
 				require.NoError(t, err)
-				require.Equal(t, n, st.Appended[KindFloat], "request %d", r)
+				require.Equal(t, n, st.Appended[write.KindFloat], "request %d", r)
 				require.Empty(t, st.Rejected)
 			}
 			requireSeries(t, m, "t", want)

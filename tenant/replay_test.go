@@ -17,6 +17,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/prompb"
 	"github.com/stretchr/testify/require"
+
+	"github.com/weir-metrics/weir/write"
 )
 
 // The WAL replay figures for the docs: how long a restart takes, and how much memory it needs, for a
@@ -75,7 +77,7 @@ func TestReplayFigures(t *testing.T) {
 			}
 			st, err := m.Write(ctx, replayTenant, series[:size])
 			require.NoError(t, err)
-			require.Equal(t, size, st.Appended[KindFloat], "%+v", st.Rejected)
+			require.Equal(t, size, st.Appended[write.KindFloat], "%+v", st.Rejected)
 		}
 	}
 	require.NoError(t, m.Close())

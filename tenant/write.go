@@ -14,57 +14,9 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
 	"github.com/prometheus/prometheus/storage"
+
+	"github.com/weir-metrics/weir/write"
 )
-
-// Kind is the kind of data point a count refers to.
-type Kind uint8
-
-// The kinds of data points in a remote-write request.
-const (
-	KindFloat Kind = iota
-	KindHistogram
-	KindExemplar
-	NumKinds
-)
-
-func (k Kind) String() string {
-	switch k {
-	case KindFloat:
-		return "sample"
-	case KindHistogram:
-		return "histogram"
-	case KindExemplar:
-		return "exemplar"
-	}
-	return "unknown"
-}
-
-// Reasons a data point is rejected by storage. They are permanent: sending the same point again gives
-// the same answer, so the sender must not retry (400, partial write).
-const (
-	ReasonOutOfOrder        = "out_of_order"
-	ReasonDuplicate         = "duplicate_sample_for_timestamp"
-	ReasonTooOld            = "too_old"
-	ReasonInvalidHistogram  = "invalid_histogram"
-	ReasonExemplarsDisabled = "exemplars_disabled"
-	ReasonInvalidExemplar   = "invalid_exemplar"
-)
-
-// Rejection records data points of one series that were not written, and why.
-type Rejection struct {
-	Series int    // index of the series in the written slice
-	Kind   Kind   // what was rejected
-	Reason string // one of the Reason constants (or a caller's own, for validation)
-	Count  int    // how many points of this series and kind
-	Err    error  // the first error, for the answer to the sender
-}
-
-// WriteStats tells what a write did: points appended by kind, and the rejected ones. Rejections are
-// permanent per-point errors; the rest of the write was committed.
-type WriteStats struct {
-	Appended [NumKinds]int
-	Rejected []Rejection
-}
 
 // writeScratch holds what one write reuses; pooled because it is needed on every request.
 type writeScratch struct {
@@ -100,7 +52,7 @@ var scratchPool = sync.Pool{New: func() any {
 // Labels must be validated and sorted by the caller (the receive path does it once, before routing).
 // A non-nil error means nothing was written: ErrUnavailable or ErrClosed (transient), a cancelled
 // context, or a storage failure.
-func (m *Manager) Write(ctx context.Context, id string, series []prompb.TimeSeries) (WriteStats, error) {
+func (m *Manager) Write(ctx context.Context, id string, series []prompb.TimeSeries) (write.Stats, error) {
 	return m.WriteHashed(ctx, id, series, nil)
 }
 
@@ -109,8 +61,8 @@ func (m *Manager) Write(ctx context.Context, id string, series []prompb.TimeSeri
 // hashing the labels again. hashes is nil (Write) or has one hash per series, else the write is
 // refused. A wrong hash can cost cache misses, never a write to another series: every cache hit is
 // confirmed by comparing labels.
-func (m *Manager) WriteHashed(ctx context.Context, id string, series []prompb.TimeSeries, hashes []uint64) (WriteStats, error) {
-	var stats WriteStats
+func (m *Manager) WriteHashed(ctx context.Context, id string, series []prompb.TimeSeries, hashes []uint64) (write.Stats, error) {
+	var stats write.Stats
 	if hashes != nil && len(hashes) != len(series) {
 		return stats, fmt.Errorf("write to tenant %s: %d hashes for %d series", id, len(hashes), len(series))
 	}
@@ -145,11 +97,11 @@ func (m *Manager) WriteHashed(ctx context.Context, id string, series []prompb.Ti
 	for i := range series {
 		if i%256 == 0 && ctx.Err() != nil {
 			_ = app.Rollback()
-			return WriteStats{}, fmt.Errorf("write cancelled: %w", ctx.Err())
+			return write.Stats{}, fmt.Errorf("write cancelled: %w", ctx.Err())
 		}
 		if err := w.write(i, &series[i]); err != nil {
 			_ = app.Rollback()
-			return WriteStats{}, fmt.Errorf("append to tenant %s: %w", id, err)
+			return write.Stats{}, fmt.Errorf("append to tenant %s: %w", id, err)
 		}
 	}
 	err = app.Commit()
@@ -161,10 +113,10 @@ func (m *Manager) WriteHashed(ctx context.Context, id string, series []prompb.Ti
 		if err != nil {
 			m.logger.Error("WAL write failed: the tenant takes no write until it is reopened, which repairs its WAL", "tenant", id, "err", err)
 		}
-		return WriteStats{}, errWALFailed(id)
+		return write.Stats{}, errWALFailed(id)
 	}
 	if err != nil {
-		return WriteStats{}, fmt.Errorf("commit to tenant %s: %w", id, err)
+		return write.Stats{}, fmt.Errorf("commit to tenant %s: %w", id, err)
 	}
 	return stats, nil
 }
@@ -177,7 +129,7 @@ type seriesWriter struct {
 	series  []prompb.TimeSeries
 	hashes  []uint64 // the caller's cache keys of series (WriteHashed), or nil
 	sc      *writeScratch
-	stats   *WriteStats
+	stats   *write.Stats
 	inOrder bool // no out-of-order window: a series' timestamps must increase within a request too
 	// prev and prevSeen are what the last check found for its series, for accept to reuse.
 	prev      pointRef
@@ -195,11 +147,11 @@ func (w *seriesWriter) write(i int, ts *prompb.TimeSeries) error {
 		s := &ts.Samples[j]
 		p := pointRef{t: s.Timestamp, series: int32(i), index: int32(j)}
 		if ok, err := w.check(ref, p); !ok {
-			w.skip(i, KindFloat, err)
+			w.skip(i, write.KindFloat, err)
 			continue
 		}
 		r, err := w.app.Append(ref, ls, 0, s.Timestamp, s.Value, nil, nil, storage.AOptions{})
-		if err = w.handle(i, KindFloat, err); err != nil {
+		if err = w.handle(i, write.KindFloat, err); err != nil {
 			return err
 		}
 		if r != 0 {
@@ -212,7 +164,7 @@ func (w *seriesWriter) write(i int, ts *prompb.TimeSeries) error {
 		hp := &ts.Histograms[j]
 		p := pointRef{t: hp.Timestamp, series: int32(i), index: int32(j), hist: true}
 		if ok, err := w.check(ref, p); !ok {
-			w.skip(i, KindHistogram, err)
+			w.skip(i, write.KindHistogram, err)
 			continue
 		}
 		var r storage.SeriesRef
@@ -222,7 +174,7 @@ func (w *seriesWriter) write(i int, ts *prompb.TimeSeries) error {
 		} else {
 			r, err = w.app.Append(ref, ls, 0, hp.Timestamp, 0, hp.ToIntHistogram(), nil, storage.AOptions{})
 		}
-		if err = w.handle(i, KindHistogram, err); err != nil {
+		if err = w.handle(i, write.KindHistogram, err); err != nil {
 			return err
 		}
 		if r != 0 {
@@ -335,7 +287,7 @@ func (w *seriesWriter) conflict(a, b pointRef) error {
 }
 
 // skip counts a point that check refused: rejected for err, or accepted as an exact duplicate.
-func (w *seriesWriter) skip(i int, k Kind, err error) {
+func (w *seriesWriter) skip(i int, k write.Kind, err error) {
 	if err == nil {
 		w.stats.Appended[k]++
 		return
@@ -345,7 +297,7 @@ func (w *seriesWriter) skip(i int, k Kind, err error) {
 
 // handle counts the outcome of one Append. It returns an error only for failures that are not the
 // point's fault, which abort the whole write.
-func (w *seriesWriter) handle(i int, k Kind, err error) error {
+func (w *seriesWriter) handle(i int, k write.Kind, err error) error {
 	if err == nil || errors.Is(err, (*storage.AppendPartialError)(nil)) {
 		w.stats.Appended[k]++
 		return nil
@@ -359,7 +311,7 @@ func (w *seriesWriter) handle(i int, k Kind, err error) error {
 
 // reject records one rejected point, merging with the series' previous rejection of the same kind and
 // reason so that a series with many bad points costs one entry.
-func (w *seriesWriter) reject(i int, k Kind, err error) {
+func (w *seriesWriter) reject(i int, k write.Kind, err error) {
 	reason := reasonOf(err)
 	if n := len(w.stats.Rejected); n > 0 {
 		last := &w.stats.Rejected[n-1]
@@ -368,16 +320,16 @@ func (w *seriesWriter) reject(i int, k Kind, err error) {
 			return
 		}
 	}
-	w.stats.Rejected = append(w.stats.Rejected, Rejection{Series: i, Kind: k, Reason: reason, Count: 1, Err: err})
+	w.stats.Rejected = append(w.stats.Rejected, write.Rejection{Series: i, Kind: k, Reason: reason, Count: 1, Err: err})
 }
 
 func (w *seriesWriter) appendExemplars(i int, ref storage.SeriesRef, ls labels.Labels, in []prompb.Exemplar) {
 	if !w.exemplars {
-		w.stats.Rejected = append(w.stats.Rejected, Rejection{Series: i, Kind: KindExemplar, Reason: ReasonExemplarsDisabled, Count: len(in), Err: storage.ErrExemplarsDisabled})
+		w.stats.Rejected = append(w.stats.Rejected, write.Rejection{Series: i, Kind: write.KindExemplar, Reason: write.ReasonExemplarsDisabled, Count: len(in), Err: storage.ErrExemplarsDisabled})
 		return
 	}
 	if ref == 0 {
-		w.stats.Rejected = append(w.stats.Rejected, Rejection{Series: i, Kind: KindExemplar, Reason: ReasonInvalidExemplar, Count: len(in), Err: errors.New("exemplars of a series none of whose samples was written")})
+		w.stats.Rejected = append(w.stats.Rejected, write.Rejection{Series: i, Kind: write.KindExemplar, Reason: write.ReasonInvalidExemplar, Count: len(in), Err: errors.New("exemplars of a series none of whose samples was written")})
 		return
 	}
 	exs := w.sc.exemplars[:0]
@@ -401,9 +353,9 @@ func (w *seriesWriter) appendExemplars(i int, ref storage.SeriesRef, ls labels.L
 			failed, first = len(exs), err
 		}
 	}
-	w.stats.Appended[KindExemplar] += len(exs) - failed
+	w.stats.Appended[write.KindExemplar] += len(exs) - failed
 	if failed > 0 {
-		w.stats.Rejected = append(w.stats.Rejected, Rejection{Series: i, Kind: KindExemplar, Reason: ReasonInvalidExemplar, Count: failed, Err: first})
+		w.stats.Rejected = append(w.stats.Rejected, write.Rejection{Series: i, Kind: write.KindExemplar, Reason: write.ReasonInvalidExemplar, Count: failed, Err: first})
 	}
 }
 
@@ -425,13 +377,13 @@ func reasonOf(err error) string {
 	var herr histogram.Error
 	switch {
 	case errors.Is(err, storage.ErrOutOfOrderSample):
-		return ReasonOutOfOrder
+		return write.ReasonOutOfOrder
 	case errors.Is(err, storage.ErrDuplicateSampleForTimestamp):
-		return ReasonDuplicate
+		return write.ReasonDuplicate
 	case errors.Is(err, storage.ErrOutOfBounds), errors.Is(err, storage.ErrTooOldSample):
-		return ReasonTooOld
+		return write.ReasonTooOld
 	case errors.As(err, &herr):
-		return ReasonInvalidHistogram
+		return write.ReasonInvalidHistogram
 	}
 	return ""
 }

@@ -10,6 +10,8 @@ import (
 
 	"github.com/prometheus/common/model"
 
+	"github.com/weir-metrics/weir/write"
+
 	"github.com/prometheus/prometheus/model/exemplar"
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
@@ -20,27 +22,27 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// appended returns a WriteStats.Appended value from float, histogram and exemplar counts.
-func appended(f, h, e int) [NumKinds]int {
-	return [NumKinds]int{KindFloat: f, KindHistogram: h, KindExemplar: e}
+// appended returns a write.Stats.Appended value from float, histogram and exemplar counts.
+func appended(f, h, e int) [write.NumKinds]int {
+	return [write.NumKinds]int{write.KindFloat: f, write.KindHistogram: h, write.KindExemplar: e}
 }
 
 // requireRejections checks the rejections of a write, ignoring their errors but for their reasons.
-func requireRejections(t *testing.T, want []Rejection, got []Rejection) {
+func requireRejections(t *testing.T, want []write.Rejection, got []write.Rejection) {
 	t.Helper()
-	stripped := make([]Rejection, len(got))
+	stripped := make([]write.Rejection, len(got))
 	for i, r := range got {
 		require.Error(t, r.Err, "rejection %d carries no error", i)
 		r.Err = nil
 		stripped[i] = r
 	}
 	if len(want) == 0 {
-		want = []Rejection{}
+		want = []write.Rejection{}
 	}
 	require.Equal(t, want, stripped)
 }
 
-func write(t *testing.T, m *Manager, id string, series ...prompb.TimeSeries) WriteStats {
+func mustWrite(t *testing.T, m *Manager, id string, series ...prompb.TimeSeries) write.Stats {
 	t.Helper()
 	st, err := m.Write(context.Background(), id, series)
 	require.NoError(t, err)
@@ -51,14 +53,14 @@ func TestWriteFloats(t *testing.T) {
 	m, _ := newTestManager(t, nil)
 	a := lbls("__name__", "http_requests_total", "code", "200", "job", "api")
 	b := lbls("__name__", "up", "instance", "10.0.0.1:9100", "job", "node")
-	st := write(t, m, "team-a",
+	st := mustWrite(t, m, "team-a",
 		prompb.TimeSeries{Labels: a, Samples: floats(float64(t0), 1, float64(t0+15_000), 2.5, float64(t0+30_000), math.Inf(1))},
 		prompb.TimeSeries{Labels: b, Samples: floats(float64(t0), 1)},
 	)
 	require.Equal(t, appended(4, 0, 0), st.Appended)
 	requireRejections(t, nil, st.Rejected)
 
-	st = write(t, m, "team-a", prompb.TimeSeries{Labels: b, Samples: floats(float64(t0+15_000), 0, float64(t0+30_000), math.Float64frombits(value.StaleNaN))})
+	st = mustWrite(t, m, "team-a", prompb.TimeSeries{Labels: b, Samples: floats(float64(t0+15_000), 0, float64(t0+30_000), math.Float64frombits(value.StaleNaN))})
 	require.Equal(t, appended(2, 0, 0), st.Appended)
 
 	requireSeries(t, m, "team-a", map[string][]point{
@@ -90,7 +92,7 @@ func TestWriteNativeHistograms(t *testing.T) {
 	for i, h := range cb {
 		series[2].Histograms = append(series[2].Histograms, prompb.FromIntHistogram(t0+int64(i)*15_000, h))
 	}
-	st := write(t, m, "team-a", series...)
+	st := mustWrite(t, m, "team-a", series...)
 	require.Equal(t, appended(0, 9, 0), st.Appended)
 	requireRejections(t, nil, st.Rejected)
 
@@ -107,7 +109,7 @@ func TestWriteNativeHistograms(t *testing.T) {
 func TestWriteExemplars(t *testing.T) {
 	m, _ := newTestManager(t, func(c *Config) { c.MaxExemplars = 100 })
 	traced := lbls("__name__", "rpc_duration_seconds_bucket", "job", "api", "le", "0.5")
-	st := write(t, m, "team-a",
+	st := mustWrite(t, m, "team-a",
 		prompb.TimeSeries{
 			Labels:  traced,
 			Samples: floats(float64(t0), 3, float64(t0+15_000), 5),
@@ -122,7 +124,7 @@ func TestWriteExemplars(t *testing.T) {
 		prompb.TimeSeries{Labels: lbls("__name__", "up", "job", "api"), Samples: floats(float64(t0), 1)},
 	)
 	require.Equal(t, appended(3, 0, 2), st.Appended)
-	requireRejections(t, []Rejection{{Series: 0, Kind: KindExemplar, Reason: ReasonInvalidExemplar, Count: 1}}, st.Rejected)
+	requireRejections(t, []write.Rejection{{Series: 0, Kind: write.KindExemplar, Reason: write.ReasonInvalidExemplar, Count: 1}}, st.Rejected)
 	require.ErrorIs(t, st.Rejected[0].Err, storage.ErrExemplarLabelLength)
 
 	d, err := m.get(context.Background(), "team-a")
@@ -139,21 +141,21 @@ func TestWriteExemplars(t *testing.T) {
 	}, res[0].Exemplars)
 
 	// Exemplars of a series none of whose samples made it are reported, not an error.
-	st = write(t, m, "team-a", prompb.TimeSeries{
+	st = mustWrite(t, m, "team-a", prompb.TimeSeries{
 		Labels:    lbls("__name__", "new_series", "job", "api"),
 		Samples:   floats(float64(t0-3*hourMs), 1),
 		Exemplars: []prompb.Exemplar{{Labels: lbls("trace_id", "ccc"), Value: 1, Timestamp: t0 - 3*hourMs}},
 	})
 	require.Equal(t, appended(0, 0, 0), st.Appended)
-	requireRejections(t, []Rejection{
-		{Series: 0, Kind: KindFloat, Reason: ReasonTooOld, Count: 1},
-		{Series: 0, Kind: KindExemplar, Reason: ReasonInvalidExemplar, Count: 1},
+	requireRejections(t, []write.Rejection{
+		{Series: 0, Kind: write.KindFloat, Reason: write.ReasonTooOld, Count: 1},
+		{Series: 0, Kind: write.KindExemplar, Reason: write.ReasonInvalidExemplar, Count: 1},
 	}, st.Rejected)
 }
 
 func TestWriteExemplarsDisabled(t *testing.T) {
 	m, _ := newTestManager(t, nil) // MaxExemplars: 0
-	st := write(t, m, "team-a",
+	st := mustWrite(t, m, "team-a",
 		prompb.TimeSeries{Labels: lbls("__name__", "up", "job", "api"), Samples: floats(float64(t0), 1)},
 		prompb.TimeSeries{
 			Labels:  lbls("__name__", "rpc_duration_seconds_bucket", "le", "0.5"),
@@ -165,7 +167,7 @@ func TestWriteExemplarsDisabled(t *testing.T) {
 		},
 	)
 	require.Equal(t, appended(2, 0, 0), st.Appended)
-	requireRejections(t, []Rejection{{Series: 1, Kind: KindExemplar, Reason: ReasonExemplarsDisabled, Count: 2}}, st.Rejected)
+	requireRejections(t, []write.Rejection{{Series: 1, Kind: write.KindExemplar, Reason: write.ReasonExemplarsDisabled, Count: 2}}, st.Rejected)
 	require.ErrorIs(t, st.Rejected[0].Err, storage.ErrExemplarsDisabled)
 	requireSeries(t, m, "team-a", map[string][]point{
 		key("__name__", "up", "job", "api"):                         {fp(t0, 1)},
@@ -180,13 +182,13 @@ func TestWriteRejectionsCommitted(t *testing.T) {
 	a := lbls("__name__", "a", "job", "x")
 	b := lbls("__name__", "b", "job", "x")
 	c := lbls("__name__", "c", "job", "x")
-	st := write(t, m, "t",
+	st := mustWrite(t, m, "t",
 		prompb.TimeSeries{Labels: a, Samples: floats(float64(t0+10_000), 1)},
 		prompb.TimeSeries{Labels: b, Samples: floats(float64(t0+10_000), 1)},
 	)
 	require.Equal(t, appended(2, 0, 0), st.Appended)
 
-	st = write(t, m, "t",
+	st = mustWrite(t, m, "t",
 		prompb.TimeSeries{Labels: c, Samples: floats(float64(t0+10_000), 7)},                              // new, fine
 		prompb.TimeSeries{Labels: a, Samples: floats(float64(t0+5_000), 2, float64(t0+20_000), 3)},        // older, then newer
 		prompb.TimeSeries{Labels: b, Samples: floats(float64(t0+10_000), 2)},                              // same time, other value
@@ -194,11 +196,11 @@ func TestWriteRejectionsCommitted(t *testing.T) {
 		prompb.TimeSeries{Labels: lbls("__name__", "d"), Samples: floats(float64(t0-3*hourMs), 1)},        // too old
 		prompb.TimeSeries{Labels: lbls("__name__", "e"), Samples: floats(float64(t0-61*60_000), 1, 0, 0)}, // too old, twice
 	)
-	requireRejections(t, []Rejection{
-		{Series: 1, Kind: KindFloat, Reason: ReasonOutOfOrder, Count: 1},
-		{Series: 2, Kind: KindFloat, Reason: ReasonDuplicate, Count: 1},
-		{Series: 4, Kind: KindFloat, Reason: ReasonTooOld, Count: 1},
-		{Series: 5, Kind: KindFloat, Reason: ReasonTooOld, Count: 2},
+	requireRejections(t, []write.Rejection{
+		{Series: 1, Kind: write.KindFloat, Reason: write.ReasonOutOfOrder, Count: 1},
+		{Series: 2, Kind: write.KindFloat, Reason: write.ReasonDuplicate, Count: 1},
+		{Series: 4, Kind: write.KindFloat, Reason: write.ReasonTooOld, Count: 1},
+		{Series: 5, Kind: write.KindFloat, Reason: write.ReasonTooOld, Count: 2},
 	}, st.Rejected)
 	require.ErrorIs(t, st.Rejected[0].Err, storage.ErrOutOfOrderSample)
 	require.ErrorIs(t, st.Rejected[1].Err, storage.ErrDuplicateSampleForTimestamp)
@@ -217,7 +219,7 @@ func TestWriteRejectionsCommitted(t *testing.T) {
 func TestWriteRejectionsWithinRequest(t *testing.T) {
 	m, _ := newTestManager(t, nil)
 	stale := math.Float64frombits(value.StaleNaN)
-	st := write(t, m, "t",
+	st := mustWrite(t, m, "t",
 		prompb.TimeSeries{Labels: lbls("__name__", "ok"), Samples: floats(float64(t0), 1)},
 		prompb.TimeSeries{Labels: lbls("__name__", "a"), Samples: []prompb.Sample{
 			{Timestamp: t0 + 10, Value: 1},
@@ -233,11 +235,11 @@ func TestWriteRejectionsWithinRequest(t *testing.T) {
 			{Timestamp: t0 + 40, Value: math.Copysign(0, -1)}, // -0 is another value, bit for bit
 		}},
 	)
-	requireRejections(t, []Rejection{
-		{Series: 1, Kind: KindFloat, Reason: ReasonOutOfOrder, Count: 2},
-		{Series: 1, Kind: KindFloat, Reason: ReasonDuplicate, Count: 1},
-		{Series: 1, Kind: KindFloat, Reason: ReasonOutOfOrder, Count: 1},
-		{Series: 1, Kind: KindFloat, Reason: ReasonDuplicate, Count: 2},
+	requireRejections(t, []write.Rejection{
+		{Series: 1, Kind: write.KindFloat, Reason: write.ReasonOutOfOrder, Count: 2},
+		{Series: 1, Kind: write.KindFloat, Reason: write.ReasonDuplicate, Count: 1},
+		{Series: 1, Kind: write.KindFloat, Reason: write.ReasonOutOfOrder, Count: 1},
+		{Series: 1, Kind: write.KindFloat, Reason: write.ReasonDuplicate, Count: 2},
 	}, st.Rejected)
 	require.ErrorIs(t, st.Rejected[0].Err, storage.ErrOutOfOrderSample)
 	require.ErrorIs(t, st.Rejected[1].Err, storage.ErrDuplicateSampleForTimestamp)
@@ -257,7 +259,7 @@ func TestWriteHistogramRejections(t *testing.T) {
 	badSpans := tsdbutil.GenerateTestFloatHistogram(9)
 	badSpans.PositiveBuckets = badSpans.PositiveBuckets[:1] // spans say 4 buckets
 
-	st := write(t, m, "t",
+	st := mustWrite(t, m, "t",
 		prompb.TimeSeries{Labels: lbls("__name__", "h"), Histograms: []prompb.Histogram{
 			prompb.FromIntHistogram(t0+10, hs[0]),
 			prompb.FromIntHistogram(t0+20, hs[1]),
@@ -270,11 +272,11 @@ func TestWriteHistogramRejections(t *testing.T) {
 		prompb.TimeSeries{Labels: lbls("__name__", "bad"), Histograms: []prompb.Histogram{prompb.FromFloatHistogram(t0, badSpans)}},
 		prompb.TimeSeries{Labels: lbls("__name__", "ok"), Samples: floats(float64(t0), 1)},
 	)
-	requireRejections(t, []Rejection{
-		{Series: 0, Kind: KindHistogram, Reason: ReasonDuplicate, Count: 1},
-		{Series: 0, Kind: KindHistogram, Reason: ReasonOutOfOrder, Count: 1},
-		{Series: 0, Kind: KindHistogram, Reason: ReasonInvalidHistogram, Count: 1},
-		{Series: 1, Kind: KindHistogram, Reason: ReasonInvalidHistogram, Count: 1},
+	requireRejections(t, []write.Rejection{
+		{Series: 0, Kind: write.KindHistogram, Reason: write.ReasonDuplicate, Count: 1},
+		{Series: 0, Kind: write.KindHistogram, Reason: write.ReasonOutOfOrder, Count: 1},
+		{Series: 0, Kind: write.KindHistogram, Reason: write.ReasonInvalidHistogram, Count: 1},
+		{Series: 1, Kind: write.KindHistogram, Reason: write.ReasonInvalidHistogram, Count: 1},
 	}, st.Rejected)
 	var herr histogram.Error
 	require.True(t, errors.As(st.Rejected[2].Err, &herr))
@@ -288,15 +290,15 @@ func TestWriteHistogramRejections(t *testing.T) {
 	})
 
 	// Against committed data: older, and same time with another histogram.
-	st = write(t, m, "t", prompb.TimeSeries{Labels: lbls("__name__", "h"), Histograms: []prompb.Histogram{
+	st = mustWrite(t, m, "t", prompb.TimeSeries{Labels: lbls("__name__", "h"), Histograms: []prompb.Histogram{
 		prompb.FromIntHistogram(t0+40, hs[3]), // exact duplicate
 		prompb.FromIntHistogram(t0+40, hs[0]),
 		prompb.FromIntHistogram(t0+35, hs[0]),
 	}})
 	require.Equal(t, appended(0, 1, 0), st.Appended)
-	requireRejections(t, []Rejection{
-		{Series: 0, Kind: KindHistogram, Reason: ReasonDuplicate, Count: 1},
-		{Series: 0, Kind: KindHistogram, Reason: ReasonOutOfOrder, Count: 1},
+	requireRejections(t, []write.Rejection{
+		{Series: 0, Kind: write.KindHistogram, Reason: write.ReasonDuplicate, Count: 1},
+		{Series: 0, Kind: write.KindHistogram, Reason: write.ReasonOutOfOrder, Count: 1},
 	}, st.Rejected)
 }
 
@@ -305,7 +307,7 @@ func TestWriteHistogramRejections(t *testing.T) {
 func TestWriteRepeatedSeries(t *testing.T) {
 	m, _ := newTestManager(t, nil)
 	a := lbls("__name__", "a", "job", "x")
-	st := write(t, m, "t",
+	st := mustWrite(t, m, "t",
 		prompb.TimeSeries{Labels: a, Samples: floats(float64(t0+10), 1)},
 		prompb.TimeSeries{Labels: a, Samples: floats(float64(t0+20), 2)},
 		prompb.TimeSeries{Labels: a, Samples: floats(float64(t0+15), 3)}, // out of order
@@ -313,9 +315,9 @@ func TestWriteRepeatedSeries(t *testing.T) {
 		prompb.TimeSeries{Labels: a, Samples: floats(float64(t0+20), 2)}, // exact duplicate
 		prompb.TimeSeries{Labels: a, Samples: floats(float64(t0+30), 5)},
 	)
-	requireRejections(t, []Rejection{
-		{Series: 2, Kind: KindFloat, Reason: ReasonOutOfOrder, Count: 1},
-		{Series: 3, Kind: KindFloat, Reason: ReasonDuplicate, Count: 1},
+	requireRejections(t, []write.Rejection{
+		{Series: 2, Kind: write.KindFloat, Reason: write.ReasonOutOfOrder, Count: 1},
+		{Series: 3, Kind: write.KindFloat, Reason: write.ReasonDuplicate, Count: 1},
 	}, st.Rejected)
 	require.Equal(t, appended(4, 0, 0), st.Appended)
 	requireSeries(t, m, "t", map[string][]point{
@@ -326,10 +328,10 @@ func TestWriteRepeatedSeries(t *testing.T) {
 func TestWriteOutOfOrderWindow(t *testing.T) {
 	m, _ := newTestManager(t, func(c *Config) { c.OutOfOrderWindow = time.Hour })
 	a := lbls("__name__", "a")
-	st := write(t, m, "t", prompb.TimeSeries{Labels: a, Samples: floats(float64(t0), 1)})
+	st := mustWrite(t, m, "t", prompb.TimeSeries{Labels: a, Samples: floats(float64(t0), 1)})
 	require.Equal(t, appended(1, 0, 0), st.Appended)
 
-	st = write(t, m, "t",
+	st = mustWrite(t, m, "t",
 		prompb.TimeSeries{Labels: a, Samples: floats(
 			float64(t0-30*60_000), 2, // within the window
 			float64(t0-2*hourMs), 3, // beyond it
@@ -338,7 +340,7 @@ func TestWriteOutOfOrderWindow(t *testing.T) {
 		)},
 		prompb.TimeSeries{Labels: lbls("__name__", "b"), Samples: floats(float64(t0-50*60_000), 6)},
 	)
-	requireRejections(t, []Rejection{{Series: 0, Kind: KindFloat, Reason: ReasonTooOld, Count: 1}}, st.Rejected)
+	requireRejections(t, []write.Rejection{{Series: 0, Kind: write.KindFloat, Reason: write.ReasonTooOld, Count: 1}}, st.Rejected)
 	require.ErrorIs(t, st.Rejected[0].Err, storage.ErrTooOldSample)
 	require.Equal(t, appended(4, 0, 0), st.Appended)
 	requireSeries(t, m, "t", map[string][]point{
@@ -352,8 +354,8 @@ func TestWriteOutOfOrderWindow(t *testing.T) {
 func TestWriteOutOfOrderWindowConflicts(t *testing.T) {
 	m, _ := newTestManager(t, func(c *Config) { c.OutOfOrderWindow = time.Hour })
 	a := lbls("__name__", "a")
-	write(t, m, "t", prompb.TimeSeries{Labels: a, Samples: floats(float64(t0), 1)})
-	st := write(t, m, "t",
+	mustWrite(t, m, "t", prompb.TimeSeries{Labels: a, Samples: floats(float64(t0), 1)})
+	st := mustWrite(t, m, "t",
 		prompb.TimeSeries{Labels: a, Samples: floats(
 			float64(t0+10), 2,
 			float64(t0+10), 3, // same time, other value
@@ -363,7 +365,7 @@ func TestWriteOutOfOrderWindowConflicts(t *testing.T) {
 		)},
 	)
 	// Both conflicts, merged in one entry (rejections of a series are merged by reason).
-	requireRejections(t, []Rejection{{Series: 0, Kind: KindFloat, Reason: ReasonDuplicate, Count: 2}}, st.Rejected)
+	requireRejections(t, []write.Rejection{{Series: 0, Kind: write.KindFloat, Reason: write.ReasonDuplicate, Count: 2}}, st.Rejected)
 	require.Equal(t, appended(3, 0, 0), st.Appended)
 	requireSeries(t, m, "t", map[string][]point{
 		key("__name__", "a"): {fp(t0-10, 4), fp(t0, 1), fp(t0+10, 2)},
@@ -377,7 +379,7 @@ func TestExternalLabels(t *testing.T) {
 	require.Equal(t, labels.FromStrings("replica", "ingester-0", "ring", "a", "tenant_id", "team-a"), m.ExternalLabels("team-a"))
 	require.Equal(t, labels.FromStrings("replica", "ingester-0", "ring", "a", "tenant_id", "team-b"), m.ExternalLabels("team-b"))
 
-	write(t, m, "team-a", prompb.TimeSeries{Labels: lbls("__name__", "up", "job", "api"), Samples: floats(float64(t0), 1)})
+	mustWrite(t, m, "team-a", prompb.TimeSeries{Labels: lbls("__name__", "up", "job", "api"), Samples: floats(float64(t0), 1)})
 	got := query(t, m, "team-a")
 	require.Len(t, got, 1)
 	for k := range got {
