@@ -17,13 +17,15 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// fastGossip makes failure detection and gossip quick enough for tests on loopback.
+// fastGossip makes failure detection and gossip quick enough for tests on loopback, and no quicker:
+// with 25 ms probe timeouts and a suspicion multiplier of 1, a member of a loaded CI machine (race
+// detector, packages in parallel) was declared dead while it ran (TestMemberlistConverges).
 func fastGossip(c *memberlist.Config) {
-	c.ProbeInterval = 50 * time.Millisecond
-	c.ProbeTimeout = 25 * time.Millisecond
+	c.ProbeInterval = 100 * time.Millisecond
+	c.ProbeTimeout = 80 * time.Millisecond
 	c.GossipInterval = 20 * time.Millisecond
 	c.PushPullInterval = 200 * time.Millisecond
-	c.SuspicionMult = 1
+	c.SuspicionMult = 2
 	c.SuspicionMaxTimeoutMult = 1
 	c.TCPTimeout = time.Second
 }
