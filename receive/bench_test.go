@@ -102,8 +102,8 @@ func BenchmarkValidate(b *testing.B) {
 // nopStorage accepts everything and does nothing.
 type nopStorage struct{}
 
-func (nopStorage) Write(_ context.Context, _ string, series []prompb.TimeSeries) (write.Stats, error) {
-	return write.Stats{Appended: [write.NumKinds]int{len(series), 0, 0}}, nil
+func (nopStorage) Write(_ context.Context, b Batch) (write.Stats, error) {
+	return write.Stats{Appended: [write.NumKinds]int{len(b.Series), 0, 0}}, nil
 }
 
 // rewindBody is a request body that can be read again, so that the benchmark reuses one request.

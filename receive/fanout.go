@@ -194,10 +194,10 @@ func (f *fanout) encode(d int) *[]byte {
 }
 
 // payload builds the payload of remote endpoint d (put it back with putBuffer) and tells whether
-// it is compressed: with withBody, a copy of the client's compressed body when d owns every series
+// it is compressed: a copy of the client's compressed body when d owns every series
 // and the body is the whole request (SeriesFrames.wholeBody), else d's series encoded.
-func (f *fanout) payload(d int, withBody bool) (payload *[]byte, compressed bool) {
-	if withBody && f.body != nil && len(f.groups[d]) == len(f.spans) {
+func (f *fanout) payload(d int) (payload *[]byte, compressed bool) {
+	if f.body != nil && len(f.groups[d]) == len(f.spans) {
 		buf := getBuffer()
 		*buf = append((*buf)[:0], f.body...)
 		return buf, true

@@ -284,33 +284,27 @@ type bodyForwarder struct {
 	got        map[string][]prompb.TimeSeries
 }
 
-func (f *bodyForwarder) Forward(context.Context, string, string, []byte) (write.Stats, error) {
-	return write.Stats{}, errors.New("a share forwarder is sent shares")
-}
-
-func (f *bodyForwarder) forwardShare(_ context.Context, endpoint, tenantID string, s share) (write.Stats, error) {
+func (f *bodyForwarder) Forward(_ context.Context, endpoint string, s Share) (write.Stats, error) {
 	decode := DecodeRaw
-	if s.compressed {
+	if s.Compressed {
 		decode = DecodeBytes
 	}
-	req, err := decode(s.payload, 1<<20)
+	req, err := decode(s.Payload, 1<<20)
 	if err != nil {
 		return write.Stats{}, err
 	}
 	defer req.Release()
 	series := req.Write.Timeseries
-	require.Len(f.t, s.hashes, len(series))
+	require.Len(f.t, s.Hashes, len(series))
 	for i := range series {
-		require.Equal(f.t, hashring.SeriesHash(tenantID, series[i].Labels), s.hashes[i], "series %d", i)
+		require.Equal(f.t, hashring.SeriesHash(s.Tenant, series[i].Labels), s.Hashes[i], "series %d", i)
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.compressed[endpoint] = s.compressed
+	f.compressed[endpoint] = s.Compressed
 	f.got[endpoint] = cloneSeries(series)
 	return write.Stats{}, nil
 }
-
-func (*bodyForwarder) takesCompressed() bool { return true }
 
 // TestRouterForwardsWholeBody: on a ring whose replication factor is its size, every replica gets
 // the client's compressed body, which decodes to the validated series; a request that validation
@@ -338,7 +332,7 @@ func TestRouterForwardsWholeBody(t *testing.T) {
 			defer req.Release()
 			series, _, err := benchLimits.validateRequest(req, benchNow)
 			require.NoError(t, err)
-			_, err = r.WriteFrames(context.Background(), "team-a", series, req.Frames())
+			_, err = r.Write(context.Background(), Batch{Tenant: "team-a", Series: series, Frames: req.Frames()})
 			require.NoError(t, err)
 			require.Len(t, fwd.got, tc.endpoints)
 			for ep, got := range fwd.got {

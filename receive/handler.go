@@ -21,23 +21,38 @@ import (
 	"github.com/weir-metrics/weir/write"
 )
 
-// Storage is where the handler writes a tenant's validated series: the local tenant TSDBs now, the
-// router in front of a ring later. A nil error means every point not listed in the stats is durable.
+// Batch is one tenant's validated series on their way to storage.
+type Batch struct {
+	Tenant string
+	Series []prompb.TimeSeries
+	// Hashes is nil, or the hashring.SeriesHash of each series (a router computed them to place the
+	// series; the tenant storage's series-reference cache keys on them).
+	Hashes []uint64
+	// Frames is the original encoding of the series when they came in a request; a Router forwards
+	// those bytes instead of marshalling the series again (frames.go). Storage ignores it.
+	Frames SeriesFrames
+}
+
+// Storage is where the handler writes a batch: a Router in front of a ring, or this node's tenant
+// storage (Local). A nil error means every point not listed in the stats is in the WAL (of a write
+// quorum, through a Router). Write reads b only until it returns.
 type Storage interface {
-	Write(ctx context.Context, tenantID string, series []prompb.TimeSeries) (write.Stats, error)
+	Write(ctx context.Context, b Batch) (write.Stats, error)
 }
 
-// hashedStorage is a Storage that takes a hash of every series' labels, hashring.SeriesHash, computed
-// by the router to place the series (tenant.Manager.WriteHashed, whose series-reference cache uses it
-// instead of hashing the labels again).
-type hashedStorage interface {
-	WriteHashed(ctx context.Context, tenantID string, series []prompb.TimeSeries, hashes []uint64) (write.Stats, error)
+// TenantStorage is this node's tenant TSDBs (tenant.Manager), as the ingest service, a Router's local
+// share and Local write to them; hashes as in Batch.
+type TenantStorage interface {
+	Write(ctx context.Context, tenantID string, series []prompb.TimeSeries, hashes []uint64) (write.Stats, error)
 }
 
-// frameWriter is a Storage that can use the original encoding of the series (the Router, which
-// forwards it instead of marshalling the series again; see frames.go).
-type frameWriter interface {
-	WriteFrames(ctx context.Context, tenantID string, series []prompb.TimeSeries, frames SeriesFrames) (write.Stats, error)
+// Local is the Storage of a node that stores every write it gets itself.
+func Local(ts TenantStorage) Storage { return localStorage{ts} }
+
+type localStorage struct{ ts TenantStorage }
+
+func (l localStorage) Write(ctx context.Context, b Batch) (write.Stats, error) {
+	return l.ts.Write(ctx, b.Tenant, b.Series, b.Hashes)
 }
 
 // HandlerConfig configures the remote-write endpoint.
@@ -157,11 +172,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	var stats write.Stats
 	if len(series) > 0 { // nothing valid: do not open (or create) the tenant's storage for it
-		if fw, ok := h.storage.(frameWriter); ok {
-			stats, err = fw.WriteFrames(ctx, tenantID, series, req.Frames())
-		} else {
-			stats, err = h.storage.Write(ctx, tenantID, series)
-		}
+		stats, err = h.storage.Write(ctx, Batch{Tenant: tenantID, Series: series, Frames: req.Frames()})
 	}
 	if err != nil {
 		h.metrics.storageErrors.WithLabelValues(tenantID, className(ClassOf(err))).Inc()

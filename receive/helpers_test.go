@@ -128,7 +128,8 @@ type fakeStorage struct {
 	ctxErrs []error
 }
 
-func (s *fakeStorage) Write(ctx context.Context, tenantID string, series []prompb.TimeSeries) (write.Stats, error) {
+func (s *fakeStorage) Write(ctx context.Context, b Batch) (write.Stats, error) {
+	tenantID, series := b.Tenant, b.Series
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.calls++

@@ -115,7 +115,7 @@ func (c IngestConfig) ServerOptions() ([]grpc.ServerOption, error) {
 //	Internal          any other storage failure
 type IngestServer struct {
 	cfg      IngestConfig
-	storage  Storage
+	storage  TenantStorage
 	ready    func() bool
 	logger   *slog.Logger
 	requests *prometheus.CounterVec
@@ -123,7 +123,7 @@ type IngestServer struct {
 
 // NewIngestServer returns the ingest service; Register it on a gRPC server built with
 // cfg.ServerOptions(). ready gates writes (Unavailable until it returns true).
-func NewIngestServer(cfg IngestConfig, storage Storage, ready func() bool, logger *slog.Logger, reg prometheus.Registerer) (*IngestServer, error) {
+func NewIngestServer(cfg IngestConfig, storage TenantStorage, ready func() bool, logger *slog.Logger, reg prometheus.Registerer) (*IngestServer, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -257,11 +257,11 @@ func (s *IngestServer) writeRequest(ctx context.Context, req *ingestRequest) (*w
 	return reply, nil
 }
 
-// writeSeries writes the series of req, with the frame's hashes when it has them and the storage
-// takes them.
+// writeSeries writes the series of req, with the request's hashes when it has them.
 func (s *IngestServer) writeSeries(ctx context.Context, req *ingestRequest, series []prompb.TimeSeries) (write.Stats, error) {
-	if hs, ok := s.storage.(hashedStorage); ok && req.hashes != nil {
-		return hs.WriteHashed(ctx, req.tenant, series, *req.hashes)
+	var hashes []uint64
+	if req.hashes != nil {
+		hashes = *req.hashes
 	}
-	return s.storage.Write(ctx, req.tenant, series)
+	return s.storage.Write(ctx, req.tenant, series, hashes)
 }

@@ -90,7 +90,7 @@ func BenchmarkIngest(b *testing.B) {
 			write := func() error {
 				t += 100
 				p.set(t, float64(t))
-				st, err := peers.forwardShare(ctx, addr, "team-a", share{payload: p.b, hashes: hashes})
+				st, err := peers.Forward(ctx, addr, Share{Tenant: "team-a", Payload: p.b, Hashes: hashes})
 				if err == nil && (st.Appended[write.KindFloat] != benchSeries || len(st.Rejected) > 0) {
 					b.Fatalf("stats %+v", st)
 				}
@@ -104,7 +104,7 @@ func BenchmarkIngest(b *testing.B) {
 }
 
 // serveIngest serves the ingest service over storage on a loopback port until the benchmark ends.
-func serveIngest(b *testing.B, storage Storage) string {
+func serveIngest(b *testing.B, storage TenantStorage) string {
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(b, err)
 	opts, err := IngestConfig{}.ServerOptions()

@@ -90,7 +90,7 @@ func TestHandlerLimiter(t *testing.T) {
 	node := newFakeNode("", modeSlow)
 	cfg := testConfig()
 	cfg.Limiter = l
-	h, reg := newTestHandler(t, cfg, node, alwaysReady)
+	h, reg := newTestHandler(t, cfg, Local(node), alwaysReady)
 	body := payloadOf(t, testSeries(3, 1))
 
 	first := make(chan int, 1)
@@ -122,7 +122,7 @@ func TestHandlerReleasesSlotOnBadBody(t *testing.T) {
 	l, _ := newTestLimiter(t, LimiterConfig{Slots: 1, MaxWait: 20 * time.Millisecond})
 	cfg := testConfig()
 	cfg.Limiter = l
-	h, _ := newTestHandler(t, cfg, newFakeNode("", modeOK), alwaysReady)
+	h, _ := newTestHandler(t, cfg, Local(newFakeNode("", modeOK)), alwaysReady)
 	for range 3 {
 		w := httptest.NewRecorder()
 		h.ServeHTTP(w, newPost(snappy.Encode(nil, []byte("\xff\xff\xff not protobuf")), nil))
@@ -176,7 +176,7 @@ func TestIngestLimiter(t *testing.T) {
 	held, err := l.Acquire(context.Background())
 	require.NoError(t, err)
 	p, _ := newTestPeerWriter(t, testPeerConfig())
-	_, err = p.Forward(context.Background(), srv.addr, "t", forwardPayload(t, testSeries(2, 1)))
+	_, err = p.Forward(context.Background(), srv.addr, Share{Tenant: "t", Payload: forwardPayload(t, testSeries(2, 1))})
 	require.Equal(t, ClassUnavailable, ClassOf(err))
 	require.ErrorContains(t, err, "overloaded")
 	require.Empty(t, node.series())
@@ -186,7 +186,7 @@ func TestIngestLimiter(t *testing.T) {
 		cfg := testPeerConfig()
 		cfg.Compression = c
 		p, _ := newTestPeerWriter(t, cfg)
-		_, err = p.Forward(context.Background(), srv.addr, "t", forwardPayload(t, testSeries(2, 1)))
+		_, err = p.Forward(context.Background(), srv.addr, Share{Tenant: "t", Payload: forwardPayload(t, testSeries(2, 1))})
 		require.NoError(t, err, c)
 	}
 	require.Len(t, node.series(), 4)

@@ -242,21 +242,13 @@ func NewPeerWriter(cfg PeerConfig, logger *slog.Logger, reg prometheus.Registere
 	}, nil
 }
 
-// Forward implements Forwarder.
-func (p *PeerWriter) Forward(ctx context.Context, endpoint, tenantID string, payload []byte) (write.Stats, error) {
-	return p.send(ctx, endpoint, forwardRequest{tenant: tenantID, payload: payload})
+// Forward implements Forwarder: the request carries the hashes, and the payload goes compressed or
+// not as PeerConfig.Compression says.
+func (p *PeerWriter) Forward(ctx context.Context, endpoint string, s Share) (write.Stats, error) {
+	return p.send(ctx, endpoint, forwardRequest{tenant: s.Tenant, payload: s.Payload, compressed: s.Compressed, hashes: s.Hashes})
 }
 
-// forwardShare implements shareForwarder: the frame carries the hashes (versions 3 and 4), and a
-// compressed payload is sent as it is.
-func (p *PeerWriter) forwardShare(ctx context.Context, endpoint, tenantID string, s share) (write.Stats, error) {
-	return p.send(ctx, endpoint, forwardRequest{tenant: tenantID, payload: s.payload, compressed: s.compressed, hashes: s.hashes})
-}
-
-// takesCompressed implements shareForwarder.
-func (p *PeerWriter) takesCompressed() bool { return p.cfg.Compression == CompressionSnappy }
-
-// send forwards req, compressing its payload first when it is not and the configuration asks for it.
+// send forwards req, compressing or decompressing its payload first as the configuration asks.
 func (p *PeerWriter) send(ctx context.Context, endpoint string, req forwardRequest) (write.Stats, error) {
 	pc, err := p.peer(endpoint)
 	if err != nil {
@@ -266,10 +258,19 @@ func (p *PeerWriter) send(ctx context.Context, endpoint string, req forwardReque
 	if !ok {
 		return write.Stats{}, &Error{Class: ClassUnavailable, Err: fmt.Errorf("forward to %s: %w", endpoint, ErrEndpointDown)}
 	}
-	if !req.compressed && p.cfg.Compression == CompressionSnappy {
+	switch {
+	case !req.compressed && p.cfg.Compression == CompressionSnappy:
 		buf := compress(req.payload)
 		defer putBuffer(buf)
 		req.payload, req.compressed = *buf, true
+	case req.compressed && p.cfg.Compression == CompressionNone:
+		buf, err := decompress(req.payload)
+		if err != nil {
+			pc.settle(probe)
+			return write.Stats{}, &Error{Class: ClassInternal, Err: fmt.Errorf("forward to %s: %w", endpoint, err)}
+		}
+		defer putBuffer(buf)
+		req.payload, req.compressed = *buf, false
 	}
 	n := int64(len(req.payload))
 	if err := p.acquire(pc, n); err != nil {
@@ -353,6 +354,26 @@ func compress(payload []byte) *[]byte {
 	}
 	*buf = snappy.Encode((*buf)[:cap(*buf)], payload)
 	return buf
+}
+
+// decompress returns the block-format snappy payload decoded, in a pooled buffer (put it back with
+// putBuffer).
+func decompress(payload []byte) (*[]byte, error) {
+	n, err := snappy.DecodedLen(payload)
+	if err != nil {
+		return nil, fmt.Errorf("decompress payload: %w", err)
+	}
+	buf := getBuffer()
+	if cap(*buf) < n {
+		*buf = make([]byte, n)
+	}
+	out, err := snappy.Decode((*buf)[:n], payload)
+	if err != nil {
+		putBuffer(buf)
+		return nil, fmt.Errorf("decompress payload: %w", err)
+	}
+	*buf = out
+	return buf, nil
 }
 
 // pause waits d before a retry, if the deadline of ctx leaves room for the wait and a try after it.

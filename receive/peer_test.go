@@ -37,7 +37,7 @@ type ingestServer struct {
 }
 
 // startIngest serves the ingest service over storage on lis (nil: a new loopback port).
-func startIngest(t *testing.T, storage Storage, cfg IngestConfig, lis net.Listener) *ingestServer {
+func startIngest(t *testing.T, storage TenantStorage, cfg IngestConfig, lis net.Listener) *ingestServer {
 	t.Helper()
 	if lis == nil {
 		var err error
@@ -226,23 +226,23 @@ func TestIngestRefusesInvalidTenant(t *testing.T) {
 	srv := startIngest(t, node, IngestConfig{}, nil)
 	p, _ := newTestPeerWriter(t, testPeerConfig())
 	for _, id := range []string{"", "..", "../../etc", "a/b", "x\x00"} {
-		_, err := p.Forward(context.Background(), srv.addr, id, forwardPayload(t, testSeries(1, 1)))
+		_, err := p.Forward(context.Background(), srv.addr, Share{Tenant: id, Payload: forwardPayload(t, testSeries(1, 1))})
 		require.Equal(t, ClassInvalid, ClassOf(err), "%q: %v", id, err)
 		require.Equal(t, codes.InvalidArgument, status.Code(err))
 		require.ErrorContains(t, err, "invalid tenant ID")
 	}
 	// Not protobuf, and over the decoded limit.
-	_, err := p.Forward(context.Background(), srv.addr, "t", []byte("\xffnot protobuf"))
+	_, err := p.Forward(context.Background(), srv.addr, Share{Tenant: "t", Payload: []byte("\xffnot protobuf")})
 	require.Equal(t, codes.InvalidArgument, status.Code(err))
 	small := startIngest(t, node, IngestConfig{MaxDecodedBytes: 10}, nil)
-	_, err = p.Forward(context.Background(), small.addr, "t", forwardPayload(t, testSeries(5, 5)))
+	_, err = p.Forward(context.Background(), small.addr, Share{Tenant: "t", Payload: forwardPayload(t, testSeries(5, 5))})
 	require.Equal(t, codes.InvalidArgument, status.Code(err))
 	require.ErrorContains(t, err, "over the limit")
 	require.Empty(t, node.series())
 
 	// Frames whose hashes do not match their series.
 	for _, hashes := range [][]uint64{{1}, {1, 2, 3}} {
-		_, err = p.forwardShare(context.Background(), srv.addr, "t", share{payload: forwardPayload(t, testSeries(2, 1)), hashes: hashes})
+		_, err = p.Forward(context.Background(), srv.addr, Share{Tenant: "t", Payload: forwardPayload(t, testSeries(2, 1)), Hashes: hashes})
 		require.Equal(t, codes.InvalidArgument, status.Code(err))
 		require.ErrorContains(t, err, "series hashes for 2 series")
 	}
@@ -250,7 +250,7 @@ func TestIngestRefusesInvalidTenant(t *testing.T) {
 	require.Equal(t, 8.0, counterValue(t, srv.reg, "weir_ingest_requests_total", "code=InvalidArgument,protocol=v2"))
 
 	// Answers of the service leave the endpoint up.
-	_, err = p.Forward(context.Background(), srv.addr, "t", forwardPayload(t, testSeries(2, 1)))
+	_, err = p.Forward(context.Background(), srv.addr, Share{Tenant: "t", Payload: forwardPayload(t, testSeries(2, 1))})
 	require.NoError(t, err)
 	require.Len(t, node.series(), 2)
 }
@@ -261,7 +261,7 @@ type errStorage struct {
 	calls atomic.Int32
 }
 
-func (s *errStorage) Write(context.Context, string, []prompb.TimeSeries) (write.Stats, error) {
+func (s *errStorage) Write(context.Context, string, []prompb.TimeSeries, []uint64) (write.Stats, error) {
 	s.calls.Add(1)
 	return write.Stats{}, s.err
 }
@@ -298,7 +298,7 @@ func testIngestErrorCodes(t *testing.T, pp protocolPair) {
 			srv := startIngest(t, s, ingestConfig, nil)
 			p, _ := newTestPeerWriter(t, peerConfig)
 			for round := int32(1); round <= 2; round++ { // the second round reaches the server too
-				_, err := p.Forward(context.Background(), srv.addr, "t", forwardPayload(t, testSeries(1, 1)))
+				_, err := p.Forward(context.Background(), srv.addr, Share{Tenant: "t", Payload: forwardPayload(t, testSeries(1, 1))})
 				require.Equal(t, tc.code, status.Code(err), "%v", err)
 				require.Equal(t, tc.class, ClassOf(err))
 				require.NotErrorIs(t, err, ErrEndpointDown)
@@ -313,7 +313,7 @@ func testIngestErrorCodes(t *testing.T, pp protocolPair) {
 		srv := startIngest(t, node, ingestConfig, nil)
 		srv.ready.Store(false)
 		p, _ := newTestPeerWriter(t, peerConfig)
-		_, err := p.Forward(context.Background(), srv.addr, "t", forwardPayload(t, testSeries(1, 1)))
+		_, err := p.Forward(context.Background(), srv.addr, Share{Tenant: "t", Payload: forwardPayload(t, testSeries(1, 1))})
 		require.Equal(t, codes.Unavailable, status.Code(err))
 		require.Equal(t, ClassUnavailable, ClassOf(err))
 		require.ErrorContains(t, err, "not ready")
@@ -329,11 +329,11 @@ func TestIngestDeadline(t *testing.T) {
 	p, _ := newTestPeerWriter(t, cfg)
 
 	before := time.Now()
-	_, err := p.Forward(context.Background(), srv.addr, "t", forwardPayload(t, testSeries(1, 1)))
+	_, err := p.Forward(context.Background(), srv.addr, Share{Tenant: "t", Payload: forwardPayload(t, testSeries(1, 1))})
 	require.NoError(t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	_, err = p.Forward(ctx, srv.addr, "t", forwardPayload(t, testSeries(1, 1)))
+	_, err = p.Forward(ctx, srv.addr, Share{Tenant: "t", Payload: forwardPayload(t, testSeries(1, 1))})
 	require.NoError(t, err)
 	after := time.Now()
 
@@ -360,7 +360,7 @@ func TestPeerDeadEndpoint(t *testing.T) {
 	p.useClock(clock)
 	payload := forwardPayload(t, testSeries(1, 1))
 	forward := func(addr string) error {
-		_, err := p.Forward(context.Background(), addr, "t", payload)
+		_, err := p.Forward(context.Background(), addr, Share{Tenant: "t", Payload: payload})
 		return err
 	}
 
@@ -461,13 +461,13 @@ func TestRouterDeadAndHungEndpoints(t *testing.T) {
 			if tc.result != "" {
 				// The first write finds the endpoint dead (its forward ends after the answer: Close
 				// waits for it); the next ones do not try it.
-				_, err := router.Write(context.Background(), "t", testSeries(10, 1))
+				_, err := router.Write(context.Background(), Batch{Tenant: "t", Series: testSeries(10, 1)})
 				require.NoError(t, err)
 				router.Close()
 				require.Equal(t, 1.0, counterValue(t, reg, "weir_forward_requests_total", "endpoint="+tc.third+",result=unavailable"))
 				router, reg = newRouter()
 				for range 2 {
-					_, err := router.Write(context.Background(), "t", testSeries(10, 1))
+					_, err := router.Write(context.Background(), Batch{Tenant: "t", Series: testSeries(10, 1)})
 					require.NoError(t, err)
 				}
 				router.Close()
@@ -477,7 +477,7 @@ func TestRouterDeadAndHungEndpoints(t *testing.T) {
 			for range 3 {
 				// A hung replica holds the answer until the forward timeout; the quorum of the other
 				// two then makes the write a success.
-				_, err := router.Write(context.Background(), "t", testSeries(10, 1))
+				_, err := router.Write(context.Background(), Batch{Tenant: "t", Series: testSeries(10, 1)})
 				require.NoError(t, err)
 			}
 			router.Close()
@@ -509,16 +509,16 @@ func TestPeerInflightBound(t *testing.T) {
 			p, reg := newTestPeerWriter(t, cfg)
 			done := make(chan error, 1)
 			go func() {
-				_, err := p.Forward(context.Background(), slowSrv.addr, "t", payload)
+				_, err := p.Forward(context.Background(), slowSrv.addr, Share{Tenant: "t", Payload: payload})
 				done <- err
 			}()
 			<-slowNode.entered
 			require.Equal(t, float64(len(wire)), counterValue(t, reg, "weir_forward_inflight_bytes", ""))
 
-			_, err := p.Forward(context.Background(), slowSrv.addr, "t", payload)
+			_, err := p.Forward(context.Background(), slowSrv.addr, Share{Tenant: "t", Payload: payload})
 			require.ErrorIs(t, err, ErrOverloaded)
 			require.Equal(t, ClassUnavailable, ClassOf(err))
-			_, err = p.Forward(context.Background(), otherSrv.addr, "t", payload)
+			_, err = p.Forward(context.Background(), otherSrv.addr, Share{Tenant: "t", Payload: payload})
 			if tc.total {
 				require.ErrorIs(t, err, ErrOverloaded)
 			} else {
@@ -527,7 +527,7 @@ func TestPeerInflightBound(t *testing.T) {
 			close(slowNode.release)
 			require.NoError(t, <-done)
 			require.Equal(t, 0.0, counterValue(t, reg, "weir_forward_inflight_bytes", ""))
-			_, err = p.Forward(context.Background(), otherSrv.addr, "t", payload)
+			_, err = p.Forward(context.Background(), otherSrv.addr, Share{Tenant: "t", Payload: payload})
 			require.NoError(t, err)
 		})
 	}
@@ -537,14 +537,14 @@ func TestPeerWriterClose(t *testing.T) {
 	node := newFakeNode("", modeOK)
 	srv := startIngest(t, node, IngestConfig{}, nil)
 	p, _ := newTestPeerWriter(t, testPeerConfig())
-	_, err := p.Forward(context.Background(), srv.addr, "t", forwardPayload(t, testSeries(1, 1)))
+	_, err := p.Forward(context.Background(), srv.addr, Share{Tenant: "t", Payload: forwardPayload(t, testSeries(1, 1))})
 	require.NoError(t, err)
 	require.Equal(t, 0, p.Prune(func(string) bool { return true }))
 	require.Equal(t, 1, p.Prune(func(string) bool { return false }))
-	_, err = p.Forward(context.Background(), srv.addr, "t", forwardPayload(t, testSeries(1, 1))) // reconnects
+	_, err = p.Forward(context.Background(), srv.addr, Share{Tenant: "t", Payload: forwardPayload(t, testSeries(1, 1))}) // reconnects
 	require.NoError(t, err)
 	require.NoError(t, p.Close())
-	_, err = p.Forward(context.Background(), srv.addr, "t", forwardPayload(t, testSeries(1, 1)))
+	_, err = p.Forward(context.Background(), srv.addr, Share{Tenant: "t", Payload: forwardPayload(t, testSeries(1, 1))})
 	require.Equal(t, ClassUnavailable, ClassOf(err))
 }
 

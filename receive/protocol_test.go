@@ -73,7 +73,7 @@ func TestProtocolMatrix(t *testing.T) {
 			series := testSeries(3, 2)
 			hashes := []uint64{1, 2, 3}
 			for range 3 {
-				st, err := p.forwardShare(context.Background(), srv.addr, "team-a", share{payload: forwardPayload(t, series), hashes: hashes})
+				st, err := p.Forward(context.Background(), srv.addr, Share{Tenant: "team-a", Payload: forwardPayload(t, series), Hashes: hashes})
 				require.NoError(t, err)
 				require.Equal(t, 3, st.Appended[write.KindFloat])
 				require.Len(t, st.Rejected, 3)
@@ -116,7 +116,7 @@ func TestProtocolFallbackReprobe(t *testing.T) {
 	calls.record(p)
 	payload := forwardPayload(t, testSeries(1, 1))
 	forward := func() error {
-		_, err := p.Forward(context.Background(), addr, "t", payload)
+		_, err := p.Forward(context.Background(), addr, Share{Tenant: "t", Payload: payload})
 		return err
 	}
 	legacyGauge := func() float64 {

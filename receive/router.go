@@ -17,40 +17,32 @@ import (
 	"github.com/weir-metrics/weir/write"
 )
 
+// Share is one endpoint's part of a request.
+type Share struct {
+	Tenant string
+	// Payload is a protobuf prometheus.WriteRequest holding the endpoint's series, or block-format
+	// snappy of it when Compressed (the client's own body, when the share is the whole request:
+	// SeriesFrames.wholeBody). It is valid only until Forward returns.
+	Payload    []byte
+	Compressed bool
+	// Hashes is nil, or the hashring.SeriesHash of each series of Payload, in order, which spare the
+	// ingester hashing the labels again for its series-reference cache.
+	Hashes []uint64
+}
+
 // Forwarder delivers one endpoint's share of a request to that endpoint. PeerWriter implements it
 // over gRPC; tests use fakes.
 type Forwarder interface {
-	// Forward writes payload for tenantID on the ingester at endpoint and returns what it wrote, with
-	// Rejection.Series indexing the payload's series. payload is a protobuf prometheus.WriteRequest,
-	// uncompressed (the Forwarder compresses it if its wire needs that); it is valid only until
-	// Forward returns.
+	// Forward writes s on the ingester at endpoint and returns what it wrote, with Rejection.Series
+	// indexing the payload's series. It sends the payload compressed or not as its wire needs,
+	// whichever way it comes.
 	//
 	// A nil error means every point not listed in the rejections is in the endpoint's WAL. An error
 	// means nothing may have been written and carries a Class (see ClassOf): ClassUnavailable for
 	// transient failures (unavailable, timeout, endpoint known down, over the in-flight bound),
 	// ClassInvalid when the endpoint refused the write as the client's fault. Forward returns by the
 	// deadline of ctx. It is called concurrently.
-	Forward(ctx context.Context, endpoint, tenantID string, payload []byte) (write.Stats, error)
-}
-
-// share is one endpoint's part of a request, as a shareForwarder sends it.
-type share struct {
-	payload    []byte   // protobuf WriteRequest, or block-format snappy of it when compressed
-	compressed bool     // the client's own body (SeriesFrames.wholeBody)
-	hashes     []uint64 // hashring.SeriesHash of each series of payload, in order
-}
-
-// shareForwarder is a Forwarder (the PeerWriter) that also sends what the router has already: the
-// series' hashes, which spare the ingester hashing the labels again for its series-reference cache,
-// and, when a share is the whole request, the client's compressed body, which spares the router
-// copying the series and compressing them once per replica.
-type shareForwarder interface {
-	Forwarder
-	// forwardShare is Forward with a share.
-	forwardShare(ctx context.Context, endpoint, tenantID string, s share) (write.Stats, error)
-	// takesCompressed tells whether the forwarder compresses what it sends anyway; one that does
-	// not would have to decompress the payload, so it is only handed uncompressed ones.
-	takesCompressed() bool
+	Forward(ctx context.Context, endpoint string, s Share) (write.Stats, error)
 }
 
 // RingFunc returns the ring that places tenantID's series. It is called once per request.
@@ -141,30 +133,25 @@ func (c RouterConfig) Validate() error {
 //
 // Per request: one ring lookup; per series one SeriesHash and one Owners; per remote endpoint one
 // goroutine, which copies its series' fields into its payload — each series' original bytes when
-// the handler passed them (WriteFrames, frames.go), else a marshalling made once per series — and
+// the batch has them (Batch.Frames, frames.go), else a marshalling made once per series — and
 // hands it to the Forwarder; the local share is written in the calling goroutine.
 type Router struct {
-	cfg   RouterConfig
-	ring  RingFunc
-	local Storage
-	peers Forwarder
-	// localHashed is local when it takes the series' hashes (hashedStorage), else nil.
-	localHashed hashedStorage
-	shares      shareForwarder // peers when it is a shareForwarder, else nil
-	// sendBody is set when shares takes the client's compressed body (shareForwarder.takesCompressed).
-	sendBody bool
-	logger   *slog.Logger
-	m        *routerMetrics
-	now      func() time.Time
+	cfg    RouterConfig
+	ring   RingFunc
+	local  TenantStorage // nil without a LocalEndpoint
+	peers  Forwarder
+	logger *slog.Logger
+	m      *routerMetrics
+	now    func() time.Time
 
 	mu     sync.Mutex // guards closed and the zero crossings of wg
 	closed bool
 	wg     sync.WaitGroup // writes and background forwards in flight
 }
 
-// NewRouter returns a router. local is the Storage of this node (nil for a router without
+// NewRouter returns a router. local is the tenant storage of this node (nil for a router without
 // LocalEndpoint); peers forwards to the other endpoints. Metrics are registered on reg.
-func NewRouter(cfg RouterConfig, ring RingFunc, local Storage, peers Forwarder, logger *slog.Logger, reg prometheus.Registerer) (*Router, error) {
+func NewRouter(cfg RouterConfig, ring RingFunc, local TenantStorage, peers Forwarder, logger *slog.Logger, reg prometheus.Registerer) (*Router, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -174,12 +161,7 @@ func NewRouter(cfg RouterConfig, ring RingFunc, local Storage, peers Forwarder, 
 	case cfg.LocalEndpoint != "" && local == nil:
 		return nil, fmt.Errorf("local endpoint %s given without local storage", cfg.LocalEndpoint)
 	}
-	r := &Router{cfg: cfg, ring: ring, local: local, peers: peers, logger: logger, m: newRouterMetrics(reg), now: time.Now}
-	if sf, ok := peers.(shareForwarder); ok {
-		r.shares, r.sendBody = sf, sf.takesCompressed()
-	}
-	r.localHashed, _ = local.(hashedStorage)
-	return r, nil
+	return &Router{cfg: cfg, ring: ring, local: local, peers: peers, logger: logger, m: newRouterMetrics(reg), now: time.Now}, nil
 }
 
 // Close makes later writes fail with ClassUnavailable and waits for the writes and background
@@ -219,17 +201,14 @@ func (r *Router) enter() bool {
 //     they never fail a request. Appended counts every point of the written and conflict series
 //     once (not once per replica), minus the rejections listed.
 //
-// Write reads series only until it returns: remote shares are encoded before Write returns, and
-// the local share is written by the calling goroutine, so the caller may reuse the series' memory
-// (the handler's pooled request) while background forwards go on.
-func (r *Router) Write(ctx context.Context, tenantID string, series []prompb.TimeSeries) (write.Stats, error) {
-	return r.WriteFrames(ctx, tenantID, series, SeriesFrames{})
-}
-
-// WriteFrames is Write with the original encoding of the series (Request.Frames after validation):
-// the series that have one are forwarded as those bytes instead of being marshalled again. frames
-// is read only until WriteFrames returns, as series is.
-func (r *Router) WriteFrames(ctx context.Context, tenantID string, series []prompb.TimeSeries, frames SeriesFrames) (write.Stats, error) {
+// The series that have their original encoding in b.Frames are forwarded as those bytes instead of
+// being marshalled again; b.Hashes is ignored (the router hashes to place the series).
+//
+// Write reads b only until it returns: remote shares are encoded before Write returns, and the local
+// share is written by the calling goroutine, so the caller may reuse the series' memory (the
+// handler's pooled request) while background forwards go on.
+func (r *Router) Write(ctx context.Context, b Batch) (write.Stats, error) {
+	tenantID, series, frames := b.Tenant, b.Series, b.Frames
 	if len(series) == 0 {
 		return write.Stats{}, nil
 	}
@@ -328,14 +307,8 @@ func (r *Router) writeLocal(ctx context.Context, deadline time.Time, f *fanout, 
 	defer cancel()
 	start := time.Now()
 	r.m.inflight.WithLabelValues(r.cfg.LocalEndpoint).Inc()
-	var stats write.Stats
-	var err error
-	if r.localHashed != nil {
-		f.localHashes = f.appendGroupHashes(f.localHashes[:0], d)
-		stats, err = r.localHashed.WriteHashed(lctx, tenantID, sub, f.localHashes)
-	} else {
-		stats, err = r.local.Write(lctx, tenantID, sub)
-	}
+	f.localHashes = f.appendGroupHashes(f.localHashes[:0], d)
+	stats, err := r.local.Write(lctx, tenantID, sub, f.localHashes)
 	r.m.inflight.WithLabelValues(r.cfg.LocalEndpoint).Dec()
 	clear(sub) // do not keep the caller's series reachable from the pool
 	if err == nil {
@@ -355,22 +328,13 @@ func (r *Router) forward(f *fanout, fl *flight, d int, endpoint, tenantID string
 	inflight := r.m.inflight.WithLabelValues(endpoint)
 	inflight.Inc()
 	n := len(f.groups[d])
-	payload, compressed := f.payload(d, r.sendBody)
-	var hashes *[]uint64
-	if r.shares != nil {
-		hashes = getHashes()
-		*hashes = f.appendGroupHashes(*hashes, d)
-	}
+	payload, compressed := f.payload(d)
+	hashes := getHashes()
+	*hashes = f.appendGroupHashes(*hashes, d)
 	f.encoded.Done()
 	f.release()
-	var stats write.Stats
-	var err error
-	if r.shares != nil {
-		stats, err = r.shares.forwardShare(fl.ctx, endpoint, tenantID, share{payload: *payload, compressed: compressed, hashes: *hashes})
-		putHashes(hashes)
-	} else {
-		stats, err = r.peers.Forward(fl.ctx, endpoint, tenantID, *payload)
-	}
+	stats, err := r.peers.Forward(fl.ctx, endpoint, Share{Tenant: tenantID, Payload: *payload, Compressed: compressed, Hashes: *hashes})
+	putHashes(hashes)
 	putBuffer(payload)
 	inflight.Dec()
 	if err == nil {

@@ -17,28 +17,24 @@ import (
 	"github.com/weir-metrics/weir/write"
 )
 
-// nopForwarder acks everything; with compress set it first compresses the payload as a PeerWriter
-// with snappy compression does.
+// nopForwarder acks everything, after the payload work a PeerWriter does: with compress set it
+// compresses a payload that is not (the client's compressed body goes as it is), without it
+// decompresses one that is.
 type nopForwarder struct{ compress bool }
 
-func (f nopForwarder) Forward(_ context.Context, _, _ string, payload []byte) (write.Stats, error) {
-	if f.compress {
-		putBuffer(compress(payload))
+func (f nopForwarder) Forward(_ context.Context, _ string, s Share) (write.Stats, error) {
+	switch {
+	case f.compress && !s.Compressed:
+		putBuffer(compress(s.Payload))
+	case !f.compress && s.Compressed:
+		buf, err := decompress(s.Payload)
+		if err != nil {
+			return write.Stats{}, err
+		}
+		putBuffer(buf)
 	}
 	return write.Stats{}, nil
 }
-
-// forwardShare and takesCompressed make nopForwarder a shareForwarder, as a PeerWriter is: it
-// compresses a share that is not compressed yet, and takes the client's compressed body as it is
-// when it compresses.
-func (f nopForwarder) forwardShare(ctx context.Context, endpoint, tenantID string, s share) (write.Stats, error) {
-	if s.compressed {
-		return write.Stats{}, nil
-	}
-	return f.Forward(ctx, endpoint, tenantID, s.payload)
-}
-
-func (f nopForwarder) takesCompressed() bool { return f.compress }
 
 // benchRouter returns a router without local endpoint over endpoints ketama endpoints.
 func benchRouter(b testing.TB, rf, endpoints int, fwd Forwarder) *Router {
@@ -92,7 +88,7 @@ var routerCases = []struct{ rf, endpoints int }{{1, 1}, {3, 3}, {3, 6}}
 // BenchmarkRouterSplit: the router's own work for one validated request: ring lookup, hash, owners,
 // grouping and per destination its payload (the series' fields copied in) and the fan-out, with
 // forwarders that return at once and do not compress. frames=false marshals every series again
-// (Router.Write), frames=true copies the series' original bytes (Router.WriteFrames, what the
+// (a Batch without Frames), frames=true copies the series' original bytes (Batch.Frames, what the
 // handler uses). samples/s counts client samples (not replicas).
 func BenchmarkRouterSplit(b *testing.B) {
 	for _, bc := range routerCases {
@@ -111,7 +107,7 @@ func BenchmarkRouterSplit(b *testing.B) {
 				}
 				ctx := context.Background()
 				loop(b, benchSeries, func() error {
-					_, err := r.WriteFrames(ctx, "team-a", series, fr)
+					_, err := r.Write(ctx, Batch{Tenant: "team-a", Series: series, Frames: fr})
 					return err
 				})
 			})
@@ -141,7 +137,7 @@ func BenchmarkRouterPath(b *testing.B) {
 					if err != nil {
 						return err
 					}
-					_, err = r.WriteFrames(ctx, "team-a", series, req.Frames())
+					_, err = r.Write(ctx, Batch{Tenant: "team-a", Series: series, Frames: req.Frames()})
 					return err
 				})
 			})

@@ -53,8 +53,8 @@ func newFakeNode(addr, mode string) *fakeNode {
 	return &fakeNode{addr: addr, mode: mode, release: make(chan struct{}), entered: make(chan struct{}, 64)}
 }
 
-// Write implements Storage (the local endpoint).
-func (n *fakeNode) Write(ctx context.Context, tenantID string, series []prompb.TimeSeries) (write.Stats, error) {
+// Write implements TenantStorage (the local endpoint).
+func (n *fakeNode) Write(ctx context.Context, tenantID string, series []prompb.TimeSeries, _ []uint64) (write.Stats, error) {
 	select {
 	case n.entered <- struct{}{}:
 	default:
@@ -110,17 +110,21 @@ type fakePeers struct {
 	nodes map[string]*fakeNode
 }
 
-func (p *fakePeers) Forward(ctx context.Context, endpoint, tenantID string, payload []byte) (write.Stats, error) {
+func (p *fakePeers) Forward(ctx context.Context, endpoint string, s Share) (write.Stats, error) {
 	n, ok := p.nodes[endpoint]
 	if !ok {
 		return write.Stats{}, fmt.Errorf("no such endpoint %q", endpoint)
 	}
-	req, err := DecodeRaw(payload, 64<<20)
+	decode := DecodeRaw
+	if s.Compressed {
+		decode = DecodeBytes
+	}
+	req, err := decode(s.Payload, 64<<20)
 	if err != nil {
 		return write.Stats{}, fmt.Errorf("decode payload for %s: %w", endpoint, err)
 	}
 	defer req.Release()
-	return n.Write(ctx, tenantID, req.Write.Timeseries)
+	return n.Write(ctx, s.Tenant, req.Write.Timeseries, s.Hashes)
 }
 
 // cluster is a set of fake nodes behind a router.
@@ -159,7 +163,7 @@ func newClusterWait(t *testing.T, rf int, modes []string, local int, timeout tim
 	require.NoError(t, err)
 	c.ring = ring
 	cfg := RouterConfig{ReplicationFactor: rf, ForwardTimeout: timeout, Wait: wait}
-	var localStorage Storage
+	var localStorage TenantStorage
 	if c.local != nil {
 		cfg.LocalEndpoint, localStorage = c.local.addr, c.local
 	}

@@ -169,7 +169,7 @@ func TestRouterPlacement(t *testing.T) {
 			series[i].Exemplars = []prompb.Exemplar{{Labels: lbls("trace_id", "t"), Value: 1, Timestamp: 1000}}
 		}
 	}
-	stats, err := c.router.Write(context.Background(), "team-a", cloneSeries(series))
+	stats, err := c.router.Write(context.Background(), Batch{Tenant: "team-a", Series: cloneSeries(series)})
 	require.NoError(t, err)
 	require.Equal(t, [write.NumKinds]int{600, 30, 30}, stats.Appended)
 	require.Empty(t, stats.Rejected)
@@ -217,7 +217,7 @@ func TestRouterRejectionsMapBack(t *testing.T) {
 		n.rejectSeries = bad
 		n.rejectExemplars = true
 	}
-	stats, err := c.router.Write(context.Background(), "t", cloneSeries(series))
+	stats, err := c.router.Write(context.Background(), Batch{Tenant: "t", Series: cloneSeries(series)})
 	require.NoError(t, err)
 
 	var want []write.Rejection
@@ -252,7 +252,7 @@ func TestRouterRejectionsMapBack(t *testing.T) {
 func TestRouterMinorityRejections(t *testing.T) {
 	c := newCluster(t, 3, []string{modeConflict, modeOK, modeOK}, -1, time.Minute)
 	series := testSeries(10, 2)
-	stats, err := c.router.Write(context.Background(), "t", series)
+	stats, err := c.router.Write(context.Background(), Batch{Tenant: "t", Series: series})
 	require.NoError(t, err)
 	require.Empty(t, stats.Rejected)
 	require.Equal(t, 20, stats.Appended[write.KindFloat])
@@ -263,7 +263,7 @@ func TestRouterMinorityRejections(t *testing.T) {
 func TestRouterMixedConflict(t *testing.T) {
 	c := newCluster(t, 3, []string{modeConflict, modeOK, modeUnavailable}, -1, time.Minute)
 	series := testSeries(4, 3)
-	stats, err := c.router.Write(context.Background(), "t", series)
+	stats, err := c.router.Write(context.Background(), Batch{Tenant: "t", Series: series})
 	require.NoError(t, err)
 	require.Len(t, stats.Rejected, 4)
 	for i, rj := range stats.Rejected {
@@ -287,7 +287,7 @@ func TestRouterDoesNotUseSeriesAfterReturn(t *testing.T) {
 	}()
 	// The answer is a success when the two other replicas made the quorum before the cancel was seen,
 	// else a 503; either way the slow forward is still running.
-	_, err := c.router.Write(ctx, "t", series)
+	_, err := c.router.Write(ctx, Batch{Tenant: "t", Series: series})
 	if err != nil {
 		require.ErrorIs(t, err, context.Canceled)
 	}
@@ -313,7 +313,7 @@ func TestRouterRequestCancelled(t *testing.T) {
 		<-c.nodes[0].entered
 		cancel()
 	}()
-	_, err := c.router.Write(ctx, "t", testSeries(5, 1))
+	_, err := c.router.Write(ctx, Batch{Tenant: "t", Series: testSeries(5, 1)})
 	require.ErrorIs(t, err, context.Canceled)
 	require.Equal(t, ClassUnavailable, ClassOf(err))
 	require.Equal(t, 1.0, counterValue(t, c.reg, "weir_quorum_failures_total", "reason=canceled"))
@@ -326,7 +326,7 @@ func TestRouterForwardTimeout(t *testing.T) {
 	c := newCluster(t, 3, []string{modeHang, modeOK, modeHang}, 1, 100*time.Millisecond)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
 	defer cancel()
-	_, err := c.router.Write(ctx, "t", testSeries(5, 1))
+	_, err := c.router.Write(ctx, Batch{Tenant: "t", Series: testSeries(5, 1)})
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 	require.Equal(t, http.StatusServiceUnavailable, StatusCode(err))
 	require.Equal(t, 1.0, counterValue(t, c.reg, "weir_quorum_failures_total", "reason=timeout"))
@@ -338,7 +338,7 @@ func TestRouterRingErrors(t *testing.T) {
 	noRing := func(string) (hashring.Ring, error) { return nil, ErrNoRing }
 	r, err := NewRouter(RouterConfig{ReplicationFactor: 1, ForwardTimeout: time.Second}, noRing, nil, &fakePeers{}, slog.New(slog.DiscardHandler), reg)
 	require.NoError(t, err)
-	_, err = r.Write(context.Background(), "t", testSeries(1, 1))
+	_, err = r.Write(context.Background(), Batch{Tenant: "t", Series: testSeries(1, 1)})
 	require.ErrorIs(t, err, ErrNoRing)
 	require.Equal(t, http.StatusServiceUnavailable, StatusCode(err))
 	require.Equal(t, 1.0, counterValue(t, reg, "weir_quorum_failures_total", "reason=no_ring"))
@@ -350,14 +350,14 @@ func TestRouterRingErrors(t *testing.T) {
 	r, err = NewRouter(RouterConfig{ReplicationFactor: 3, ForwardTimeout: time.Second}, func(string) (hashring.Ring, error) { return ring, nil },
 		nil, &fakePeers{}, slog.New(slog.DiscardHandler), reg)
 	require.NoError(t, err)
-	_, err = r.Write(context.Background(), "t", testSeries(1, 1))
+	_, err = r.Write(context.Background(), Batch{Tenant: "t", Series: testSeries(1, 1)})
 	require.ErrorIs(t, err, hashring.ErrNotEnoughEndpoints)
 	require.Equal(t, http.StatusServiceUnavailable, StatusCode(err))
 	require.Equal(t, 1.0, counterValue(t, reg, "weir_quorum_failures_total", "reason=ring"))
 	r.Close()
 
 	// Nothing to write: no ring needed.
-	stats, err := r.Write(context.Background(), "t", nil)
+	stats, err := r.Write(context.Background(), Batch{Tenant: "t", Series: nil})
 	require.NoError(t, err)
 	require.Equal(t, write.Stats{}, stats)
 }
@@ -383,7 +383,7 @@ func TestRingsFrom(t *testing.T) {
 func TestRouterClosed(t *testing.T) {
 	c := newCluster(t, 1, []string{modeOK}, -1, time.Second)
 	c.router.Close()
-	_, err := c.router.Write(context.Background(), "t", testSeries(1, 1))
+	_, err := c.router.Write(context.Background(), Batch{Tenant: "t", Series: testSeries(1, 1)})
 	require.Equal(t, ClassUnavailable, ClassOf(err))
 	c.router.Close() // idempotent
 }
@@ -451,7 +451,7 @@ func TestRouterRingChanges(t *testing.T) {
 			for i := range series {
 				series[i].Labels = append(series[i].Labels, prompb.Label{Name: "writer", Value: fmt.Sprint(w)})
 			}
-			stats, err := r.Write(context.Background(), "t", series)
+			stats, err := r.Write(context.Background(), Batch{Tenant: "t", Series: series})
 			if err == nil && stats.Appended[write.KindFloat] != len(series) {
 				err = fmt.Errorf("writer %d: %d appended, want %d", w, stats.Appended[write.KindFloat], len(series))
 			}

@@ -116,7 +116,7 @@ func TestPeerTLS(t *testing.T) {
 			cfg.TLS = tc.client
 			cfg.Timeout = 2 * time.Second
 			p, _ := newTestPeerWriter(t, cfg)
-			_, err := p.Forward(context.Background(), srv.addr, "t", forwardPayload(t, testSeries(3, 1)))
+			_, err := p.Forward(context.Background(), srv.addr, Share{Tenant: "t", Payload: forwardPayload(t, testSeries(3, 1))})
 			if tc.ok {
 				require.NoError(t, err)
 				require.Len(t, node.series(), 3)

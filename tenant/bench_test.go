@@ -52,13 +52,13 @@ func BenchmarkWrite(b *testing.B) {
 				}
 			}
 			step()
-			_, err := m.Write(ctx, "bench", series) // opens the tenant and creates the series
+			_, err := m.Write(ctx, "bench", series, nil) // opens the tenant and creates the series
 			require.NoError(b, err)
 
 			b.ReportAllocs()
 			for b.Loop() {
 				step()
-				st, err := m.Write(ctx, "bench", series)
+				st, err := m.Write(ctx, "bench", series, nil)
 				if err != nil || st.Appended[write.KindFloat] != n {
 					b.Fatalf("write: %v, %+v", err, st)
 				}
@@ -73,7 +73,7 @@ func BenchmarkWriteNewSeries(b *testing.B) {
 	const n = 2000
 	m, _ := newTestManager(b, nil)
 	ctx := context.Background()
-	_, err := m.Write(ctx, "bench", benchSeries(1, "warmup"))
+	_, err := m.Write(ctx, "bench", benchSeries(1, "warmup"), nil)
 	require.NoError(b, err)
 
 	// Series are built ahead in batches outside the timer, so that label building is not measured.
@@ -89,7 +89,7 @@ func BenchmarkWriteNewSeries(b *testing.B) {
 	series := next()
 	b.ReportAllocs()
 	for b.Loop() {
-		st, err := m.Write(ctx, "bench", series)
+		st, err := m.Write(ctx, "bench", series, nil)
 		if err != nil || st.Appended[write.KindFloat] != n {
 			b.Fatalf("write: %v, %+v", err, st)
 		}

@@ -18,7 +18,7 @@ import (
 //
 // Correctness:
 //   - Collisions. The key is a 64-bit hash of the request's labels: the router's placement hash when the
-//     write carries it (Manager.WriteHashed), else the cache's own (hashLabels). In a ring every write
+//     write carries it (Manager.Write), else the cache's own (hashLabels). In a ring every write
 //     carries it, on a single node none does; a node getting both would only cache a series twice. Every
 //     hit is confirmed by comparing the cached labels with the request's, label by label (no allocation).
 //     A different series under the same hash (or a wrong hash from the caller) is a miss, so a collision

@@ -49,19 +49,15 @@ var scratchPool = sync.Pool{New: func() any {
 // duplicate with another value, invalid histogram) are skipped and reported in the stats; exemplars are
 // best effort and never fail a write.
 //
-// Labels must be validated and sorted by the caller (the receive path does it once, before routing).
-// A non-nil error means nothing was written: ErrUnavailable or ErrClosed (transient), a cancelled
-// context, or a storage failure.
-func (m *Manager) Write(ctx context.Context, id string, series []prompb.TimeSeries) (write.Stats, error) {
-	return m.WriteHashed(ctx, id, series, nil)
-}
-
-// WriteHashed is Write with a hash of every series' labels computed by the caller (a router's
+// hashes is nil, or a hash of every series' labels computed by the caller (a router's
 // hashring.SeriesHash), which the series-reference cache (refcache.go) uses as its key instead of
-// hashing the labels again. hashes is nil (Write) or has one hash per series, else the write is
-// refused. A wrong hash can cost cache misses, never a write to another series: every cache hit is
-// confirmed by comparing labels.
-func (m *Manager) WriteHashed(ctx context.Context, id string, series []prompb.TimeSeries, hashes []uint64) (write.Stats, error) {
+// hashing the labels again; a count other than one per series is refused. A wrong hash can cost cache
+// misses, never a write to another series: every cache hit is confirmed by comparing labels.
+//
+// Labels must be validated and sorted by the caller (the receive path does it once, before routing).
+// A non-nil error means nothing was acknowledged: ErrUnavailable or ErrClosed (transient), a cancelled
+// context, or a storage failure.
+func (m *Manager) Write(ctx context.Context, id string, series []prompb.TimeSeries, hashes []uint64) (write.Stats, error) {
 	var stats write.Stats
 	if hashes != nil && len(hashes) != len(series) {
 		return stats, fmt.Errorf("write to tenant %s: %d hashes for %d series", id, len(hashes), len(series))
@@ -127,7 +123,7 @@ type seriesWriter struct {
 	getRef  storage.GetRef // nil if the appender cannot look series up
 	cache   *refCache      // the TSDB's series-reference cache (refcache.go); nil when getRef is nil
 	series  []prompb.TimeSeries
-	hashes  []uint64 // the caller's cache keys of series (WriteHashed), or nil
+	hashes  []uint64 // the caller's cache keys of series (Write), or nil
 	sc      *writeScratch
 	stats   *write.Stats
 	inOrder bool // no out-of-order window: a series' timestamps must increase within a request too

@@ -41,7 +41,7 @@ type cluster struct {
 // newCluster builds the routing side of a node. local is this node's storage, nil for a router that
 // stores nothing. A missing or invalid hashrings file is not a start-up error: the node starts, answers
 // remote write with 503 and the reason, and takes the file as soon as it is fixed.
-func newCluster(cfg config, local receive.Storage, logger *slog.Logger, reg prometheus.Registerer) (*cluster, error) {
+func newCluster(cfg config, local receive.TenantStorage, logger *slog.Logger, reg prometheus.Registerer) (*cluster, error) {
 	var (
 		src    ringSource
 		gossip *hashring.MemberlistSource

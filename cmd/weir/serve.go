@@ -101,15 +101,18 @@ func (n *node) build() error {
 		}
 	}
 
-	var storage receive.Storage
+	var local receive.TenantStorage // a nil interface, not a nil *tenant.Manager, on a pure router
 	if n.storage != nil {
-		storage = n.storage
+		local = n.storage
 	}
+	var storage receive.Storage
 	if cfg.clustered() {
-		if n.cluster, err = newCluster(cfg, storage, n.logger, n.reg); err != nil {
+		if n.cluster, err = newCluster(cfg, local, n.logger, n.reg); err != nil {
 			return err
 		}
 		storage = n.cluster.router
+	} else {
+		storage = receive.Local(local)
 	}
 	if n.handler, err = receive.NewHandler(cfg.handler, storage, n.ready.Load, n.logger, n.reg); err != nil {
 		return err
