@@ -385,16 +385,15 @@ func appendStringField(b []byte, num protowire.Number, s string) []byte {
 }
 
 // parseWriteResponse decodes an ingestpb.WriteResponse into s, as proto.Unmarshal would (unknown
-// fields skipped), refusing counts over maxWireCount and kinds this build does not know.
+// fields skipped, the last of a repeated scalar wins), refusing counts over maxWireCount and kinds
+// this build does not know.
 func parseWriteResponse(b []byte, s *write.Stats) error {
-	return walkFields(b, func(num protowire.Number, typ protowire.Type, b []byte) (int, error) {
+	var appended [write.NumKinds]uint64
+	err := walkFields(b, func(num protowire.Number, typ protowire.Type, b []byte) (int, error) {
 		switch {
 		case num >= fieldSamples && num <= fieldExemplars && typ == protowire.VarintType:
 			v, n := protowire.ConsumeVarint(b)
-			if n >= 0 && v > maxWireCount {
-				return 0, fmt.Errorf("%w: %d points appended", errFrame, v)
-			}
-			s.Appended[num-fieldSamples] = int(v)
+			appended[num-fieldSamples] = v
 			return n, nil
 		case num == fieldRejections && typ == protowire.BytesType:
 			v, n := protowire.ConsumeBytes(b)
@@ -410,26 +409,31 @@ func parseWriteResponse(b []byte, s *write.Stats) error {
 		}
 		return protowire.ConsumeFieldValue(num, typ, b), nil
 	})
+	for k, v := range appended {
+		if err == nil && v > maxWireCount {
+			err = fmt.Errorf("%w: %d points appended", errFrame, v)
+		}
+		s.Appended[k] = int(min(v, maxWireCount))
+	}
+	return err
 }
 
 func parseRejection(b []byte) (write.Rejection, error) {
 	var rj write.Rejection
-	var kind uint64
+	var series, kind, count uint64
 	err := walkFields(b, func(num protowire.Number, typ protowire.Type, b []byte) (int, error) {
-		var v uint64
 		var n int
 		switch {
 		case typ == protowire.VarintType && (num == fieldRejectionSeries || num == fieldRejectionKind || num == fieldRejectionCount):
-			if v, n = protowire.ConsumeVarint(b); n >= 0 && v > maxWireCount {
-				return 0, fmt.Errorf("%w: rejection field %d is %d", errFrame, num, v)
-			}
+			var v uint64
+			v, n = protowire.ConsumeVarint(b)
 			switch num {
 			case fieldRejectionSeries:
-				rj.Series = int(v)
+				series = v
 			case fieldRejectionKind:
 				kind = v
 			default:
-				rj.Count = int(v)
+				count = v
 			}
 			return n, nil
 		case typ == protowire.BytesType && (num == fieldRejectionReason || num == fieldRejectionError):
@@ -447,10 +451,14 @@ func parseRejection(b []byte) (write.Rejection, error) {
 		}
 		return protowire.ConsumeFieldValue(num, typ, b), nil
 	})
-	if err == nil && kind >= uint64(write.NumKinds) {
+	switch {
+	case err != nil:
+	case series > maxWireCount || count > maxWireCount:
+		err = fmt.Errorf("%w: rejection of series %d, count %d", errFrame, series, count)
+	case kind >= uint64(write.NumKinds):
 		err = fmt.Errorf("%w: unknown kind %d", errFrame, kind)
 	}
-	rj.Kind = write.Kind(kind)
+	rj.Series, rj.Count, rj.Kind = int(min(series, maxWireCount)), int(min(count, maxWireCount)), write.Kind(min(kind, uint64(write.NumKinds)))
 	return rj, err
 }
 
