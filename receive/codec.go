@@ -216,17 +216,8 @@ func appendWriteRequest(b []byte, m *forwardRequest) []byte {
 // fields in any order, the last of a scalar winning, hashes packed or not, unknown fields and
 // fields of an unexpected wire type skipped. The payload is a view into the buffer.
 func (r *ingestRequest) parseWriteRequest() error {
-	b := r.buf.ReadOnlyData()
 	compression := uint64(ingestpb.Compression_COMPRESSION_NONE)
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return fmt.Errorf("%w: %w", errFrame, protowire.ParseError(n))
-		}
-		if !num.IsValid() {
-			return fmt.Errorf("%w: field number %d", errFrame, num)
-		}
-		b = b[n:]
+	err := walkFields(r.buf.ReadOnlyData(), func(num protowire.Number, typ protowire.Type, b []byte) (n int, err error) {
 		switch {
 		case num == fieldTenant && typ == protowire.BytesType:
 			var v []byte
@@ -237,7 +228,7 @@ func (r *ingestRequest) parseWriteRequest() error {
 		case num == fieldSeriesHashes && typ == protowire.BytesType:
 			var v []byte
 			if v, n = protowire.ConsumeBytes(b); n >= 0 && len(v)%8 != 0 {
-				return fmt.Errorf("%w: series hashes of %d bytes", errFrame, len(v))
+				return 0, fmt.Errorf("%w: series hashes of %d bytes", errFrame, len(v))
 			}
 			for ; len(v) > 0; v = v[8:] {
 				r.appendHash(protowire.ConsumeFixed64(v))
@@ -251,10 +242,10 @@ func (r *ingestRequest) parseWriteRequest() error {
 		default:
 			n = protowire.ConsumeFieldValue(num, typ, b)
 		}
-		if n < 0 {
-			return fmt.Errorf("%w: field %d: %w", errFrame, num, protowire.ParseError(n))
-		}
-		b = b[n:]
+		return n, nil
+	})
+	if err != nil {
+		return err
 	}
 	switch ingestpb.Compression(min(compression, math.MaxInt32)) {
 	case ingestpb.Compression_COMPRESSION_NONE:
