@@ -112,10 +112,9 @@ type Manager struct {
 	// pruneInterval is how often Run looks for idle tenants (pruneCheckInterval; shorter in tests).
 	pruneInterval time.Duration
 	hooks         testHooks // nil functions outside tests
-	// space refuses writes while the volume is below its reserve; statfs is how it, and the room
-	// check before a tenant opens, read the volume (replaced in tests).
-	space  *spaceGuard
-	statfs func(dir string) (free, total uint64, err error)
+	// space refuses writes while the volume is below its reserve; its statfs is also how the room
+	// check before a tenant opens reads the volume (replaced in tests).
+	space *spaceGuard
 
 	mu      sync.Mutex
 	tenants map[string]*db
@@ -217,7 +216,6 @@ func NewManager(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Ma
 		epoch:         time.Now(),
 		pruneInterval: pruneCheckInterval(cfg.IdleTimeout),
 		space:         space,
-		statfs:        statfs,
 		tenants:       map[string]*db{},
 	}, nil
 }
@@ -351,7 +349,7 @@ func (m *Manager) open(d *db) {
 		}
 	}
 	var t *tsdb.DB
-	err := prepareWAL(dir, m.statfs, m.logger.With("tenant", d.id))
+	err := prepareWAL(dir, m.space.statfs, m.logger.With("tenant", d.id))
 	if err == nil {
 		t, err = tsdb.Open(dir, m.logger.With("tenant", d.id), d.reg, opts, nil)
 	}

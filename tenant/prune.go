@@ -172,7 +172,7 @@ func (m *Manager) acquire(ctx context.Context, id string) (*db, error) {
 // ask the Manager again, as after a prune. Until the volume has room for the repair, d stays open for
 // reads and the write is refused: closing needs room too (the WAL's last page).
 func (m *Manager) reopen(d *db) error {
-	if err := roomToRepair(filepath.Join(m.cfg.Dir, d.id), m.statfs); err != nil {
+	if err := roomToRepair(filepath.Join(m.cfg.Dir, d.id), m.space.statfs); err != nil {
 		return fmt.Errorf("%w: %w", errWALFailed(d.id), err)
 	}
 	d.mu.Lock()

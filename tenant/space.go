@@ -1,7 +1,6 @@
 package tenant
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -53,10 +52,12 @@ type spaceGuard struct {
 	// lock; the write that finds the answer stale refreshes it under mu, the others keep the old one.
 	next atomic.Int64
 	low  atomic.Bool
-	mu   sync.Mutex
-	free uint64 // guarded by mu: the last reading, for the error message
+	free atomic.Uint64 // the last reading, for the error message
+	mu   sync.Mutex    // held by the write that refreshes the answer
 
-	refused *prometheus.CounterVec
+	// refusedLow and refusedWAL count the writes refused for each reason
+	// (weir_storage_writes_refused_total).
+	refusedLow, refusedWAL prometheus.Counter
 }
 
 // statfs returns the bytes an unprivileged writer may still use on the volume of dir, and its size.
@@ -97,12 +98,12 @@ func newSpaceGuard(dir string, minFree int64, fs func(string) (uint64, uint64, e
 		Name: "weir_storage_min_free_bytes",
 		Help: "Free-space reserve of the data volume (--tsdb.min-free-space): below it, writes are refused with 503 until there is room (0: never).",
 	}).Set(float64(g.reserve))
-	g.refused = f.NewCounterVec(prometheus.CounterOpts{
+	refused := f.NewCounterVec(prometheus.CounterOpts{
 		Name: "weir_storage_writes_refused_total",
 		Help: "Writes refused with 503 to keep acknowledged data safe: disk_low (the data volume is below its reserve), wal_failed (a tenant's WAL write failed; it reopens, repairing the WAL, before it takes writes again).",
 	}, []string{"reason"})
-	g.refused.WithLabelValues(refusedDiskLow)
-	g.refused.WithLabelValues(refusedWALFailed)
+	g.refusedLow = refused.WithLabelValues(refusedDiskLow)
+	g.refusedWAL = refused.WithLabelValues(refusedWALFailed)
 	return g, nil
 }
 
@@ -125,12 +126,9 @@ func (g *spaceGuard) admit() error {
 	if !g.low.Load() {
 		return nil
 	}
-	g.refused.WithLabelValues(refusedDiskLow).Inc()
-	g.mu.Lock()
-	free := g.free
-	g.mu.Unlock()
+	g.refusedLow.Inc()
 	return fmt.Errorf("%w: the data volume has %s free, below its reserve of %s (--tsdb.min-free-space): writes are refused until there is room",
-		ErrUnavailable, units.Base2Bytes(free), units.Base2Bytes(g.reserve))
+		ErrUnavailable, units.Base2Bytes(g.free.Load()), units.Base2Bytes(g.reserve))
 }
 
 // check reads the free space and logs a change of state. The caller holds g.mu.
@@ -142,7 +140,7 @@ func (g *spaceGuard) check(now int64) {
 		g.logger.Warn("cannot read the data volume's free space", "err", err)
 		return
 	}
-	g.free = free
+	g.free.Store(free)
 	low := free < uint64(g.reserve)
 	switch was := g.low.Swap(low); {
 	case low && !was:
@@ -152,6 +150,3 @@ func (g *spaceGuard) check(now int64) {
 		g.logger.Info("data volume has room again: taking writes", "dir", g.dir, "free", units.Base2Bytes(free), "reserve", units.Base2Bytes(g.reserve))
 	}
 }
-
-// errNoRoomToRepair is why a tenant with a WAL stays closed on a nearly full volume.
-var errNoRoomToRepair = errors.New("not enough free space to repair the WAL")

@@ -39,7 +39,6 @@ func (v *fakeVolume) statfs(string) (uint64, uint64, error) { return v.free.Load
 func useVolume(m *Manager, v *fakeVolume) *atomic.Int64 {
 	var clock atomic.Int64
 	clock.Store(time.Now().UnixNano())
-	m.statfs = v.statfs
 	m.space.statfs = v.statfs
 	m.space.now = func() time.Time { return time.Unix(0, clock.Load()) }
 	return &clock

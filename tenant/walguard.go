@@ -74,6 +74,9 @@ func (u *unregisterer) walFailures() float64 {
 	return sum
 }
 
+// errNoRoomToRepair is why a tenant with a WAL stays closed on a nearly full volume.
+var errNoRoomToRepair = errors.New("not enough free space to repair the WAL")
+
 // errWALFailed answers the writes of a tenant whose WAL failed a write, until it is reopened.
 func errWALFailed(id string) error {
 	return fmt.Errorf("%w: a WAL write of tenant %s failed: it is reopened, repairing its WAL, before it takes writes again", ErrUnavailable, id)

@@ -105,7 +105,7 @@ func (m *Manager) Write(ctx context.Context, id string, series []prompb.TimeSeri
 	// the next open (walguard.go). A commit error with a failed WAL is that failure, and transient.
 	if d.reg.walFailures() > 0 {
 		d.walFailed.Store(true)
-		m.space.refused.WithLabelValues(refusedWALFailed).Inc()
+		m.space.refusedWAL.Inc()
 		if err != nil {
 			m.logger.Error("WAL write failed: the tenant takes no write until it is reopened, which repairs its WAL", "tenant", id, "err", err)
 		}
