@@ -1,0 +1,101 @@
+// Package flags is the command-line syntax Weir shares with Thanos Receive. Thanos parses its flags
+// with kingpin (--flag=value, --flag value, --[no-]bool, repeatable flags); so does Weir, so that the
+// arguments of a Thanos Receive StatefulSet start Weir unchanged.
+//
+// Each package registers the flags of its own config next to it (a RegisterFlags method taking a
+// Registry) and checks them in its Validate, naming the flag at fault; cmd/weir only assembles them.
+// This package adds the value kinds Thanos' flags take and kingpin lacks: Prometheus durations (1d,
+// 2w) and binary sizes (512MiB).
+package flags
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/alecthomas/kingpin/v2"
+	"github.com/alecthomas/units"
+	"github.com/prometheus/common/model"
+)
+
+// Registry is where flags are registered: the `weir receive` command, or a test's own application.
+// *kingpin.Application and *kingpin.CmdClause both are one.
+type Registry interface {
+	Flag(name, help string) *kingpin.FlagClause
+}
+
+// Duration registers a duration in Prometheus' notation (which knows days and weeks, as Thanos' flags
+// do); *d holds the default.
+func Duration(f *kingpin.FlagClause, d *time.Duration) {
+	f.Default(model.Duration(*d).String()).SetValue((*durationValue)(d))
+}
+
+type durationValue time.Duration
+
+func (d *durationValue) Set(s string) error {
+	v, err := model.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	*d = durationValue(v)
+	return nil
+}
+
+func (d *durationValue) String() string { return model.Duration(*d).String() }
+
+// Bytes registers a positive size with binary units (KiB, MiB, GiB); *n holds the default.
+func Bytes(f *kingpin.FlagClause, n *int64) {
+	f.Default(units.Base2Bytes(*n).String()).SetValue((*bytesValue)(n))
+}
+
+type bytesValue int64
+
+func (b *bytesValue) Set(s string) error {
+	v, err := units.ParseBase2Bytes(s)
+	if err != nil {
+		return err
+	}
+	if v <= 0 {
+		return errors.New("must be positive")
+	}
+	*b = bytesValue(v)
+	return nil
+}
+
+func (b *bytesValue) String() string { return units.Base2Bytes(*b).String() }
+
+// Func registers a flag whose value set parses; def is its default, shown in --help and parsed like
+// any other value (empty: none).
+func Func(f *kingpin.FlagClause, def string, set func(string) error) {
+	if def != "" {
+		f = f.Default(def)
+	}
+	f.SetValue(funcValue{set: set, def: def})
+}
+
+type funcValue struct {
+	set func(string) error
+	def string
+}
+
+func (v funcValue) Set(s string) error { return v.set(s) }
+func (v funcValue) String() string     { return v.def }
+
+// Repeated registers a flag that may be given several times; set is called once per value.
+func Repeated(f *kingpin.FlagClause, set func(string) error) {
+	f.SetValue(repeatedValue{set})
+}
+
+type repeatedValue struct{ set func(string) error }
+
+func (v repeatedValue) Set(s string) error { return v.set(s) }
+func (v repeatedValue) String() string     { return "" }
+func (v repeatedValue) IsCumulative() bool { return true }
+
+// Named prefixes err with the flag it is about, as every start-up error should.
+func Named(flag string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("--%s: %w", flag, err)
+}
