@@ -234,7 +234,7 @@ func loadValues(t *testing.T, file string) chartValues {
 
 var (
 	weirFlagsOnce []string
-	weirFlagRE    = regexp.MustCompile(`(?m)^\s+--([a-z0-9][a-z0-9.-]*)`)
+	weirFlagRE    = regexp.MustCompile(`(?m)^\s+(?:-\w, )?--(?:\[no-\])?([a-z0-9][a-z0-9.-]*)`)
 )
 
 // weirFlags builds Weir and lists the flags `weir receive --help` documents.

@@ -38,7 +38,7 @@ func newFixture(t *testing.T) *fixture {
 		Retention:       6 * time.Hour,
 		LabelName:       "tenant_id",
 		OpenConcurrency: 2,
-	}, logger, prometheus.NewRegistry())
+	}, nil, logger, prometheus.NewRegistry())
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, m.Close()) })
 	reg := prometheus.NewRegistry()

@@ -128,7 +128,7 @@ func BenchmarkHandler(b *testing.B) {
 		cfg := testConfig()
 		cfg.Decode = DecodeLimits{MaxBodyBytes: 16 << 20, MaxDecodedBytes: 64 << 20}
 		cfg.Limits = benchLimits
-		h, err := NewHandler(cfg, nopStorage{}, alwaysReady, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+		h, err := NewHandler(cfg, nopStorage{}, nil, alwaysReady, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
 		require.NoError(b, err)
 		h.now = func() time.Time { return benchNow }
 

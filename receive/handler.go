@@ -61,27 +61,37 @@ type HandlerConfig struct {
 	DefaultTenant string
 	Decode        DecodeLimits
 	Limits        Limits
-	// Limiter bounds the requests decoded and written at once (nil: no bound). Share it with the
-	// node's IngestConfig.Limiter.
-	Limiter *Limiter
 }
 
-// Validate reports the first configuration error.
+// Validate reports the first configuration error, naming its flag.
 func (c HandlerConfig) Validate() error {
-	switch {
-	case c.TenantHeader == "":
-		return errors.New("tenant header name is empty")
-	case c.Decode.MaxBodyBytes <= 0:
-		return fmt.Errorf("maximum body size %d must be positive", c.Decode.MaxBodyBytes)
-	case c.Decode.MaxDecodedBytes <= 0:
-		return fmt.Errorf("maximum decoded size %d must be positive", c.Decode.MaxDecodedBytes)
-	case c.Limits.FutureWindow < 0:
-		return fmt.Errorf("future window %s is negative", c.Limits.FutureWindow)
-	case c.Limits.MaxSeriesPerRequest < 0, c.Limits.MaxLabelsPerSeries < 0, c.Limits.MaxLabelNameLength < 0, c.Limits.MaxLabelValueLength < 0:
-		return errors.New("limits must not be negative")
+	if c.TenantHeader == "" {
+		return errors.New("--receive.tenant-header is empty")
 	}
 	if err := tenant.ValidateID(c.DefaultTenant); err != nil {
-		return fmt.Errorf("default tenant: %w", err)
+		return fmt.Errorf("--receive.default-tenant-id: %w", err)
+	}
+	if c.Decode.MaxBodyBytes <= 0 {
+		return fmt.Errorf("--remote-write.max-body-size: %d must be positive", c.Decode.MaxBodyBytes)
+	}
+	if c.Decode.MaxDecodedBytes <= 0 {
+		return fmt.Errorf("--remote-write.max-decoded-size: %d must be positive", c.Decode.MaxDecodedBytes)
+	}
+	if c.Limits.FutureWindow < 0 {
+		return fmt.Errorf("--tsdb.too-far-in-future.time-window: %s is negative (0 disables the limit)", c.Limits.FutureWindow)
+	}
+	for _, l := range []struct {
+		flag string
+		v    int
+	}{
+		{"receive.limits.max-series-per-request", c.Limits.MaxSeriesPerRequest},
+		{"receive.limits.max-labels-per-series", c.Limits.MaxLabelsPerSeries},
+		{"receive.limits.max-label-name-length", c.Limits.MaxLabelNameLength},
+		{"receive.limits.max-label-value-length", c.Limits.MaxLabelValueLength},
+	} {
+		if l.v < 0 {
+			return fmt.Errorf("--%s: %d is negative (0 disables the limit)", l.flag, l.v)
+		}
 	}
 	return nil
 }
@@ -90,6 +100,7 @@ func (c HandlerConfig) Validate() error {
 type Handler struct {
 	cfg     HandlerConfig
 	storage Storage
+	limiter *Limiter // bounds the requests decoded and written at once (nil: no bound)
 	ready   func() bool
 	logger  *slog.Logger
 	now     func() time.Time
@@ -125,15 +136,17 @@ func newHandlerMetrics(reg prometheus.Registerer) *handlerMetrics {
 	}
 }
 
-// NewHandler returns the remote-write handler. ready gates writes (503 until it returns true).
-func NewHandler(cfg HandlerConfig, storage Storage, ready func() bool, logger *slog.Logger, reg prometheus.Registerer) (*Handler, error) {
+// NewHandler returns the remote-write handler. lim bounds the requests decoded and written at once
+// (nil: no bound); share it with the node's ingest server, as both compete for the same cores. ready
+// gates writes (503 until it returns true).
+func NewHandler(cfg HandlerConfig, storage Storage, lim *Limiter, ready func() bool, logger *slog.Logger, reg prometheus.Registerer) (*Handler, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	if storage == nil || ready == nil || logger == nil || reg == nil {
 		return nil, errors.New("remote-write handler needs storage, a readiness check, a logger and a registerer")
 	}
-	return &Handler{cfg: cfg, storage: storage, ready: ready, logger: logger, now: time.Now, metrics: newHandlerMetrics(reg)}, nil
+	return &Handler{cfg: cfg, storage: storage, limiter: lim, ready: ready, logger: logger, now: time.Now, metrics: newHandlerMetrics(reg)}, nil
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -153,7 +166,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	var slot *Slot
 	req, err := decode(r, h.cfg.Decode, func() (err error) {
-		slot, err = h.cfg.Limiter.Acquire(r.Context())
+		slot, err = h.limiter.Acquire(r.Context())
 		return err
 	})
 	// Also when decoding failed after the slot was taken (a body that is not a WriteRequest).

@@ -500,20 +500,20 @@ func TestHandlerConfigValidate(t *testing.T) {
 		wantErr string
 	}{
 		{name: "valid", mod: func(*HandlerConfig) {}},
-		{name: "no tenant header", mod: func(c *HandlerConfig) { c.TenantHeader = "" }, wantErr: "tenant header name is empty"},
-		{name: "zero body limit", mod: func(c *HandlerConfig) { c.Decode.MaxBodyBytes = 0 }, wantErr: "maximum body size 0 must be positive"},
-		{name: "zero decoded limit", mod: func(c *HandlerConfig) { c.Decode.MaxDecodedBytes = 0 }, wantErr: "maximum decoded size 0 must be positive"},
-		{name: "negative future window", mod: func(c *HandlerConfig) { c.Limits.FutureWindow = -time.Second }, wantErr: "future window -1s is negative"},
-		{name: "negative series limit", mod: func(c *HandlerConfig) { c.Limits.MaxSeriesPerRequest = -1 }, wantErr: "limits must not be negative"},
-		{name: "negative value length", mod: func(c *HandlerConfig) { c.Limits.MaxLabelValueLength = -1 }, wantErr: "limits must not be negative"},
-		{name: "bad default tenant", mod: func(c *HandlerConfig) { c.DefaultTenant = ".." }, wantErr: `default tenant: invalid tenant ID: ".." is not allowed`},
-		{name: "empty default tenant", mod: func(c *HandlerConfig) { c.DefaultTenant = "" }, wantErr: "default tenant: invalid tenant ID: empty"},
+		{name: "no tenant header", mod: func(c *HandlerConfig) { c.TenantHeader = "" }, wantErr: "--receive.tenant-header is empty"},
+		{name: "zero body limit", mod: func(c *HandlerConfig) { c.Decode.MaxBodyBytes = 0 }, wantErr: "--remote-write.max-body-size: 0 must be positive"},
+		{name: "zero decoded limit", mod: func(c *HandlerConfig) { c.Decode.MaxDecodedBytes = 0 }, wantErr: "--remote-write.max-decoded-size: 0 must be positive"},
+		{name: "negative future window", mod: func(c *HandlerConfig) { c.Limits.FutureWindow = -time.Second }, wantErr: "--tsdb.too-far-in-future.time-window: -1s is negative (0 disables the limit)"},
+		{name: "negative series limit", mod: func(c *HandlerConfig) { c.Limits.MaxSeriesPerRequest = -1 }, wantErr: "--receive.limits.max-series-per-request: -1 is negative (0 disables the limit)"},
+		{name: "negative value length", mod: func(c *HandlerConfig) { c.Limits.MaxLabelValueLength = -1 }, wantErr: "--receive.limits.max-label-value-length: -1 is negative (0 disables the limit)"},
+		{name: "bad default tenant", mod: func(c *HandlerConfig) { c.DefaultTenant = ".." }, wantErr: `--receive.default-tenant-id: invalid tenant ID: ".." is not allowed`},
+		{name: "empty default tenant", mod: func(c *HandlerConfig) { c.DefaultTenant = "" }, wantErr: "--receive.default-tenant-id: invalid tenant ID: empty"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := testConfig()
 			tc.mod(&cfg)
-			h, err := NewHandler(cfg, &fakeStorage{}, alwaysReady, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+			h, err := NewHandler(cfg, &fakeStorage{}, nil, alwaysReady, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
 			if tc.wantErr == "" {
 				require.NoError(t, err)
 				require.NotNil(t, h)

@@ -160,8 +160,14 @@ func testConfig() HandlerConfig {
 // newTestHandler builds a handler over storage with a fresh registry and a discarding logger.
 func newTestHandler(tb testing.TB, cfg HandlerConfig, storage Storage, ready func() bool) (*Handler, *prometheus.Registry) {
 	tb.Helper()
+	return newLimitedHandler(tb, cfg, storage, nil, ready)
+}
+
+// newLimitedHandler is newTestHandler with the write slots of lim.
+func newLimitedHandler(tb testing.TB, cfg HandlerConfig, storage Storage, lim *Limiter, ready func() bool) (*Handler, *prometheus.Registry) {
+	tb.Helper()
 	reg := prometheus.NewRegistry()
-	h, err := NewHandler(cfg, storage, ready, slog.New(slog.DiscardHandler), reg)
+	h, err := NewHandler(cfg, storage, lim, ready, slog.New(slog.DiscardHandler), reg)
 	require.NoError(tb, err)
 	return h, reg
 }

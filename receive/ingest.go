@@ -30,10 +30,6 @@ type IngestConfig struct {
 	MaxMessageBytes int
 	// TLS is the server side of the connection (see TLSConfig).
 	TLS TLSConfig
-	// Limiter bounds the writes decoded and applied at once (nil: no bound); the node's
-	// HandlerConfig.Limiter should be the same one. A write that gets no slot in time is answered
-	// Unavailable, which the router retries.
-	Limiter *Limiter
 	// Protocol is the newest node-to-node protocol served: ProtocolV2 (the default when empty) serves
 	// v2 and v1; ProtocolV1 serves v1 only, as the previous release did — for rollout tests, not
 	// for production (see codec.go).
@@ -72,7 +68,10 @@ func (c IngestConfig) Validate() error {
 	if err := validProtocol(c.Protocol); err != nil {
 		return err
 	}
-	return c.TLS.Validate()
+	if err := c.TLS.Validate(); err != nil {
+		return fmt.Errorf("--grpc-server-tls-*: %w", err)
+	}
+	return nil
 }
 
 // ServerOptions are the options the gRPC server of the ingest service needs: the ingest codec (which
@@ -116,14 +115,17 @@ func (c IngestConfig) ServerOptions() ([]grpc.ServerOption, error) {
 type IngestServer struct {
 	cfg      IngestConfig
 	storage  TenantStorage
+	limiter  *Limiter // bounds the writes decoded and applied at once (nil: no bound)
 	ready    func() bool
 	logger   *slog.Logger
 	requests *prometheus.CounterVec
 }
 
 // NewIngestServer returns the ingest service; Register it on a gRPC server built with
-// cfg.ServerOptions(). ready gates writes (Unavailable until it returns true).
-func NewIngestServer(cfg IngestConfig, storage TenantStorage, ready func() bool, logger *slog.Logger, reg prometheus.Registerer) (*IngestServer, error) {
+// cfg.ServerOptions(). lim bounds the writes decoded and applied at once (nil: no bound), the node's
+// remote-write handler's limiter: a write that gets no slot in time is answered Unavailable, which the
+// router retries. ready gates writes (Unavailable until it returns true).
+func NewIngestServer(cfg IngestConfig, storage TenantStorage, lim *Limiter, ready func() bool, logger *slog.Logger, reg prometheus.Registerer) (*IngestServer, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -133,6 +135,7 @@ func NewIngestServer(cfg IngestConfig, storage TenantStorage, ready func() bool,
 	return &IngestServer{
 		cfg:     cfg.withDefaults(),
 		storage: storage,
+		limiter: lim,
 		ready:   ready,
 		logger:  logger,
 		requests: promauto.With(reg).NewCounterVec(prometheus.CounterOpts{
@@ -226,7 +229,7 @@ func (s *IngestServer) writeRequest(ctx context.Context, req *ingestRequest) (*w
 	if err := tenant.ValidateID(req.tenant); err != nil {
 		return nil, ingestStatus(err)
 	}
-	slot, err := s.cfg.Limiter.Acquire(ctx)
+	slot, err := s.limiter.Acquire(ctx)
 	if err != nil {
 		return nil, ingestStatus(err)
 	}

@@ -72,7 +72,7 @@ func BenchmarkIngest(b *testing.B) {
 		b.Run("series=2000/compression="+compression, func(b *testing.B) {
 			m, err := tenant.NewManager(tenant.Config{
 				Dir: b.TempDir(), Retention: 24 * time.Hour, LabelName: "tenant_id", OpenConcurrency: 1,
-			}, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+			}, nil, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
 			require.NoError(b, err)
 			b.Cleanup(func() { require.NoError(b, m.Close()) })
 			addr := serveIngest(b, m)
@@ -110,7 +110,7 @@ func serveIngest(b *testing.B, storage TenantStorage) string {
 	opts, err := IngestConfig{}.ServerOptions()
 	require.NoError(b, err)
 	srv := grpc.NewServer(opts...)
-	is, err := NewIngestServer(IngestConfig{}, storage, func() bool { return true }, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	is, err := NewIngestServer(IngestConfig{}, storage, nil, func() bool { return true }, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
 	require.NoError(b, err)
 	is.Register(srv)
 	go func() { _ = srv.Serve(lis) }()

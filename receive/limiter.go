@@ -140,3 +140,11 @@ func releaseSlot(ctx context.Context) {
 		s.Release()
 	}
 }
+
+// Validate reports the first configuration error, naming its flag.
+func (c LimiterConfig) Validate() error {
+	if c.MaxWait <= 0 {
+		return fmt.Errorf("--receive.write-slot-wait: %s must be positive", c.MaxWait)
+	}
+	return nil
+}

@@ -89,8 +89,7 @@ func TestHandlerLimiter(t *testing.T) {
 	l, _ := newTestLimiter(t, LimiterConfig{Slots: 1, MaxWait: 20 * time.Millisecond})
 	node := newFakeNode("", modeSlow)
 	cfg := testConfig()
-	cfg.Limiter = l
-	h, reg := newTestHandler(t, cfg, Local(node), alwaysReady)
+	h, reg := newLimitedHandler(t, cfg, Local(node), l, alwaysReady)
 	body := payloadOf(t, testSeries(3, 1))
 
 	first := make(chan int, 1)
@@ -121,8 +120,7 @@ func TestHandlerLimiter(t *testing.T) {
 func TestHandlerReleasesSlotOnBadBody(t *testing.T) {
 	l, _ := newTestLimiter(t, LimiterConfig{Slots: 1, MaxWait: 20 * time.Millisecond})
 	cfg := testConfig()
-	cfg.Limiter = l
-	h, _ := newTestHandler(t, cfg, Local(newFakeNode("", modeOK)), alwaysReady)
+	h, _ := newLimitedHandler(t, cfg, Local(newFakeNode("", modeOK)), l, alwaysReady)
 	for range 3 {
 		w := httptest.NewRecorder()
 		h.ServeHTTP(w, newPost(snappy.Encode(nil, []byte("\xff\xff\xff not protobuf")), nil))
@@ -147,8 +145,7 @@ func TestRouterReleasesSlotWhileWaiting(t *testing.T) {
 	require.NoError(t, err)
 	defer router.Close()
 	cfg := testConfig()
-	cfg.Limiter = l
-	h, _ := newTestHandler(t, cfg, router, alwaysReady)
+	h, _ := newLimitedHandler(t, cfg, router, l, alwaysReady)
 	body := payloadOf(t, testSeries(3, 1))
 
 	codes := make(chan int, 2)
@@ -172,7 +169,7 @@ func TestRouterReleasesSlotWhileWaiting(t *testing.T) {
 func TestIngestLimiter(t *testing.T) {
 	l, _ := newTestLimiter(t, LimiterConfig{Slots: 1, MaxWait: 10 * time.Millisecond})
 	node := newFakeNode("", modeOK)
-	srv := startIngest(t, node, IngestConfig{Limiter: l}, nil)
+	srv := startLimitedIngest(t, node, IngestConfig{}, l, nil)
 	held, err := l.Acquire(context.Background())
 	require.NoError(t, err)
 	p, _ := newTestPeerWriter(t, testPeerConfig())
@@ -192,5 +189,5 @@ func TestIngestLimiter(t *testing.T) {
 	require.Len(t, node.series(), 4)
 	require.Len(t, l.slots, 0)
 	_, err = NewPeerWriter(PeerConfig{Compression: "gzip"}, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
-	require.ErrorContains(t, err, `compression "gzip"`)
+	require.ErrorContains(t, err, `--receive.grpc-compression: "gzip" is neither snappy nor none`)
 }

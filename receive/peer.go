@@ -133,12 +133,15 @@ func (c PeerConfig) Validate() error {
 	switch c.Compression {
 	case "", CompressionSnappy, CompressionNone:
 	default:
-		return fmt.Errorf("compression %q: must be %s or %s", c.Compression, CompressionSnappy, CompressionNone)
+		return fmt.Errorf("--receive.grpc-compression: %q is neither %s nor %s", c.Compression, CompressionSnappy, CompressionNone)
 	}
 	if err := validProtocol(c.Protocol); err != nil {
 		return err
 	}
-	return c.TLS.Validate()
+	if err := c.TLS.Validate(); err != nil {
+		return fmt.Errorf("--remote-write.client-tls-*: %w", err)
+	}
+	return nil
 }
 
 // PeerWriter forwards shares of requests to ingesters over gRPC (the Forwarder of a Router). It keeps

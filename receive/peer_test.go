@@ -39,6 +39,12 @@ type ingestServer struct {
 // startIngest serves the ingest service over storage on lis (nil: a new loopback port).
 func startIngest(t *testing.T, storage TenantStorage, cfg IngestConfig, lis net.Listener) *ingestServer {
 	t.Helper()
+	return startLimitedIngest(t, storage, cfg, nil, lis)
+}
+
+// startLimitedIngest is startIngest with the write slots of lim.
+func startLimitedIngest(t *testing.T, storage TenantStorage, cfg IngestConfig, lim *Limiter, lis net.Listener) *ingestServer {
+	t.Helper()
 	if lis == nil {
 		var err error
 		lis, err = net.Listen("tcp", "127.0.0.1:0")
@@ -49,7 +55,7 @@ func startIngest(t *testing.T, storage TenantStorage, cfg IngestConfig, lis net.
 	opts, err := cfg.ServerOptions()
 	require.NoError(t, err)
 	srv := grpc.NewServer(opts...)
-	is, err := NewIngestServer(cfg, storage, s.ready.Load, slog.New(slog.DiscardHandler), s.reg)
+	is, err := NewIngestServer(cfg, storage, lim, s.ready.Load, slog.New(slog.DiscardHandler), s.reg)
 	require.NoError(t, err)
 	is.Register(srv)
 	done := make(chan struct{})
@@ -187,7 +193,7 @@ func TestGRPCEndToEnd(t *testing.T) {
 func TestGRPCRealStorage(t *testing.T) {
 	m, err := tenant.NewManager(tenant.Config{
 		Dir: t.TempDir(), Retention: 24 * time.Hour, LabelName: "tenant_id", OpenConcurrency: 1,
-	}, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	}, nil, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
 	require.NoError(t, err)
 	defer func() { require.NoError(t, m.Close()) }()
 	srv := startIngest(t, m, IngestConfig{}, nil)
@@ -556,7 +562,7 @@ func TestPeerConfigValidate(t *testing.T) {
 	require.Error(t, IngestConfig{MaxDecodedBytes: -1}.Validate())
 	_, err := NewPeerWriter(PeerConfig{}, nil, prometheus.NewRegistry())
 	require.Error(t, err)
-	_, err = NewIngestServer(IngestConfig{}, nil, alwaysReady, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	_, err = NewIngestServer(IngestConfig{}, nil, nil, alwaysReady, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
 	require.Error(t, err)
 }
 

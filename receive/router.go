@@ -113,13 +113,13 @@ func ParseReplicaWait(s string) (ReplicaWait, error) {
 	return 0, fmt.Errorf("%q is neither all nor quorum", s)
 }
 
-// Validate reports the first configuration error.
+// Validate reports the first configuration error, naming its flag.
 func (c RouterConfig) Validate() error {
 	switch {
 	case c.ReplicationFactor < 1 || c.ReplicationFactor > maxReplicationFactor:
-		return fmt.Errorf("replication factor %d: must be between 1 and %d", c.ReplicationFactor, maxReplicationFactor)
+		return fmt.Errorf("--receive.replication-factor: %d must be between 1 and %d", c.ReplicationFactor, maxReplicationFactor)
 	case c.ForwardTimeout <= 0:
-		return fmt.Errorf("forward timeout %s: must be positive", c.ForwardTimeout)
+		return fmt.Errorf("--receive.forward-timeout: %s must be positive", c.ForwardTimeout)
 	case c.Wait > WaitQuorum:
 		return fmt.Errorf("replica wait policy %d unknown", c.Wait)
 	}

@@ -16,6 +16,9 @@ import (
 )
 
 // Limits bound what one series and one request may hold. Zero disables a limit.
+// DefaultFutureWindow is the default of Limits.FutureWindow (--tsdb.too-far-in-future.time-window).
+const DefaultFutureWindow = 10 * time.Minute
+
 type Limits struct {
 	MaxSeriesPerRequest int
 	MaxLabelsPerSeries  int

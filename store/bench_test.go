@@ -40,7 +40,7 @@ func BenchmarkSeries(b *testing.B) {
 		LabelName:       "tenant_id",
 		ExternalLabels:  labels.FromStrings("replica", "r1"),
 		OpenConcurrency: 1,
-	}, slog.New(slog.NewTextHandler(io.Discard, nil)), reg)
+	}, nil, slog.New(slog.NewTextHandler(io.Discard, nil)), reg)
 	require.NoError(b, err)
 	b.Cleanup(func() { require.NoError(b, mgr.Close()) })
 

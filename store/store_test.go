@@ -57,7 +57,7 @@ func newFixture(t *testing.T, cfg Config) *fixture {
 		LabelName:       "tenant_id",
 		ExternalLabels:  labels.FromStrings("replica", "r1"),
 		OpenConcurrency: 1,
-	}, slog.New(slog.NewTextHandler(io.Discard, nil)), reg)
+	}, nil, slog.New(slog.NewTextHandler(io.Discard, nil)), reg)
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, mgr.Close()) })
 

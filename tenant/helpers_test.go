@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/prometheus/prompb"
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
 	"github.com/stretchr/testify/require"
+	"github.com/thanos-io/objstore"
 )
 
 // t0 is the base timestamp of the tests (ms): a fixed, realistic instant, so that failures reproduce.
@@ -47,11 +48,18 @@ func newTestManager(t testing.TB, mutate func(*Config)) (*Manager, *prometheus.R
 	return newManagerAt(t, cfg)
 }
 
-// newManagerAt returns a Manager for cfg, closed when the test ends (closing twice is harmless).
+// newManagerAt returns a Manager for cfg without a bucket, closed when the test ends (closing twice is
+// harmless).
 func newManagerAt(t testing.TB, cfg Config) (*Manager, *prometheus.Registry) {
 	t.Helper()
+	return newManagerWith(t, cfg, nil)
+}
+
+// newManagerWith returns a Manager for cfg shipping to bkt (nil: none), closed when the test ends.
+func newManagerWith(t testing.TB, cfg Config, bkt objstore.Bucket) (*Manager, *prometheus.Registry) {
+	t.Helper()
 	reg := prometheus.NewRegistry()
-	m, err := NewManager(cfg, discardLogger(), reg)
+	m, err := NewManager(cfg, bkt, discardLogger(), reg)
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, m.Close()) })
 	return m, reg

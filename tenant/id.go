@@ -16,6 +16,9 @@ const DefaultID = "default-tenant"
 // DefaultHeader is the HTTP header that carries the tenant ID, as in Thanos Receive.
 const DefaultHeader = "THANOS-TENANT"
 
+// DefaultLabelName is the external label that names the tenant on its blocks, as in Thanos Receive.
+const DefaultLabelName = "tenant_id"
+
 // ErrInvalidID is wrapped by every error that ValidateID returns.
 var ErrInvalidID = errors.New("invalid tenant ID")
 

@@ -37,8 +37,15 @@ type Config struct {
 	Retention time.Duration
 	// OutOfOrderWindow accepts samples this much older than a series' newest one (0: none).
 	OutOfOrderWindow time.Duration
+	// OutOfOrderCapMax is the most samples of an out-of-order chunk (0: the TSDB's default, 32).
+	OutOfOrderCapMax int64
 	// MaxExemplars sizes each tenant's exemplar buffer; 0 disables exemplar storage.
 	MaxExemplars int64
+	// MaxBytes bounds the size of each tenant's blocks on disk: the oldest are deleted beyond it, as
+	// beyond Retention, and as there never before they reached the bucket (0: no bound).
+	MaxBytes int64
+	// NoLockfile opens the TSDBs without a lock file in their directory.
+	NoLockfile bool
 	// WALCompression compresses WAL records with snappy.
 	WALCompression bool
 	// LabelName is the external label that names the tenant on its blocks.
@@ -47,9 +54,7 @@ type Config struct {
 	ExternalLabels labels.Labels
 	// OpenConcurrency bounds how many tenant TSDBs replay their WAL at once at start-up.
 	OpenConcurrency int
-	// Bucket receives every tenant's completed blocks; nil: blocks stay local only.
-	Bucket objstore.Bucket
-	// ShipInterval is how often completed blocks are looked for and shipped.
+	// ShipInterval is how often completed blocks are looked for and shipped (with a bucket).
 	ShipInterval time.Duration
 	// ReservedNames are directory names under Dir that are not tenants (the embedded default's
 	// filesystem bucket): no tenant may take them.
@@ -63,31 +68,37 @@ type Config struct {
 	MinFreeSpace int64
 }
 
-// Validate reports the first configuration error, naming the flag-level setting.
+// Validate reports the first configuration error, naming its flag.
 func (c Config) Validate() error {
 	switch {
 	case c.Dir == "":
-		return errors.New("storage directory is empty")
+		return errors.New("--tsdb.path is empty")
 	case c.Retention < BlockDuration:
-		return fmt.Errorf("retention %s is shorter than one block (%s)", c.Retention, BlockDuration)
+		return fmt.Errorf("--tsdb.retention: %s is shorter than one block (%s)", model.Duration(c.Retention), model.Duration(BlockDuration))
 	case c.OutOfOrderWindow < 0:
-		return fmt.Errorf("out-of-order window %s is negative", c.OutOfOrderWindow)
+		return fmt.Errorf("--tsdb.out-of-order.time-window: %s is negative", c.OutOfOrderWindow)
+	case c.OutOfOrderCapMax < 0:
+		return fmt.Errorf("--tsdb.out-of-order.cap-max: %d is negative (0: the default, 32)", c.OutOfOrderCapMax)
+	case c.OutOfOrderCapMax > 255:
+		return fmt.Errorf("--tsdb.out-of-order.cap-max: %d is above 255, the most an out-of-order chunk holds", c.OutOfOrderCapMax)
+	case c.MaxBytes < 0:
+		return fmt.Errorf("--tsdb.max-retention-bytes: %d is negative (0: no bound)", c.MaxBytes)
 	case c.MaxExemplars < 0:
-		return fmt.Errorf("max exemplars %d is negative", c.MaxExemplars)
+		return fmt.Errorf("--tsdb.max-exemplars: %d is negative (0 disables exemplar storage)", c.MaxExemplars)
 	case c.OpenConcurrency < 1:
-		return fmt.Errorf("open concurrency %d must be at least 1", c.OpenConcurrency)
-	case c.Bucket != nil && c.ShipInterval <= 0:
-		return fmt.Errorf("ship interval %s must be positive", c.ShipInterval)
+		return fmt.Errorf("--tsdb.open-concurrency: %d must be at least 1", c.OpenConcurrency)
+	case c.ShipInterval < 0:
+		return fmt.Errorf("--shipper.interval: %s is negative", c.ShipInterval)
 	case c.IdleTimeout < 0:
-		return fmt.Errorf("tenant idle timeout %s is negative", c.IdleTimeout)
+		return fmt.Errorf("--tsdb.tenant-idle-timeout: %s is negative (0 disables pruning)", c.IdleTimeout)
 	case c.MinFreeSpace < 0 && c.MinFreeSpace != MinFreeSpaceAuto:
-		return fmt.Errorf("free-space reserve %d is negative", c.MinFreeSpace)
+		return fmt.Errorf("--tsdb.min-free-space: %d is negative", c.MinFreeSpace)
 	}
 	if !model.LegacyValidation.IsValidLabelName(c.LabelName) {
-		return fmt.Errorf("tenant label name %q is not a valid label name", c.LabelName)
+		return fmt.Errorf("--receive.tenant-label-name: %q is not a valid label name", c.LabelName)
 	}
 	if c.ExternalLabels.Has(c.LabelName) {
-		return fmt.Errorf("external labels already contain the tenant label %q", c.LabelName)
+		return fmt.Errorf("--label: external labels already contain the tenant label %q (--receive.tenant-label-name)", c.LabelName)
 	}
 	return nil
 }
@@ -102,6 +113,7 @@ func (c Config) Validate() error {
 // while a TSDB opens, flushes or closes.
 type Manager struct {
 	cfg     Config
+	bkt     objstore.Bucket // receives every tenant's completed blocks; nil: blocks stay local only
 	logger  *slog.Logger
 	reg     prometheus.Registerer
 	metrics *managerMetrics
@@ -195,10 +207,14 @@ func newManagerMetrics(reg prometheus.Registerer) *managerMetrics {
 	}
 }
 
-// NewManager returns a Manager for cfg; it opens nothing until OpenExisting or the first write.
-func NewManager(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Manager, error) {
+// NewManager returns a Manager for cfg that ships completed blocks to bkt (nil: blocks stay local);
+// it opens nothing until OpenExisting or the first write.
+func NewManager(cfg Config, bkt objstore.Bucket, logger *slog.Logger, reg prometheus.Registerer) (*Manager, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
+	}
+	if bkt != nil && cfg.ShipInterval <= 0 {
+		return nil, fmt.Errorf("--shipper.interval: %s must be positive to ship blocks", cfg.ShipInterval)
 	}
 	if err := os.MkdirAll(cfg.Dir, 0o750); err != nil {
 		return nil, fmt.Errorf("create storage directory: %w", err)
@@ -209,6 +225,7 @@ func NewManager(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Ma
 	}
 	return &Manager{
 		cfg:           cfg,
+		bkt:           bkt,
 		logger:        logger,
 		reg:           reg,
 		metrics:       newManagerMetrics(reg),
@@ -329,9 +346,9 @@ func (m *Manager) open(d *db) {
 	// The TSDB asks which blocks to delete while it opens, and from its own goroutines after: it sees
 	// itself through this pointer once Open returned, and deletes nothing before.
 	var self atomic.Pointer[tsdb.DB]
-	if m.cfg.Bucket != nil {
+	if m.bkt != nil {
 		d.ship = shipper.New(shipper.Config{Dir: dir, Labels: func() labels.Labels { return m.ExternalLabels(d.id) }},
-			m.cfg.Bucket, m.logger.With("tenant", d.id), d.reg)
+			m.bkt, m.logger.With("tenant", d.id), d.reg)
 		// Retention never deletes a block that has not reached the bucket.
 		opts.BlocksToDelete = func(blocks []*tsdb.Block) map[ulid.ULID]struct{} {
 			t := self.Load()

@@ -39,14 +39,14 @@ func TestConfigValidate(t *testing.T) {
 			c.ExternalLabels = labels.FromStrings("replica", "ingester-0")
 		}, ""},
 		{"retention of exactly one block", func(c *Config) { c.Retention = BlockDuration }, ""},
-		{"empty dir", func(c *Config) { c.Dir = "" }, "storage directory is empty"},
-		{"retention shorter than a block", func(c *Config) { c.Retention = BlockDuration - time.Second }, "retention 1h59m59s is shorter than one block (2h0m0s)"},
-		{"zero retention", func(c *Config) { c.Retention = 0 }, "retention 0s is shorter than one block"},
-		{"negative out-of-order window", func(c *Config) { c.OutOfOrderWindow = -time.Minute }, "out-of-order window -1m0s is negative"},
-		{"negative max exemplars", func(c *Config) { c.MaxExemplars = -1 }, "max exemplars -1 is negative"},
-		{"zero open concurrency", func(c *Config) { c.OpenConcurrency = 0 }, "open concurrency 0 must be at least 1"},
-		{"empty label name", func(c *Config) { c.LabelName = "" }, `tenant label name "" is not a valid label name`},
-		{"invalid label name", func(c *Config) { c.LabelName = "tenant-id" }, `tenant label name "tenant-id" is not a valid label name`},
+		{"empty dir", func(c *Config) { c.Dir = "" }, "--tsdb.path is empty"},
+		{"retention shorter than a block", func(c *Config) { c.Retention = BlockDuration - time.Second }, "--tsdb.retention: 1h59m59s is shorter than one block (2h)"},
+		{"zero retention", func(c *Config) { c.Retention = 0 }, "--tsdb.retention: 0s is shorter than one block"},
+		{"negative out-of-order window", func(c *Config) { c.OutOfOrderWindow = -time.Minute }, "--tsdb.out-of-order.time-window: -1m0s is negative"},
+		{"negative max exemplars", func(c *Config) { c.MaxExemplars = -1 }, "--tsdb.max-exemplars: -1 is negative"},
+		{"zero open concurrency", func(c *Config) { c.OpenConcurrency = 0 }, "--tsdb.open-concurrency: 0 must be at least 1"},
+		{"empty label name", func(c *Config) { c.LabelName = "" }, `--receive.tenant-label-name: "" is not a valid label name`},
+		{"invalid label name", func(c *Config) { c.LabelName = "tenant-id" }, `--receive.tenant-label-name: "tenant-id" is not a valid label name`},
 		{"label name starting with a digit", func(c *Config) { c.LabelName = "1tenant" }, "is not a valid label name"},
 		{"tenant label among external labels", func(c *Config) {
 			c.ExternalLabels = labels.FromStrings("replica", "r0", "tenant_id", "x")
@@ -69,8 +69,8 @@ func TestNewManager(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "a", "b")
 	cfg := testConfig(dir)
 	cfg.OpenConcurrency = 0
-	_, err := NewManager(cfg, discardLogger(), nil)
-	require.ErrorContains(t, err, "open concurrency")
+	_, err := NewManager(cfg, nil, discardLogger(), nil)
+	require.ErrorContains(t, err, "--tsdb.open-concurrency")
 	_, err = os.Stat(dir)
 	require.ErrorIs(t, err, fs.ErrNotExist, "an invalid configuration must not touch the disk")
 

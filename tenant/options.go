@@ -31,6 +31,12 @@ func tsdbOptions(cfg Config) *tsdb.Options {
 	// Off by default: out-of-order blocks overlap in-order ones, and a Thanos compactor without vertical
 	// compaction halts on overlaps.
 	opts.OutOfOrderTimeWindow = cfg.OutOfOrderWindow.Milliseconds()
+	if cfg.OutOfOrderCapMax > 0 {
+		opts.OutOfOrderCapMax = cfg.OutOfOrderCapMax
+	}
+	// Per tenant, as in Thanos Receive: each tenant's TSDB deletes its own oldest blocks.
+	opts.MaxBytes = cfg.MaxBytes
+	opts.NoLockfile = cfg.NoLockfile
 	opts.MaxExemplars = cfg.MaxExemplars
 	opts.EnableExemplarStorage = cfg.MaxExemplars > 0
 	return opts

@@ -53,10 +53,9 @@ func newPruneManager(t *testing.T, dir string, bkt objstore.Bucket) (*Manager, *
 	cfg := testConfig(dir)
 	cfg.IdleTimeout = idleTimeout
 	if bkt != nil {
-		cfg.Bucket = bkt
 		cfg.ShipInterval = time.Minute
 	}
-	m, reg := newManagerAt(t, cfg)
+	m, reg := newManagerWith(t, cfg, bkt)
 	clk := &fakeClock{}
 	m.now, m.epoch = clk.Now, clk.Now()
 	return m, &pruneEnv{clk, reg}

@@ -60,7 +60,7 @@ func TestReplayFigures(t *testing.T) {
 	dir := t.TempDir()
 	cfg := testConfig(dir)
 	cfg.WALCompression = true // the default of --tsdb.wal-compression
-	m, err := NewManager(cfg, discardLogger(), prometheus.NewRegistry())
+	m, err := NewManager(cfg, nil, discardLogger(), prometheus.NewRegistry())
 	require.NoError(t, err)
 
 	start := time.Now()
@@ -114,7 +114,7 @@ func replayOpen(t *testing.T, dir string) {
 	require.NotEmpty(t, dir)
 	cfg := testConfig(dir)
 	cfg.WALCompression = true
-	m, err := NewManager(cfg, discardLogger(), prometheus.NewRegistry())
+	m, err := NewManager(cfg, nil, discardLogger(), prometheus.NewRegistry())
 	require.NoError(t, err)
 
 	var ms runtime.MemStats

@@ -19,7 +19,7 @@ import (
 // (the shipper resumes with the failed block), and pruning holds only the tenant it prunes.
 func (m *Manager) Run(ctx context.Context) error {
 	var shipC, pruneC <-chan time.Time
-	if m.cfg.Bucket != nil {
+	if m.bkt != nil {
 		ticker := time.NewTicker(m.cfg.ShipInterval)
 		defer ticker.Stop()
 		shipC = ticker.C
@@ -92,7 +92,7 @@ func (m *Manager) Flush(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("flush tenant %s: %w", d.id, err))
 		}
 	}
-	if m.cfg.Bucket != nil {
+	if m.bkt != nil {
 		if err := m.shipAll(ctx); err != nil {
 			errs = append(errs, err)
 		}

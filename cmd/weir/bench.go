@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -13,16 +11,13 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/prometheus/common/model"
-
+	"github.com/weir-metrics/weir/internal/flags"
 	"github.com/weir-metrics/weir/loadgen"
 	"github.com/weir-metrics/weir/tenant"
 )
 
-const benchUsage = `Usage: weir bench --url=<remote-write URL> [flags]
-
-Sends Prometheus remote-write (1.0) load to any receiver — Weir, Thanos Receive, Prometheus'
---web.enable-remote-write-receiver, Mimir — and reports samples/s, request latency and errors.
+const benchHelp = `Send Prometheus remote-write (1.0) load to any receiver — Weir, Thanos Receive, Prometheus'
+--web.enable-remote-write-receiver, Mimir — and report samples/s, request latency and errors.
 
 --series active series are spread evenly over --tenants tenants (tenant-0 … tenant-N-1, named in
 --tenant-header); every request carries one sample for each of --samples-per-request series of one
@@ -32,10 +27,7 @@ With --ack-log, every acknowledged request is recorded so that a verifier can la
 receiver kept all of it (see the loadgen package).
 
 Exit code: 0 when every request was acknowledged, 1 when some failed (the report still shows), 2 on a
-bad flag.
-
-Flags:
-`
+bad flag.`
 
 // benchConfig is the command line of `weir bench`.
 type benchConfig struct {
@@ -43,29 +35,23 @@ type benchConfig struct {
 	output string
 }
 
-func (c *benchConfig) registerFlags(fs *flag.FlagSet) {
-	fs.StringVar(&c.URL, "url", "", "Remote-write endpoint of the receiver, e.g. http://localhost:19291/api/v1/receive (required).")
-	fs.IntVar(&c.Tenants, "tenants", 1, "Number of tenants, named tenant-0 … tenant-<N-1>; requests go to them in turn.")
-	fs.StringVar(&c.TenantHeader, "tenant-header", tenant.DefaultHeader, "HTTP header naming the tenant of a request (X-Scope-OrgID for Mimir).")
-	fs.IntVar(&c.Series, "series", 100_000, "Active series in total, over all tenants (split evenly between them).")
-	fs.IntVar(&c.LabelsPerSeries, "labels-per-series", 10, "Labels per series, counting __name__ and series_id (which makes each series unique).")
-	fs.IntVar(&c.LabelValueCardinality, "label-value-cardinality", 100, "Distinct values of each label other than __name__ and series_id.")
-	fs.IntVar(&c.ChurnPerMinute, "churn", 0, "Series replaced by new ones per minute, over all tenants.")
-	fs.IntVar(&c.SamplesPerRequest, "samples-per-request", 2000, "Series per request, one sample each (Prometheus' max_samples_per_send).")
-	fs.IntVar(&c.Concurrency, "concurrency", 8, "Workers sending requests at the same time, each over its own keep-alive connection.")
-	fs.Float64Var(&c.Rate, "rate", 0, "Target samples per second over all workers; 0 sends as fast as the receiver answers.")
+func (c *benchConfig) registerFlags(r flags.Registry) {
+	r.Flag("url", "Remote-write endpoint of the receiver, e.g. http://localhost:19291/api/v1/receive (required).").StringVar(&c.URL)
+	r.Flag("tenants", "Number of tenants, named tenant-0 … tenant-<N-1>; requests go to them in turn.").Default("1").IntVar(&c.Tenants)
+	r.Flag("tenant-header", "HTTP header naming the tenant of a request (X-Scope-OrgID for Mimir).").Default(tenant.DefaultHeader).StringVar(&c.TenantHeader)
+	r.Flag("series", "Active series in total, over all tenants (split evenly between them).").Default("100000").IntVar(&c.Series)
+	r.Flag("labels-per-series", "Labels per series, counting __name__ and series_id (which makes each series unique).").Default("10").IntVar(&c.LabelsPerSeries)
+	r.Flag("label-value-cardinality", "Distinct values of each label other than __name__ and series_id.").Default("100").IntVar(&c.LabelValueCardinality)
+	r.Flag("churn", "Series replaced by new ones per minute, over all tenants.").Default("0").IntVar(&c.ChurnPerMinute)
+	r.Flag("samples-per-request", "Series per request, one sample each (Prometheus' max_samples_per_send).").Default("2000").IntVar(&c.SamplesPerRequest)
+	r.Flag("concurrency", "Workers sending requests at the same time, each over its own keep-alive connection.").Default("8").IntVar(&c.Concurrency)
+	r.Flag("rate", "Target samples per second over all workers; 0 sends as fast as the receiver answers.").Default("0").FloatVar(&c.Rate)
 	c.Duration = time.Minute
-	fs.Func("duration", "How long to send; 0 runs until interrupted (Ctrl-C ends the run and prints the report). (default 1m)", func(s string) error {
-		d, err := model.ParseDuration(s)
-		if err != nil {
-			return err
-		}
-		c.Duration = time.Duration(d)
-		return nil
-	})
-	fs.Int64Var(&c.MaxRequests, "requests", 0, "Stop after this many requests (0: no limit).")
-	fs.DurationVar(&c.Timeout, "timeout", 30*time.Second, "Longest one request may take (Prometheus' remote_timeout).")
-	fs.Func("header", `Extra HTTP header for every request, as "Name: value" (repeatable), e.g. --header "Authorization: Bearer …".`, func(s string) error {
+	flags.Duration(r.Flag("duration", "How long to send; 0 runs until interrupted (Ctrl-C ends the run and prints the report)."), &c.Duration)
+	r.Flag("requests", "Stop after this many requests (0: no limit).").Default("0").Int64Var(&c.MaxRequests)
+	c.Timeout = 30 * time.Second
+	flags.Duration(r.Flag("timeout", "Longest one request may take (Prometheus' remote_timeout)."), &c.Timeout)
+	flags.Repeated(r.Flag("header", `Extra HTTP header for every request, as "Name: value" (repeatable), e.g. --header "Authorization: Bearer …".`), func(s string) error {
 		name, value, ok := strings.Cut(s, ":")
 		name, value = strings.TrimSpace(name), strings.TrimSpace(value)
 		if !ok || name == "" {
@@ -77,38 +63,13 @@ func (c *benchConfig) registerFlags(fs *flag.FlagSet) {
 		c.Headers.Add(name, value)
 		return nil
 	})
-	fs.StringVar(&c.Protocol, "protocol", "1.0", "Remote-write protocol version; only 1.0 for now.")
-	fs.StringVar(&c.AckLog, "ack-log", "", "File to record every acknowledged request in, for a later check that nothing acknowledged was lost.")
-	fs.StringVar(&c.output, "output", "text", "Report format on stdout: text or json.")
+	r.Flag("protocol", "Remote-write protocol version; only 1.0 for now.").Default("1.0").StringVar(&c.Protocol)
+	r.Flag("ack-log", "File to record every acknowledged request in, for a later check that nothing acknowledged was lost.").StringVar(&c.AckLog)
+	r.Flag("output", "Report format on stdout: text or json.").Default("text").EnumVar(&c.output, "text", "json")
 }
 
-func (c *benchConfig) validate() error {
-	if c.output != "text" && c.output != "json" {
-		return fmt.Errorf("--output: %q is neither text nor json", c.output)
-	}
-	return c.Validate()
-}
-
-func benchCommand(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("weir bench", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var cfg benchConfig
-	cfg.registerFlags(fs)
-	fs.Usage = func() {}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprint(stderr, benchUsage)
-			printFlags(stderr, fs)
-			return 0
-		}
-		fmt.Fprintln(stderr, `Run "weir bench --help" for the flags.`)
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "weir bench: unexpected argument %q\n", fs.Arg(0))
-		return 2
-	}
-	if err := cfg.validate(); err != nil {
+func runBench(cfg benchConfig, stdout, stderr io.Writer) int {
+	if err := cfg.Validate(); err != nil {
 		fmt.Fprintf(stderr, "weir bench: %v\n", err)
 		return 2
 	}

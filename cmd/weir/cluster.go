@@ -70,7 +70,7 @@ func newCluster(cfg config, local receive.TenantStorage, logger *slog.Logger, re
 		}
 		src = fsrc
 	}
-	peers, err := receive.NewPeerWriter(cfg.peer, logger, reg)
+	peers, err := receive.NewPeerWriter(cfg.peerConfig(), logger, reg)
 	if err != nil {
 		if gossip != nil {
 			_ = gossip.Shutdown()

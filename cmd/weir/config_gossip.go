@@ -1,11 +1,14 @@
 package main
 
 import (
-	"flag"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/common/model"
+
+	"github.com/weir-metrics/weir/internal/flags"
 )
 
 // defaultLeaveTimeout bounds the wait of a stopping ingester for the routers to drop it (Mimir's
@@ -13,25 +16,39 @@ import (
 // bound only matters when a member does not answer.
 const defaultLeaveTimeout = 20 * time.Second
 
-// registerGossipFlags registers the gossip timing flags, --memberlist.leave-timeout and
-// --memberlist.dead-node-reclaim-time. Names and defaults follow Mimir's -memberlist.* flags where it
-// has them; the timing defaults are memberlist's LAN configuration, which the flags were before they
-// existed. The reclaim time is not memberlist's (nor Mimir's) 0: a recreated pod's new address would
-// be refused for 30-60 s (see hashring.DefaultDeadNodeReclaimTime).
-func (c *config) registerGossipFlags(fs *flag.FlagSet) {
-	m := &c.memberlist
-	durationFlag(fs, &m.leaveTimeout, "memberlist.leave-timeout", "On SIGTERM, an ingester announces that it is leaving and keeps taking writes until every member serves a ring without it, "+
-		"for at most this long; only then does it stop taking writes, flush and ship (0: do not wait; writes on the old ring then fail and the quorum covers them).")
-	fs.BoolVar(&m.leaveOnShutdown, "memberlist.leave-on-shutdown", m.leaveOnShutdown, "On SIGTERM, an ingester leaves the ring (see --memberlist.leave-timeout): its series move to the others at once, and back when it returns. "+
-		"false: it stops like a crashed member; the others keep it in the ring for --memberlist.dead-timeout (its writes fail, the quorum covers them), so a restart under the same name within it moves no series.")
-	durationFlag(fs, &m.reclaimTime, "memberlist.dead-node-reclaim-time", "How long after a member was declared dead its name may be taken by a new address: a pod recreated under a new IP is refused by the others until then "+
-		"(0: until memberlist forgot the dead member, 30-60s). A member that still answers probes keeps its address whatever this is.")
-	durationFlag(fs, &m.timing.GossipInterval, "memberlist.gossip-interval", "How often a member gossips its queued updates (joins, leaves, new rings) to --memberlist.gossip-nodes others; with the retransmit factor, how fast every router learns a change.")
-	fs.IntVar(&m.timing.GossipNodes, "memberlist.gossip-nodes", m.timing.GossipNodes, "How many random members each gossip round goes to.")
-	fs.IntVar(&m.timing.RetransmitMult, "memberlist.retransmit-factor", m.timing.RetransmitMult, "Each update is gossiped factor × log10(members+1) times.")
-	durationFlag(fs, &m.timing.ProbeInterval, "memberlist.probe-interval", "How often a member probes another one: a member that misses probes is suspected, then declared dead (and kept in the ring for --memberlist.dead-timeout).")
-	durationFlag(fs, &m.timing.ProbeTimeout, "memberlist.probe-timeout", "How long a probe waits for its answer before others are asked to probe indirectly; shorter than --memberlist.probe-interval, above the network's round trip.")
-	durationFlag(fs, &m.timing.PushPullInterval, "memberlist.pullpush-interval", "How often a member exchanges its full state with a random other one (repairs what gossip missed).")
+// registerFlags registers the --memberlist.* flags. Names and defaults of the gossip timing flags
+// follow Mimir's -memberlist.* flags where it has them; the timing defaults are memberlist's LAN
+// configuration. The reclaim time is not memberlist's (nor Mimir's) 0: a recreated pod's new address
+// would be refused for 30-60 s (see hashring.DefaultDeadNodeReclaimTime).
+func (m *memberlistFlags) registerFlags(r flags.Registry) {
+	*m = defaultMemberlistFlags()
+	r.Flag("memberlist.bind-address", "host:port memberlist listens on (TCP and UDP), with --ring.membership=memberlist.").Default(m.bind).StringVar(&m.bind)
+	r.Flag("memberlist.advertise-address", "host:port other members reach this one at (empty: derived from --memberlist.bind-address).").StringVar(&m.advertise)
+	flags.Repeated(r.Flag("memberlist.join", "Member to join, host:port (repeatable or comma-separated); DNS names are resolved again on every retry, e.g. a headless Service.").PlaceHolder("<host:port>"), func(s string) error {
+		for _, a := range strings.Split(s, ",") {
+			if a = strings.TrimSpace(a); a != "" {
+				m.join = append(m.join, a)
+			}
+		}
+		return nil
+	})
+	r.Flag("memberlist.secret-key-file", "File holding the gossip encryption key (16, 24 or 32 bytes, raw or base64); the same on every member.").StringVar(&m.secretKeyFile)
+	r.Flag("memberlist.node-name", "Unique member name, e.g. the pod name (empty: the hostname).").StringVar(&m.nodeName)
+	r.Flag("memberlist.zone", "This node's availability zone in the ring (empty: none; set on all ingesters or none).").StringVar(&m.zone)
+	flags.Duration(r.Flag("memberlist.dead-timeout", "How long a member memberlist declares dead stays in the ring (its writes fail, quorum covers them; a restart within it moves no series) before it is dropped. A graceful stop leaves at once."), &m.deadTimeout)
+	flags.Duration(r.Flag("memberlist.leave-timeout", "On SIGTERM, an ingester announces that it is leaving and keeps taking writes until every member serves a ring without it, "+
+		"for at most this long; only then does it stop taking writes, flush and ship (0: do not wait; writes on the old ring then fail and the quorum covers them)."), &m.leaveTimeout)
+	r.Flag("memberlist.leave-on-shutdown", "On SIGTERM, an ingester leaves the ring (see --memberlist.leave-timeout): its series move to the others at once, and back when it returns. "+
+		"--no-memberlist.leave-on-shutdown: it stops like a crashed member; the others keep it in the ring for --memberlist.dead-timeout (its writes fail, the quorum covers them), so a restart under the same name within it moves no series.").
+		Default("true").BoolVar(&m.leaveOnShutdown)
+	flags.Duration(r.Flag("memberlist.dead-node-reclaim-time", "How long after a member was declared dead its name may be taken by a new address: a pod recreated under a new IP is refused by the others until then "+
+		"(0: until memberlist forgot the dead member, 30-60s). A member that still answers probes keeps its address whatever this is."), &m.reclaimTime)
+	flags.Duration(r.Flag("memberlist.gossip-interval", "How often a member gossips its queued updates (joins, leaves, new rings) to --memberlist.gossip-nodes others; with the retransmit factor, how fast every router learns a change."), &m.timing.GossipInterval)
+	r.Flag("memberlist.gossip-nodes", "How many random members each gossip round goes to.").Default(strconv.Itoa(m.timing.GossipNodes)).IntVar(&m.timing.GossipNodes)
+	r.Flag("memberlist.retransmit-factor", "Each update is gossiped factor × log10(members+1) times.").Default(strconv.Itoa(m.timing.RetransmitMult)).IntVar(&m.timing.RetransmitMult)
+	flags.Duration(r.Flag("memberlist.probe-interval", "How often a member probes another one: a member that misses probes is suspected, then declared dead (and kept in the ring for --memberlist.dead-timeout)."), &m.timing.ProbeInterval)
+	flags.Duration(r.Flag("memberlist.probe-timeout", "How long a probe waits for its answer before others are asked to probe indirectly; shorter than --memberlist.probe-interval, above the network's round trip."), &m.timing.ProbeTimeout)
+	flags.Duration(r.Flag("memberlist.pullpush-interval", "How often a member exchanges its full state with a random other one (repairs what gossip missed)."), &m.timing.PushPullInterval)
 }
 
 // validateGossip checks the gossip timing flags, naming the flag at fault.

@@ -2,25 +2,25 @@ package main
 
 import (
 	"bytes"
-	"flag"
-	"io"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/alecthomas/kingpin/v2"
 	"github.com/stretchr/testify/require"
 
 	"github.com/weir-metrics/weir/hashring"
+	"github.com/weir-metrics/weir/internal/flags"
 	"github.com/weir-metrics/weir/receive"
 )
 
 func parseConfig(t *testing.T, args ...string) (config, error) {
 	t.Helper()
-	fs := flag.NewFlagSet("test", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
+	app := kingpin.New("test", "")
+	app.Terminate(nil)
 	var cfg config
-	cfg.registerFlags(fs)
-	if err := fs.Parse(args); err != nil {
+	cfg.registerFlags(app)
+	if _, err := flags.Parse(app, args); err != nil {
 		return cfg, err
 	}
 	return cfg, cfg.validate()
@@ -55,6 +55,12 @@ func TestFlagsParse(t *testing.T) {
 	require.Equal(t, int64(1<<20), cfg.handler.Decode.MaxBodyBytes)
 	require.Equal(t, 30*time.Minute, cfg.storage.OutOfOrderWindow)
 	require.Equal(t, "X-Scope-OrgID", cfg.handler.TenantHeader)
+
+	cfg, err = parseConfig(t, "--tsdb.max-retention-bytes=512MB", "--tsdb.no-lockfile", "--tsdb.out-of-order.cap-max=64")
+	require.NoError(t, err)
+	require.Equal(t, int64(512<<20), cfg.storage.MaxBytes, "Thanos' sizes are powers of 2")
+	require.True(t, cfg.storage.NoLockfile)
+	require.Equal(t, int64(64), cfg.storage.OutOfOrderCapMax)
 }
 
 // TestDebugIngestProtocol: the hidden flag makes both sides of the node speak as the previous
@@ -62,12 +68,12 @@ func TestFlagsParse(t *testing.T) {
 func TestDebugIngestProtocol(t *testing.T) {
 	cfg, err := parseConfig(t, "--debug.ingest-protocol=v1")
 	require.NoError(t, err)
-	require.Equal(t, receive.ProtocolV1, cfg.peer.Protocol)
-	require.Equal(t, receive.ProtocolV1, cfg.ingest.Protocol)
+	require.Equal(t, receive.ProtocolV1, cfg.peerConfig().Protocol)
+	require.Equal(t, receive.ProtocolV1, cfg.ingestConfig().Protocol)
 	cfg, err = parseConfig(t)
 	require.NoError(t, err)
-	require.Empty(t, cfg.peer.Protocol)
-	require.Empty(t, cfg.ingest.Protocol)
+	require.Empty(t, cfg.peerConfig().Protocol)
+	require.Empty(t, cfg.ingestConfig().Protocol)
 }
 
 func TestBadFlagsAreClearErrors(t *testing.T) {
@@ -89,8 +95,10 @@ func TestBadFlagsAreClearErrors(t *testing.T) {
 		{[]string{"--remote-write.max-body-size=0"}, "must be positive"},
 		{[]string{"--remote-write.max-body-size=lots"}, "units"},
 		{[]string{"--remote-write.server-read-timeout=0s"}, "--remote-write.server-read-timeout must be positive"},
-		{[]string{"--receive.grpc-compression=gzip"}, `--receive.grpc-compression: "gzip" is neither snappy nor none`},
-		{[]string{"--debug.ingest-protocol=v3"}, `--debug.ingest-protocol: "v3" is neither v1 nor v2`},
+		{[]string{"--receive.grpc-compression=gzip"}, `--receive.grpc-compression: enum value must be one of snappy,none, got 'gzip'`},
+		{[]string{"--debug.ingest-protocol=v3"}, `--debug.ingest-protocol: enum value must be one of v1,v2, got 'v3'`},
+		{[]string{"--tsdb.wal-compression=maybe"}, `unexpected maybe`},
+		{[]string{"--no-tsdb.path"}, `unknown long flag '--no-tsdb.path'`},
 		{[]string{"--receive.write-slot-wait=0s"}, "--receive.write-slot-wait: 0s must be positive"},
 		{[]string{"--tsdb.open-concurrency=0"}, "--tsdb.open-concurrency"},
 		{[]string{"--store.limits.request-samples=-1"}, "--store.limits.request-samples: -1 is negative"},
@@ -111,25 +119,35 @@ func TestConfigAnyPortTwice(t *testing.T) {
 
 func TestDispatch(t *testing.T) {
 	var out, errOut bytes.Buffer
-	require.Equal(t, 0, dispatch([]string{"help"}, &out, &errOut))
-	require.Contains(t, out.String(), "weir receive [flags]")
+	require.Equal(t, 0, dispatch([]string{"--help"}, &out, &errOut))
+	require.Contains(t, errOut.String(), "receive*")
+	require.Contains(t, errOut.String(), "bench")
 
-	out.Reset()
+	errOut.Reset()
 	require.Equal(t, 0, dispatch([]string{"receive", "--help"}, &out, &errOut))
-	require.Contains(t, errOut.String(), "--tsdb.path=<string>")
+	require.Contains(t, errOut.String(), "--tsdb.path=")
+	require.Contains(t, errOut.String(), "--[no-]tsdb.wal-compression")
 	require.NotContains(t, errOut.String(), "--debug.", "debug flags are hidden")
+	require.NotContains(t, errOut.String(), "--hash-func", "Thanos flags without effect are hidden")
+
+	require.Equal(t, 0, dispatch([]string{"version"}, &out, &errOut))
+	require.Contains(t, out.String(), "weir (devel)")
 
 	errOut.Reset()
 	require.Equal(t, 2, dispatch([]string{"bogus"}, &out, &errOut))
-	require.Contains(t, errOut.String(), `unknown command "bogus"`)
+	require.Contains(t, errOut.String(), "bogus")
 
 	errOut.Reset()
 	require.Equal(t, 2, dispatch([]string{"--tsdb.retention=x"}, &out, &errOut))
-	require.True(t, strings.Contains(errOut.String(), "tsdb.retention"), errOut.String())
+	require.Contains(t, errOut.String(), "--tsdb.retention: not a valid duration")
 
 	errOut.Reset()
 	require.Equal(t, 2, dispatch([]string{"receive", "extra"}, &out, &errOut))
-	require.Contains(t, errOut.String(), `unexpected argument "extra"`)
+	require.Contains(t, errOut.String(), "unexpected extra")
+
+	errOut.Reset()
+	require.Equal(t, 2, dispatch([]string{"bench"}, &out, &errOut))
+	require.Contains(t, errOut.String(), "weir bench:")
 }
 
 func TestMemberlistFlags(t *testing.T) {
@@ -154,7 +172,7 @@ func TestMemberlistFlags(t *testing.T) {
 		{[]string{"--ring.membership=memberlist", "--receive.hashrings-file=h.json"}, "cannot be mixed"},
 		{[]string{"--receive.hashrings-file=h.json", "--memberlist.join=a:7946"}, "need --ring.membership=memberlist"},
 		{[]string{"--memberlist.zone=z"}, "need --ring.membership=memberlist"},
-		{[]string{"--ring.membership=consul"}, "neither file nor memberlist"},
+		{[]string{"--ring.membership=consul"}, "--ring.membership: enum value must be one of file,memberlist, got 'consul'"},
 		{[]string{"--ring.membership=memberlist", "--memberlist.bind-address=nope"}, "--memberlist.bind-address"},
 		{[]string{"--ring.membership=memberlist", "--memberlist.join=nohost"}, "--memberlist.join"},
 		{[]string{"--ring.membership=memberlist", "--memberlist.dead-timeout=0s"}, "must be positive"},

@@ -1,79 +1,76 @@
 // Command weir receives Prometheus remote-write traffic and keeps it in one Prometheus TSDB per tenant.
 //
 // Run without a subcommand it starts the embedded default: one node that receives and stores, with data
-// under ./data. See `weir help` and `weir receive --help`.
+// under ./data. See `weir --help` and `weir receive --help`.
 package main
 
 import (
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"runtime/debug"
-	"strings"
+
+	"github.com/alecthomas/kingpin/v2"
+
+	"github.com/weir-metrics/weir/internal/flags"
 )
-
-const usage = `weir: Prometheus remote-write receiver, a drop-in for Thanos Receive.
-
-Usage:
-  weir [flags]            start the embedded default (same as "weir receive")
-  weir receive [flags]    receive remote write and store it, one TSDB per tenant
-  weir bench [flags]      send remote-write load to a receiver and report samples/s and latency
-  weir version            print the version
-  weir help               print this help
-
-Run "weir receive --help" for the flags.
-`
 
 func main() {
 	os.Exit(dispatch(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-// dispatch runs a subcommand and returns the process exit code: 0 on success or clean shutdown, 1 on
-// a runtime failure, 2 on a usage error.
-func dispatch(args []string, stdout, stderr io.Writer) int {
-	cmd := "receive"
-	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
-		cmd, args = args[0], args[1:]
-	}
-	switch cmd {
-	case "receive":
-		return receiveCommand(args, stderr)
-	case "bench":
-		return benchCommand(args, stdout, stderr)
-	case "version":
-		fmt.Fprintln(stdout, "weir", version())
-		return 0
-	case "help":
-		fmt.Fprint(stdout, usage)
-		return 0
-	default:
-		fmt.Fprintf(stderr, "weir: unknown command %q\n\n%s", cmd, usage)
-		return 2
-	}
+// command is a subcommand: its flags are registered on its clause, and run starts it once they are
+// parsed, returning the process exit code.
+type command struct {
+	clause *kingpin.CmdClause
+	run    func() int
 }
 
-func receiveCommand(args []string, stderr io.Writer) int {
-	fs := flag.NewFlagSet("weir receive", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var cfg config
-	cfg.registerFlags(fs)
-	// The flag package reports parse errors itself; the full flag list only on --help.
-	fs.Usage = func() {}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprint(stderr, "Usage: weir receive [flags]\n\nReceives Prometheus remote write (1.0) and stores it, one TSDB per tenant.\n\nFlags:\n")
-			printFlags(stderr, fs)
-			return 0
+// dispatch parses the command line the way Thanos does (kingpin: --flag=value, --flag value,
+// --[no-]bool, repeatable flags) and runs the subcommand. It returns the process exit code: 0 on
+// success or clean shutdown, 1 on a runtime failure, 2 on a usage error.
+func dispatch(args []string, stdout, stderr io.Writer) int {
+	app := kingpin.New("weir", "Prometheus remote-write receiver, a drop-in for Thanos Receive.")
+	app.Version("weir " + version()).VersionFlag.Short('V')
+	app.HelpFlag.Short('h')
+	app.UsageWriter(stderr).ErrorWriter(stderr)
+	// kingpin ends the process itself after --help and --version; here that is an exit code.
+	exited := -1
+	app.Terminate(func(code int) {
+		if exited < 0 {
+			exited = code
 		}
-		fmt.Fprintln(stderr, `Run "weir receive --help" for the flags.`)
+	})
+
+	var (
+		rcfg config
+		bcfg benchConfig
+	)
+	cmds := map[string]command{}
+	rc := app.Command("receive", "Receive remote write and store it, one TSDB per tenant (the default command).").Default()
+	rcfg.registerFlags(rc)
+	cmds[rc.FullCommand()] = command{rc, func() int { return runReceive(rcfg, stderr) }}
+	bc := app.Command("bench", benchHelp)
+	bcfg.registerFlags(bc)
+	cmds[bc.FullCommand()] = command{bc, func() int { return runBench(bcfg, stdout, stderr) }}
+	app.Command("version", "Print the version.")
+
+	selected, err := flags.Parse(app, args)
+	if exited >= 0 {
+		return exited
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "weir: %v\nRun \"weir --help\" or \"weir <command> --help\" for the flags.\n", err)
 		return 2
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "weir receive: unexpected argument %q\n", fs.Arg(0))
-		return 2
+	if selected == "version" {
+		fmt.Fprintln(stdout, "weir", version())
+		return 0
 	}
+	return cmds[selected].run()
+}
+
+func runReceive(cfg config, stderr io.Writer) int {
 	if err := cfg.validate(); err != nil {
 		fmt.Fprintf(stderr, "weir receive: invalid configuration: %v\n", err)
 		return 2
@@ -90,22 +87,4 @@ func version() string {
 		return bi.Main.Version
 	}
 	return "(devel)"
-}
-
-// printFlags prints flags the way operators of Thanos and Prometheus read them: --name=value.
-func printFlags(w io.Writer, fs *flag.FlagSet) {
-	fs.VisitAll(func(f *flag.Flag) {
-		if hiddenFlag(f.Name) {
-			return
-		}
-		kind, usage := flag.UnquoteUsage(f)
-		if kind != "" {
-			kind = "=<" + kind + ">"
-		}
-		def := ""
-		if f.DefValue != "" && f.DefValue != "0" && f.DefValue != "false" && !strings.Contains(usage, "(default ") {
-			def = fmt.Sprintf(" (default %s)", f.DefValue)
-		}
-		fmt.Fprintf(w, "  --%s%s\n      %s%s\n", f.Name, kind, usage, def)
-	})
 }

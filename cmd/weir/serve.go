@@ -41,6 +41,7 @@ import (
 // quorum, with a hashring).
 func serve(cfg config, logOut io.Writer) error {
 	logger := newLogger(cfg, logOut)
+	cfg.thanos.warn(logger)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
@@ -71,17 +72,18 @@ type node struct {
 	cluster             *cluster         // nil without a hashrings file
 	handler             *receive.Handler // remote write, in front of the cluster or the storage
 	grpcSrv             *grpc.Server     // node-to-node writes; nil on a router that stores nothing
+	// limiter is the write slots shared by remote write and node-to-node writes, which compete for
+	// the same cores (nil: no bound).
+	limiter *receive.Limiter
 }
 
 func (n *node) build() error {
 	var err error
 	if n.cfg.limiter.Slots >= 0 {
 		// One set of CPU slots for both ways a write comes in: they compete for the same cores.
-		lim, err := receive.NewLimiter(n.cfg.limiter, n.reg)
-		if err != nil {
+		if n.limiter, err = receive.NewLimiter(n.cfg.limiter, n.reg); err != nil {
 			return fmt.Errorf("--receive.write-slots: %w", err)
 		}
-		n.cfg.handler.Limiter, n.cfg.ingest.Limiter = lim, lim
 	}
 	cfg := n.cfg
 	// Listeners first: a taken port is a start-up error that leaves nothing behind.
@@ -114,7 +116,7 @@ func (n *node) build() error {
 	} else {
 		storage = receive.Local(local)
 	}
-	if n.handler, err = receive.NewHandler(cfg.handler, storage, n.ready.Load, n.logger, n.reg); err != nil {
+	if n.handler, err = receive.NewHandler(cfg.handler, storage, n.limiter, n.ready.Load, n.logger, n.reg); err != nil {
 		return err
 	}
 	role := "ingester"
@@ -145,15 +147,16 @@ func (n *node) buildStorage() error {
 		n.logger.Info("shipping blocks to a local FILESYSTEM bucket; set --objstore.config-file for object storage",
 			"directory", filepath.Join(cfg.storage.Dir, bucketDirName))
 	}
-	cfg.storage.Bucket = objstore.WrapWithMetrics(n.bkt, n.reg, n.bkt.Name())
-	if n.storage, err = tenant.NewManager(cfg.storage, n.logger, n.reg); err != nil {
+	bkt := objstore.WrapWithMetrics(n.bkt, n.reg, n.bkt.Name())
+	if n.storage, err = tenant.NewManager(cfg.storage, bkt, n.logger, n.reg); err != nil {
 		return err
 	}
-	opts, err := cfg.ingest.ServerOptions()
+	icfg := cfg.ingestConfig()
+	opts, err := icfg.ServerOptions()
 	if err != nil {
-		return fmt.Errorf("--grpc-server-tls-*: %w", err)
+		return err
 	}
-	ingest, err := receive.NewIngestServer(cfg.ingest, n.storage, n.started.Load, n.logger, n.reg)
+	ingest, err := receive.NewIngestServer(icfg, n.storage, n.limiter, n.started.Load, n.logger, n.reg)
 	if err != nil {
 		return err
 	}

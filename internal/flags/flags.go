@@ -11,6 +11,8 @@ package flags
 import (
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/alecthomas/kingpin/v2"
@@ -98,4 +100,67 @@ func Named(flag string, err error) error {
 		return nil
 	}
 	return fmt.Errorf("--%s: %w", flag, err)
+}
+
+// BoolValues rewrites --name=true and --name=false, for the switches of app and its commands, into
+// kingpin's --name and --no-name. Thanos accepts only the latter; earlier Weir releases (Go's flag
+// package) the former, which deployments already pass. Any other value is left for kingpin to refuse.
+func BoolValues(app *kingpin.Application, args []string) []string {
+	switches := map[string]bool{}
+	m := app.Model()
+	add := func(g *kingpin.FlagGroupModel) {
+		for _, f := range g.Flags {
+			if f.IsBoolFlag() {
+				switches[f.Name] = true
+			}
+		}
+	}
+	add(m.FlagGroupModel)
+	for _, c := range m.Commands {
+		add(c.FlagGroupModel)
+	}
+	out := make([]string, 0, len(args))
+	for i, a := range args {
+		if a == "--" {
+			return append(out, args[i:]...)
+		}
+		name, value, ok := strings.Cut(strings.TrimPrefix(a, "--"), "=")
+		if ok && strings.HasPrefix(a, "--") && switches[name] {
+			if b, err := strconv.ParseBool(value); err == nil {
+				if b {
+					a = "--" + name
+				} else {
+					a = "--no-" + name
+				}
+			}
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
+// Parse parses args into app's flags and returns the selected command. Unlike kingpin's own Parse, a
+// value that does not parse is reported with its flag's name (kingpin names only the value), and
+// --name=true|false is accepted for switches (BoolValues).
+func Parse(app *kingpin.Application, args []string) (string, error) {
+	args = BoolValues(app, args)
+	cmd, err := app.Parse(args)
+	if err == nil {
+		return cmd, nil
+	}
+	// Find the flag whose value failed: parsing again without setting anything gives the flags and
+	// their values in order, and the first whose value fails the same way is it.
+	if ctx, cerr := app.ParseContext(args); cerr == nil {
+		for _, e := range ctx.Elements {
+			f, ok := e.Clause.(*kingpin.FlagClause)
+			if !ok || e.Value == nil {
+				continue
+			}
+			m := f.Model()
+			if serr := m.Value.Set(*e.Value); serr != nil && serr.Error() == err.Error() {
+				return "", fmt.Errorf("--%s: %w", m.Name, err)
+			}
+		}
+	}
+	return "", err
 }

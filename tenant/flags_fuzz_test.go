@@ -1,4 +1,4 @@
-package main
+package tenant
 
 import (
 	"strconv"
@@ -7,13 +7,13 @@ import (
 	"github.com/prometheus/common/model"
 )
 
-// FuzzParseLabel: --label name="value" is the one configuration syntax parsed by our own code (the
+// FuzzParseExternalLabel: --label name="value" is the one configuration syntax parsed by our own code (the
 // objstore YAML goes to Thanos' client factory whole). Any input is refused with an error or gives a
 // valid label name with a non-empty value, and the label printed back as name="value" parses to itself.
-// Seed corpus: testdata/fuzz/FuzzParseLabel.
-func FuzzParseLabel(f *testing.F) {
+// Seed corpus: testdata/fuzz/FuzzParseExternalLabel.
+func FuzzParseExternalLabel(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s string) {
-		l, err := parseLabel(s)
+		l, err := ParseExternalLabel(s)
 		if err != nil {
 			return
 		}
@@ -23,7 +23,7 @@ func FuzzParseLabel(f *testing.F) {
 		if l.Value == "" {
 			t.Fatalf("accepted an empty value in %q", s)
 		}
-		back, err := parseLabel(l.Name + "=" + strconv.Quote(l.Value))
+		back, err := ParseExternalLabel(l.Name + "=" + strconv.Quote(l.Value))
 		if err != nil {
 			t.Fatalf("the accepted label %s=%q does not parse back: %v", l.Name, l.Value, err)
 		}
