@@ -1,6 +1,8 @@
 package receive
 
 import (
+	"time"
+
 	"github.com/weir-metrics/weir/internal/flags"
 	"github.com/weir-metrics/weir/tenant"
 )
@@ -55,6 +57,8 @@ func (c *IngestConfig) RegisterFlags(r flags.Registry) {
 	r.Flag("grpc-server-tls-cert", "TLS certificate for --grpc-address (empty: plain text).").StringVar(&c.TLS.CertFile)
 	r.Flag("grpc-server-tls-key", "TLS key for --grpc-address.").StringVar(&c.TLS.KeyFile)
 	r.Flag("grpc-server-tls-client-ca", "CA that client certificates must chain to (mutual TLS) on --grpc-address.").StringVar(&c.TLS.CAFile)
+	c.MaxConnectionAge = time.Hour
+	flags.Duration(r.Flag("grpc-server-max-connection-age", "Close a connection to --grpc-address after this long, gracefully (its requests finish; the router reconnects): connections spread again over ingesters and TLS handshakes are redone (0: never)."), &c.MaxConnectionAge)
 }
 
 // RegisterFlags registers the write slots shared by remote write and node-to-node writes.

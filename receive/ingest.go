@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
@@ -30,6 +31,10 @@ type IngestConfig struct {
 	MaxMessageBytes int
 	// TLS is the server side of the connection (see TLSConfig).
 	TLS TLSConfig
+	// MaxConnectionAge closes a router's connection after this long (gracefully: its writes in flight
+	// finish, and the router reconnects), so that connections spread again over ingesters behind a
+	// load balancer and TLS handshakes are redone (0: never).
+	MaxConnectionAge time.Duration
 	// Protocol is the newest node-to-node protocol served: ProtocolV2 (the default when empty) serves
 	// v2 and v1; ProtocolV1 serves v1 only, as the previous release did — for rollout tests, not
 	// for production (see codec.go).
@@ -65,6 +70,9 @@ func (c IngestConfig) Validate() error {
 	if c.MaxDecodedBytes < 0 || c.MaxMessageBytes < 0 {
 		return errors.New("ingest limits must not be negative")
 	}
+	if c.MaxConnectionAge < 0 {
+		return fmt.Errorf("--grpc-server-max-connection-age: %s is negative (0: never)", c.MaxConnectionAge)
+	}
 	if err := validProtocol(c.Protocol); err != nil {
 		return err
 	}
@@ -87,6 +95,9 @@ func (c IngestConfig) ServerOptions() ([]grpc.ServerOption, error) {
 		grpc.MaxRecvMsgSize(c.MaxMessageBytes),
 		// Let routers ping (see keepaliveTime) without being told they ping too often.
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: keepaliveTime / 2, PermitWithoutStream: true}),
+	}
+	if c.MaxConnectionAge > 0 {
+		opts = append(opts, grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionAge: c.MaxConnectionAge}))
 	}
 	tlsCfg, err := c.TLS.ServerTLS()
 	if err != nil {

@@ -37,6 +37,8 @@ func (c *Config) RegisterFlags(r flags.Registry) {
 			c.MaxBytes = int64(v)
 			return nil
 		})
+	r.Flag("tsdb.memory-snapshot-on-shutdown", "When a tenant TSDB closes (shutdown, idle pruning), write a snapshot of its head, so that the next open reads the snapshot instead of replaying the whole WAL (faster restarts; more disk written at shutdown).").
+		Default("false").BoolVar(&c.MemorySnapshotOnShutdown)
 	r.Flag("tsdb.no-lockfile", "Open the tenant TSDBs without a lock file in their directories.").Default("false").BoolVar(&c.NoLockfile)
 	r.Flag("tsdb.max-exemplars", "Exemplars kept in memory per tenant; 0 disables exemplar storage (exemplars sent are then counted as rejected, without failing the request).").Default("0").Int64Var(&c.MaxExemplars)
 	r.Flag("tsdb.wal-compression", "Compress the write-ahead log with snappy.").Default("true").BoolVar(&c.WALCompression)

@@ -46,6 +46,9 @@ type Config struct {
 	MaxBytes int64
 	// NoLockfile opens the TSDBs without a lock file in their directory.
 	NoLockfile bool
+	// MemorySnapshotOnShutdown writes a snapshot of each head (series and chunks) when a TSDB closes,
+	// so that the next open replays the snapshot and only the WAL after it.
+	MemorySnapshotOnShutdown bool
 	// WALCompression compresses WAL records with snappy.
 	WALCompression bool
 	// LabelName is the external label that names the tenant on its blocks.

@@ -37,6 +37,7 @@ func tsdbOptions(cfg Config) *tsdb.Options {
 	// Per tenant, as in Thanos Receive: each tenant's TSDB deletes its own oldest blocks.
 	opts.MaxBytes = cfg.MaxBytes
 	opts.NoLockfile = cfg.NoLockfile
+	opts.EnableMemorySnapshotOnShutdown = cfg.MemorySnapshotOnShutdown
 	opts.MaxExemplars = cfg.MaxExemplars
 	opts.EnableExemplarStorage = cfg.MaxExemplars > 0
 	return opts

@@ -1,8 +1,11 @@
 package tenant
 
 import (
+	"context"
+	"path/filepath"
 	"testing"
 
+	"github.com/prometheus/prometheus/prompb"
 	"github.com/prometheus/prometheus/tsdb"
 	"github.com/stretchr/testify/require"
 )
@@ -21,4 +24,27 @@ func TestTSDBOptionsFromFlags(t *testing.T) {
 	require.Equal(t, int64(64), opts.OutOfOrderCapMax)
 	require.Equal(t, int64(512<<20), opts.MaxBytes)
 	require.True(t, opts.NoLockfile)
+}
+
+// TestMemorySnapshotOnShutdown: with the flag, closing a tenant writes a head snapshot, and the next
+// open serves the data from it.
+func TestMemorySnapshotOnShutdown(t *testing.T) {
+	for _, snapshot := range []bool{false, true} {
+		dir := t.TempDir()
+		cfg := testConfig(dir)
+		cfg.MemorySnapshotOnShutdown = snapshot
+		m, _ := newManagerAt(t, cfg)
+		_, err := m.Write(context.Background(), "t1", []prompb.TimeSeries{{Labels: lbls("__name__", "up"), Samples: []prompb.Sample{{Timestamp: t0, Value: 1}}}}, nil)
+		require.NoError(t, err)
+		require.NoError(t, m.Close())
+		snaps, err := filepath.Glob(filepath.Join(dir, "t1", "chunk_snapshot.*"))
+		require.NoError(t, err)
+		require.Equal(t, snapshot, len(snaps) == 1, "snapshots %v", snaps)
+
+		m, _ = newManagerAt(t, cfg)
+		require.NoError(t, m.OpenExisting(context.Background()))
+		d, err := m.get(context.Background(), "t1")
+		require.NoError(t, err)
+		require.Equal(t, uint64(1), d.tsdb.Head().NumSeries())
+	}
 }

@@ -26,6 +26,9 @@ import (
 //
 //	WEIR_REPLAY_SERIES=1000000 go test -run='^TestReplayFigures$' -v -count=1 -timeout=60m ./tenant/
 //
+// With WEIR_REPLAY_SNAPSHOT=1 both phases run with --tsdb.memory-snapshot-on-shutdown: the close
+// writes a head snapshot and the open reads it.
+//
 // The parent writes the series (10 labels each, replayN samples each, in requests of 2,000 series) and
 // closes without compacting, so that everything is in the WAL; then it runs the test binary again for
 // the replay alone, so that the peak RSS measured (VmHWM) is the replay's, not the writer's.
@@ -33,6 +36,7 @@ const (
 	replaySeriesEnv = "WEIR_REPLAY_SERIES"
 	replayPhaseEnv  = "WEIR_REPLAY_PHASE" // "open" in the child
 	replayDirEnv    = "WEIR_REPLAY_DIR"
+	replaySnapEnv   = "WEIR_REPLAY_SNAPSHOT"
 	replayResultTag = "REPLAY_RESULT "
 	replayN         = 4 // samples per series, 15 s apart
 	replayTenant    = "replay"
@@ -60,6 +64,7 @@ func TestReplayFigures(t *testing.T) {
 	dir := t.TempDir()
 	cfg := testConfig(dir)
 	cfg.WALCompression = true // the default of --tsdb.wal-compression
+	cfg.MemorySnapshotOnShutdown = os.Getenv(replaySnapEnv) == "1"
 	m, err := NewManager(cfg, nil, discardLogger(), prometheus.NewRegistry())
 	require.NoError(t, err)
 
@@ -101,7 +106,7 @@ func TestReplayFigures(t *testing.T) {
 	require.Equal(t, uint64(n), res.Series)
 
 	mib := func(b uint64) string { return strconv.FormatFloat(float64(b)/(1<<20), 'f', 1, 64) + " MiB" }
-	t.Logf("replay of %d series (%d samples each, WAL compression on, %d cores): %.2f s", n, replayN, runtime.NumCPU(), res.Seconds)
+	t.Logf("replay of %d series (%d samples each, WAL compression on, memory snapshot %v, %d cores): %.2f s", n, replayN, cfg.MemorySnapshotOnShutdown, runtime.NumCPU(), res.Seconds)
 	t.Logf("peak RSS (VmHWM) %s; RSS before open %s, after %s; heap in use %s (before %s)",
 		mib(res.VMHWMBytes), mib(res.VMRSSBeforeOpen), mib(res.VMRSSAfterOpen), mib(res.HeapInuse), mib(res.HeapInuseBefore))
 	t.Logf("per series: peak RSS %.0f B, peak RSS above the idle process %.0f B, heap in use %.0f B",
@@ -114,6 +119,7 @@ func replayOpen(t *testing.T, dir string) {
 	require.NotEmpty(t, dir)
 	cfg := testConfig(dir)
 	cfg.WALCompression = true
+	cfg.MemorySnapshotOnShutdown = os.Getenv(replaySnapEnv) == "1"
 	m, err := NewManager(cfg, nil, discardLogger(), prometheus.NewRegistry())
 	require.NoError(t, err)
 

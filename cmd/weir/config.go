@@ -56,6 +56,9 @@ type config struct {
 	// ingestProtocol is --debug.ingest-protocol (hidden).
 	ingestProtocol string
 
+	// GOMEMLIMIT from the container's memory limit (memlimit.go).
+	memLimit memLimit
+
 	// Flags of Thanos Receive that change nothing in Weir (thanos.go).
 	thanos thanosFlags
 }
@@ -104,6 +107,7 @@ func (c *config) registerFlags(r flags.Registry) {
 	r.Flag("debug.ingest-protocol", "For rollout tests only: v1 makes this node's node-to-node writes, served and sent, those of the previous release.").Hidden().
 		EnumVar(&c.ingestProtocol, receive.ProtocolV1, receive.ProtocolV2)
 
+	c.memLimit.registerFlags(r)
 	c.thanos.registerFlags(r)
 }
 
@@ -133,6 +137,9 @@ func (c *config) validate() error {
 	}
 	if !c.clustered() && c.router.LocalEndpoint != "" {
 		return errors.New("--receive.local-endpoint needs --receive.hashrings-file or --ring.membership=memberlist")
+	}
+	if err := c.memLimit.validate(); err != nil {
+		return err
 	}
 	for _, v := range []interface{ Validate() error }{
 		c.storage, c.handler, c.router, c.peerConfig(), c.ingestConfig(), c.limiter, c.store,

@@ -56,8 +56,12 @@ func TestFlagsParse(t *testing.T) {
 	require.Equal(t, 30*time.Minute, cfg.storage.OutOfOrderWindow)
 	require.Equal(t, "X-Scope-OrgID", cfg.handler.TenantHeader)
 
-	cfg, err = parseConfig(t, "--tsdb.max-retention-bytes=512MB", "--tsdb.no-lockfile", "--tsdb.out-of-order.cap-max=64")
+	cfg, err = parseConfig(t, "--tsdb.max-retention-bytes=512MB", "--tsdb.no-lockfile", "--tsdb.out-of-order.cap-max=64",
+		"--tsdb.memory-snapshot-on-shutdown", "--grpc-server-max-connection-age=5m", "--enable-auto-gomemlimit", "--auto-gomemlimit.ratio=0.8")
 	require.NoError(t, err)
+	require.True(t, cfg.storage.MemorySnapshotOnShutdown)
+	require.Equal(t, 5*time.Minute, cfg.ingestConfig().MaxConnectionAge)
+	require.Equal(t, memLimit{auto: true, ratio: 0.8}, cfg.memLimit)
 	require.Equal(t, int64(512<<20), cfg.storage.MaxBytes, "Thanos' sizes are powers of 2")
 	require.True(t, cfg.storage.NoLockfile)
 	require.Equal(t, int64(64), cfg.storage.OutOfOrderCapMax)
@@ -102,6 +106,9 @@ func TestBadFlagsAreClearErrors(t *testing.T) {
 		{[]string{"--receive.write-slot-wait=0s"}, "--receive.write-slot-wait: 0s must be positive"},
 		{[]string{"--tsdb.open-concurrency=0"}, "--tsdb.open-concurrency"},
 		{[]string{"--store.limits.request-samples=-1"}, "--store.limits.request-samples: -1 is negative"},
+		{[]string{"--auto-gomemlimit.ratio=1.5"}, "--auto-gomemlimit.ratio: 1.5 is not in (0, 1]"},
+		{[]string{"--tsdb.out-of-order.cap-max=300"}, "--tsdb.out-of-order.cap-max: 300 is above 255"},
+		{[]string{"--tsdb.max-retention-bytes=lots"}, "--tsdb.max-retention-bytes: \"lots\" is not a size"},
 		{[]string{"--http-address=:1", "--remote-write.address=:1"}, "both"},
 	} {
 		_, err := parseConfig(t, tc.args...)

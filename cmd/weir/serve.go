@@ -42,6 +42,7 @@ import (
 func serve(cfg config, logOut io.Writer) error {
 	logger := newLogger(cfg, logOut)
 	cfg.thanos.warn(logger)
+	cfg.memLimit.apply(logger)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
