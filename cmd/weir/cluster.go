@@ -46,20 +46,25 @@ func newCluster(cfg config, local receive.TenantStorage, logger *slog.Logger, re
 		src    ringSource
 		gossip *hashring.MemberlistSource
 	)
-	if cfg.ringMembership == "memberlist" {
+	opts := hashring.Options{DefaultAlgorithm: hashring.Algorithm(cfg.hashringsAlg), ReplicationFactor: cfg.router.ReplicationFactor}
+	switch {
+	case cfg.ringMembership == "memberlist":
 		g, err := newMemberlistSource(cfg, logger, reg)
 		if err != nil {
 			return nil, err
 		}
 		src, gossip = g, g
-	} else {
+	case cfg.hashrings != "":
+		s, err := hashring.NewStaticSource([]byte(cfg.hashrings), opts, logger, reg)
+		if err != nil {
+			return nil, fmt.Errorf("--receive.hashrings: %w", err)
+		}
+		src = s
+	default:
 		fsrc, err := hashring.NewFileSource(hashring.FileConfig{
-			Path:     cfg.hashringsFile,
-			Interval: cfg.hashringsRefresh,
-			Options: hashring.Options{
-				DefaultAlgorithm:  hashring.Algorithm(cfg.hashringsAlg),
-				ReplicationFactor: cfg.router.ReplicationFactor,
-			},
+			Path:          cfg.hashringsFile,
+			Interval:      cfg.hashringsRefresh,
+			Options:       opts,
 			StartDegraded: true,
 		}, logger, reg)
 		if err != nil {

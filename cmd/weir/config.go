@@ -38,6 +38,7 @@ type config struct {
 	// The hashring: with a hashrings file the node routes (and ingests its own share when it is in
 	// the ring); without one it ingests everything it gets.
 	hashringsFile    string
+	hashrings        string // --receive.hashrings: the same JSON inline
 	hashringsRefresh time.Duration
 	hashringsAlg     string
 	router           receive.RouterConfig
@@ -86,7 +87,8 @@ func (c *config) registerFlags(r flags.Registry) {
 	flags.Duration(r.Flag("shipper.shutdown-timeout", "On shutdown, how long to spend uploading the flushed heads; what is not uploaded by then ships at the next start."), &c.shipTimeout)
 
 	// Hashring, replication and node-to-node gRPC.
-	r.Flag("receive.hashrings-file", "Thanos hashrings JSON file; reloaded when it changes. Without it the node ingests everything it receives itself.").PlaceHolder("<path>").StringVar(&c.hashringsFile)
+	r.Flag("receive.hashrings-file", "Thanos hashrings JSON file; reloaded when it changes. Without it (and --receive.hashrings) the node ingests everything it receives itself.").PlaceHolder("<path>").StringVar(&c.hashringsFile)
+	r.Flag("receive.hashrings", "The hashrings JSON itself, as in the file (alternative to --receive.hashrings-file); fixed for the life of the process.").PlaceHolder("<content>").StringVar(&c.hashrings)
 	c.hashringsRefresh = 5 * time.Minute
 	flags.Duration(r.Flag("receive.hashrings-file-refresh-interval", "How often the hashrings file is re-read even without a change notification."), &c.hashringsRefresh)
 	r.Flag("receive.hashrings-algorithm", "Placement of hashrings that name no algorithm: hashmod or ketama (as in Thanos).").Default("hashmod").EnumVar(&c.hashringsAlg, "hashmod", "ketama")
@@ -131,6 +133,9 @@ func (c *config) validate() error {
 	}
 	if c.hashringsRefresh <= 0 {
 		return errors.New("--receive.hashrings-file-refresh-interval must be positive")
+	}
+	if c.hashrings != "" && c.hashringsFile != "" {
+		return errors.New("--receive.hashrings and --receive.hashrings-file are mutually exclusive")
 	}
 	if err := c.validateMembership(); err != nil {
 		return err
@@ -212,7 +217,7 @@ func (m memberlistFlags) isDefault() bool {
 
 // clustered says whether the node takes part in a hashring (file or memberlist).
 func (c *config) clustered() bool {
-	return c.hashringsFile != "" || c.ringMembership == "memberlist"
+	return c.hashringsFile != "" || c.hashrings != "" || c.ringMembership == "memberlist"
 }
 
 // validateMembership refuses mixing the hashrings file with memberlist, either way.
@@ -228,8 +233,8 @@ func (c *config) validateMembership() error {
 	default:
 		return fmt.Errorf("--ring.membership: %q is neither file nor memberlist", c.ringMembership)
 	}
-	if c.hashringsFile != "" {
-		return errors.New("--ring.membership=memberlist and --receive.hashrings-file cannot be mixed: the ring comes from one or the other")
+	if c.hashringsFile != "" || c.hashrings != "" {
+		return errors.New("--ring.membership=memberlist and --receive.hashrings(-file) cannot be mixed: the ring comes from one or the other")
 	}
 	if _, _, err := splitHostPort(m.bind); err != nil {
 		return fmt.Errorf("--memberlist.bind-address: %w", err)

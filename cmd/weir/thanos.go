@@ -43,7 +43,6 @@ var thanosOnly = []thanosFlag{
 	{name: "remote-write.client-tls-secure", bool: true, why: "Weir turns client TLS on when any --remote-write.client-tls-* flag is set"},
 	{name: "remote-write.client-tls-skip-verify", bool: true, why: "Weir always verifies the certificates of other nodes"},
 	{name: "remote-write.client-tls-min-version", why: "Weir's node-to-node client TLS is at least TLS 1.2"},
-	{name: "receive.hashrings", why: whyPlanned},
 	{name: "receive.tenant-certificate-field", why: whyPlanned},
 	{name: "receive.split-tenant-label-name", why: whyPlanned},
 	{name: "receive.replica-header", why: "Weir's forwarded writes travel over its own gRPC protocol, which carries no replica header"},

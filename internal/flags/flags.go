@@ -106,26 +106,14 @@ func Named(flag string, err error) error {
 // kingpin's --name and --no-name. Thanos accepts only the latter; earlier Weir releases (Go's flag
 // package) the former, which deployments already pass. Any other value is left for kingpin to refuse.
 func BoolValues(app *kingpin.Application, args []string) []string {
-	switches := map[string]bool{}
-	m := app.Model()
-	add := func(g *kingpin.FlagGroupModel) {
-		for _, f := range g.Flags {
-			if f.IsBoolFlag() {
-				switches[f.Name] = true
-			}
-		}
-	}
-	add(m.FlagGroupModel)
-	for _, c := range m.Commands {
-		add(c.FlagGroupModel)
-	}
+	kinds := flagKinds(app)
 	out := make([]string, 0, len(args))
 	for i, a := range args {
 		if a == "--" {
 			return append(out, args[i:]...)
 		}
 		name, value, ok := strings.Cut(strings.TrimPrefix(a, "--"), "=")
-		if ok && strings.HasPrefix(a, "--") && switches[name] {
+		if ok && strings.HasPrefix(a, "--") && kinds[name] == kindSwitch {
 			if b, err := strconv.ParseBool(value); err == nil {
 				if b {
 					a = "--" + name
@@ -139,11 +127,117 @@ func BoolValues(app *kingpin.Application, args []string) []string {
 	return out
 }
 
+// LastWins drops all but the last occurrence of every flag of app that takes one value (kingpin
+// refuses a repeated one): a flag given twice takes its last value, as with Go's flag package, which
+// earlier Weir releases used, so that arguments appended to a chart's (extraArgs) override them.
+// Repeatable flags keep every value.
+func LastWins(app *kingpin.Application, args []string) []string {
+	kinds := flagKinds(app)
+	type occurrence struct{ start, n int } // args[start:start+n] is one occurrence
+	var seen []struct {
+		name string
+		occurrence
+	}
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			break
+		}
+		if !strings.HasPrefix(a, "--") {
+			continue
+		}
+		name, _, hasValue := strings.Cut(a[2:], "=")
+		kind := kinds[name]
+		if kind == kindUnknown {
+			if n, ok := strings.CutPrefix(name, "no-"); ok && kinds[n] == kindSwitch {
+				name, kind = n, kindSwitch
+			}
+		}
+		switch kind {
+		case kindSwitch:
+			seen = append(seen, struct {
+				name string
+				occurrence
+			}{name, occurrence{i, 1}})
+		case kindValue:
+			n := 1
+			if !hasValue && i+1 < len(args) {
+				n = 2
+			}
+			seen = append(seen, struct {
+				name string
+				occurrence
+			}{name, occurrence{i, n}})
+			i += n - 1
+		}
+	}
+	last := map[string]int{}
+	for k, o := range seen {
+		last[o.name] = k
+	}
+	drop := map[int]bool{}
+	for k, o := range seen {
+		if last[o.name] != k {
+			for j := range o.n {
+				drop[o.start+j] = true
+			}
+		}
+	}
+	if len(drop) == 0 {
+		return args
+	}
+	out := make([]string, 0, len(args)-len(drop))
+	for i, a := range args {
+		if !drop[i] {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+type flagKind uint8
+
+const (
+	kindUnknown    flagKind = iota
+	kindSwitch              // --[no-]name
+	kindValue               // --name=value or --name value, once
+	kindRepeatable          // --name=value, any number of times
+)
+
+func isCumulative(v kingpin.Value) bool {
+	c, ok := v.(interface{ IsCumulative() bool })
+	return ok && c.IsCumulative()
+}
+
+// flagKinds maps the long names of the flags of app and its commands to their kinds.
+func flagKinds(app *kingpin.Application) map[string]flagKind {
+	kinds := map[string]flagKind{}
+	m := app.Model()
+	add := func(g *kingpin.FlagGroupModel) {
+		for _, f := range g.Flags {
+			switch {
+			case f.IsBoolFlag():
+				kinds[f.Name] = kindSwitch
+			case isCumulative(f.Value):
+				kinds[f.Name] = kindRepeatable
+			default:
+				kinds[f.Name] = kindValue
+			}
+		}
+	}
+	add(m.FlagGroupModel)
+	for _, c := range m.Commands {
+		add(c.FlagGroupModel)
+	}
+	return kinds
+}
+
 // Parse parses args into app's flags and returns the selected command. Unlike kingpin's own Parse, a
-// value that does not parse is reported with its flag's name (kingpin names only the value), and
-// --name=true|false is accepted for switches (BoolValues).
+// value that does not parse is reported with its flag's name (kingpin names only the value),
+// --name=true|false is accepted for switches (BoolValues), and a flag given twice takes its last
+// value (LastWins).
 func Parse(app *kingpin.Application, args []string) (string, error) {
-	args = BoolValues(app, args)
+	args = LastWins(app, BoolValues(app, args))
 	cmd, err := app.Parse(args)
 	if err == nil {
 		return cmd, nil

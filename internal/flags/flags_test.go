@@ -79,3 +79,16 @@ func TestParseNamesTheFlag(t *testing.T) {
 		require.ErrorContains(t, err, tc.want, "%v", tc.args)
 	}
 }
+
+// TestParseLastWins: a flag given twice takes its last value, in either syntax; repeatable flags
+// keep every value.
+func TestParseLastWins(t *testing.T) {
+	var f testFlags
+	_, err := Parse(newApp(&f), []string{"--retention=1d", "--label=a", "--no-compress", "--retention", "2d", "--label", "b", "--compress=true", "--max-size", "1KiB", "--max-size=2KiB"})
+	require.NoError(t, err)
+	require.Equal(t, 48*time.Hour, f.d)
+	require.Equal(t, []string{"a", "b"}, f.labels)
+	require.True(t, f.on)
+	require.Equal(t, int64(2<<10), f.n)
+	require.Equal(t, []string{"--a", "--retention=2", "x"}, LastWins(newApp(&testFlags{}), []string{"--a", "--retention=1", "--retention=2", "x"}))
+}
