@@ -26,20 +26,20 @@ import (
 //
 //	WEIR_REPLAY_SERIES=1000000 go test -run='^TestReplayFigures$' -v -count=1 -timeout=60m ./tenant/
 //
-// With WEIR_REPLAY_SNAPSHOT=1 both phases run with --tsdb.memory-snapshot-on-shutdown: the close
+// WEIR_REPLAY_SAMPLES sets the samples per series (default 4). With WEIR_REPLAY_SNAPSHOT=1 both phases run with --tsdb.memory-snapshot-on-shutdown: the close
 // writes a head snapshot and the open reads it.
 //
 // The parent writes the series (10 labels each, replayN samples each, in requests of 2,000 series) and
 // closes without compacting, so that everything is in the WAL; then it runs the test binary again for
 // the replay alone, so that the peak RSS measured (VmHWM) is the replay's, not the writer's.
 const (
-	replaySeriesEnv = "WEIR_REPLAY_SERIES"
-	replayPhaseEnv  = "WEIR_REPLAY_PHASE" // "open" in the child
-	replayDirEnv    = "WEIR_REPLAY_DIR"
-	replaySnapEnv   = "WEIR_REPLAY_SNAPSHOT"
-	replayResultTag = "REPLAY_RESULT "
-	replayN         = 4 // samples per series, 15 s apart
-	replayTenant    = "replay"
+	replaySeriesEnv  = "WEIR_REPLAY_SERIES"
+	replayPhaseEnv   = "WEIR_REPLAY_PHASE" // "open" in the child
+	replayDirEnv     = "WEIR_REPLAY_DIR"
+	replaySnapEnv    = "WEIR_REPLAY_SNAPSHOT"
+	replayResultTag  = "REPLAY_RESULT "
+	replaySamplesEnv = "WEIR_REPLAY_SAMPLES"
+	replayTenant     = "replay"
 )
 
 type replayResult struct {
@@ -60,6 +60,10 @@ func TestReplayFigures(t *testing.T) {
 	n, _ := strconv.Atoi(os.Getenv(replaySeriesEnv))
 	if n <= 0 {
 		t.Skipf("set %s to the number of series to measure WAL replay", replaySeriesEnv)
+	}
+	replayN := 4 // samples per series, 15 s apart
+	if v, _ := strconv.Atoi(os.Getenv(replaySamplesEnv)); v > 0 {
+		replayN = v
 	}
 	dir := t.TempDir()
 	cfg := testConfig(dir)
