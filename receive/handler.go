@@ -16,6 +16,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/prometheus/prometheus/prompb"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/weir-metrics/weir/tenant"
 	"github.com/weir-metrics/weir/write"
@@ -155,8 +159,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "remote write needs POST", http.StatusMethodNotAllowed)
 		return
 	}
+	// A sender's trace context, if it sent one, is the parent.
+	ctx, span := tracer.Start(otel.GetTextMapPropagator().Extract(r.Context(), propagation.HeaderCarrier(r.Header)), "receive", trace.WithSpanKind(trace.SpanKindServer))
+	var err error
+	defer func() { endSpan(span, err) }()
 	if !h.ready() {
-		h.refuse(w, refusedNotReady, errorf(ClassUnavailable, "not ready: replaying write-ahead logs"))
+		err = errorf(ClassUnavailable, "not ready: replaying write-ahead logs")
+		h.refuse(w, refusedNotReady, err)
 		return
 	}
 	tenantID, err := tenant.FromRequest(r, h.cfg.TenantHeader, h.cfg.DefaultTenant)
@@ -165,10 +174,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var slot *Slot
+	_, dspan := tracer.Start(ctx, "decode")
 	req, err := decode(r, h.cfg.Decode, func() (err error) {
-		slot, err = h.limiter.Acquire(r.Context())
+		slot, err = h.limiter.Acquire(ctx)
 		return err
 	})
+	endSpan(dspan, err)
 	// Also when decoding failed after the slot was taken (a body that is not a WriteRequest).
 	defer slot.Release()
 	if err != nil {
@@ -176,7 +187,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer req.Release()
-	ctx := withSlot(r.Context(), slot)
+	if span.IsRecording() {
+		span.SetAttributes(attribute.String("tenant", tenantID), attribute.Int("series", len(req.Write.Timeseries)))
+	}
+	ctx = withSlot(ctx, slot)
 
 	series, v, err := h.cfg.Limits.validateRequest(req, h.now())
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/prometheus/prometheus/prompb"
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
@@ -35,6 +36,9 @@ type IngestConfig struct {
 	// finish, and the router reconnects), so that connections spread again over ingesters behind a
 	// load balancer and TLS handshakes are redone (0: never).
 	MaxConnectionAge time.Duration
+	// Tracing continues the trace of every write a router sends and records a server span for it
+	// (otelgrpc), with the tracer provider of package tracing.
+	Tracing bool
 	// Protocol is the newest node-to-node protocol served: ProtocolV2 (the default when empty) serves
 	// v2 and v1; ProtocolV1 serves v1 only, as the previous release did — for rollout tests, not
 	// for production (see codec.go).
@@ -95,6 +99,9 @@ func (c IngestConfig) ServerOptions() ([]grpc.ServerOption, error) {
 		grpc.MaxRecvMsgSize(c.MaxMessageBytes),
 		// Let routers ping (see keepaliveTime) without being told they ping too often.
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: keepaliveTime / 2, PermitWithoutStream: true}),
+	}
+	if c.Tracing {
+		opts = append(opts, grpc.StatsHandler(otelgrpc.NewServerHandler()))
 	}
 	if c.MaxConnectionAge > 0 {
 		opts = append(opts, grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionAge: c.MaxConnectionAge}))

@@ -12,6 +12,7 @@ import (
 	"github.com/golang/snappy"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials"
@@ -89,6 +90,9 @@ type PeerConfig struct {
 	// five times the bytes through gRPC cost what compressing them did; docs/benchmarks.md), so
 	// snappy is the default. Ingesters accept both.
 	Compression string
+	// Tracing carries the trace context of every forward to the ingester and records a client span
+	// for it (otelgrpc), with the tracer provider of package tracing.
+	Tracing bool
 	// Protocol is the newest node-to-node protocol used: ProtocolV2 (the default when empty) falls
 	// back to v1 for ingesters that do not serve v2; ProtocolV1 writes with v1 only, as the previous
 	// release did — for rollout tests, not for production (see codec.go).
@@ -203,7 +207,7 @@ func NewPeerWriter(cfg PeerConfig, logger *slog.Logger, reg prometheus.Registere
 		creds = credentials.NewTLS(tlsCfg)
 	}
 	f := promauto.With(reg)
-	return &PeerWriter{
+	p := &PeerWriter{
 		cfg: cfg,
 		dialOpts: []grpc.DialOption{
 			grpc.WithTransportCredentials(creds),
@@ -242,7 +246,11 @@ func NewPeerWriter(cfg PeerConfig, logger *slog.Logger, reg prometheus.Registere
 				Help: "1 while writes to an endpoint use the node-to-node protocol v1 because it does not serve v2 (a node of the previous release).",
 			}, []string{"endpoint"}),
 		},
-	}, nil
+	}
+	if cfg.Tracing {
+		p.dialOpts = append(p.dialOpts, grpc.WithStatsHandler(otelgrpc.NewClientHandler()))
+	}
+	return p, nil
 }
 
 // Forward implements Forwarder: the request carries the hashes, and the payload goes compressed or

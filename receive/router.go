@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/prometheus/prometheus/prompb"
+	"go.opentelemetry.io/otel/attribute"
 
 	"github.com/weir-metrics/weir/hashring"
 	"github.com/weir-metrics/weir/write"
@@ -208,6 +209,17 @@ func (r *Router) enter() bool {
 // share is written by the calling goroutine, so the caller may reuse the series' memory (the
 // handler's pooled request) while background forwards go on.
 func (r *Router) Write(ctx context.Context, b Batch) (write.Stats, error) {
+	ctx, span := tracer.Start(ctx, "route")
+	if span.IsRecording() {
+		span.SetAttributes(attribute.String("tenant", b.Tenant), attribute.Int("series", len(b.Series)), attribute.Int("replication_factor", r.cfg.ReplicationFactor))
+	}
+	stats, err := r.write(ctx, b)
+	endSpan(span, err)
+	return stats, err
+}
+
+// write is Write, within its span.
+func (r *Router) write(ctx context.Context, b Batch) (write.Stats, error) {
 	tenantID, series, frames := b.Tenant, b.Series, b.Frames
 	if len(series) == 0 {
 		return write.Stats{}, nil

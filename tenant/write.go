@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
 	"github.com/prometheus/prometheus/storage"
+	"go.opentelemetry.io/otel/attribute"
 
 	"github.com/weir-metrics/weir/write"
 )
@@ -89,18 +90,28 @@ func (m *Manager) Write(ctx context.Context, id string, series []prompb.TimeSeri
 		cache.maybeRotate(time.Now())
 	}
 
+	// Spans cost a context value each when tracing is off; attributes only when a span records.
+	_, span := tracer.Start(ctx, "tenant append")
+	if span.IsRecording() {
+		span.SetAttributes(attribute.String("tenant", id), attribute.Int("series", len(series)))
+	}
 	w := seriesWriter{app: app, getRef: getRef, cache: cache, series: series, hashes: hashes, sc: sc, stats: &stats, inOrder: m.cfg.OutOfOrderWindow == 0, exemplars: m.cfg.MaxExemplars > 0}
 	for i := range series {
 		if i%256 == 0 && ctx.Err() != nil {
 			_ = app.Rollback()
+			endSpan(span, ctx.Err())
 			return write.Stats{}, fmt.Errorf("write cancelled: %w", ctx.Err())
 		}
 		if err := w.write(i, &series[i]); err != nil {
 			_ = app.Rollback()
+			endSpan(span, err)
 			return write.Stats{}, fmt.Errorf("append to tenant %s: %w", id, err)
 		}
 	}
+	span.End()
+	_, span = tracer.Start(ctx, "tenant commit")
 	err = app.Commit()
+	endSpan(span, err)
 	// Acknowledged only if no WAL write of this TSDB ever failed: a record after a torn one is lost at
 	// the next open (walguard.go). A commit error with a failed WAL is that failure, and transient.
 	if d.reg.walFailures() > 0 {

@@ -57,6 +57,11 @@ type config struct {
 	// ingestProtocol is --debug.ingest-protocol (hidden).
 	ingestProtocol string
 
+	// Thanos' tracing configuration (--tracing.config, --tracing.config-file); tracing is set
+	// when serve started a tracer provider from it.
+	tracingConfig, tracingConfigFile string
+	tracing                          bool
+
 	// GOMEMLIMIT from the container's memory limit (memlimit.go).
 	memLimit memLimit
 
@@ -109,6 +114,8 @@ func (c *config) registerFlags(r flags.Registry) {
 	r.Flag("debug.ingest-protocol", "For rollout tests only: v1 makes this node's node-to-node writes, served and sent, those of the previous release.").Hidden().
 		EnumVar(&c.ingestProtocol, receive.ProtocolV1, receive.ProtocolV2)
 
+	r.Flag("tracing.config", "Tracing configuration in Thanos' YAML (type: OTLP, with its config); spans of every write, carried between nodes. Other types are logged and tracing stays off.").PlaceHolder("<content>").StringVar(&c.tracingConfig)
+	r.Flag("tracing.config-file", "File holding the tracing configuration (alternative to --tracing.config).").PlaceHolder("<file-path>").StringVar(&c.tracingConfigFile)
 	c.memLimit.registerFlags(r)
 	c.thanos.registerFlags(r)
 }
@@ -124,6 +131,9 @@ func (c *config) validate() error {
 	}
 	if c.remoteWriteAddress == c.httpAddress && !anyPort(c.httpAddress) {
 		return fmt.Errorf("--remote-write.address and --http-address are both %s", c.httpAddress)
+	}
+	if c.tracingConfig != "" && c.tracingConfigFile != "" {
+		return errors.New("--tracing.config and --tracing.config-file are mutually exclusive")
 	}
 	if c.objstoreConfig != "" && c.objstoreConfigFile != "" {
 		return errors.New("--objstore.config and --objstore.config-file are mutually exclusive")
@@ -162,6 +172,7 @@ func (c *config) peerConfig() receive.PeerConfig {
 	p := c.peer
 	p.Timeout = c.router.ForwardTimeout
 	p.Protocol = c.ingestProtocol
+	p.Tracing = c.tracing
 	return p
 }
 
@@ -171,6 +182,7 @@ func (c *config) ingestConfig() receive.IngestConfig {
 	i := c.ingest
 	i.MaxDecodedBytes = c.handler.Decode.MaxDecodedBytes
 	i.Protocol = c.ingestProtocol
+	i.Tracing = c.tracing
 	return i
 }
 

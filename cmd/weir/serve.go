@@ -26,6 +26,7 @@ import (
 	"github.com/weir-metrics/weir/receive"
 	"github.com/weir-metrics/weir/store"
 	"github.com/weir-metrics/weir/tenant"
+	"github.com/weir-metrics/weir/tracing"
 )
 
 // serve runs a node until SIGTERM/SIGINT or a component fails.
@@ -43,6 +44,18 @@ func serve(cfg config, logOut io.Writer) error {
 	logger := newLogger(cfg, logOut)
 	cfg.thanos.warn(logger)
 	cfg.memLimit.apply(logger)
+	tp, err := startTracing(cfg, logger)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := tp.Shutdown(ctx); err != nil {
+			logger.Warn("tracing: spans not exported at shutdown", "err", err)
+		}
+	}()
+	cfg.tracing = tp != nil
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
@@ -52,6 +65,29 @@ func serve(cfg config, logOut io.Writer) error {
 		return err
 	}
 	return n.run()
+}
+
+// startTracing starts the tracer provider of --tracing.config(-file), or none. A type Weir does not
+// export is logged and leaves tracing off: traces are not worth refusing writes for.
+func startTracing(cfg config, logger *slog.Logger) (*tracing.Provider, error) {
+	data := []byte(cfg.tracingConfig)
+	if cfg.tracingConfigFile != "" {
+		var err error
+		if data, err = os.ReadFile(cfg.tracingConfigFile); err != nil {
+			return nil, fmt.Errorf("--tracing.config-file: %w", err)
+		}
+	}
+	tp, err := tracing.New(context.Background(), data, "weir")
+	switch {
+	case errors.Is(err, tracing.ErrUnsupportedType):
+		logger.Error("tracing stays off", "err", err)
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("--tracing.config: %w", err)
+	case tp != nil:
+		logger.Info("tracing on: spans are exported over OTLP")
+	}
+	return tp, nil
 }
 
 // node is one weir process: its listeners and the components behind them. Which components exist

@@ -26,8 +26,6 @@ const (
 
 var thanosOnly = []thanosFlag{
 	// Planned: other issues implement these; until then they are accepted and named at start.
-	{name: "tracing.config", why: whyPlanned},
-	{name: "tracing.config-file", why: whyPlanned},
 	{name: "http-grace-period", why: "Weir drains HTTP within --shutdown.timeout"},
 	{name: "http.config", why: whyPlanned},
 	{name: "grpc-server-tls-min-version", why: whyPlanned},

@@ -72,6 +72,7 @@ func TestThanosArguments(t *testing.T) {
 	require.False(t, cfg.storage.WALCompression)
 	require.Equal(t, `{receive="true", replica="$(NAME)"}`, cfg.storage.ExternalLabels.String())
 	require.Equal(t, "10s", cfg.router.ForwardTimeout.String(), "--receive-forward-timeout is Thanos' hidden name of --receive.forward-timeout")
-	require.ElementsMatch(t, []string{"tracing.config-file", "tsdb.min-block-duration", "tsdb.max-block-duration", "enable-feature",
+	require.Equal(t, "/etc/thanos/tracing.yaml", cfg.tracingConfigFile)
+	require.ElementsMatch(t, []string{"tsdb.min-block-duration", "tsdb.max-block-duration", "enable-feature",
 		"tsdb.allow-overlapping-blocks", "remote-write.client-tls-secure", "hash-func"}, cfg.thanos.given())
 }
