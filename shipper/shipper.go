@@ -28,6 +28,9 @@ type Config struct {
 	// label, replica label(s) and hashring external labels. Required; it must return a non-empty set (Thanos
 	// refuses to upload blocks without external labels). Called once per Sync.
 	Labels func() labels.Labels
+	// UploadConcurrency is how many files of a block are uploaded at once (--shipper.upload-concurrency;
+	// 0 or 1: one at a time). meta.json always goes last, alone.
+	UploadConcurrency int
 }
 
 // Validate reports a configuration the shipper cannot work with.
@@ -37,6 +40,9 @@ func (c Config) Validate() error {
 	}
 	if c.Labels == nil {
 		return errors.New("shipper: no external labels function")
+	}
+	if c.UploadConcurrency < 0 {
+		return fmt.Errorf("--shipper.upload-concurrency: %d is negative", c.UploadConcurrency)
 	}
 	return nil
 }

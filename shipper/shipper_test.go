@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"path"
 	"path/filepath"
@@ -20,6 +22,7 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/tsdb"
 	"github.com/stretchr/testify/require"
+	"github.com/thanos-io/objstore"
 )
 
 func TestSyncShipsReadableBlocks(t *testing.T) {
@@ -548,4 +551,60 @@ func TestSyncCancelled(t *testing.T) {
 	require.ErrorIs(t, err, context.Canceled)
 	require.Zero(t, n)
 	require.Empty(t, bkt.uploaded())
+}
+
+// pairBucket lets the upload of a block's data files go on only once two of them are in flight at
+// once (a two-party barrier, reset for each pair), and checks that meta.json is uploaded alone.
+type pairBucket struct {
+	objstore.Bucket
+	mu       sync.Mutex
+	inFlight int
+	waiting  int
+	pair     chan struct{} // closed when the second of a pair arrives
+	metaErr  error
+}
+
+func (b *pairBucket) Upload(ctx context.Context, name string, r io.Reader, opts ...objstore.ObjectUploadOption) error {
+	b.mu.Lock()
+	b.inFlight++
+	if path.Base(name) == MetaFilename && b.inFlight != 1 && b.metaErr == nil {
+		b.metaErr = fmt.Errorf("meta.json of %s uploaded with %d other uploads in flight", name, b.inFlight-1)
+	}
+	var wait chan struct{}
+	if path.Base(name) != MetaFilename {
+		if b.waiting++; b.waiting == 2 {
+			close(b.pair)
+			b.pair, b.waiting = make(chan struct{}), 0
+		} else {
+			wait = b.pair
+		}
+	}
+	b.mu.Unlock()
+	defer func() {
+		b.mu.Lock()
+		b.inFlight--
+		b.mu.Unlock()
+	}()
+	if wait != nil {
+		select {
+		case <-wait:
+		case <-time.After(10 * time.Second):
+			return fmt.Errorf("upload of %s: no second upload in flight within 10s", name)
+		}
+	}
+	return b.Bucket.Upload(ctx, name, r, opts...)
+}
+
+// TestSyncUploadConcurrency: with --shipper.upload-concurrency=2 a block's two data files are uploaded
+// at once (the bucket lets neither finish before the other started), and meta.json alone, last.
+func TestSyncUploadConcurrency(t *testing.T) {
+	dir := t.TempDir()
+	_, _, metas := testTSDB(t, dir)
+	bkt := &pairBucket{Bucket: inmem(), pair: make(chan struct{})}
+	s := New(Config{Dir: dir, Labels: extLabels, UploadConcurrency: 2}, bkt, slog.New(slog.DiscardHandler), nil)
+	n, err := s.Sync(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, len(metas), n)
+	require.NoError(t, bkt.metaErr)
+	require.Error(t, Config{Dir: dir, Labels: extLabels, UploadConcurrency: -1}.Validate())
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/tsdb"
+	"golang.org/x/sync/errgroup"
 )
 
 // upload ships one block: stage it, upload its files, then its meta.json with the Thanos section.
@@ -56,12 +57,23 @@ func (s *Shipper) upload(ctx context.Context, bm tsdb.BlockMeta, lset labels.Lab
 		return fmt.Errorf("encode meta.json: %w", err)
 	}
 
-	var size int64
-	for _, f := range files {
-		n, err := s.uploadFile(ctx, filepath.Join(stage, filepath.FromSlash(f)), path.Join(id, f))
-		if err != nil {
+	sizes := make([]int64, len(files))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(max(1, s.cfg.UploadConcurrency))
+	for i, f := range files {
+		g.Go(func() (err error) {
+			if err := gctx.Err(); err != nil { // another file failed: upload no more
+				return err
+			}
+			sizes[i], err = s.uploadFile(gctx, filepath.Join(stage, filepath.FromSlash(f)), path.Join(id, f))
 			return err
-		}
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	var size int64
+	for _, n := range sizes {
 		size += n
 	}
 	// meta.json last: its presence is what makes the block visible to Thanos.

@@ -64,6 +64,7 @@ func (c *Config) RegisterFlags(r flags.Registry) {
 		return nil
 	})
 	c.ShipInterval = 30 * time.Second
+	r.Flag("shipper.upload-concurrency", "How many files of a block are uploaded at once (0: one at a time); meta.json always goes last.").Default("0").IntVar(&c.UploadConcurrency)
 	flags.Duration(r.Flag("shipper.interval", "How often completed blocks are looked for and uploaded."), &c.ShipInterval)
 	r.Flag("receive.tenant-label-name", "External label that names the tenant on its blocks (not added to each series).").Default(DefaultLabelName).StringVar(&c.LabelName)
 	flags.Repeated(r.Flag("label", `External label added to every tenant's blocks, as name="value" (repeatable), e.g. --label 'replica="r1"'.`).PlaceHolder(`<name>="<value>"`), func(s string) error {

@@ -57,6 +57,8 @@ type Config struct {
 	ExternalLabels labels.Labels
 	// OpenConcurrency bounds how many tenant TSDBs replay their WAL at once at start-up.
 	OpenConcurrency int
+	// UploadConcurrency is how many files of a block are uploaded at once (0 or 1: one at a time).
+	UploadConcurrency int
 	// ShipInterval is how often completed blocks are looked for and shipped (with a bucket).
 	ShipInterval time.Duration
 	// ReservedNames are directory names under Dir that are not tenants (the embedded default's
@@ -90,6 +92,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("--tsdb.max-exemplars: %d is negative (0 disables exemplar storage)", c.MaxExemplars)
 	case c.OpenConcurrency < 1:
 		return fmt.Errorf("--tsdb.open-concurrency: %d must be at least 1", c.OpenConcurrency)
+	case c.UploadConcurrency < 0:
+		return fmt.Errorf("--shipper.upload-concurrency: %d is negative", c.UploadConcurrency)
 	case c.ShipInterval < 0:
 		return fmt.Errorf("--shipper.interval: %s is negative", c.ShipInterval)
 	case c.IdleTimeout < 0:
@@ -350,7 +354,7 @@ func (m *Manager) open(d *db) {
 	// itself through this pointer once Open returned, and deletes nothing before.
 	var self atomic.Pointer[tsdb.DB]
 	if m.bkt != nil {
-		d.ship = shipper.New(shipper.Config{Dir: dir, Labels: func() labels.Labels { return m.ExternalLabels(d.id) }},
+		d.ship = shipper.New(shipper.Config{Dir: dir, Labels: func() labels.Labels { return m.ExternalLabels(d.id) }, UploadConcurrency: m.cfg.UploadConcurrency},
 			m.bkt, m.logger.With("tenant", d.id), d.reg)
 		// Retention never deletes a block that has not reached the bucket.
 		opts.BlocksToDelete = func(blocks []*tsdb.Block) map[ulid.ULID]struct{} {

@@ -49,7 +49,6 @@ var thanosOnly = []thanosFlag{
 	{name: "receive.limits-config", why: whyPlanned},
 	{name: "receive.limits-config-file", why: whyPlanned},
 	{name: "receive.limits-config-reload-timer", why: whyPlanned},
-	{name: "shipper.upload-concurrency", why: whyPlanned},
 	{name: "receive.otlp-enable-target-info", bool: true, why: "Weir does not receive OTLP yet"},
 	{name: "receive.otlp-promote-resource-attributes", repeat: true, why: "Weir does not receive OTLP yet"},
 
