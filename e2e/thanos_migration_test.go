@@ -16,8 +16,10 @@ import (
 
 // TestThanosReceiveMigration: a 3-node Thanos Receive ring (RF=3, v0.42.5) under load is stopped and
 // Weir starts on the same data directories with the same arguments; then the way back, Weir →
-// Thanos. Each ring takes load through its first node while the ring before it stops (SIGTERM, with
-// the sender still running, as a rolling image change would), and the next ring takes load again.
+// Thanos. Each ring takes load through its first node and is stopped with the sender still running:
+// the first Thanos ring is killed (SIGKILL: its acknowledged samples are only in its WALs, which Weir
+// replays), the others stop cleanly (SIGTERM: each flushes its heads into blocks and the next one
+// finds them, shipped or not).
 //
 // Asserted at the end: every sample any ring acknowledged is on at least a quorum (2) of the data
 // directories, with its exact value (the WAL of one, replayed by the other; the blocks one flushed);
@@ -32,6 +34,7 @@ func TestThanosReceiveMigration(t *testing.T) {
 	grpcAddrs := testutil.LoopbackAddrs(t, nodes)
 	httpAddrs := testutil.LoopbackAddrs(t, nodes)
 	rwAddrs := testutil.LoopbackAddrs(t, nodes)
+	capnpAddrs := testutil.LoopbackAddrs(t, nodes) // Thanos listens there even when it replicates over gRPC
 	hashrings := filepath.Join(t.TempDir(), "hashrings.json")
 	writeHashrings(t, hashrings, grpcAddrs...)
 	bucket := t.TempDir()
@@ -48,18 +51,22 @@ func TestThanosReceiveMigration(t *testing.T) {
 			"--receive.local-endpoint=" + grpcAddrs[i], "--receive.hashrings-file=" + hashrings,
 			"--receive.replication-factor=3", "--receive.tenant-label-name=tenant_id",
 			fmt.Sprintf(`--label=replica="r%d"`, i), `--label=receive="true"`,
-			"--objstore.config=" + objstore, "--log.level=debug",
+			"--objstore.config=" + objstore, "--log.level=debug", "--receive.capnproto-address=" + capnpAddrs[i],
 		}
 	}
 
 	var ackLogs []string
 	var shipped map[string]time.Time // block → modification time of its meta.json in the bucket
-	for phase, bin := range []string{"thanos", "weir", "thanos"} {
+	for phase, p := range []struct {
+		bin  string
+		kill bool
+	}{{"thanos", true}, {"weir", false}, {"thanos", false}} {
+		bin := p.bin
 		t.Logf("phase %d: %s receive on the data directories", phase, bin)
 		stop := startReceiveRing(t, bin, thanos, dirs, args, httpAddrs)
 		load := startSteadyLoad(t, "http://"+rwAddrs[0]+"/api/v1/receive")
 		load.waitMore(t, bin+" ring acknowledging writes", 30)
-		stop() // under load: the sender sees failures, which it does not count as acknowledged
+		stop(p.kill) // under load: the sender sees failures, which it does not count as acknowledged
 		load.stop(t)
 		ackLogs = append(ackLogs, load.ackLog)
 
@@ -92,16 +99,24 @@ func TestThanosReceiveMigration(t *testing.T) {
 }
 
 // startReceiveRing starts one receive process per data directory, Thanos' or Weir's with the same
-// arguments, waits until all are ready, and returns the function that stops them all (SIGTERM, then
-// the exit within a minute, with code 0).
-func startReceiveRing(t *testing.T, which, thanosBin string, dirs []string, args [][]string, httpAddrs []string) (stop func()) {
+// arguments, waits until all are ready, and returns the function that stops them all: SIGKILL, or
+// SIGTERM and the exit within a minute, with code 0.
+func startReceiveRing(t *testing.T, which, thanosBin string, dirs []string, args [][]string, httpAddrs []string) (stop func(kill bool)) {
 	t.Helper()
 	if which == "weir" {
 		nodes := make([]*weirNode, len(dirs))
 		for i := range dirs {
 			nodes[i] = startWeir(t, dirs[i], args[i]...)
 		}
-		return func() { stopAll(nodes...) }
+		return func(kill bool) {
+			for _, n := range nodes {
+				if kill {
+					n.Kill()
+				} else {
+					n.Stop()
+				}
+			}
+		}
 	}
 	procs := make([]*proc, len(dirs))
 	for i := range dirs {
@@ -128,13 +143,19 @@ func startReceiveRing(t *testing.T, which, thanosBin string, dirs []string, args
 			return nil
 		})
 	}
-	return func() {
+	return func(kill bool) {
 		for _, p := range procs {
-			require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+			if kill {
+				p.killGroup()
+			} else {
+				require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+			}
 		}
 		for i, p := range procs {
-			require.True(t, p.wait(time.Minute), "thanos receive %d did not stop within a minute of SIGTERM", i)
-			require.Zero(t, p.exitCode(), "thanos receive %d exit code", i)
+			require.True(t, p.wait(time.Minute), "thanos receive %d did not stop within a minute", i)
+			if !kill {
+				require.Zero(t, p.exitCode(), "thanos receive %d exit code", i)
+			}
 		}
 	}
 }
