@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"os"
 	"strings"
 	"time"
 
@@ -108,48 +107,15 @@ func newCluster(cfg config, local receive.TenantStorage, logger *slog.Logger, re
 // newMemberlistSource starts gossip: the node is an ingester (its --receive.local-endpoint is its
 // ring endpoint) when it stores data, else a router.
 func newMemberlistSource(cfg config, logger *slog.Logger, reg prometheus.Registerer) (*hashring.MemberlistSource, error) {
-	m := cfg.memberlist
-	mc := hashring.MemberlistConfig{
-		NodeName:       m.nodeName,
-		Join:           m.join,
-		Role:           hashring.RoleRouter,
-		Zone:           m.zone,
-		DeadTimeout:    m.deadTimeout,
-		KeepOnShutdown: !m.leaveOnShutdown,
-		Timing:         m.timing,
-		Options:        hashring.Options{ReplicationFactor: cfg.router.ReplicationFactor},
-		// A recreated pod comes back with a new IP under its name: see MemberlistConfig.
-		DeadNodeReclaimTime: m.reclaimTime,
-	}
-	if cfg.router.LocalEndpoint != "" {
-		mc.Role, mc.Endpoint = hashring.RoleIngester, cfg.router.LocalEndpoint
-	}
-	if mc.NodeName == "" {
-		h, err := os.Hostname()
-		if err != nil {
-			return nil, fmt.Errorf("--memberlist.node-name: empty and no hostname: %w", err)
-		}
-		mc.NodeName = h
-	}
-	var err error
-	if mc.BindAddr, mc.BindPort, err = splitHostPort(m.bind); err != nil {
-		return nil, fmt.Errorf("--memberlist.bind-address: %w", err)
-	}
-	if m.advertise != "" {
-		if mc.AdvertiseAddr, mc.AdvertisePort, err = splitHostPort(m.advertise); err != nil {
-			return nil, fmt.Errorf("--memberlist.advertise-address: %w", err)
-		}
-	}
-	if m.secretKeyFile != "" {
-		if mc.SecretKey, err = hashring.LoadSecretKey(m.secretKeyFile); err != nil {
-			return nil, fmt.Errorf("--memberlist.secret-key-file: %w", err)
-		}
+	mc, err := cfg.memberlist.Config(cfg.router.LocalEndpoint, hashring.Options{ReplicationFactor: cfg.router.ReplicationFactor})
+	if err != nil {
+		return nil, err
 	}
 	src, err := hashring.NewMemberlistSource(mc, logger, reg)
 	if err != nil {
 		return nil, fmt.Errorf("--ring.membership=memberlist: %w", err)
 	}
-	logger.Info("memberlist started", "node", mc.NodeName, "role", mc.Role, "gossip_address", src.LocalAddr(), "join", strings.Join(m.join, ","))
+	logger.Info("memberlist started", "node", mc.NodeName, "role", mc.Role, "gossip_address", src.LocalAddr(), "join", strings.Join(mc.Join, ","))
 	return src, nil
 }
 
@@ -236,14 +202,14 @@ func (c *cluster) leave() {
 	if c.gossip == nil {
 		return
 	}
-	if !c.cfg.memberlist.leaveOnShutdown {
+	if !c.cfg.memberlist.LeaveOnShutdown {
 		c.logger.Info("--memberlist.leave-on-shutdown=false: staying in the ring; writes here fail once they stop and the quorum covers them",
-			"dead_timeout", c.cfg.memberlist.deadTimeout)
+			"dead_timeout", c.cfg.memberlist.DeadTimeout)
 		return
 	}
 	start := time.Now()
-	c.logger.Info("leaving the ring: announcing it, still taking writes", "leave_timeout", c.cfg.memberlist.leaveTimeout)
-	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.memberlist.leaveTimeout)
+	c.logger.Info("leaving the ring: announcing it, still taking writes", "leave_timeout", c.cfg.memberlist.LeaveTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.memberlist.LeaveTimeout)
 	defer cancel()
 	p := c.gossip.AnnounceLeaving(ctx)
 	took := time.Since(start).Round(time.Millisecond)

@@ -5,10 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"strconv"
 	"time"
-
-	"github.com/prometheus/common/model"
 
 	"github.com/weir-metrics/weir/hashring"
 	"github.com/weir-metrics/weir/internal/flags"
@@ -49,7 +46,7 @@ type config struct {
 
 	// Ring membership: the hashrings file (file) or gossip (memberlist).
 	ringMembership string
-	memberlist     memberlistFlags
+	memberlist     hashring.MemberlistFlags
 
 	// StoreAPI (Thanos Query reading this node): limits per Series request.
 	store store.Config
@@ -104,7 +101,7 @@ func (c *config) registerFlags(r flags.Registry) {
 
 	// Ring membership by gossip.
 	r.Flag("ring.membership", "Where the ring's members come from: file (--receive.hashrings-file) or memberlist (gossip: ingesters announce themselves; one ketama ring over the active ones).").Default("file").EnumVar(&c.ringMembership, "file", "memberlist")
-	c.memberlist.registerFlags(r)
+	c.memberlist.RegisterFlags(r)
 
 	c.store.RegisterFlags(r)
 
@@ -194,39 +191,6 @@ func parseLevel(s string) (slog.Level, error) {
 	return l, nil
 }
 
-// memberlistFlags are the --memberlist.* flags.
-type memberlistFlags struct {
-	bind, advertise string
-	join            []string
-	secretKeyFile   string
-	nodeName        string
-	zone            string
-	deadTimeout     time.Duration
-	reclaimTime     time.Duration
-	leaveTimeout    time.Duration
-	leaveOnShutdown bool
-	timing          hashring.GossipTiming
-}
-
-// defaultMemberlistFlags are the defaults of the --memberlist.* flags.
-func defaultMemberlistFlags() memberlistFlags {
-	return memberlistFlags{
-		bind:            "0.0.0.0:7946",
-		deadTimeout:     hashring.DefaultDeadTimeout,
-		reclaimTime:     hashring.DefaultDeadNodeReclaimTime,
-		leaveTimeout:    defaultLeaveTimeout,
-		leaveOnShutdown: true,
-		timing:          hashring.DefaultGossipTiming(),
-	}
-}
-
-// isDefault says whether no --memberlist.* flag changed anything.
-func (m memberlistFlags) isDefault() bool {
-	d := defaultMemberlistFlags()
-	return len(m.join) == 0 && m.bind == d.bind && m.advertise == d.advertise && m.secretKeyFile == d.secretKeyFile &&
-		m.nodeName == d.nodeName && m.zone == d.zone && m.deadTimeout == d.deadTimeout && m.reclaimTime == d.reclaimTime && m.leaveTimeout == d.leaveTimeout && m.leaveOnShutdown == d.leaveOnShutdown && m.timing == d.timing
-}
-
 // clustered says whether the node takes part in a hashring (file or memberlist).
 func (c *config) clustered() bool {
 	return c.hashringsFile != "" || c.hashrings != "" || c.ringMembership == "memberlist"
@@ -234,10 +198,9 @@ func (c *config) clustered() bool {
 
 // validateMembership refuses mixing the hashrings file with memberlist, either way.
 func (c *config) validateMembership() error {
-	m := c.memberlist
 	switch c.ringMembership {
 	case "file":
-		if !m.isDefault() {
+		if !c.memberlist.IsDefault() {
 			return errors.New("--memberlist.* flags need --ring.membership=memberlist (the ring comes from --receive.hashrings-file by default)")
 		}
 		return nil
@@ -248,36 +211,7 @@ func (c *config) validateMembership() error {
 	if c.hashringsFile != "" || c.hashrings != "" {
 		return errors.New("--ring.membership=memberlist and --receive.hashrings(-file) cannot be mixed: the ring comes from one or the other")
 	}
-	if _, _, err := splitHostPort(m.bind); err != nil {
-		return fmt.Errorf("--memberlist.bind-address: %w", err)
-	}
-	if m.advertise != "" {
-		if _, _, err := splitHostPort(m.advertise); err != nil {
-			return fmt.Errorf("--memberlist.advertise-address: %w", err)
-		}
-	}
-	for _, j := range m.join {
-		if _, _, err := net.SplitHostPort(j); err != nil {
-			return fmt.Errorf("--memberlist.join %q: %w", j, err)
-		}
-	}
-	if m.deadTimeout <= 0 {
-		return fmt.Errorf("--memberlist.dead-timeout: %s must be positive", model.Duration(m.deadTimeout))
-	}
-	return m.validateGossip()
-}
-
-// splitHostPort splits host:port with a numeric port.
-func splitHostPort(s string) (string, int, error) {
-	host, port, err := net.SplitHostPort(s)
-	if err != nil {
-		return "", 0, err
-	}
-	p, err := strconv.Atoi(port)
-	if err != nil || p < 0 || p > 65535 {
-		return "", 0, fmt.Errorf("port %q: want 0-65535", port)
-	}
-	return host, p, nil
+	return c.memberlist.Validate()
 }
 
 // anyPort reports whether addr asks for any free port (port 0): two listeners given it never

@@ -163,9 +163,9 @@ func TestMemberlistFlags(t *testing.T) {
 		"--memberlist.dead-timeout=90s", "--receive.local-endpoint=ing-0:10901")
 	require.NoError(t, err)
 	require.True(t, cfg.clustered())
-	require.Equal(t, []string{"a:7946", "b:7946", "c:7946"}, cfg.memberlist.join)
-	require.Equal(t, 90*time.Second, cfg.memberlist.deadTimeout)
-	require.Equal(t, "z1", cfg.memberlist.zone)
+	require.Equal(t, []string{"a:7946", "b:7946", "c:7946"}, cfg.memberlist.Join)
+	require.Equal(t, 90*time.Second, cfg.memberlist.DeadTimeout)
+	require.Equal(t, "z1", cfg.memberlist.Zone)
 
 	cfg, err = parseConfig(t)
 	require.NoError(t, err)
@@ -194,10 +194,10 @@ func TestMemberlistFlags(t *testing.T) {
 // TestDeadNodeReclaimTimeValidation: the flag cannot be parsed negative, but the check behind it
 // names the flag should a negative value come from elsewhere.
 func TestDeadNodeReclaimTimeValidation(t *testing.T) {
-	m := defaultMemberlistFlags()
-	require.NoError(t, m.validateGossip())
-	m.reclaimTime = -time.Second
-	err := m.validateGossip()
+	m := hashring.DefaultMemberlistFlags()
+	require.NoError(t, m.Validate())
+	m.ReclaimTime = -time.Second
+	err := m.Validate()
 	require.Error(t, err)
 	require.Contains(t, err.Error(), "--memberlist.dead-node-reclaim-time: -1s is negative")
 }
@@ -205,23 +205,23 @@ func TestDeadNodeReclaimTimeValidation(t *testing.T) {
 func TestGossipTimingFlags(t *testing.T) {
 	cfg, err := parseConfig(t, "--ring.membership=memberlist")
 	require.NoError(t, err)
-	require.Equal(t, hashring.DefaultGossipTiming(), cfg.memberlist.timing, "the defaults are memberlist's LAN configuration")
-	require.Equal(t, 20*time.Second, cfg.memberlist.leaveTimeout)
-	require.True(t, cfg.memberlist.leaveOnShutdown)
-	require.Equal(t, hashring.DefaultDeadNodeReclaimTime, cfg.memberlist.reclaimTime, "a recreated pod's new address is taken 5s after the old one was declared dead")
+	require.Equal(t, hashring.DefaultGossipTiming(), cfg.memberlist.Timing, "the defaults are memberlist's LAN configuration")
+	require.Equal(t, 20*time.Second, cfg.memberlist.LeaveTimeout)
+	require.True(t, cfg.memberlist.LeaveOnShutdown)
+	require.Equal(t, hashring.DefaultDeadNodeReclaimTime, cfg.memberlist.ReclaimTime, "a recreated pod's new address is taken 5s after the old one was declared dead")
 
 	cfg, err = parseConfig(t, "--ring.membership=memberlist", "--memberlist.gossip-interval=100ms", "--memberlist.gossip-nodes=4",
 		"--memberlist.retransmit-factor=2", "--memberlist.probe-interval=2s", "--memberlist.probe-timeout=1s",
 		"--memberlist.pullpush-interval=1m", "--memberlist.leave-timeout=0s", "--memberlist.leave-on-shutdown=false",
 		"--memberlist.dead-node-reclaim-time=0s")
 	require.NoError(t, err)
-	require.Zero(t, cfg.memberlist.reclaimTime, "0 is memberlist's own default (never reclaim)")
+	require.Zero(t, cfg.memberlist.ReclaimTime, "0 is memberlist's own default (never reclaim)")
 	require.Equal(t, hashring.GossipTiming{
 		GossipInterval: 100 * time.Millisecond, GossipNodes: 4, RetransmitMult: 2,
 		ProbeInterval: 2 * time.Second, ProbeTimeout: time.Second, PushPullInterval: time.Minute,
-	}, cfg.memberlist.timing)
-	require.Zero(t, cfg.memberlist.leaveTimeout)
-	require.False(t, cfg.memberlist.leaveOnShutdown)
+	}, cfg.memberlist.Timing)
+	require.Zero(t, cfg.memberlist.LeaveTimeout)
+	require.False(t, cfg.memberlist.LeaveOnShutdown)
 
 	for _, tc := range []struct {
 		args []string
