@@ -9,6 +9,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
+	"io"
 	"os"
 	"strings"
 	"sync"
@@ -172,17 +174,25 @@ func (c *credentials) userTenant(ctx context.Context, name, password string) (st
 // against guesses at all. It is bounded by the number of users in the file and dropped with it.
 type basicCache struct {
 	key  [32]byte
-	mu   sync.RWMutex
 	macs map[string][sha256.Size]byte
+	mu   sync.RWMutex
+	// hmacs are keyed HMAC states to reuse (Reset keeps the key): a new one costs more than the
+	// hash itself.
+	hmacs sync.Pool
 }
 
 func (b *basicCache) mac(name, password string) [sha256.Size]byte {
-	h := hmac.New(sha256.New, b.key[:])
-	h.Write([]byte(name))
-	h.Write([]byte{0})
-	h.Write([]byte(password))
+	h, _ := b.hmacs.Get().(hash.Hash)
+	if h == nil {
+		h = hmac.New(sha256.New, b.key[:])
+	}
+	h.Reset()
+	_, _ = io.WriteString(h, name)
+	_, _ = h.Write([]byte{0})
+	_, _ = io.WriteString(h, password)
 	var out [sha256.Size]byte
 	h.Sum(out[:0])
+	b.hmacs.Put(h)
 	return out
 }
 
