@@ -89,7 +89,7 @@ func TestPrometheusSecureEdge(t *testing.T) {
 	ca := testutil.NewCA(t, dir, "ca")
 	other := testutil.NewCA(t, dir, "other-ca")
 	srvCert, srvKey := ca.Issue(t, dir, "server", testutil.CertOptions{CommonName: "server-1"})
-	mtls := startEdge(t, tlsreload.ServerConfig{CertFile: srvCert, KeyFile: srvKey, ClientCAFile: ca.File},
+	mtls := startEdge(t, tlsreload.ServerConfig{CertFile: srvCert, KeyFile: srvKey, CAFile: ca.File},
 		auth.Config{CertificateField: auth.FieldOrganization})
 	credsFile := filepath.Join(dir, "credentials.yaml")
 	pw, err := bcrypt.GenerateFromPassword([]byte("secret-c"), bcrypt.DefaultCost)

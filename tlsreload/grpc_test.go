@@ -25,7 +25,7 @@ func TestGRPCMutualTLS(t *testing.T) {
 	dir := t.TempDir()
 	ca := testutil.NewCA(t, dir, "ca")
 	cert, key := ca.Issue(t, dir, "ingester", testutil.CertOptions{CommonName: "ingester-1"})
-	srvTLS, err := NewServer(ServerConfig{CertFile: cert, KeyFile: key, ClientCAFile: ca.File}, []string{"h2"},
+	srvTLS, err := NewServer(ServerConfig{CertFile: cert, KeyFile: key, CAFile: ca.File}, []string{"h2"},
 		reload.Options{Name: "grpc-server-tls", Interval: time.Millisecond})
 	require.NoError(t, err)
 	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(srvTLS)))

@@ -49,9 +49,9 @@ type ServerConfig struct {
 	// CertFile and KeyFile are the server's certificate (chain) and key in PEM: both or neither.
 	CertFile string
 	KeyFile  string
-	// ClientCAFile, when set, requires every client to present a certificate that chains to one of
+	// CAFile, when set, requires every client to present a certificate that chains to one of
 	// its CAs (mutual TLS); reloaded like the certificate.
-	ClientCAFile string
+	CAFile string
 	// MinVersion is "1.0", "1.1", "1.2" or "1.3" (empty: DefaultMinVersion).
 	MinVersion string
 	// Ciphers are crypto/tls cipher suite names, for TLS 1.2 and below (empty: Go's defaults; TLS 1.3
@@ -74,7 +74,7 @@ func (c *ServerConfig) RegisterFlags(r flags.Registry, prefix, what string) {
 	r.Flag(prefix+"key", "TLS key (PEM) for "+what+"; leave blank to disable TLS. Reloaded when the file changes.").
 		Default(c.KeyFile).StringVar(&c.KeyFile)
 	r.Flag(prefix+"client-ca", "TLS CA to verify clients of "+what+" against (mutual TLS). If no client CA is specified, there is no client verification (tls.NoClientCert). Reloaded when the file changes.").
-		Default(c.ClientCAFile).StringVar(&c.ClientCAFile)
+		Default(c.CAFile).StringVar(&c.CAFile)
 	if c.MinVersion == "" {
 		c.MinVersion = DefaultMinVersion
 	}
@@ -103,7 +103,7 @@ func (c ServerConfig) Validate() error {
 	switch {
 	case (c.CertFile == "") != (c.KeyFile == ""):
 		return fmt.Errorf("%s and %s: both or neither must be given", c.flag("cert"), c.flag("key"))
-	case c.ClientCAFile != "" && !c.Enabled():
+	case c.CAFile != "" && !c.Enabled():
 		return fmt.Errorf("%s needs %s and %s", c.flag("client-ca"), c.flag("cert"), c.flag("key"))
 	}
 	if _, err := minVersion(c.MinVersion); err != nil {
@@ -134,7 +134,7 @@ func NewServer(c ServerConfig, nextProtos []string, opts reload.Options) (*tls.C
 	base.MinVersion, _ = minVersion(c.MinVersion)
 	base.CipherSuites, _ = cipherSuites(c.Ciphers)
 	base.CurvePreferences, _ = curveIDs(c.Curves)
-	opts.Paths = []string{c.CertFile, c.KeyFile, c.ClientCAFile}
+	opts.Paths = []string{c.CertFile, c.KeyFile, c.CAFile}
 	v, err := reload.New(opts, func() (*tls.Config, error) { return c.build(base) })
 	if err != nil {
 		return nil, err
@@ -157,8 +157,8 @@ func (c ServerConfig) build(base *tls.Config) (*tls.Config, error) {
 	}
 	cfg := base.Clone()
 	cfg.Certificates = []tls.Certificate{cert}
-	if c.ClientCAFile != "" {
-		if cfg.ClientCAs, err = loadCA(c.ClientCAFile); err != nil {
+	if c.CAFile != "" {
+		if cfg.ClientCAs, err = loadCA(c.CAFile); err != nil {
 			return nil, fmt.Errorf("%s: %w", c.flag("client-ca"), err)
 		}
 		cfg.ClientAuth = tls.RequireAndVerifyClientCert

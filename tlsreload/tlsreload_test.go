@@ -183,7 +183,7 @@ func TestServerClientCA(t *testing.T) {
 	cert, key := ca.Issue(t, dir, "server", testutil.CertOptions{CommonName: "server"})
 	clientCA := filepath.Join(dir, "clients.pem")
 	copyFile(t, ca.File, clientCA)
-	s := startServer(t, ServerConfig{CertFile: cert, KeyFile: key, ClientCAFile: clientCA})
+	s := startServer(t, ServerConfig{CertFile: cert, KeyFile: key, CAFile: clientCA})
 
 	good, goodKey := ca.Issue(t, dir, "good", testutil.CertOptions{CommonName: "good"})
 	_, err := get(client(t, []*testutil.CA{ca}, good, goodKey), s.addr)
@@ -259,7 +259,7 @@ func TestClientRotation(t *testing.T) {
 	cert, key := ca.Issue(t, dir, "server", testutil.CertOptions{CommonName: "server"})
 	seen := make(chan string, 10)
 	reg := prometheus.NewRegistry()
-	srvCfg, err := NewServer(ServerConfig{CertFile: cert, KeyFile: key, ClientCAFile: ca.File}, nil, reload.Options{Name: "s"})
+	srvCfg, err := NewServer(ServerConfig{CertFile: cert, KeyFile: key, CAFile: ca.File}, nil, reload.Options{Name: "s"})
 	require.NoError(t, err)
 	ln, err := tls.Listen("tcp", "127.0.0.1:0", srvCfg)
 	require.NoError(t, err)
