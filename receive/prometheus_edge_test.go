@@ -44,12 +44,15 @@ func startEdge(t *testing.T, tlsCfg tlsreload.ServerConfig, authCfg auth.Config)
 	a, err := auth.New(authCfg, opts)
 	require.NoError(t, err)
 	s := &edgeServer{storage: &fakeStorage{}}
-	h, err := NewHandler(testConfig(), s.storage, nil, alwaysReady, slog.New(slog.DiscardHandler), prometheus.NewRegistry(), WithAuthenticator(a))
+	cfg := testConfig()
+	cfg.Limits = benchLimits // Prometheus sends up to 2,000 series a request
+	h, err := NewHandler(cfg, s.storage, nil, alwaysReady, slog.New(slog.DiscardHandler), prometheus.NewRegistry(), WithAuthenticator(a))
 	require.NoError(t, err)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	s.addr = ln.Addr().String()
-	srv := &http.Server{Handler: h, TLSConfig: serverTLS, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: h, TLSConfig: serverTLS, ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: slog.NewLogLogger(slog.DiscardHandler, slog.LevelError)} // the refused handshakes are expected
 	done := make(chan struct{})
 	go func() { defer close(done); _ = srv.ServeTLS(ln, "", "") }()
 	t.Cleanup(func() { _ = srv.Close(); <-done })
@@ -75,7 +78,7 @@ func (s *edgeServer) tenants() []string {
 //	                       ├─ bearer   (token of team-b) ───────────────────┐
 //	                       ├─ basic    (user of team-c) ────────────────────┤
 //	                       ├─ wrong-token ──────────────────────────────────┤──► edge C: TLS, credentials
-//	                       ├─ other-tenant (token of team-b, header team-c) ┤
+//	                       ├─ other-tenant (token of team-b, header team-x) ┤
 //	                       └─ plain-http (http:// to the TLS port) ─────────┘
 //
 // The accepted queues write their tenants and nothing else; the refused ones write nothing: 401/403
@@ -99,8 +102,9 @@ func TestPrometheusSecureEdge(t *testing.T) {
 	creds := startEdge(t, tlsreload.ServerConfig{CertFile: srvCert, KeyFile: srvKey}, auth.Config{CredentialsFile: credsFile})
 
 	clientA, clientAKey := ca.Issue(t, dir, "client-a", testutil.CertOptions{CommonName: "prometheus", Organization: []string{"team-a"}})
-	stranger, strangerKey := other.Issue(t, dir, "stranger", testutil.CertOptions{Organization: []string{"team-a"}})
-	expired, expiredKey := ca.Issue(t, dir, "expired", testutil.CertOptions{Organization: []string{"team-a"}, NotAfter: time.Now().Add(-time.Hour)})
+	// The refused senders name tenants of their own: a write of theirs would show.
+	stranger, strangerKey := other.Issue(t, dir, "stranger", testutil.CertOptions{Organization: []string{"intruder-ca"}})
+	expired, expiredKey := ca.Issue(t, dir, "expired", testutil.CertOptions{Organization: []string{"intruder-expired"}, NotAfter: time.Now().Add(-time.Hour)})
 	tlsCA := fmt.Sprintf("tls_config: {ca_file: %q}", ca.File)
 	withCert := func(cert, key string) string {
 		return fmt.Sprintf("tls_config: {ca_file: %q, cert_file: %q, key_file: %q}", ca.File, cert, key)
@@ -112,7 +116,7 @@ func TestPrometheusSecureEdge(t *testing.T) {
 		{"bearer", "https://" + creds.addr, tlsCA + "\n    authorization: {credentials: token-b}"},
 		{"basic", "https://" + creds.addr, tlsCA + "\n    basic_auth: {username: prom-c, password: secret-c}"},
 		{"wrong-token", "https://" + creds.addr, tlsCA + "\n    authorization: {credentials: token-x}"},
-		{"other-tenant", "https://" + creds.addr, tlsCA + "\n    authorization: {credentials: token-b}\n    headers: {THANOS-TENANT: team-c}"},
+		{"other-tenant", "https://" + creds.addr, tlsCA + "\n    authorization: {credentials: token-b}\n    headers: {THANOS-TENANT: team-x}"},
 		{"plain-http", "http://" + creds.addr, "authorization: {credentials: token-b}"},
 	}
 	var rw strings.Builder
@@ -123,13 +127,16 @@ func TestPrometheusSecureEdge(t *testing.T) {
 	prom := startPrometheus(t, bin, dir, rw.String())
 
 	for _, q := range []string{"mtls", "bearer", "basic"} {
-		prom.waitSent(t, q, 1)
+		prom.waitSent(t, q, 1) // sent, not necessarily accepted: failures are checked below
 	}
 	for _, q := range []string{"wrong-token", "other-tenant", "plain-http"} {
 		prom.waitMetric(t, "prometheus_remote_storage_samples_failed_total", q, 1)
 	}
 	for _, q := range []string{"unknown-ca", "expired"} {
 		prom.waitMetric(t, "prometheus_remote_storage_samples_retried_total", q, 1)
+	}
+	for _, q := range []string{"mtls", "bearer", "basic"} {
+		require.Zero(t, prom.metric(t, "prometheus_remote_storage_samples_failed_total", q), q)
 	}
 	require.Equal(t, []string{"team-a"}, mtls.tenants())
 	require.Equal(t, []string{"team-b", "team-c"}, creds.tenants())

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -78,7 +79,7 @@ func startServer(t *testing.T, c ServerConfig) *server {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { fmt.Fprint(w, "ok") }),
-		TLSConfig: cfg, ReadHeaderTimeout: 5 * time.Second}
+		TLSConfig: cfg, ReadHeaderTimeout: 5 * time.Second, ErrorLog: slog.NewLogLogger(slog.DiscardHandler, slog.LevelError)}
 	done := make(chan struct{})
 	go func() { defer close(done); _ = srv.ServeTLS(ln, "", "") }()
 	t.Cleanup(func() { _ = srv.Close(); <-done })
