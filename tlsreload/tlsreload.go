@@ -206,37 +206,30 @@ func minVersion(s string) (uint16, error) {
 }
 
 func cipherSuites(names []string) ([]uint16, error) {
-	if len(names) == 0 {
-		return nil, nil
-	}
 	known := map[string]uint16{}
 	for _, cs := range tls.CipherSuites() {
 		known[cs.Name] = cs.ID
 	}
-	ids := make([]uint16, 0, len(names))
-	for _, n := range names {
-		id, ok := known[n]
-		if !ok {
-			return nil, fmt.Errorf("invalid cipher suite %q, valid values are %s", n, strings.Join(sortedKeys(known), ", "))
-		}
-		ids = append(ids, id)
-	}
-	return ids, nil
+	return lookup(names, known, "cipher suite")
 }
 
-func curveIDs(names []string) ([]tls.CurveID, error) {
+func curveIDs(names []string) ([]tls.CurveID, error) { return lookup(names, curves, "curve") }
+
+// lookup maps names to their values in known (nil for no names), or names the first unknown one and
+// what is known.
+func lookup[V any](names []string, known map[string]V, what string) ([]V, error) {
 	if len(names) == 0 {
 		return nil, nil
 	}
-	ids := make([]tls.CurveID, 0, len(names))
+	out := make([]V, 0, len(names))
 	for _, n := range names {
-		id, ok := curves[n]
+		v, ok := known[n]
 		if !ok {
-			return nil, fmt.Errorf("invalid curve %q, valid values are %s", n, strings.Join(sortedKeys(curves), ", "))
+			return nil, fmt.Errorf("invalid %s %q, valid values are %s", what, n, strings.Join(sortedKeys(known), ", "))
 		}
-		ids = append(ids, id)
+		out = append(out, v)
 	}
-	return ids, nil
+	return out, nil
 }
 
 func sortedKeys[V any](m map[string]V) []string {

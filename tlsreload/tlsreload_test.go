@@ -86,22 +86,10 @@ func startServer(t *testing.T, c ServerConfig) *server {
 	return &server{addr: ln.Addr().String(), reg: reg}
 }
 
-// client is an HTTPS client trusting the CAs and presenting cert (if any); it keeps its connection.
-func client(t *testing.T, cas []*testutil.CA, certFile, keyFile string) *http.Client {
+// client is an HTTPS client trusting ca and presenting cert (if any); it keeps its connection.
+func client(t *testing.T, ca *testutil.CA, certFile, keyFile string) *http.Client {
 	t.Helper()
-	pool := x509.NewCertPool()
-	for _, ca := range cas {
-		pool.AddCert(ca.Cert)
-	}
-	cfg := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
-	if certFile != "" {
-		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
-		require.NoError(t, err)
-		cfg.Certificates = []tls.Certificate{cert}
-	}
-	tr := &http.Transport{TLSClientConfig: cfg}
-	t.Cleanup(tr.CloseIdleConnections)
-	return &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	return ca.HTTPClient(t, certFile, keyFile)
 }
 
 // get returns the serial number of the certificate the server presented.
@@ -123,14 +111,14 @@ func TestServerRotation(t *testing.T) {
 	cert, key := ca.Issue(t, dir, "server", testutil.CertOptions{CommonName: "first"})
 	s := startServer(t, ServerConfig{CertFile: cert, KeyFile: key})
 
-	kept := client(t, []*testutil.CA{ca}, "", "")
+	kept := client(t, ca, "", "")
 	name, err := get(kept, s.addr)
 	require.NoError(t, err)
 	require.Equal(t, "first", name)
 
 	ca.Issue(t, dir, "server", testutil.CertOptions{CommonName: "second"})
 	testutil.Eventually(t, 10*time.Second, testutil.DefaultInterval, "the rotated certificate", func() error {
-		name, err := get(client(t, []*testutil.CA{ca}, "", ""), s.addr)
+		name, err := get(client(t, ca, "", ""), s.addr)
 		if err == nil && name != "second" {
 			err = fmt.Errorf("still %s", name)
 		}
@@ -144,13 +132,13 @@ func TestServerRotation(t *testing.T) {
 	// A truncated certificate: the previous one keeps serving.
 	testutil.WriteFileAtomic(t, cert, []byte("-----BEGIN CERTIFICATE-----\ntruncat"))
 	testutil.Eventually(t, 10*time.Second, testutil.DefaultInterval, "a failed reload", func() error {
-		_, _ = get(client(t, []*testutil.CA{ca}, "", ""), s.addr) // handshakes look at the files
+		_, _ = get(client(t, ca, "", ""), s.addr) // handshakes look at the files
 		if n := promtest.ToFloat64(failedReloads(t, s.reg)); n != 1 {
 			return fmt.Errorf("%v failed reloads", n)
 		}
 		return nil
 	})
-	name, err = get(client(t, []*testutil.CA{ca}, "", ""), s.addr)
+	name, err = get(client(t, ca, "", ""), s.addr)
 	require.NoError(t, err)
 	require.Equal(t, "second", name)
 }
@@ -187,15 +175,15 @@ func TestServerClientCA(t *testing.T) {
 	s := startServer(t, ServerConfig{CertFile: cert, KeyFile: key, CAFile: clientCA})
 
 	good, goodKey := ca.Issue(t, dir, "good", testutil.CertOptions{CommonName: "good"})
-	_, err := get(client(t, []*testutil.CA{ca}, good, goodKey), s.addr)
+	_, err := get(client(t, ca, good, goodKey), s.addr)
 	require.NoError(t, err)
-	_, err = get(client(t, []*testutil.CA{ca}, "", ""), s.addr)
+	_, err = get(client(t, ca, "", ""), s.addr)
 	require.Error(t, err, "no client certificate")
 	expired, expiredKey := ca.Issue(t, dir, "expired", testutil.CertOptions{CommonName: "expired", NotAfter: time.Now().Add(-time.Minute)})
-	_, err = get(client(t, []*testutil.CA{ca}, expired, expiredKey), s.addr)
+	_, err = get(client(t, ca, expired, expiredKey), s.addr)
 	require.Error(t, err, "expired client certificate")
 	stranger, strangerKey := other.Issue(t, dir, "stranger", testutil.CertOptions{CommonName: "stranger"})
-	_, err = get(client(t, []*testutil.CA{ca}, stranger, strangerKey), s.addr)
+	_, err = get(client(t, ca, stranger, strangerKey), s.addr)
 	require.Error(t, err, "client certificate of an unknown CA")
 
 	// The bundle gains the other CA: its clients get in without a restart.
@@ -205,7 +193,7 @@ func TestServerClientCA(t *testing.T) {
 	require.NoError(t, err)
 	testutil.WriteFileAtomic(t, clientCA, append(both, more...))
 	testutil.Eventually(t, 10*time.Second, testutil.DefaultInterval, "the new client CA", func() error {
-		_, err := get(client(t, []*testutil.CA{ca}, stranger, strangerKey), s.addr)
+		_, err := get(client(t, ca, stranger, strangerKey), s.addr)
 		return err
 	})
 }

@@ -4,11 +4,13 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"math/big"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"testing"
@@ -87,6 +89,23 @@ func (ca *CA) Issue(t testing.TB, dir, name string, o CertOptions) (certFile, ke
 	WriteFileAtomic(t, keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}))
 	WriteFileAtomic(t, certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
 	return certFile, keyFile
+}
+
+// HTTPClient is an HTTPS client that trusts ca and presents the certificate in certFile and keyFile
+// (none when empty). Its idle connections are closed when the test ends.
+func (ca *CA) HTTPClient(t testing.TB, certFile, keyFile string) *http.Client {
+	t.Helper()
+	pool := x509.NewCertPool()
+	pool.AddCert(ca.Cert)
+	cfg := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	if certFile != "" {
+		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		check(t, err)
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	tr := &http.Transport{TLSClientConfig: cfg}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr, Timeout: 30 * time.Second}
 }
 
 // WriteFileAtomic writes data to a new file and renames it over path.

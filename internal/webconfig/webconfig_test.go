@@ -1,8 +1,6 @@
 package webconfig
 
 import (
-	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"net"
@@ -45,11 +43,7 @@ func TestServe(t *testing.T) {
 	require.NoError(t, c.Check())
 	addr := serve(t, c)
 
-	pool := x509.NewCertPool()
-	pool.AddCert(ca.Cert)
-	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
-	defer tr.CloseIdleConnections()
-	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	client := ca.HTTPClient(t, "", "")
 	get := func(url, user, pass string) int {
 		req, err := http.NewRequest(http.MethodGet, url, nil)
 		require.NoError(t, err)
