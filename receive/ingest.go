@@ -91,8 +91,9 @@ func (c IngestConfig) Validate() error {
 
 // ServerOptions are the options the gRPC server of the ingest service needs: the ingest codec (which
 // hands every other message to protobuf, so other services can share the server), the message size
-// bound and the transport credentials.
-func (c IngestConfig) ServerOptions() ([]grpc.ServerOption, error) {
+// bound and the transport credentials, whose certificates reload when their files change (logged to
+// logger, counted in reg; either may be nil for none).
+func (c IngestConfig) ServerOptions(logger *slog.Logger, reg prometheus.Registerer) ([]grpc.ServerOption, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
@@ -109,7 +110,7 @@ func (c IngestConfig) ServerOptions() ([]grpc.ServerOption, error) {
 	if c.MaxConnectionAge > 0 {
 		opts = append(opts, grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionAge: c.MaxConnectionAge}))
 	}
-	tlsCfg, err := tlsreload.NewServer(c.TLS, []string{"h2"}, reload.Options{Name: "grpc-server-tls"})
+	tlsCfg, err := tlsreload.NewServer(c.TLS, []string{"h2"}, reload.Options{Name: "grpc-server-tls", Logger: logger, Registerer: reg})
 	if err != nil {
 		return nil, err
 	}

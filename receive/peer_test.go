@@ -53,7 +53,7 @@ func startLimitedIngest(t *testing.T, storage TenantStorage, cfg IngestConfig, l
 	}
 	s := &ingestServer{addr: lis.Addr().String(), reg: prometheus.NewRegistry()}
 	s.ready.Store(true)
-	opts, err := cfg.ServerOptions()
+	opts, err := cfg.ServerOptions(nil, nil)
 	require.NoError(t, err)
 	srv := grpc.NewServer(opts...)
 	is, err := NewIngestServer(cfg, storage, lim, s.ready.Load, slog.New(slog.DiscardHandler), s.reg)
