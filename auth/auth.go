@@ -53,11 +53,11 @@ func (c *Config) RegisterFlags(r flags.Registry) {
 	r.Flag("receive.tenant-certificate-field", "Use TLS client's certificate field to determine tenant for write requests. Must be one of "+
 		FieldOrganization+", "+FieldOrganizationalUnit+" or "+FieldCommonName+"; needs --remote-write.server-tls-client-ca. "+
 		"A tenant header naming another tenant than the certificate is refused (403).").
-		Default(c.CertificateField).EnumVar(&c.CertificateField, "", FieldOrganization, FieldOrganizationalUnit, FieldCommonName)
+		PlaceHolder("<field>").EnumVar(&c.CertificateField, "", FieldOrganization, FieldOrganizationalUnit, FieldCommonName)
 	r.Flag("receive.credentials-file", "Path of a YAML file of per-tenant bearer-token (SHA-256) and basic-auth (bcrypt) hashes; "+
 		"every remote-write request must then carry credentials of it (401 otherwise) and writes the tenant they belong to "+
 		"(403 for a tenant header naming another). Reloaded when the file changes. Empty: no credentials are asked for.").
-		Default(c.CredentialsFile).StringVar(&c.CredentialsFile)
+		PlaceHolder("<path>").StringVar(&c.CredentialsFile)
 }
 
 // Enabled reports whether senders are identified at all.

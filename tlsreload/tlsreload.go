@@ -70,20 +70,20 @@ type ServerConfig struct {
 func (c *ServerConfig) RegisterFlags(r flags.Registry, prefix, what string) {
 	c.prefix = prefix
 	r.Flag(prefix+"cert", "TLS certificate (PEM) for "+what+"; leave blank to disable TLS. Reloaded when the file changes.").
-		Default(c.CertFile).StringVar(&c.CertFile)
+		PlaceHolder("<path>").StringVar(&c.CertFile)
 	r.Flag(prefix+"key", "TLS key (PEM) for "+what+"; leave blank to disable TLS. Reloaded when the file changes.").
-		Default(c.KeyFile).StringVar(&c.KeyFile)
+		PlaceHolder("<path>").StringVar(&c.KeyFile)
 	r.Flag(prefix+"client-ca", "TLS CA to verify clients of "+what+" against (mutual TLS). If no client CA is specified, there is no client verification (tls.NoClientCert). Reloaded when the file changes.").
-		Default(c.CAFile).StringVar(&c.CAFile)
+		PlaceHolder("<path>").StringVar(&c.CAFile)
 	if c.MinVersion == "" {
 		c.MinVersion = DefaultMinVersion
 	}
 	r.Flag(prefix+"min-version", `TLS minimum version for `+what+`. Allowed values: ["1.0", "1.1", "1.2", "1.3"].`).
 		Default(c.MinVersion).EnumVar(&c.MinVersion, sortedKeys(versions)...)
 	r.Flag(prefix+"ciphers", "TLS cipher suites for "+what+" (repeatable; TLS 1.2 and below). If not specified, the default Go cipher suites are used. See https://pkg.go.dev/crypto/tls#pkg-constants for valid values.").
-		StringsVar(&c.Ciphers)
+		PlaceHolder("<name>").StringsVar(&c.Ciphers)
 	r.Flag(prefix+"curves", "TLS curves for "+what+" (repeatable). If not specified, the default Go curves are used. Valid values: "+strings.Join(sortedKeys(curves), ", ")+".").
-		StringsVar(&c.Curves)
+		PlaceHolder("<name>").StringsVar(&c.Curves)
 }
 
 // Enabled reports whether TLS is on: a certificate or key is given.

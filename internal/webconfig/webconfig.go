@@ -25,7 +25,7 @@ type Config struct {
 func (c *Config) RegisterFlags(r flags.Registry) {
 	r.Flag("http.config", "[EXPERIMENTAL] Path to the configuration file that can enable TLS or authentication for all HTTP endpoints "+
 		"(--http-address): the Prometheus exporter-toolkit web configuration. The remote-write listener has its own flags.").
-		Default(c.File).StringVar(&c.File)
+		PlaceHolder("<path>").StringVar(&c.File)
 }
 
 // Check reads the file and its certificates: a start-up error names the flag.
