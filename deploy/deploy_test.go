@@ -86,6 +86,31 @@ type objects struct {
 	hpas         []*autoscalingv2.HorizontalPodAutoscaler
 	netpols      []*networkingv1.NetworkPolicy
 	monitors     []*serviceMonitor
+	certificates []*certificate
+}
+
+// certificate is the part of cert-manager.io/v1 Certificate the chart uses, decoded strictly as
+// serviceMonitor is.
+type certificate struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata"`
+	Spec              struct {
+		SecretName  string `json:"secretName"`
+		Duration    string `json:"duration"`
+		RenewBefore string `json:"renewBefore"`
+		PrivateKey  struct {
+			Algorithm      string `json:"algorithm"`
+			Size           int    `json:"size"`
+			RotationPolicy string `json:"rotationPolicy"`
+		} `json:"privateKey"`
+		Usages    []string `json:"usages"`
+		DNSNames  []string `json:"dnsNames"`
+		IssuerRef struct {
+			Name  string `json:"name"`
+			Kind  string `json:"kind"`
+			Group string `json:"group,omitempty"`
+		} `json:"issuerRef"`
+	} `json:"spec"`
 }
 
 // serviceMonitor is the part of monitoring.coreos.com/v1 ServiceMonitor the chart uses (the
@@ -177,6 +202,9 @@ func decode(t *testing.T, data []byte) *objects {
 		case "monitoring.coreos.com/v1/ServiceMonitor":
 			o := &serviceMonitor{}
 			objs.monitors, obj = append(objs.monitors, o), o
+		case "cert-manager.io/v1/Certificate":
+			o := &certificate{}
+			objs.certificates, obj = append(objs.certificates, o), o
 		default:
 			t.Fatalf("document %d: unexpected object %s %s", i, tm.APIVersion, tm.Kind)
 		}
@@ -772,6 +800,9 @@ func TestChartRefusesBadValues(t *testing.T) {
 		{[]string{"replicationFactor=3", "ingester.replicas=2"}, "needs at least"},
 		{[]string{"replicationFactor=3", "zones={a,b}"}, "zones"},
 		{[]string{"hashringAlgorithm=random"}, "hashringAlgorithm"},
+		{[]string{"security.remoteWrite.tenantCertificateField=organization"}, "tenantCertificateField"},
+		{[]string{"security.remoteWrite.clientCA=true"}, "clientCA needs"},
+		{[]string{"security.certManager.enabled=true"}, "certManager"},
 	} {
 		var args []string
 		for _, s := range tc.set {
@@ -780,6 +811,65 @@ func TestChartRefusesBadValues(t *testing.T) {
 		_, err := render(t, args...)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("--set %v: got error %v, want one mentioning %q", tc.set, err, tc.want)
+		}
+	}
+}
+
+// TestChartSecurity: secure-values.yaml mounts every Secret it names, as whole volumes (Kubernetes
+// updates those, never subPath mounts, and Weir reloads what changes), points the flags at files in
+// them, and renders one cert-manager Certificate per TLS Secret.
+func TestChartSecurity(t *testing.T) {
+	out, err := render(t, "-f", filepath.Join(chartDir, "ci", "secure-values.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs := decode(t, out)
+	var secrets []string
+	for _, c := range objs.certificates {
+		secrets = append(secrets, c.Spec.SecretName)
+	}
+	slices.Sort(secrets)
+	if want := []string{"weir-grpc-tls", "weir-remote-write-tls"}; !slices.Equal(secrets, want) {
+		t.Errorf("Certificates write %v, want %v", secrets, want)
+	}
+	var specs []*corev1.PodSpec
+	for _, d := range objs.deployments {
+		specs = append(specs, &d.Spec.Template.Spec)
+	}
+	for _, s := range objs.statefulSets {
+		specs = append(specs, &s.Spec.Template.Spec)
+	}
+	for _, spec := range specs {
+		c := spec.Containers[0]
+		mounts := map[string]string{}
+		for _, m := range c.VolumeMounts {
+			if m.SubPath != "" {
+				t.Errorf("volume %s mounted with subPath: never updated by Kubernetes", m.Name)
+			}
+			mounts[m.Name] = m.MountPath
+		}
+		volumes := map[string]string{}
+		for _, v := range spec.Volumes {
+			if v.Secret != nil {
+				volumes[v.Name] = v.Secret.SecretName
+			}
+		}
+		flags := flagValues(t, "secure pod", c.Args)
+		for flag, volume := range map[string]string{
+			"remote-write.server-tls-cert": "remote-write-tls", "remote-write.server-tls-client-ca": "remote-write-tls",
+			"receive.credentials-file": "credentials", "grpc-server-tls-cert": "grpc-tls", "grpc-server-tls-client-ca": "grpc-tls",
+			"remote-write.client-tls-cert": "grpc-tls", "http.config": "web-config",
+		} {
+			file := one(t, "secure pod", flags, flag)
+			if volumes[volume] == "" || !strings.HasPrefix(file, mounts[volume]+"/") {
+				t.Errorf("--%s=%s is not in Secret volume %s (mounted at %q, Secret %q)", flag, file, volume, mounts[volume], volumes[volume])
+			}
+		}
+		if got := one(t, "secure pod", flags, "receive.tenant-certificate-field"); got != "organization" {
+			t.Errorf("--receive.tenant-certificate-field=%s", got)
+		}
+		if c.ReadinessProbe.HTTPGet.Scheme != corev1.URISchemeHTTPS {
+			t.Errorf("readiness probe scheme %q with security.http.tls", c.ReadinessProbe.HTTPGet.Scheme)
 		}
 	}
 }

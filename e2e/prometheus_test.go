@@ -36,6 +36,26 @@ type prometheusNode struct {
 // remote-writing to rwURL as tenant, and waits until it is ready.
 func startPrometheus(t *testing.T, bin, rwURL, tenant string) *prometheusNode {
 	t.Helper()
+	// One shard, so batches leave in WAL order: once a sample is sent, everything scraped before
+	// it was sent too.
+	return startPrometheusWith(t, bin, fmt.Sprintf(`  - url: %q
+    name: weir
+    headers:
+      THANOS-TENANT: %s
+    queue_config:
+      batch_send_deadline: 200ms
+      min_shards: 1
+      max_shards: 1
+      min_backoff: 50ms
+      max_backoff: 1s
+`, rwURL, tenant))
+}
+
+// startPrometheusWith runs Prometheus scraping itself every second on a free loopback port with
+// remoteWrite as the entries of its remote_write list (YAML, indented by two), and waits until it is
+// ready.
+func startPrometheusWith(t *testing.T, bin, remoteWrite string) *prometheusNode {
+	t.Helper()
 	work := t.TempDir()
 	logPath := filepath.Join(work, "prometheus.log")
 	p := &prometheusNode{}
@@ -46,8 +66,6 @@ func startPrometheus(t *testing.T, bin, rwURL, tenant string) *prometheusNode {
 	for attempt := 1; ; attempt++ {
 		p.addr = testutil.LoopbackAddrs(t, 1)[0]
 		p.url = "http://" + p.addr
-		// One shard, so batches leave in WAL order: once a sample is sent, everything scraped before
-		// it was sent too.
 		cfg := fmt.Sprintf(`global:
   scrape_interval: 1s
   scrape_timeout: 1s
@@ -56,17 +74,7 @@ scrape_configs:
     static_configs:
       - targets: [%q]
 remote_write:
-  - url: %q
-    name: weir
-    headers:
-      THANOS-TENANT: %s
-    queue_config:
-      batch_send_deadline: 200ms
-      min_shards: 1
-      max_shards: 1
-      min_backoff: 50ms
-      max_backoff: 1s
-`, p.addr, rwURL, tenant)
+%s`, p.addr, remoteWrite)
 		cfgPath := filepath.Join(work, "prometheus.yml")
 		require.NoError(t, os.WriteFile(cfgPath, []byte(cfg), 0o644))
 		offset := fileSize(logPath)

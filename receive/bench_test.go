@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
@@ -13,7 +15,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/prompb"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/crypto/bcrypt"
 
+	"github.com/weir-metrics/weir/auth"
+	"github.com/weir-metrics/weir/internal/reload"
 	"github.com/weir-metrics/weir/tenant"
 	"github.com/weir-metrics/weir/write"
 )
@@ -125,30 +130,56 @@ func (w *discardResponse) WriteHeader(code int)        { w.code = code }
 // validate, metrics, answer). MB/s is of the compressed body, as received.
 func BenchmarkHandler(b *testing.B) {
 	b.Run("series="+strconv.Itoa(benchSeries), func(b *testing.B) {
-		cfg := testConfig()
-		cfg.Decode = DecodeLimits{MaxBodyBytes: 16 << 20, MaxDecodedBytes: 64 << 20}
-		cfg.Limits = benchLimits
-		h, err := NewHandler(cfg, nopStorage{}, nil, alwaysReady, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
-		require.NoError(b, err)
-		h.now = func() time.Time { return benchNow }
-
-		body := encodeWR(b, benchWriteRequest(benchSeries))
-		rb := &rewindBody{}
-		r := newPost(nil, nil)
-		r.Header.Set(tenant.DefaultHeader, "team-a")
-		r.Body = rb
-		r.ContentLength = int64(len(body))
-		w := &discardResponse{header: http.Header{}}
-
-		b.ReportAllocs()
-		b.SetBytes(int64(len(body)))
-		for b.Loop() {
-			rb.Reset(body)
-			w.code = 0
-			h.ServeHTTP(w, r)
-			if w.code != http.StatusNoContent {
-				b.Fatalf("status %d", w.code)
-			}
-		}
+		benchHandler(b, func(*http.Request) {})
 	})
+}
+
+// BenchmarkHandlerAuth: BenchmarkHandler with a credentials file (bcrypt at its default cost): the
+// sender's identity costs a SHA-256 (bearer) or an HMAC (basic auth, the password verified once and
+// cached), which should be within the noise of BenchmarkHandler.
+func BenchmarkHandlerAuth(b *testing.B) {
+	pw, err := bcrypt.GenerateFromPassword([]byte("secret-a"), bcrypt.DefaultCost)
+	require.NoError(b, err)
+	path := filepath.Join(b.TempDir(), "credentials.yaml")
+	require.NoError(b, os.WriteFile(path, fmt.Appendf(nil, "tenants:\n  team-a:\n    bearer_token_sha256: [%s]\n    basic_auth_users: {prom-a: '%s'}\n",
+		auth.HashToken("token-a"), pw), 0o600))
+	a, err := auth.New(auth.Config{CredentialsFile: path}, reload.Options{Name: "credentials"})
+	require.NoError(b, err)
+	prefix := "series=" + strconv.Itoa(benchSeries)
+	b.Run(prefix+"/auth=bearer", func(b *testing.B) {
+		benchHandler(b, func(r *http.Request) { r.Header.Set("Authorization", "Bearer token-a") }, WithAuthenticator(a))
+	})
+	b.Run(prefix+"/auth=basic", func(b *testing.B) {
+		benchHandler(b, func(r *http.Request) { r.SetBasicAuth("prom-a", "secret-a") }, WithAuthenticator(a))
+	})
+}
+
+// benchHandler sends the benchmark request through a Handler with opts, set up by prepare.
+func benchHandler(b *testing.B, prepare func(*http.Request), opts ...HandlerOption) {
+	cfg := testConfig()
+	cfg.Decode = DecodeLimits{MaxBodyBytes: 16 << 20, MaxDecodedBytes: 64 << 20}
+	cfg.Limits = benchLimits
+	h, err := NewHandler(cfg, nopStorage{}, nil, alwaysReady, slog.New(slog.DiscardHandler), prometheus.NewRegistry(), opts...)
+	require.NoError(b, err)
+	h.now = func() time.Time { return benchNow }
+
+	body := encodeWR(b, benchWriteRequest(benchSeries))
+	rb := &rewindBody{}
+	r := newPost(nil, nil)
+	r.Header.Set(tenant.DefaultHeader, "team-a")
+	prepare(r)
+	r.Body = rb
+	r.ContentLength = int64(len(body))
+	w := &discardResponse{header: http.Header{}}
+
+	b.ReportAllocs()
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		rb.Reset(body)
+		w.code = 0
+		h.ServeHTTP(w, r)
+		if w.code != http.StatusNoContent {
+			b.Fatalf("status %d", w.code)
+		}
+	}
 }

@@ -17,6 +17,15 @@
 //	     another value, too old, too far in the future, invalid histogram); everything else was written,
 //	     and the body counts what was rejected by reason and names the first series (index, labels).
 //	     Thanos answers 409 here; senders treat both as final, and the specs say 400.
+//	401  (with an Authenticator: --receive.credentials-file, --receive.tenant-certificate-field) no
+//	     identity, or a wrong one: no bearer token or basic-auth credentials, an unknown token, a
+//	     wrong user name or password, no verified client certificate. WWW-Authenticate names the
+//	     schemes. A client certificate that the TLS layer refuses (unknown CA, expired) never gets
+//	     an HTTP answer: the handshake fails.
+//	403  a valid identity writing a tenant it may not: a tenant header naming another tenant than
+//	     the certificate's or the credentials' (a header never overrides an identity; Thanos lets
+//	     the certificate win silently, Weir refuses so that a misrouted sender is noticed), a
+//	     certificate without the configured field, a certificate and credentials of two tenants.
 //	405  not a POST.
 //	413  the body, or what it decompresses to, is over its limit (checked before reading or allocating).
 //	415  a Content-Encoding other than snappy, or a Content-Type other than protobuf Remote Write 1.0.
@@ -24,7 +33,7 @@
 //	     Prometheus' own receiver does.
 //	400  (router) the replicas of some series refused the forwarded write as invalid (a version skew
 //	     or a bug: replicas validate what the router already validated).
-//	503  not ready yet (WAL replay), the tenant's TSDB is opening, failed to open, or is closing; the
+//	503  not ready yet (WAL replay), no slot in time to verify a password (bcrypt, bounded), the tenant's TSDB is opening, failed to open, or is closing; the
 //	     data volume is below its free-space reserve, or the tenant's WAL failed a write and is not
 //	     reopened yet (tenant/walguard.go: nothing is acknowledged behind a torn record); or the
 //	     request was cancelled, its body did not arrive within the server's read timeout, or no write

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/weir-metrics/weir/auth"
 	"github.com/weir-metrics/weir/tenant"
 )
 
@@ -33,12 +34,14 @@ type Class uint8
 
 // Error classes, in the order of the status table in doc.go.
 const (
-	ClassInternal    Class = iota // a bug or a local failure: 500, retried
-	ClassInvalid                  // the request is wrong and will stay wrong: 400, never retried
-	ClassConflict                 // some points clash with stored data; the rest was written: 400
-	ClassTooLarge                 // over a size limit: 413, never retried
-	ClassUnsupported              // encoding or content type we do not speak: 415
-	ClassUnavailable              // try again later (not ready, storage opening, shutting down): 503
+	ClassInternal        Class = iota // a bug or a local failure: 500, retried
+	ClassInvalid                      // the request is wrong and will stay wrong: 400, never retried
+	ClassConflict                     // some points clash with stored data; the rest was written: 400
+	ClassTooLarge                     // over a size limit: 413, never retried
+	ClassUnsupported                  // encoding or content type we do not speak: 415
+	ClassUnavailable                  // try again later (not ready, storage opening, shutting down): 503
+	ClassUnauthenticated              // no identity, or a wrong one (credentials, client certificate): 401
+	ClassForbidden                    // an identity writing a tenant it may not: 403
 )
 
 // Error is an error with a class.
@@ -63,6 +66,10 @@ func ClassOf(err error) Class {
 		return e.Class
 	case errors.Is(err, tenant.ErrInvalidID):
 		return ClassInvalid
+	case errors.Is(err, auth.ErrUnauthenticated):
+		return ClassUnauthenticated
+	case errors.Is(err, auth.ErrForbidden), errors.Is(err, tenant.ErrOtherTenant):
+		return ClassForbidden
 	case errors.Is(err, tenant.ErrUnavailable), errors.Is(err, tenant.ErrClosed),
 		errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return ClassUnavailable
@@ -84,14 +91,29 @@ func StatusCode(err error) int {
 		return http.StatusUnsupportedMediaType
 	case ClassUnavailable:
 		return http.StatusServiceUnavailable
+	case ClassUnauthenticated:
+		return http.StatusUnauthorized
+	case ClassForbidden:
+		return http.StatusForbidden
 	}
 	return http.StatusInternalServerError
+}
+
+// answerHeaders sets the headers an answer with code needs: Retry-After on 503 (senders back off),
+// WWW-Authenticate on 401 (RFC 9110: the schemes the sender may use).
+func answerHeaders(h http.Header, code int) {
+	switch code {
+	case http.StatusServiceUnavailable:
+		h.Set("Retry-After", "5")
+	case http.StatusUnauthorized:
+		h.Set("WWW-Authenticate", auth.Challenge)
+	}
 }
 
 // clientFault reports whether c is the sender's fault: retrying the same request cannot succeed.
 func (c Class) clientFault() bool {
 	switch c {
-	case ClassInvalid, ClassConflict, ClassTooLarge, ClassUnsupported:
+	case ClassInvalid, ClassConflict, ClassTooLarge, ClassUnsupported, ClassUnauthenticated, ClassForbidden:
 		return true
 	}
 	return false
@@ -101,6 +123,7 @@ func (c Class) clientFault() bool {
 var classNames = [...]string{
 	ClassInternal: "internal", ClassInvalid: "invalid", ClassConflict: "conflict",
 	ClassTooLarge: "too_large", ClassUnsupported: "unsupported", ClassUnavailable: "unavailable",
+	ClassUnauthenticated: "unauthenticated", ClassForbidden: "forbidden",
 }
 
 // className is the metric label value of c; "internal" for a class without a name.
@@ -323,7 +346,22 @@ const (
 	refusedUnsupported   = "unsupported"
 	refusedOverloaded    = "overloaded"
 	refusedLimits        = "limits"
+	refusedUnauthorized  = "unauthenticated"
+	refusedForbidden     = "forbidden"
 )
+
+// tenantRefusal is the reason of a request refused because its tenant could not be told (err).
+func tenantRefusal(err error) string {
+	switch ClassOf(err) {
+	case ClassUnauthenticated:
+		return refusedUnauthorized
+	case ClassForbidden:
+		return refusedForbidden
+	case ClassUnavailable:
+		return refusedOverloaded
+	}
+	return refusedInvalidTenant
+}
 
 // decodeRefusal is the reason of a request refused because decoding it failed with err.
 func decodeRefusal(err error) string {

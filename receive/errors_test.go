@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/weir-metrics/weir/auth"
 	"github.com/weir-metrics/weir/tenant"
 )
 
@@ -43,6 +44,9 @@ func TestStatusCode(t *testing.T) {
 		{"wrapped cancelled", fmt.Errorf("write cancelled: %w", context.Canceled), ClassUnavailable, http.StatusServiceUnavailable},
 		{"deadline", context.DeadlineExceeded, ClassUnavailable, http.StatusServiceUnavailable},
 		{"wrapped deadline", fmt.Errorf("x: %w", context.DeadlineExceeded), ClassUnavailable, http.StatusServiceUnavailable},
+		{"unauthenticated", fmt.Errorf("x: %w", auth.ErrUnauthenticated), ClassUnauthenticated, http.StatusUnauthorized},
+		{"forbidden", fmt.Errorf("x: %w", auth.ErrForbidden), ClassForbidden, http.StatusForbidden},
+		{"header names another tenant", fmt.Errorf("x: %w", tenant.ErrOtherTenant), ClassForbidden, http.StatusForbidden},
 		// The class an error carries wins over its cause.
 		{"class wins over cause", &Error{Class: ClassInternal, Err: tenant.ErrUnavailable}, ClassInternal, http.StatusInternalServerError},
 		{"unknown class", &Error{Class: Class(200), Err: errors.New("?")}, Class(200), http.StatusInternalServerError},
@@ -69,7 +73,7 @@ func TestError(t *testing.T) {
 }
 
 func TestClassNames(t *testing.T) {
-	require.Len(t, classNames, int(ClassUnavailable)+1)
+	require.Len(t, classNames, int(ClassForbidden)+1)
 	for c, name := range classNames {
 		require.NotEmpty(t, name, "class %d has no name", c)
 	}

@@ -5,6 +5,7 @@ import (
 
 	"github.com/weir-metrics/weir/internal/flags"
 	"github.com/weir-metrics/weir/tenant"
+	"github.com/weir-metrics/weir/tlsreload"
 )
 
 // This file registers the flags of the receive package's configs. Names and defaults follow Thanos
@@ -50,13 +51,14 @@ func (c *PeerConfig) RegisterFlags(r flags.Registry) {
 	r.Flag("remote-write.client-tls-key", "Client key for writes to other nodes.").StringVar(&c.TLS.KeyFile)
 	r.Flag("remote-write.client-tls-ca", "CA that other nodes' certificates must chain to; setting any client TLS flag turns TLS on.").StringVar(&c.TLS.CAFile)
 	r.Flag("remote-write.client-server-name", "Server name expected in other nodes' certificates.").StringVar(&c.TLS.ServerName)
+	r.Flag("remote-write.client-tls-min-version", `TLS minimum version for writes to other nodes. Allowed values: ["1.0", "1.1", "1.2", "1.3"].`).
+		Default(tlsreload.DefaultMinVersion).EnumVar(&c.TLS.MinVersion, "1.0", "1.1", "1.2", "1.3")
 }
 
-// RegisterFlags registers the flags of the node-to-node ingest service: its TLS.
+// RegisterFlags registers the flags of the node-to-node ingest service: its TLS (Thanos'
+// --grpc-server-tls-cert, -key, -client-ca, -min-version, -ciphers, -curves).
 func (c *IngestConfig) RegisterFlags(r flags.Registry) {
-	r.Flag("grpc-server-tls-cert", "TLS certificate for --grpc-address (empty: plain text).").StringVar(&c.TLS.CertFile)
-	r.Flag("grpc-server-tls-key", "TLS key for --grpc-address.").StringVar(&c.TLS.KeyFile)
-	r.Flag("grpc-server-tls-client-ca", "CA that client certificates must chain to (mutual TLS) on --grpc-address.").StringVar(&c.TLS.CAFile)
+	c.TLS.RegisterFlags(r, "grpc-server-tls-", "the gRPC server (--grpc-address)")
 	c.MaxConnectionAge = time.Hour
 	flags.Duration(r.Flag("grpc-server-max-connection-age", "Close a connection to --grpc-address after this long, gracefully (its requests finish; the router reconnects): connections spread again over ingesters and TLS handshakes are redone (0: never)."), &c.MaxConnectionAge)
 }

@@ -100,11 +100,28 @@ func (c HandlerConfig) Validate() error {
 	return nil
 }
 
+// Authenticator identifies the sender of a request (auth.Authenticator): Authenticate returns the one
+// tenant it may write, or an error that ClassOf classifies (auth.ErrUnauthenticated, auth.ErrForbidden,
+// or the request's context error).
+type Authenticator interface {
+	Authenticate(r *http.Request) (string, error)
+}
+
+// HandlerOption is an optional dependency of a Handler.
+type HandlerOption func(*Handler)
+
+// WithAuthenticator makes every request prove its tenant (see Handler.tenantOf). Without it, the
+// tenant header decides.
+func WithAuthenticator(a Authenticator) HandlerOption {
+	return func(h *Handler) { h.auth = a }
+}
+
 // Handler serves Remote Write 1.0 (POST /api/v1/receive). See doc.go for the status codes it answers.
 type Handler struct {
 	cfg     HandlerConfig
 	storage Storage
-	limiter *Limiter // bounds the requests decoded and written at once (nil: no bound)
+	limiter *Limiter      // bounds the requests decoded and written at once (nil: no bound)
+	auth    Authenticator // nil: the tenant header decides
 	ready   func() bool
 	logger  *slog.Logger
 	now     func() time.Time
@@ -135,22 +152,40 @@ func newHandlerMetrics(reg prometheus.Registerer) *handlerMetrics {
 		}, []string{"tenant", "class"}),
 		failed: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "weir_receive_requests_refused_total",
-			Help: "Requests refused before storage, by reason (decode, too_large, unsupported, invalid_tenant, limits, not_ready, overloaded).",
+			Help: "Requests refused before storage, by reason (decode, too_large, unsupported, invalid_tenant, unauthenticated, forbidden, limits, not_ready, overloaded).",
 		}, []string{"reason"}),
 	}
 }
 
 // NewHandler returns the remote-write handler. lim bounds the requests decoded and written at once
 // (nil: no bound); share it with the node's ingest server, as both compete for the same cores. ready
-// gates writes (503 until it returns true).
-func NewHandler(cfg HandlerConfig, storage Storage, lim *Limiter, ready func() bool, logger *slog.Logger, reg prometheus.Registerer) (*Handler, error) {
+// gates writes (503 until it returns true). opts add optional dependencies (WithAuthenticator).
+func NewHandler(cfg HandlerConfig, storage Storage, lim *Limiter, ready func() bool, logger *slog.Logger, reg prometheus.Registerer, opts ...HandlerOption) (*Handler, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	if storage == nil || ready == nil || logger == nil || reg == nil {
 		return nil, errors.New("remote-write handler needs storage, a readiness check, a logger and a registerer")
 	}
-	return &Handler{cfg: cfg, storage: storage, limiter: lim, ready: ready, logger: logger, now: time.Now, metrics: newHandlerMetrics(reg)}, nil
+	h := &Handler{cfg: cfg, storage: storage, limiter: lim, ready: ready, logger: logger, now: time.Now, metrics: newHandlerMetrics(reg)}
+	for _, o := range opts {
+		o(h)
+	}
+	return h, nil
+}
+
+// tenantOf is the tenant r writes: the one its sender's identity may write when the Handler has an
+// Authenticator (a tenant header naming another is refused, 403: a header never overrides an
+// identity), else the tenant header's, or the default tenant without one.
+func (h *Handler) tenantOf(r *http.Request) (string, error) {
+	if h.auth == nil {
+		return tenant.FromRequest(r, h.cfg.TenantHeader, h.cfg.DefaultTenant)
+	}
+	id, err := h.auth.Authenticate(r)
+	if err != nil {
+		return "", err
+	}
+	return tenant.FromRequestAs(r, h.cfg.TenantHeader, id)
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -168,9 +203,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.refuse(w, refusedNotReady, err)
 		return
 	}
-	tenantID, err := tenant.FromRequest(r, h.cfg.TenantHeader, h.cfg.DefaultTenant)
+	tenantID, err := h.tenantOf(r)
 	if err != nil {
-		h.refuse(w, refusedInvalidTenant, err)
+		h.refuse(w, tenantRefusal(err), err)
 		return
 	}
 	var slot *Slot
@@ -230,9 +265,7 @@ func (h *Handler) answer(w http.ResponseWriter, err error) {
 		w.WriteHeader(code)
 		return
 	}
-	if code == http.StatusServiceUnavailable {
-		w.Header().Set("Retry-After", "5")
-	}
+	answerHeaders(w.Header(), code)
 	http.Error(w, err.Error(), code)
 }
 

@@ -16,7 +16,9 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 
+	"github.com/weir-metrics/weir/internal/reload"
 	"github.com/weir-metrics/weir/tenant"
+	"github.com/weir-metrics/weir/tlsreload"
 	"github.com/weir-metrics/weir/write"
 )
 
@@ -30,8 +32,9 @@ type IngestConfig struct {
 	MaxDecodedBytes int64
 	// MaxMessageBytes bounds a received message (zero: DefaultMaxMessageBytes).
 	MaxMessageBytes int
-	// TLS is the server side of the connection (see TLSConfig).
-	TLS TLSConfig
+	// TLS is the server side of the connection (--grpc-server-tls-*): certificate and client CA
+	// reloaded when their files change.
+	TLS tlsreload.ServerConfig
 	// MaxConnectionAge closes a router's connection after this long (gracefully: its writes in flight
 	// finish, and the router reconnects), so that connections spread again over ingesters behind a
 	// load balancer and TLS handshakes are redone (0: never).
@@ -88,8 +91,9 @@ func (c IngestConfig) Validate() error {
 
 // ServerOptions are the options the gRPC server of the ingest service needs: the ingest codec (which
 // hands every other message to protobuf, so other services can share the server), the message size
-// bound and the transport credentials.
-func (c IngestConfig) ServerOptions() ([]grpc.ServerOption, error) {
+// bound and the transport credentials, whose certificates reload when their files change (logged to
+// logger, counted in reg; either may be nil for none).
+func (c IngestConfig) ServerOptions(logger *slog.Logger, reg prometheus.Registerer) ([]grpc.ServerOption, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
@@ -106,7 +110,7 @@ func (c IngestConfig) ServerOptions() ([]grpc.ServerOption, error) {
 	if c.MaxConnectionAge > 0 {
 		opts = append(opts, grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionAge: c.MaxConnectionAge}))
 	}
-	tlsCfg, err := c.TLS.ServerTLS()
+	tlsCfg, err := tlsreload.NewServer(c.TLS, []string{"h2"}, reload.Options{Name: "grpc-server-tls", Logger: logger, Registerer: reg})
 	if err != nil {
 		return nil, err
 	}

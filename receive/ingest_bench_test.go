@@ -107,7 +107,7 @@ func BenchmarkIngest(b *testing.B) {
 func serveIngest(b *testing.B, storage TenantStorage) string {
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(b, err)
-	opts, err := IngestConfig{}.ServerOptions()
+	opts, err := IngestConfig{}.ServerOptions(nil, nil)
 	require.NoError(b, err)
 	srv := grpc.NewServer(opts...)
 	is, err := NewIngestServer(IngestConfig{}, storage, nil, func() bool { return true }, slog.New(slog.DiscardHandler), prometheus.NewRegistry())

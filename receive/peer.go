@@ -19,6 +19,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
 
+	"github.com/weir-metrics/weir/internal/reload"
+	"github.com/weir-metrics/weir/tlsreload"
 	"github.com/weir-metrics/weir/write"
 )
 
@@ -82,8 +84,9 @@ type PeerConfig struct {
 	MaxInflightBytes            int64
 	// MaxMessageBytes bounds a message sent or received.
 	MaxMessageBytes int
-	// TLS is the client side of the connection (see TLSConfig).
-	TLS TLSConfig
+	// TLS is the client side of the connection (--remote-write.client-tls-*): the client certificate
+	// is reloaded when its files change.
+	TLS tlsreload.ClientConfig
 	// Compression of the payloads sent to ingesters: CompressionSnappy (the default when empty)
 	// sends about 5× fewer bytes; CompressionNone sends the protobuf as it is (frame version 2),
 	// which ingesters decode in place. On loopback neither was measurably cheaper in CPU (moving
@@ -198,7 +201,7 @@ func NewPeerWriter(cfg PeerConfig, logger *slog.Logger, reg prometheus.Registere
 		return nil, errors.New("peer writer needs a logger and a registerer")
 	}
 	cfg = cfg.withDefaults()
-	tlsCfg, err := cfg.TLS.ClientTLS()
+	tlsCfg, err := tlsreload.NewClient(cfg.TLS, reload.Options{Name: "grpc-client-tls", Logger: logger, Registerer: reg})
 	if err != nil {
 		return nil, err
 	}

@@ -25,6 +25,7 @@ import (
 
 	"github.com/weir-metrics/weir/hashring"
 	"github.com/weir-metrics/weir/tenant"
+	"github.com/weir-metrics/weir/tlsreload"
 	"github.com/weir-metrics/weir/write"
 )
 
@@ -52,7 +53,7 @@ func startLimitedIngest(t *testing.T, storage TenantStorage, cfg IngestConfig, l
 	}
 	s := &ingestServer{addr: lis.Addr().String(), reg: prometheus.NewRegistry()}
 	s.ready.Store(true)
-	opts, err := cfg.ServerOptions()
+	opts, err := cfg.ServerOptions(nil, nil)
 	require.NoError(t, err)
 	srv := grpc.NewServer(opts...)
 	is, err := NewIngestServer(cfg, storage, lim, s.ready.Load, slog.New(slog.DiscardHandler), s.reg)
@@ -558,7 +559,7 @@ func TestPeerConfigValidate(t *testing.T) {
 	require.NoError(t, PeerConfig{}.Validate())
 	require.Error(t, PeerConfig{Timeout: -1}.Validate())
 	require.Error(t, PeerConfig{MaxInflightBytes: -1}.Validate())
-	require.Error(t, PeerConfig{TLS: TLSConfig{CertFile: "a"}}.Validate())
+	require.Error(t, PeerConfig{TLS: tlsreload.ClientConfig{CertFile: "a"}}.Validate())
 	require.Error(t, IngestConfig{MaxDecodedBytes: -1}.Validate())
 	_, err := NewPeerWriter(PeerConfig{}, nil, prometheus.NewRegistry())
 	require.Error(t, err)

@@ -15,10 +15,10 @@ import (
 	"github.com/weir-metrics/weir/write"
 )
 
-// Limits bound what one series and one request may hold. Zero disables a limit.
 // DefaultFutureWindow is the default of Limits.FutureWindow (--tsdb.too-far-in-future.time-window).
 const DefaultFutureWindow = 10 * time.Minute
 
+// Limits bound what one series and one request may hold. Zero disables a limit.
 type Limits struct {
 	MaxSeriesPerRequest int
 	MaxLabelsPerSeries  int

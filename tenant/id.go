@@ -49,20 +49,49 @@ func isIDByte(c byte) bool {
 	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.'
 }
 
+// ErrOtherTenant is wrapped by the error of a request whose tenant header names another tenant than
+// the one its sender's identity (client certificate, credentials) may write.
+var ErrOtherTenant = errors.New("tenant header names another tenant than the identity of the sender")
+
 // FromRequest returns the validated tenant ID that r names in header, or defaultID when the header is
 // absent. A header that is present but empty is an error rather than the default: it is almost always a
 // misconfigured sender, and writing its data to another tenant would be worse than refusing it.
 func FromRequest(r *http.Request, header, defaultID string) (string, error) {
+	id, ok, err := fromHeader(r, header)
+	if !ok {
+		return defaultID, err
+	}
+	return id, err
+}
+
+// FromRequestAs returns identity, the tenant that r's sender may write, after checking that header,
+// if r has one, names the same tenant: a header never overrides an identity (ErrOtherTenant).
+func FromRequestAs(r *http.Request, header, identity string) (string, error) {
+	if err := ValidateID(identity); err != nil {
+		return "", fmt.Errorf("tenant of the sender's identity: %w", err)
+	}
+	id, ok, err := fromHeader(r, header)
+	switch {
+	case err != nil:
+		return "", err
+	case ok && id != identity:
+		return "", fmt.Errorf("%w: header %s names %q, the sender may write %q only", ErrOtherTenant, header, id, identity)
+	}
+	return identity, nil
+}
+
+// fromHeader returns the validated tenant ID in header and whether r has the header.
+func fromHeader(r *http.Request, header string) (string, bool, error) {
 	values, ok := r.Header[http.CanonicalHeaderKey(header)]
 	if !ok {
-		return defaultID, nil
+		return "", false, nil
 	}
 	if len(values) != 1 {
-		return "", fmt.Errorf("%w: header %s given %d times", ErrInvalidID, header, len(values))
+		return "", true, fmt.Errorf("%w: header %s given %d times", ErrInvalidID, header, len(values))
 	}
 	id := values[0]
 	if err := ValidateID(id); err != nil {
-		return "", fmt.Errorf("header %s: %w", header, err)
+		return "", true, fmt.Errorf("header %s: %w", header, err)
 	}
-	return id, nil
+	return id, true, nil
 }

@@ -2,6 +2,8 @@ package tenant
 
 import (
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -65,4 +67,49 @@ func FuzzValidateID(f *testing.F) {
 			require.True(t, isIDByte(id[i]), "byte %q", id[i])
 		}
 	})
+}
+
+func TestFromRequest(t *testing.T) {
+	req := func(values ...string) *http.Request {
+		r := httptest.NewRequest(http.MethodPost, "/api/v1/receive", nil)
+		for _, v := range values {
+			r.Header.Add(DefaultHeader, v)
+		}
+		return r
+	}
+	for _, tc := range []struct {
+		name     string
+		header   []string
+		identity string // "": no identity (FromRequest)
+		want     string
+		wantErr  error
+	}{
+		{name: "no header", want: DefaultID},
+		{name: "header", header: []string{"team-a"}, want: "team-a"},
+		{name: "empty header", header: []string{""}, wantErr: ErrInvalidID},
+		{name: "header twice", header: []string{"a", "b"}, wantErr: ErrInvalidID},
+		{name: "traversal", header: []string{".."}, wantErr: ErrInvalidID},
+		{name: "identity, no header", identity: "team-a", want: "team-a"},
+		{name: "identity, same header", identity: "team-a", header: []string{"team-a"}, want: "team-a"},
+		{name: "identity, other header", identity: "team-a", header: []string{"team-b"}, wantErr: ErrOtherTenant},
+		{name: "identity, default tenant in header", identity: "team-a", header: []string{DefaultID}, wantErr: ErrOtherTenant},
+		{name: "identity, invalid header", identity: "team-a", header: []string{"../x"}, wantErr: ErrInvalidID},
+		{name: "invalid identity", identity: "a/b", wantErr: ErrInvalidID},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var got string
+			var err error
+			if tc.identity == "" {
+				got, err = FromRequest(req(tc.header...), DefaultHeader, DefaultID)
+			} else {
+				got, err = FromRequestAs(req(tc.header...), DefaultHeader, tc.identity)
+			}
+			if tc.wantErr != nil {
+				require.ErrorIs(t, err, tc.wantErr)
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, tc.want, got)
+		})
+	}
 }

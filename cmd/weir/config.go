@@ -7,11 +7,14 @@ import (
 	"net"
 	"time"
 
+	"github.com/weir-metrics/weir/auth"
 	"github.com/weir-metrics/weir/hashring"
 	"github.com/weir-metrics/weir/internal/flags"
+	"github.com/weir-metrics/weir/internal/webconfig"
 	"github.com/weir-metrics/weir/receive"
 	"github.com/weir-metrics/weir/store"
 	"github.com/weir-metrics/weir/tenant"
+	"github.com/weir-metrics/weir/tlsreload"
 )
 
 // config is everything `weir receive` is told on its command line. Every flag name, default and help
@@ -31,6 +34,12 @@ type config struct {
 
 	handler receive.HandlerConfig
 	storage tenant.Config
+
+	// The secure edge (docs/security.md): TLS of the remote-write listener, who may write which
+	// tenant, and TLS and basic auth of the ops endpoints.
+	rwTLS tlsreload.ServerConfig
+	auth  auth.Config
+	web   webconfig.Config
 
 	// The hashring: with a hashrings file the node routes (and ingests its own share when it is in
 	// the ring); without one it ingests everything it gets.
@@ -81,6 +90,9 @@ func (c *config) registerFlags(r flags.Registry) {
 
 	c.storage.RegisterFlags(r)
 	c.handler.RegisterFlags(r)
+	c.rwTLS.RegisterFlags(r, "remote-write.server-tls-", "the remote-write server (--remote-write.address)")
+	c.auth.RegisterFlags(r)
+	c.web.RegisterFlags(r)
 
 	// Shipping.
 	r.Flag("objstore.config", "Object storage configuration in Thanos' objstore YAML (type: S3|GCS|AZURE|FILESYSTEM|…). Without it and --objstore.config-file, blocks ship to a FILESYSTEM bucket in <tsdb.path>/bucket.").PlaceHolder("<content>").StringVar(&c.objstoreConfig)
@@ -153,8 +165,11 @@ func (c *config) validate() error {
 	if err := c.memLimit.validate(); err != nil {
 		return err
 	}
+	if c.auth.CertificateField != "" && c.rwTLS.CAFile == "" {
+		return errors.New("--receive.tenant-certificate-field needs mutual TLS on remote write: --remote-write.server-tls-client-ca (and -cert, -key)")
+	}
 	for _, v := range []interface{ Validate() error }{
-		c.storage, c.handler, c.router, c.peerConfig(), c.ingestConfig(), c.limiter, c.store,
+		c.storage, c.handler, c.rwTLS, c.auth, c.router, c.peerConfig(), c.ingestConfig(), c.limiter, c.store,
 	} {
 		if err := v.Validate(); err != nil {
 			return err

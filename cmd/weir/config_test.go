@@ -69,6 +69,34 @@ func TestFlagsParse(t *testing.T) {
 
 // TestDebugIngestProtocol: the hidden flag makes both sides of the node speak as the previous
 // release did.
+// TestSecureEdgeFlags: Thanos' TLS flags and the tenant from the certificate parse into the
+// configs that build the listeners (tlsreload, auth, webconfig).
+func TestSecureEdgeFlags(t *testing.T) {
+	cfg, err := parseConfig(t,
+		"--remote-write.server-tls-cert=c", "--remote-write.server-tls-key=k", "--remote-write.server-tls-client-ca=ca",
+		"--remote-write.server-tls-min-version=1.2", "--remote-write.server-tls-ciphers=TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+		"--remote-write.server-tls-curves=X25519", "--remote-write.server-tls-curves=CurveP256",
+		"--receive.tenant-certificate-field=commonName", "--receive.credentials-file=creds.yaml", "--http.config=web.yml",
+		"--grpc-server-tls-cert=gc", "--grpc-server-tls-key=gk", "--grpc-server-tls-client-ca=gca", "--grpc-server-tls-min-version=1.2",
+		"--remote-write.client-tls-cert=rc", "--remote-write.client-tls-key=rk", "--remote-write.client-tls-min-version=1.2")
+	require.NoError(t, err)
+	require.Equal(t, "c", cfg.rwTLS.CertFile)
+	require.Equal(t, "ca", cfg.rwTLS.CAFile)
+	require.Equal(t, "1.2", cfg.rwTLS.MinVersion)
+	require.Equal(t, []string{"X25519", "CurveP256"}, cfg.rwTLS.Curves)
+	require.Equal(t, "commonName", cfg.auth.CertificateField)
+	require.Equal(t, "creds.yaml", cfg.auth.CredentialsFile)
+	require.Equal(t, "web.yml", cfg.web.File)
+	require.Equal(t, "gca", cfg.ingest.TLS.CAFile)
+	require.Equal(t, "1.2", cfg.ingest.TLS.MinVersion)
+	require.Equal(t, "1.2", cfg.peer.TLS.MinVersion)
+
+	cfg, err = parseConfig(t)
+	require.NoError(t, err)
+	require.False(t, cfg.rwTLS.Enabled() || cfg.ingest.TLS.Enabled() || cfg.auth.Enabled(), "secure edge on by default")
+	require.Equal(t, "1.3", cfg.rwTLS.MinVersion, "Thanos' default")
+}
+
 func TestDebugIngestProtocol(t *testing.T) {
 	cfg, err := parseConfig(t, "--debug.ingest-protocol=v1")
 	require.NoError(t, err)
@@ -110,6 +138,13 @@ func TestBadFlagsAreClearErrors(t *testing.T) {
 		{[]string{"--tsdb.out-of-order.cap-max=300"}, "--tsdb.out-of-order.cap-max: 300 is above 255"},
 		{[]string{"--tsdb.max-retention-bytes=lots"}, "--tsdb.max-retention-bytes: \"lots\" is not a size"},
 		{[]string{"--http-address=:1", "--remote-write.address=:1"}, "both"},
+		{[]string{"--remote-write.server-tls-cert=c"}, "--remote-write.server-tls-cert and --remote-write.server-tls-key"},
+		{[]string{"--remote-write.server-tls-client-ca=ca"}, "--remote-write.server-tls-client-ca needs"},
+		{[]string{"--remote-write.server-tls-ciphers=RC4"}, `--remote-write.server-tls-ciphers: invalid cipher suite "RC4"`},
+		{[]string{"--grpc-server-tls-curves=P-999"}, `--grpc-server-tls-curves: invalid curve "P-999"`},
+		{[]string{"--grpc-server-tls-min-version=1.4"}, "--grpc-server-tls-min-version"},
+		{[]string{"--receive.tenant-certificate-field=organization"}, "--receive.tenant-certificate-field needs mutual TLS"},
+		{[]string{"--receive.tenant-certificate-field=serialNumber"}, "--receive.tenant-certificate-field"},
 	} {
 		_, err := parseConfig(t, tc.args...)
 		require.Error(t, err, "%v", tc.args)

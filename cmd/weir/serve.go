@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -22,10 +23,13 @@ import (
 	"github.com/thanos-io/objstore"
 	"google.golang.org/grpc"
 
+	"github.com/weir-metrics/weir/auth"
+	"github.com/weir-metrics/weir/internal/reload"
 	"github.com/weir-metrics/weir/queryapi"
 	"github.com/weir-metrics/weir/receive"
 	"github.com/weir-metrics/weir/store"
 	"github.com/weir-metrics/weir/tenant"
+	"github.com/weir-metrics/weir/tlsreload"
 	"github.com/weir-metrics/weir/tracing"
 )
 
@@ -104,6 +108,7 @@ type node struct {
 	started atomic.Bool
 
 	opsLn, rwLn, grpcLn net.Listener
+	rwTLS               *tls.Config // nil: plain HTTP on remote write
 	bkt                 objstore.Bucket
 	storage             *tenant.Manager  // nil on a router that stores nothing
 	cluster             *cluster         // nil without a hashrings file
@@ -153,7 +158,11 @@ func (n *node) build() error {
 	} else {
 		storage = receive.Local(local)
 	}
-	if n.handler, err = receive.NewHandler(cfg.handler, storage, n.limiter, n.ready.Load, n.logger, n.reg); err != nil {
+	edge, err := n.buildEdge()
+	if err != nil {
+		return err
+	}
+	if n.handler, err = receive.NewHandler(cfg.handler, storage, n.limiter, n.ready.Load, n.logger, n.reg, edge...); err != nil {
 		return err
 	}
 	role := "ingester"
@@ -164,8 +173,43 @@ func (n *node) build() error {
 		role = "router+ingester"
 	}
 	n.logger.Info("weir starting", "version", version(), "role", role, "remote_write", n.rwLn.Addr().String(),
-		"http", n.opsLn.Addr().String(), "grpc", addrOf(n.grpcLn), "data", cfg.storage.Dir, "tenant_header", cfg.handler.TenantHeader)
+		"http", n.opsLn.Addr().String(), "grpc", addrOf(n.grpcLn), "data", cfg.storage.Dir, "tenant_header", cfg.handler.TenantHeader,
+		"remote_write_tls", n.rwTLS != nil, "tenant_from", tenantSource(cfg))
 	return nil
+}
+
+// buildEdge reads what secures the edge (docs/security.md): the remote-write listener's TLS, the
+// credentials that say who may write which tenant, the ops endpoints' web config. Each is reloaded
+// when its files change; a missing or bad file now is a start-up error naming its flag.
+func (n *node) buildEdge() ([]receive.HandlerOption, error) {
+	var err error
+	opts := func(name string) reload.Options {
+		return reload.Options{Name: name, Logger: n.logger, Registerer: n.reg}
+	}
+	if n.rwTLS, err = tlsreload.NewServer(n.cfg.rwTLS, []string{"h2", "http/1.1"}, opts("remote-write-tls")); err != nil {
+		return nil, err
+	}
+	if err := n.cfg.web.Check(); err != nil {
+		return nil, err
+	}
+	a, err := auth.New(n.cfg.auth, opts("credentials"))
+	if err != nil || a == nil { // a nil *Authenticator must not become a non-nil interface
+		return nil, err
+	}
+	return []receive.HandlerOption{receive.WithAuthenticator(a)}, nil
+}
+
+// tenantSource says where the tenant of a remote-write request comes from, for the start-up line.
+func tenantSource(cfg config) string {
+	switch {
+	case cfg.auth.CertificateField != "" && cfg.auth.CredentialsFile != "":
+		return "certificate " + cfg.auth.CertificateField + " and credentials"
+	case cfg.auth.CertificateField != "":
+		return "certificate " + cfg.auth.CertificateField
+	case cfg.auth.CredentialsFile != "":
+		return "credentials"
+	}
+	return "header"
 }
 
 // buildStorage sets up the tenant TSDBs, their shipping and the node-to-node write service.
@@ -189,7 +233,7 @@ func (n *node) buildStorage() error {
 		return err
 	}
 	icfg := cfg.ingestConfig()
-	opts, err := icfg.ServerOptions()
+	opts, err := icfg.ServerOptions(n.logger, n.reg)
 	if err != nil {
 		return err
 	}
@@ -249,8 +293,11 @@ func (n *node) run() error {
 	// Remote write: drained on stop, so every request that got in gets its answer.
 	// The read timeout bounds a whole upload; idle keep-alive connections get their own, longer limit
 	// so a sender that writes every few minutes keeps its connection.
+	// The server's own errors (with TLS: failed handshakes — unknown CA, expired certificate, plain
+	// HTTP) are logged as warnings, not written to stderr.
 	rwSrv := &http.Server{Handler: remoteWriteMux(n.handler, n.reg), ReadHeaderTimeout: min(10*time.Second, cfg.rwReadTimeout),
-		ReadTimeout: cfg.rwReadTimeout, IdleTimeout: 5 * time.Minute}
+		ReadTimeout: cfg.rwReadTimeout, IdleTimeout: 5 * time.Minute, TLSConfig: n.rwTLS,
+		ErrorLog: slog.NewLogLogger(logger.With("component", "remote-write").Handler(), slog.LevelWarn)}
 	g.Add(func() error { return serveHTTP(rwSrv, n.rwLn) }, func(error) {
 		ctx, cancel := context.WithTimeout(context.Background(), cfg.shutdownTimeout)
 		defer cancel()
@@ -286,7 +333,7 @@ func (n *node) run() error {
 	// Operations endpoints: metrics, health, readiness, profiles, ring status; closed last, so that
 	// the leave and the drain can be watched.
 	opsSrv := &http.Server{Handler: n.opsMux(), ReadHeaderTimeout: 10 * time.Second}
-	g.Add(func() error { return serveHTTP(opsSrv, n.opsLn) }, func(error) { _ = opsSrv.Close() })
+	g.Add(func() error { return cfg.web.Serve(opsSrv, n.opsLn, logger) }, func(error) { _ = opsSrv.Close() })
 
 	runErr := g.Run()
 	if errors.Is(runErr, run.ErrSignal) {
@@ -340,8 +387,13 @@ func addrOf(ln net.Listener) string {
 	return ln.Addr().String()
 }
 
+// serveHTTP serves srv on ln until it is closed, with TLS when srv.TLSConfig is set.
 func serveHTTP(srv *http.Server, ln net.Listener) error {
-	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+	serve := srv.Serve
+	if srv.TLSConfig != nil {
+		serve = func(ln net.Listener) error { return srv.ServeTLS(ln, "", "") }
+	}
+	if err := serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
 	return nil

@@ -196,18 +196,27 @@ readinessProbe:
   httpGet:
     path: /-/ready
     port: http
+    {{- if .Values.security.http.tls }}
+    scheme: HTTPS
+    {{- end }}
   periodSeconds: 5
   failureThreshold: 3
 livenessProbe:
   httpGet:
     path: /-/healthy
     port: http
+    {{- if .Values.security.http.tls }}
+    scheme: HTTPS
+    {{- end }}
   periodSeconds: 10
   failureThreshold: 6
 startupProbe:
   httpGet:
     path: /-/healthy
     port: http
+    {{- if .Values.security.http.tls }}
+    scheme: HTTPS
+    {{- end }}
   periodSeconds: 5
   failureThreshold: 60
 {{- end -}}
