@@ -26,12 +26,9 @@ require (
 	go.opentelemetry.io/otel/trace v1.47.0
 	go.opentelemetry.io/proto/otlp v1.11.0
 	go.uber.org/goleak v1.3.0
-<<<<<<< HEAD
 	go.yaml.in/yaml/v2 v2.4.4
-	golang.org/x/sync v0.24.0
-=======
 	golang.org/x/crypto v0.58.0
->>>>>>> edge
+	golang.org/x/sync v0.24.0
 	golang.org/x/sys v0.49.0
 	google.golang.org/genproto/googleapis/rpc v0.0.0-20261012220534-4341edf3f941
 	google.golang.org/grpc v1.85.0

@@ -2,6 +2,7 @@ package tlsreload
 
 import (
 	"crypto/tls"
+	"errors"
 	"fmt"
 
 	"github.com/weir-metrics/weir/internal/reload"
@@ -31,7 +32,7 @@ func (c ClientConfig) Enabled() bool {
 // Validate checks the settings (it does not read the files).
 func (c ClientConfig) Validate() error {
 	if (c.CertFile == "") != (c.KeyFile == "") {
-		return fmt.Errorf("TLS client: a certificate needs its key and a key its certificate")
+		return errors.New("TLS client: a certificate needs its key and a key its certificate")
 	}
 	if c.MinVersion != "" {
 		if _, err := minVersion(c.MinVersion); err != nil {

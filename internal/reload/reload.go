@@ -133,7 +133,7 @@ func (v *Value[T]) newMetrics() {
 func (v *Value[T]) Get() T {
 	now := v.opts.Now()
 	if now.UnixNano() >= v.nextDue.Load() && v.mu.TryLock() {
-		v.check(now)
+		_ = v.check(now) // a refused change is logged and counted by check; the last good value serves
 		v.mu.Unlock()
 	}
 	return *v.cur.Load()
