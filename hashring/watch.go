@@ -6,23 +6,19 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/cespare/xxhash/v2"
-	"github.com/fsnotify/fsnotify"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/weir-metrics/weir/internal/watch"
 )
 
 // DefaultReloadInterval is how often a FileSource re-reads its file without a change notification
 // (the value of Thanos' --receive.hashrings-file-refresh-interval).
 const DefaultReloadInterval = 5 * time.Minute
-
-// settleDelay lets a burst of file events (an editor's write-and-rename, a Kubernetes ConfigMap's
-// symlink swap) finish before the file is read.
-const settleDelay = 100 * time.Millisecond
 
 // Snapshot is one loaded hashrings file. Snapshots are immutable; a reload publishes a new one.
 type Snapshot struct {
@@ -196,57 +192,6 @@ func (s *FileSource) Run(ctx context.Context) error {
 	if !s.running.CompareAndSwap(false, true) {
 		return errors.New("hashring: FileSource.Run called twice")
 	}
-	var (
-		events <-chan fsnotify.Event
-		errs   <-chan error
-	)
-	if w, err := fsnotify.NewWatcher(); err != nil {
-		s.logger.Warn("cannot watch the hashrings file; re-reading it periodically only", "err", err, "interval", s.cfg.Interval)
-	} else {
-		defer func() { _ = w.Close() }()
-		// The directory, not the file: editors and Kubernetes replace the file rather than write it.
-		if err := w.Add(filepath.Dir(s.cfg.Path)); err != nil {
-			s.logger.Warn("cannot watch the hashrings file's directory; re-reading it periodically only", "err", err, "interval", s.cfg.Interval)
-		} else {
-			events, errs = w.Events, w.Errors
-		}
-	}
-
-	// Changes made between NewFileSource and the watch being set up would otherwise wait for the
-	// ticker.
-	_ = s.Reload()
-
-	ticker := time.NewTicker(s.cfg.Interval)
-	defer ticker.Stop()
-	settle := time.NewTimer(settleDelay)
-	settle.Stop()
-	defer settle.Stop()
-
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case ev, ok := <-events:
-			if !ok {
-				events = nil
-				continue
-			}
-			if ev.Op == fsnotify.Chmod {
-				continue
-			}
-			// Any change in the directory may be ours (symlink swaps name other files); reading an
-			// unchanged file costs a hash.
-			settle.Reset(settleDelay)
-		case err, ok := <-errs:
-			if !ok {
-				errs = nil
-				continue
-			}
-			s.logger.Warn("watching the hashrings file", "err", err)
-		case <-settle.C:
-			_ = s.Reload() // refusals are logged and counted by Reload
-		case <-ticker.C:
-			_ = s.Reload()
-		}
-	}
+	watch.File(ctx, s.cfg.Path, s.cfg.Interval, s.logger, func() { _ = s.Reload() }) // refusals are logged and counted by Reload
+	return nil
 }
