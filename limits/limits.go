@@ -43,6 +43,10 @@ type Limits struct {
 // none is the Limits of a tenant when no limits are configured.
 var none = &Limits{}
 
+// None returns the Limits of a tenant when no limits file is configured (Snapshot.For of a nil
+// Snapshot): callers may compare with it to skip all limit work.
+func None() *Limits { return none }
+
 // setBurst gives a rate without an explicit burst one second of the whole cluster's rate as bucket
 // depth (at least one request's worth when a request samples limit is set), so that a router with a
 // share of rate/N can still take a burst of N seconds.

@@ -35,9 +35,10 @@ func NewRateLimiter(routers func(tenantID string) int) *RateLimiter {
 // Allow takes n tokens from tenantID's bucket, sized by l, and reports whether they were there; if
 // not, retryAfter is when they will be (whole seconds, at least one), and nothing is taken. A request
 // larger than the bucket takes the whole bucket, so that it can pass once the bucket is full instead
-// of being refused for ever. Without a rate limit it allows everything and touches nothing.
+// of being refused for ever. Without a rate limit (or a RateLimiter: nil allows everything) it
+// allows everything and touches nothing.
 func (r *RateLimiter) Allow(tenantID string, l *Limits, n int) (ok bool, retryAfter time.Duration) {
-	if l.IngestionRate <= 0 || n <= 0 {
+	if r == nil || l.IngestionRate <= 0 || n <= 0 {
 		return true, 0
 	}
 	now := r.now()

@@ -3,6 +3,7 @@ package receive
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"mime"
 	"net/http"
@@ -140,7 +141,7 @@ func decode(r *http.Request, limits DecodeLimits, before func() error) (*Request
 		return nil, err
 	}
 	if r.ContentLength > limits.MaxBodyBytes {
-		return nil, errorf(ClassTooLarge, "body of %d bytes is over the limit of %d bytes", r.ContentLength, limits.MaxBodyBytes)
+		return nil, &Error{Class: ClassTooLarge, Err: bodySizeError{fmt.Errorf("body of %d bytes is over the limit of %d bytes", r.ContentLength, limits.MaxBodyBytes)}}
 	}
 	req := requestPool.Get().(*Request)
 	req.body = bodyPool.Get().(*[]byte)
@@ -212,6 +213,15 @@ func (r *Request) unmarshal(compressed []byte, maxDecoded int64) error {
 	return nil
 }
 
+// errBodySize is what a 413 for the size of the body as sent (not as decompressed) is (errors.Is).
+var errBodySize = errors.New("body over its size limit")
+
+// bodySizeError marks a 413 for the size of the body as sent; its message is the wrapped one's.
+type bodySizeError struct{ error }
+
+func (e bodySizeError) Is(target error) bool { return target == errBodySize }
+func (e bodySizeError) Unwrap() error        { return e.error }
+
 // readBody reads all of body into buf (reusing its capacity), failing once more than limit bytes came.
 func readBody(body io.Reader, buf []byte, limit int64) ([]byte, error) {
 	b := bytes.NewBuffer(buf[:0])
@@ -224,7 +234,7 @@ func readBody(body io.Reader, buf []byte, limit int64) ([]byte, error) {
 		return b.Bytes(), errorf(ClassInvalid, "reading body: %v", err)
 	}
 	if n > limit {
-		return b.Bytes(), errorf(ClassTooLarge, "body is over the limit of %d bytes", limit)
+		return b.Bytes(), &Error{Class: ClassTooLarge, Err: bodySizeError{fmt.Errorf("body is over the limit of %d bytes", limit)}}
 	}
 	return b.Bytes(), nil
 }

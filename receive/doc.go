@@ -17,6 +17,12 @@
 //	     another value, too old, too far in the future, invalid histogram); everything else was written,
 //	     and the body counts what was rejected by reason and names the first series (index, labels).
 //	     Thanos answers 409 here; senders treat both as final, and the specs say 400.
+//	400  partial write for a tenant limit (package limits; the body names the limit as the reason):
+//	     series over the tenant's labels_per_series_limit, label_name_length_limit or
+//	     label_value_length_limit, histograms over its native_histogram_buckets_limit (router); new
+//	     series over its head_series_limit or series_per_metric_limit (ingester: the tenant's existing
+//	     series keep being written, only series it does not have yet are refused). Everything else
+//	     was written. Never 5xx: the sender must not retry a tenant's own limit.
 //	401  (with an Authenticator: --receive.credentials-file, --receive.tenant-certificate-field) no
 //	     identity, or a wrong one: no bearer token or basic-auth credentials, an unknown token, a
 //	     wrong user name or password, no verified client certificate. WWW-Authenticate names the
@@ -28,6 +34,9 @@
 //	     certificate without the configured field, a certificate and credentials of two tenants.
 //	405  not a POST.
 //	413  the body, or what it decompresses to, is over its limit (checked before reading or allocating).
+//	413  the request is over one of its tenant's request limits (request.size_bytes_limit, checked
+//	     before reading; request.series_limit; request.samples_limit, samples and histogram
+//	     samples), as in Thanos: nothing was written, the body names the limit.
 //	415  a Content-Encoding other than snappy, or a Content-Type other than protobuf Remote Write 1.0.
 //	     A request without either header is taken as Remote Write 1.0 (snappy, protobuf), as
 //	     Prometheus' own receiver does.
@@ -41,6 +50,9 @@
 //	     unavailable, timed out, known down, or over the in-flight bound), or there is no usable
 //	     hashring (none loaded, none for the tenant, fewer endpoints or zones than the replication
 //	     factor). Retry-After is set. Points that did land are sent again and accepted as duplicates.
+//	429  the tenant is over its ingestion_rate_limit (the router's token bucket, limits.RateLimiter):
+//	     nothing was written; Retry-After says in how many seconds the request's samples will be
+//	     there. Senders back off and retry.
 //	500  another storage failure (an append or commit error that is not the WAL's). Retried by the
 //	     sender; nothing was acknowledged.
 //

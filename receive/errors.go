@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
+	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
@@ -42,12 +44,15 @@ const (
 	ClassUnavailable                  // try again later (not ready, storage opening, shutting down): 503
 	ClassUnauthenticated              // no identity, or a wrong one (credentials, client certificate): 401
 	ClassForbidden                    // an identity writing a tenant it may not: 403
+	ClassLimited                      // the tenant is over its ingestion rate: 429, retried after Error.RetryAfter
 )
 
 // Error is an error with a class.
 type Error struct {
 	Class Class
 	Err   error
+	// RetryAfter is when a sender may try again (ClassLimited; zero: defaultRetryAfter).
+	RetryAfter time.Duration
 }
 
 func (e *Error) Error() string { return e.Err.Error() }
@@ -95,19 +100,39 @@ func StatusCode(err error) int {
 		return http.StatusUnauthorized
 	case ClassForbidden:
 		return http.StatusForbidden
+	case ClassLimited:
+		return http.StatusTooManyRequests
 	}
 	return http.StatusInternalServerError
 }
 
-// answerHeaders sets the headers an answer with code needs: Retry-After on 503 (senders back off),
-// WWW-Authenticate on 401 (RFC 9110: the schemes the sender may use).
-func answerHeaders(h http.Header, code int) {
-	switch code {
-	case http.StatusServiceUnavailable:
-		h.Set("Retry-After", "5")
-	case http.StatusUnauthorized:
+// defaultRetryAfter is the Retry-After of answers that a sender retries, unless the error says.
+const defaultRetryAfter = 5 * time.Second
+
+// answerHeaders sets the headers the answer to err needs: Retry-After on 503 and 429 (senders back
+// off; retryAfter), WWW-Authenticate on 401 (RFC 9110: the schemes the sender may use).
+func answerHeaders(h http.Header, err error) {
+	if ra := retryAfter(err); ra != "" {
+		h.Set("Retry-After", ra)
+	}
+	if ClassOf(err) == ClassUnauthenticated {
 		h.Set("WWW-Authenticate", auth.Challenge)
 	}
+}
+
+// retryAfter is the Retry-After header value of the answer to err: whole seconds for the errors a
+// sender retries (429, 503), "" for the others.
+func retryAfter(err error) string {
+	switch ClassOf(err) {
+	case ClassUnavailable, ClassLimited:
+	default:
+		return ""
+	}
+	d := defaultRetryAfter
+	if e := (*Error)(nil); errors.As(err, &e) && e.RetryAfter > 0 {
+		d = e.RetryAfter
+	}
+	return strconv.Itoa(int(max(d.Round(time.Second), time.Second) / time.Second))
 }
 
 // clientFault reports whether c is the sender's fault: retrying the same request cannot succeed.
@@ -124,6 +149,7 @@ var classNames = [...]string{
 	ClassInternal: "internal", ClassInvalid: "invalid", ClassConflict: "conflict",
 	ClassTooLarge: "too_large", ClassUnsupported: "unsupported", ClassUnavailable: "unavailable",
 	ClassUnauthenticated: "unauthenticated", ClassForbidden: "forbidden",
+	ClassLimited: "limited",
 }
 
 // className is the metric label value of c; "internal" for a class without a name.
@@ -183,7 +209,7 @@ func ingestClass(err error) (codes.Code, Class) {
 		}
 	}
 	switch {
-	case class == ClassUnavailable:
+	case class == ClassUnavailable, class == ClassLimited:
 		return codes.Unavailable, class
 	case class.clientFault():
 		return codes.InvalidArgument, class
@@ -348,7 +374,17 @@ const (
 	refusedLimits        = "limits"
 	refusedUnauthorized  = "unauthenticated"
 	refusedForbidden     = "forbidden"
+	refusedTenantLimit   = "tenant_limit"
+	refusedRateLimited   = "rate_limited"
 )
+
+// limitRefusal is the reason of a request refused for a tenant limit with err.
+func limitRefusal(err error) string {
+	if ClassOf(err) == ClassLimited {
+		return refusedRateLimited
+	}
+	return refusedTenantLimit
+}
 
 // tenantRefusal is the reason of a request refused because its tenant could not be told (err).
 func tenantRefusal(err error) string {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -31,6 +32,7 @@ func TestStatusCode(t *testing.T) {
 		{"too large", errorf(ClassTooLarge, "big"), ClassTooLarge, http.StatusRequestEntityTooLarge},
 		{"unsupported", errorf(ClassUnsupported, "gzip"), ClassUnsupported, http.StatusUnsupportedMediaType},
 		{"unavailable", errorf(ClassUnavailable, "later"), ClassUnavailable, http.StatusServiceUnavailable},
+		{"limited", &Error{Class: ClassLimited, Err: errors.New("rate"), RetryAfter: 3 * time.Second}, ClassLimited, http.StatusTooManyRequests},
 		{"wrapped classed error", fmt.Errorf("outer: %w", errorf(ClassTooLarge, "big")), ClassTooLarge, http.StatusRequestEntityTooLarge},
 		{"twice wrapped classed error", fmt.Errorf("a: %w", fmt.Errorf("b: %w", errorf(ClassUnsupported, "x"))), ClassUnsupported, http.StatusUnsupportedMediaType},
 		{"joined classed error", errors.Join(errors.New("first"), errorf(ClassInvalid, "x")), ClassInvalid, http.StatusBadRequest},
@@ -72,8 +74,26 @@ func TestError(t *testing.T) {
 	require.EqualError(t, e, "body of 7 bytes")
 }
 
+func TestRetryAfter(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want string
+	}{
+		{nil, ""},
+		{errorf(ClassInvalid, "x"), ""},
+		{errorf(ClassConflict, "x"), ""},
+		{errorf(ClassTooLarge, "x"), ""},
+		{errorf(ClassUnavailable, "x"), "5"},
+		{&Error{Class: ClassLimited, Err: errors.New("x")}, "5"},
+		{&Error{Class: ClassLimited, Err: errors.New("x"), RetryAfter: 3 * time.Second}, "3"},
+		{fmt.Errorf("wrapped: %w", &Error{Class: ClassLimited, Err: errors.New("x"), RetryAfter: 200 * time.Millisecond}), "1"},
+	} {
+		require.Equal(t, tc.want, retryAfter(tc.err), "%v", tc.err)
+	}
+}
+
 func TestClassNames(t *testing.T) {
-	require.Len(t, classNames, int(ClassForbidden)+1)
+	require.Len(t, classNames, int(ClassLimited)+1)
 	for c, name := range classNames {
 		require.NotEmpty(t, name, "class %d has no name", c)
 	}

@@ -21,6 +21,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/weir-metrics/weir/limits"
 	"github.com/weir-metrics/weir/tenant"
 	"github.com/weir-metrics/weir/write"
 )
@@ -126,6 +127,11 @@ type Handler struct {
 	logger  *slog.Logger
 	now     func() time.Time
 	metrics *handlerMetrics
+	// limits returns the tenant limits serving now (nil: none); rate enforces their ingestion rate
+	// (tenantlimits.go, WithTenantLimits).
+	limits func() *limits.Snapshot
+	rate   *limits.RateLimiter
+	lm     *limitMetrics
 }
 
 type handlerMetrics struct {
@@ -152,14 +158,15 @@ func newHandlerMetrics(reg prometheus.Registerer) *handlerMetrics {
 		}, []string{"tenant", "class"}),
 		failed: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "weir_receive_requests_refused_total",
-			Help: "Requests refused before storage, by reason (decode, too_large, unsupported, invalid_tenant, unauthenticated, forbidden, limits, not_ready, overloaded).",
+			Help: "Requests refused before storage, by reason (decode, too_large, unsupported, invalid_tenant, unauthenticated, forbidden, limits, tenant_limit, rate_limited, not_ready, overloaded).",
 		}, []string{"reason"}),
 	}
 }
 
 // NewHandler returns the remote-write handler. lim bounds the requests decoded and written at once
 // (nil: no bound); share it with the node's ingest server, as both compete for the same cores. ready
-// gates writes (503 until it returns true). opts add optional dependencies (WithAuthenticator).
+// gates writes (503 until it returns true). opts add optional dependencies (WithAuthenticator,
+// WithTenantLimits).
 func NewHandler(cfg HandlerConfig, storage Storage, lim *Limiter, ready func() bool, logger *slog.Logger, reg prometheus.Registerer, opts ...HandlerOption) (*Handler, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -167,9 +174,12 @@ func NewHandler(cfg HandlerConfig, storage Storage, lim *Limiter, ready func() b
 	if storage == nil || ready == nil || logger == nil || reg == nil {
 		return nil, errors.New("remote-write handler needs storage, a readiness check, a logger and a registerer")
 	}
-	h := &Handler{cfg: cfg, storage: storage, limiter: lim, ready: ready, logger: logger, now: time.Now, metrics: newHandlerMetrics(reg)}
+	h := &Handler{cfg: cfg, storage: storage, limiter: lim, ready: ready, logger: logger, now: time.Now, metrics: newHandlerMetrics(reg), lm: newLimitMetrics(reg)}
 	for _, o := range opts {
 		o(h)
+	}
+	if h.limits == nil {
+		h.limits = func() *limits.Snapshot { return nil }
 	}
 	return h, nil
 }
@@ -208,9 +218,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.refuse(w, tenantRefusal(err), err)
 		return
 	}
+	tl := h.limits().For(tenantID)
+	dl, tenantSize := tenantDecode(h.cfg.Decode, tl)
 	var slot *Slot
 	_, dspan := tracer.Start(ctx, "decode")
-	req, err := decode(r, h.cfg.Decode, func() (err error) {
+	req, err := decode(r, dl, func() (err error) {
 		slot, err = h.limiter.Acquire(ctx)
 		return err
 	})
@@ -218,6 +230,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// Also when decoding failed after the slot was taken (a body that is not a WriteRequest).
 	defer slot.Release()
 	if err != nil {
+		if tenantSize {
+			err = h.sizeRefusal(tenantID, tl, err)
+		}
 		h.refuse(w, decodeRefusal(err), err)
 		return
 	}
@@ -227,7 +242,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx = withSlot(ctx, slot)
 
-	series, v, err := h.cfg.Limits.validateRequest(req, h.now())
+	shape := h.cfg.Limits
+	if tl != limits.None() {
+		if tl.RequestSeries > 0 || tl.RequestSamples > 0 || tl.IngestionRate > 0 {
+			if err := h.checkTenantLimits(tenantID, tl, req.Write.Timeseries, pointCount(req.Write.Timeseries)); err != nil {
+				h.refuse(w, limitRefusal(err), err)
+				return
+			}
+		}
+		shape = tenantShape(shape, tl)
+	}
+	series, v, err := shape.validateRequest(req, h.now())
 	if err != nil {
 		h.refuse(w, refusedLimits, err)
 		return
@@ -265,7 +290,7 @@ func (h *Handler) answer(w http.ResponseWriter, err error) {
 		w.WriteHeader(code)
 		return
 	}
-	answerHeaders(w.Header(), code)
+	answerHeaders(w.Header(), err)
 	http.Error(w, err.Error(), code)
 }
 

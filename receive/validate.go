@@ -24,6 +24,9 @@ type Limits struct {
 	MaxLabelsPerSeries  int
 	MaxLabelNameLength  int
 	MaxLabelValueLength int
+	// MaxNativeHistogramBuckets refuses native histograms with more populated buckets (a tenant's
+	// native_histogram_buckets_limit; the node has no flag for it).
+	MaxNativeHistogramBuckets int
 	// FutureWindow rejects points stamped further than this ahead of the receiver's clock: one such
 	// point moves the head's time forward and makes every normal sample of the tenant "too old".
 	FutureWindow time.Duration
@@ -40,6 +43,7 @@ const (
 	ReasonLabelNameTooLong  = "label_name_too_long"
 	ReasonLabelValueTooLong = "label_value_too_long"
 	ReasonTooFarInFuture    = "too_far_in_future"
+	ReasonHistogramBuckets  = "native_histogram_buckets_limit"
 )
 
 // validation is the result of validating one request.
@@ -102,6 +106,9 @@ func (l Limits) validateFrames(req *prompb.WriteRequest, frames *[]span, now tim
 			continue
 		}
 		if maxT != int64(1<<63-1) && v.dropFuture(i, ts, maxT) {
+			changed = true
+		}
+		if l.MaxNativeHistogramBuckets > 0 && len(ts.Histograms) > 0 && v.dropBigHistograms(i, ts, l.MaxNativeHistogramBuckets) {
 			changed = true
 		}
 		if fr != nil { // in place, like kept
@@ -242,4 +249,29 @@ func (v *validation) dropFuture(i int, ts *prompb.TimeSeries, maxT int64) bool {
 		ts.Histograms = ts.Histograms[:n]
 	}
 	return len(ts.Samples)+len(ts.Histograms) != before
+}
+
+// dropBigHistograms removes the native histograms of series i with more than max populated buckets,
+// in place; it reports whether it removed any. A histogram is refused rather than reduced: its
+// resolution is the sender's choice (Prometheus' native_histogram_bucket_limit reduces it at scrape).
+func (v *validation) dropBigHistograms(i int, ts *prompb.TimeSeries, limit int) bool {
+	n, most := 0, 0
+	for _, h := range ts.Histograms {
+		b := len(h.PositiveDeltas) + len(h.NegativeDeltas) + len(h.PositiveCounts) + len(h.NegativeCounts)
+		if b <= limit {
+			ts.Histograms[n] = h
+			n++
+			continue
+		}
+		most = max(most, b)
+	}
+	dropped := len(ts.Histograms) - n
+	if dropped == 0 {
+		return false
+	}
+	v.rejected = append(v.rejected, write.Rejection{Series: i, Kind: write.KindHistogram, Reason: ReasonHistogramBuckets, Count: dropped,
+		Err: fmt.Errorf("%d histograms with up to %d buckets, over the tenant's native_histogram_buckets_limit of %d", dropped, most, limit)})
+	clear(ts.Histograms[n:])
+	ts.Histograms = ts.Histograms[:n]
+	return true
 }
