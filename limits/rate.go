@@ -73,6 +73,9 @@ func (r *RateLimiter) bucket(tenantID string, limit rate.Limit, burst int) *rate
 
 // Tokens returns the tokens left in tenantID's bucket now (-1: no bucket yet), for the status page.
 func (r *RateLimiter) Tokens(tenantID string) float64 {
+	if r == nil {
+		return -1
+	}
 	v, ok := r.buckets.Load(tenantID)
 	if !ok {
 		return -1

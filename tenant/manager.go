@@ -135,6 +135,9 @@ type Manager struct {
 	// check before a tenant opens reads the volume (replaced in tests).
 	space *spaceGuard
 
+	// seriesLimits gives each tenant's series limits (WithSeriesLimits; nil: none).
+	seriesLimits SeriesLimits
+
 	mu      sync.Mutex
 	tenants map[string]*db
 	closing bool
@@ -152,6 +155,9 @@ type db struct {
 	reg   *unregisterer
 	ship  *shipper.Shipper // nil when shipping is off
 	refs  *refCache        // series refs of this TSDB instance, set with tsdb
+	// series enforces the tenant's series limits on this TSDB instance and counts its series per
+	// metric name (serieslimit.go).
+	series *seriesTracker
 
 	// walFailed is set once a write found that this TSDB's WAL failed a write: from then on it takes
 	// no write, and the next one reopens it (walguard.go).
@@ -216,7 +222,7 @@ func newManagerMetrics(reg prometheus.Registerer) *managerMetrics {
 
 // NewManager returns a Manager for cfg that ships completed blocks to bkt (nil: blocks stay local);
 // it opens nothing until OpenExisting or the first write.
-func NewManager(cfg Config, bkt objstore.Bucket, logger *slog.Logger, reg prometheus.Registerer) (*Manager, error) {
+func NewManager(cfg Config, bkt objstore.Bucket, logger *slog.Logger, reg prometheus.Registerer, opts ...ManagerOption) (*Manager, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -230,7 +236,7 @@ func NewManager(cfg Config, bkt objstore.Bucket, logger *slog.Logger, reg promet
 	if err != nil {
 		return nil, err
 	}
-	return &Manager{
+	m := &Manager{
 		cfg:           cfg,
 		bkt:           bkt,
 		logger:        logger,
@@ -241,7 +247,11 @@ func NewManager(cfg Config, bkt objstore.Bucket, logger *slog.Logger, reg promet
 		pruneInterval: pruneCheckInterval(cfg.IdleTimeout),
 		space:         space,
 		tenants:       map[string]*db{},
-	}, nil
+	}
+	for _, o := range opts {
+		o(m)
+	}
+	return m, nil
 }
 
 // OpenExisting opens, in parallel up to Config.OpenConcurrency, every tenant TSDB found in Config.Dir,
@@ -350,6 +360,8 @@ func (m *Manager) open(d *db) {
 	dir := filepath.Join(m.cfg.Dir, d.id)
 	// Options are built afresh for each tenant: tsdb.Open fills in defaults in place.
 	opts := tsdbOptions(m.cfg)
+	series := newSeriesTracker(d.id, m.seriesLimits, d.reg)
+	opts.SeriesLifecycleCallback = series
 	// The TSDB asks which blocks to delete while it opens, and from its own goroutines after: it sees
 	// itself through this pointer once Open returned, and deletes nothing before.
 	var self atomic.Pointer[tsdb.DB]
@@ -392,6 +404,9 @@ func (m *Manager) open(d *db) {
 	}
 	d.tsdb = t
 	d.refs = newRefCacheFor() // refs are only valid for this TSDB instance
+	// The WAL is replayed: from now on new series are checked against the limits.
+	series.enforce(t.Head().NumSeries)
+	d.series = series
 	// An open counts as activity: a tenant found on disk at start-up is pruned only after a full
 	// IdleTimeout without writes.
 	d.lastWrite.Store(m.clock())

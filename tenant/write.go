@@ -382,7 +382,10 @@ func exemplarLabels(in []prompb.Label) labels.Labels {
 // point's fault.
 func reasonOf(err error) string {
 	var herr histogram.Error
+	var lerr *seriesLimitError
 	switch {
+	case errors.As(err, &lerr):
+		return lerr.reason
 	case errors.Is(err, storage.ErrOutOfOrderSample):
 		return write.ReasonOutOfOrder
 	case errors.Is(err, storage.ErrDuplicateSampleForTimestamp):

@@ -36,6 +36,10 @@ const (
 	ReasonInvalidHistogram  = "invalid_histogram"
 	ReasonExemplarsDisabled = "exemplars_disabled"
 	ReasonInvalidExemplar   = "invalid_exemplar"
+	// A new series over its tenant's limits (package limits); the tenant's existing series are
+	// written.
+	ReasonHeadSeriesLimit      = "head_series_limit"
+	ReasonSeriesPerMetricLimit = "series_per_metric_limit"
 )
 
 // Rejection records data points of one series that were not written, and why.
