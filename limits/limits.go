@@ -116,3 +116,20 @@ func (s *Snapshot) Tenants() []string {
 	}
 	return slices.Sorted(maps.Keys(s.tenants))
 }
+
+// prependRelabel puts the global rules before every tenant's own, once per load, so that a request
+// takes its tenant's full list without building it.
+func (s *Snapshot) prependRelabel(global []*relabel.Config) {
+	if len(global) == 0 {
+		return
+	}
+	with := func(l *Limits) *Limits {
+		c := *l
+		c.Relabel = append(slices.Clip(global), l.Relabel...)
+		return &c
+	}
+	s.def = with(s.def)
+	for id, l := range s.tenants {
+		s.tenants[id] = with(l)
+	}
+}

@@ -13,6 +13,9 @@ import (
 	"github.com/cespare/xxhash/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/relabel"
+	"go.yaml.in/yaml/v2"
 
 	"github.com/weir-metrics/weir/internal/flags"
 	"github.com/weir-metrics/weir/internal/watch"
@@ -33,6 +36,11 @@ type Config struct {
 	// Routers is --receive.limits.routers: how many routers share each tenant's ingestion rate
 	// (0: as many as the tenant's hashring has endpoints, for nodes that are router and ingester).
 	Routers int
+	// RelabelFile and Relabel are Thanos' --receive.relabel-config-file and --receive.relabel-config:
+	// a YAML list of relabel_config applied to every tenant's series before its own rules (read at
+	// start, as in Thanos).
+	RelabelFile string
+	Relabel     string
 }
 
 // RegisterFlags registers the flags of c on r, with their defaults.
@@ -45,6 +53,10 @@ func (c *Config) RegisterFlags(r flags.Registry) {
 	flags.Duration(r.Flag("receive.limits-config-reload-timer", "How often the limits file is re-read besides change notifications (which make reloads prompt)."), &c.ReloadInterval)
 	r.Flag("receive.limits.routers", "How many routers share a tenant's ingestion_rate_limit: each router enforces rate/N (0: N is the number of endpoints of the tenant's hashring, right when every node is router and ingester).").
 		Default("0").IntVar(&c.Routers)
+	r.Flag("receive.relabel-config-file", "Path to a YAML list of relabel_config applied by routers to every series before it is placed (before each tenant's own relabel_configs of the limits file).").
+		PlaceHolder("<file-path>").StringVar(&c.RelabelFile)
+	r.Flag("receive.relabel-config", "Alternative to --receive.relabel-config-file: the relabel YAML itself.").
+		PlaceHolder("<content>").StringVar(&c.Relabel)
 }
 
 // Validate reports the first flag error.
@@ -56,8 +68,38 @@ func (c Config) Validate() error {
 		return flags.Named("receive.limits-config-reload-timer", fmt.Errorf("%s: must not be negative", c.ReloadInterval))
 	case c.Routers < 0:
 		return flags.Named("receive.limits.routers", fmt.Errorf("%d: must not be negative", c.Routers))
+	case c.RelabelFile != "" && c.Relabel != "":
+		return errors.New("--receive.relabel-config-file and --receive.relabel-config: give one of them")
 	}
 	return nil
+}
+
+// relabelRules reads the global relabel rules of c (none: nil).
+func (c Config) relabelRules() ([]*relabel.Config, error) {
+	data, flag := []byte(c.Relabel), "receive.relabel-config"
+	if c.RelabelFile != "" {
+		flag = "receive.relabel-config-file"
+		var err error
+		if data, err = os.ReadFile(c.RelabelFile); err != nil {
+			return nil, flags.Named(flag, err)
+		}
+	}
+	if len(data) == 0 {
+		return nil, nil
+	}
+	var rules []*relabel.Config
+	if err := yaml.UnmarshalStrict(data, &rules); err != nil {
+		return nil, flags.Named(flag, fmt.Errorf("parse relabel YAML: %w", err))
+	}
+	for i, rc := range rules {
+		if rc == nil {
+			return nil, flags.Named(flag, fmt.Errorf("rule %d is empty", i))
+		}
+		if err := rc.Validate(model.UTF8Validation); err != nil {
+			return nil, flags.Named(flag, fmt.Errorf("rule %d: %w", i, err))
+		}
+	}
+	return rules, nil
 }
 
 // Source serves the current limits (Current: one atomic load) and reloads them from the file. A file
@@ -68,6 +110,8 @@ type Source struct {
 	cfg    Config
 	logger *slog.Logger
 	m      *sourceMetrics
+	// relabel are the global relabel rules, put before every tenant's own in each snapshot.
+	relabel []*relabel.Config
 
 	cur     atomic.Pointer[Snapshot]
 	running atomic.Bool
@@ -122,7 +166,11 @@ func NewSource(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Sou
 	if cfg.ReloadInterval == 0 {
 		cfg.ReloadInterval = DefaultReloadInterval
 	}
-	s := &Source{cfg: cfg, logger: logger.With("component", "limits"), m: newSourceMetrics(reg)}
+	rules, err := cfg.relabelRules()
+	if err != nil {
+		return nil, err
+	}
+	s := &Source{cfg: cfg, logger: logger.With("component", "limits"), m: newSourceMetrics(reg), relabel: rules}
 	switch {
 	case cfg.Inline != "":
 		if err := s.load([]byte(cfg.Inline)); err != nil {
@@ -130,6 +178,10 @@ func NewSource(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Sou
 		}
 	case cfg.File != "":
 		if err := s.Reload(); err != nil {
+			return nil, err
+		}
+	case rules != nil: // relabelling without limits
+		if err := s.load(nil); err != nil {
 			return nil, err
 		}
 	}
@@ -187,6 +239,7 @@ func (s *Source) load(data []byte) error {
 	if err != nil {
 		return s.refuse(fmt.Sprintf("content %x", sum), err)
 	}
+	next.prependRelabel(s.relabel)
 	next.Version, next.LoadedAt = 1, time.Now()
 	if prev != nil {
 		next.Version = prev.Version + 1

@@ -142,3 +142,28 @@ func TestConfigFlags(t *testing.T) {
 	require.ErrorContains(t, Config{ReloadInterval: -time.Second}.Validate(), "--receive.limits-config-reload-timer")
 	require.ErrorContains(t, Config{ReloadInterval: time.Second, Routers: -1}.Validate(), "--receive.limits.routers")
 }
+
+func TestSourceGlobalRelabel(t *testing.T) {
+	log := slog.New(slog.DiscardHandler)
+	s, err := NewSource(Config{Relabel: "- action: labeldrop\n  regex: a\n"}, log, prometheus.NewRegistry())
+	require.NoError(t, err)
+	require.Len(t, s.Current().For("any").Relabel, 1, "relabelling without a limits file")
+
+	path := filepath.Join(t.TempDir(), "relabel.yaml")
+	writeFile(t, path, "- action: labeldrop\n  regex: a\n")
+	s, err = NewSource(Config{RelabelFile: path, Inline: "write:\n  tenants:\n    t:\n      relabel_configs:\n        - action: labeldrop\n          regex: b\n"}, log, prometheus.NewRegistry())
+	require.NoError(t, err)
+	require.Len(t, s.Current().For("t").Relabel, 2, "the global rules, then the tenant's")
+	require.Equal(t, "a", s.Current().For("t").Relabel[0].Regex.String())
+	require.Len(t, s.Current().For("other").Relabel, 1)
+
+	for cfg, want := range map[Config]string{
+		{Relabel: "- action: replace\n"}:               "--receive.relabel-config: rule 0",
+		{Relabel: "- nope: 1\n"}:                       "--receive.relabel-config: parse relabel YAML",
+		{RelabelFile: path + ".missing"}:               "--receive.relabel-config-file",
+		{RelabelFile: path, Relabel: "- action: drop"}: "give one of them",
+	} {
+		_, err := NewSource(cfg, log, prometheus.NewRegistry())
+		require.ErrorContains(t, err, want)
+	}
+}

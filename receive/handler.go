@@ -274,6 +274,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		rj.Series = v.originalIndex(rj.Series)
 	}
+	if v.relabelDropped > 0 {
+		h.lm.relabelDropped.WithLabelValues(tenantID).Add(float64(v.relabelDropped))
+	}
 	h.record(tenantID, stats, v.rejected)
 	h.answer(w, partialError(stats, v.rejected))
 }

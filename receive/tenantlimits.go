@@ -33,8 +33,9 @@ const (
 
 // limitMetrics count what tenant limits refused before storage.
 type limitMetrics struct {
-	requests *prometheus.CounterVec
-	samples  *prometheus.CounterVec
+	requests       *prometheus.CounterVec
+	samples        *prometheus.CounterVec
+	relabelDropped *prometheus.CounterVec
 }
 
 func newLimitMetrics(reg prometheus.Registerer) *limitMetrics {
@@ -48,6 +49,10 @@ func newLimitMetrics(reg prometheus.Registerer) *limitMetrics {
 			Name: "weir_receive_limited_samples_total",
 			Help: "Samples and histogram samples of requests refused whole for a tenant limit, by tenant and limit (not counted for request.size_bytes_limit: the body is not read).",
 		}, []string{"tenant", "limit"}),
+		relabelDropped: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "weir_receive_relabel_dropped_series_total",
+			Help: "Series dropped by relabel rules (the global --receive.relabel-config and the tenant's relabel_configs), by tenant; not an error for the sender.",
+		}, []string{"tenant"}),
 	}
 }
 
@@ -73,6 +78,7 @@ func tenantShape(node Limits, l *limits.Limits) Limits {
 	tighten(&node.MaxLabelNameLength, l.LabelNameLength)
 	tighten(&node.MaxLabelValueLength, l.LabelValueLength)
 	tighten(&node.MaxNativeHistogramBuckets, l.NativeHistogramBuckets)
+	node.Relabel = l.Relabel
 	return node
 }
 

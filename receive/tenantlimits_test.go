@@ -176,3 +176,50 @@ func TestTenantShapeTightensOnly(t *testing.T) {
 	require.Equal(t, Limits{MaxLabelsPerSeries: 30, MaxLabelNameLength: 10, MaxLabelValueLength: 20, MaxNativeHistogramBuckets: 7}, got)
 	require.Equal(t, node, tenantShape(node, limits.None()))
 }
+
+// TestHandlerRelabel: the global rules and then the tenant's run on every valid series before it is
+// stored (and placed); a dropped series is not an error; rejections still name the series by its
+// index in the request as sent.
+func TestHandlerRelabel(t *testing.T) {
+	src, err := limits.NewSource(limits.Config{
+		Relabel: "- target_label: cluster\n  replacement: eu\n",
+		Inline: `
+write:
+  tenants:
+    a:
+      relabel_configs:
+        - action: labeldrop
+          regex: pod_uid
+        - action: drop
+          source_labels: [__name__]
+          regex: debug_.*
+`}, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	require.NoError(t, err)
+	st := &fakeStorage{}
+	reg := prometheus.NewRegistry()
+	h, err := NewHandler(testConfig(), st, alwaysReady, slog.New(slog.DiscardHandler), reg, WithTenantLimits(src.Current, nil))
+	require.NoError(t, err)
+
+	wr := &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{
+		{Labels: lbls("__name__", "debug_x", "job", "j"), Samples: samples(1)},               // dropped
+		{Labels: lbls("__name__", "up", "pod_uid", "123", "job", "j"), Samples: samples(1)},  // relabelled
+		{Labels: lbls("__name__", "bad", "dup", "1", "dup", "2"), Samples: samples(1)},       // invalid
+		{Labels: lbls("__name__", "up", "job", "k", "cluster", "mine"), Samples: samples(1)}, // relabelled (overwritten)
+	}}
+	w := postAs(h, "a", wr, t)
+	require.Equal(t, http.StatusBadRequest, w.Code, w.Body.String())
+	require.Contains(t, w.Body.String(), "partial write: 1 points rejected")
+	require.Contains(t, w.Body.String(), "series 2: 1 sample(s) rejected (duplicate_label_name)", "the index as sent")
+	require.Equal(t, [][]prompb.TimeSeries{{
+		{Labels: lbls("__name__", "up", "cluster", "eu", "job", "j"), Samples: samples(1)},
+		{Labels: lbls("__name__", "up", "cluster", "eu", "job", "k"), Samples: samples(1)},
+	}}, st.series)
+	require.Equal(t, map[string]float64{"tenant=a": 1}, metricValues(t, reg, "weir_receive_relabel_dropped_series_total"))
+
+	// Another tenant: the global rules only.
+	w = postAs(h, "b", &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{
+		{Labels: lbls("__name__", "debug_x", "pod_uid", "1"), Samples: samples(1)},
+	}}, t)
+	require.Equal(t, http.StatusNoContent, w.Code, w.Body.String())
+	require.Equal(t, []prompb.TimeSeries{{Labels: lbls("__name__", "debug_x", "cluster", "eu", "pod_uid", "1"), Samples: samples(1)}}, st.series[1])
+}

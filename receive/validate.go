@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 	"unsafe"
 
+	"github.com/prometheus/prometheus/model/relabel"
 	"github.com/prometheus/prometheus/prompb"
 
 	"github.com/weir-metrics/weir/write"
@@ -27,6 +28,9 @@ type Limits struct {
 	// MaxNativeHistogramBuckets refuses native histograms with more populated buckets (a tenant's
 	// native_histogram_buckets_limit; the node has no flag for it).
 	MaxNativeHistogramBuckets int
+	// Relabel rules are applied to every valid series (relabel.go); series they drop are left out
+	// of the write without being an error, as in Prometheus.
+	Relabel []*relabel.Config
 	// FutureWindow rejects points stamped further than this ahead of the receiver's clock: one such
 	// point moves the head's time forward and makes every normal sample of the tenant "too old".
 	FutureWindow time.Duration
@@ -52,6 +56,8 @@ type validation struct {
 	rejected []write.Rejection
 	// removed holds the indexes (into the original request) of the series dropped whole, ascending.
 	removed []int
+	// relabelDropped counts the series the relabel rules dropped (also in removed).
+	relabelDropped int
 }
 
 // originalIndex maps an index into the validated series back to the request as sent.
@@ -97,6 +103,11 @@ func (l Limits) validateFrames(req *prompb.WriteRequest, frames *[]span, now tim
 	if l.FutureWindow > 0 {
 		maxT = now.Add(l.FutureWindow).UnixMilli()
 	}
+	var rl *relabeler
+	if len(l.Relabel) > 0 {
+		rl = relabelerPool.Get().(*relabeler)
+		defer relabelerPool.Put(rl)
+	}
 	kept := series[:0]
 	for i := range series {
 		ts := &series[i]
@@ -104,6 +115,15 @@ func (l Limits) validateFrames(req *prompb.WriteRequest, frames *[]span, now tim
 		if err != nil {
 			v.rejectSeries(i, ts, reason, err)
 			continue
+		}
+		if rl != nil {
+			keep, relabelled := rl.apply(ts, l.Relabel)
+			if !keep {
+				v.removed = append(v.removed, i)
+				v.relabelDropped++
+				continue
+			}
+			changed = changed || relabelled
 		}
 		if maxT != int64(1<<63-1) && v.dropFuture(i, ts, maxT) {
 			changed = true
