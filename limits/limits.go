@@ -40,6 +40,33 @@ type Limits struct {
 	Relabel []*relabel.Config `json:"relabel_configs,omitempty"`
 }
 
+// Names of the limits as the file spells them; answers, metrics and alerts use them too.
+const (
+	NameRequestSizeBytes       = "request.size_bytes_limit"
+	NameRequestSeries          = "request.series_limit"
+	NameRequestSamples         = "request.samples_limit"
+	NameHeadSeries             = "head_series_limit"
+	NameIngestionRate          = "ingestion_rate_limit"
+	NameIngestionBurst         = "ingestion_burst_size"
+	NameSeriesPerMetric        = "series_per_metric_limit"
+	NameLabelsPerSeries        = "labels_per_series_limit"
+	NameLabelNameLength        = "label_name_length_limit"
+	NameLabelValueLength       = "label_value_length_limit"
+	NameNativeHistogramBuckets = "native_histogram_buckets_limit"
+)
+
+// values are l's numeric limits by name.
+func (l *Limits) values() map[string]float64 {
+	return map[string]float64{
+		NameRequestSizeBytes: float64(l.RequestSizeBytes), NameRequestSeries: float64(l.RequestSeries),
+		NameRequestSamples: float64(l.RequestSamples), NameHeadSeries: float64(l.HeadSeries),
+		NameIngestionRate: l.IngestionRate, NameIngestionBurst: float64(l.IngestionBurst),
+		NameSeriesPerMetric: float64(l.SeriesPerMetric), NameLabelsPerSeries: float64(l.LabelsPerSeries),
+		NameLabelNameLength: float64(l.LabelNameLength), NameLabelValueLength: float64(l.LabelValueLength),
+		NameNativeHistogramBuckets: float64(l.NativeHistogramBuckets),
+	}
+}
+
 // none is the Limits of a tenant when no limits are configured.
 var none = &Limits{}
 

@@ -128,6 +128,7 @@ type sourceMetrics struct {
 	lastSuccess    prometheus.Gauge
 	lastSuccessAt  prometheus.Gauge
 	version        prometheus.Gauge
+	limits         *prometheus.GaugeVec
 }
 
 func newSourceMetrics(reg prometheus.Registerer) *sourceMetrics {
@@ -151,6 +152,26 @@ func newSourceMetrics(reg prometheus.Registerer) *sourceMetrics {
 			Name: "weir_limits_config_version",
 			Help: "Version of the limits serving: 1 for the first file loaded, +1 on every change loaded; 0 without limits.",
 		}),
+		limits: f.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "weir_limits",
+			Help: "The limits serving, whole-cluster figures as in the file, by tenant (\"\" for write.default) and limit; limits that are not set (0) are left out.",
+		}, []string{"tenant", "limit"}),
+	}
+}
+
+// serving exports the limits of snap.
+func (m *sourceMetrics) serving(snap *Snapshot) {
+	m.limits.Reset()
+	export := func(tenantID string, l *Limits) {
+		for name, v := range l.values() {
+			if v > 0 {
+				m.limits.WithLabelValues(tenantID, name).Set(v)
+			}
+		}
+	}
+	export("", snap.def)
+	for id, l := range snap.tenants {
+		export(id, l)
 	}
 }
 
@@ -251,7 +272,11 @@ func (s *Source) load(data []byte) error {
 	s.m.lastSuccess.Set(1)
 	s.m.lastSuccessAt.Set(float64(next.LoadedAt.Unix()))
 	s.m.version.Set(float64(next.Version))
+	s.m.serving(next)
 	s.logger.Info("limits loaded", "version", next.Version, "config_hash", fmt.Sprintf("%016x", sum), "tenants", len(next.tenants))
+	if next.MaxConcurrency > 0 {
+		s.logger.Warn("write.global.max_concurrency has no effect in Weir: --receive.write-slots bounds the writes decoded and applied at once (503 with Retry-After when none is free in time)", "max_concurrency", next.MaxConcurrency)
+	}
 	if next.MetaMonitoring {
 		s.logger.Warn("write.global.meta_monitoring_* have no effect in Weir: ingesters count head series themselves (head_series_limit is enforced as each ingester's share)")
 	}

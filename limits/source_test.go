@@ -86,6 +86,8 @@ func TestSourceReloads(t *testing.T) {
 	require.NoError(t, s.Err())
 	require.Equal(t, 1.0, testutil.ToFloat64(s.m.lastSuccess))
 	require.Equal(t, 3.0, testutil.ToFloat64(s.m.version))
+	require.Equal(t, 30.0, testutil.ToFloat64(s.m.limits.WithLabelValues("", "head_series_limit")))
+	require.Equal(t, 1, testutil.CollectAndCount(s.m.limits), "limits not set are not exported")
 }
 
 func TestSourcePeriodicReload(t *testing.T) {

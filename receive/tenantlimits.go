@@ -25,10 +25,10 @@ func WithTenantLimits(current func() *limits.Snapshot, rate *limits.RateLimiter)
 // Names of the limits in answers and metrics (label limit of weir_receive_limited_*_total): the
 // file's own names.
 const (
-	limitSizeBytes = "request.size_bytes_limit"
-	limitSeries    = "request.series_limit"
-	limitSamples   = "request.samples_limit"
-	limitRate      = "ingestion_rate_limit"
+	limitSizeBytes = limits.NameRequestSizeBytes
+	limitSeries    = limits.NameRequestSeries
+	limitSamples   = limits.NameRequestSamples
+	limitRate      = limits.NameIngestionRate
 )
 
 // limitMetrics count what tenant limits refused before storage.
