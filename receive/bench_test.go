@@ -19,6 +19,7 @@ import (
 
 	"github.com/weir-metrics/weir/auth"
 	"github.com/weir-metrics/weir/internal/reload"
+	"github.com/weir-metrics/weir/limits"
 	"github.com/weir-metrics/weir/tenant"
 	"github.com/weir-metrics/weir/write"
 )
@@ -172,14 +173,76 @@ func benchHandler(b *testing.B, prepare func(*http.Request), opts ...HandlerOpti
 	r.ContentLength = int64(len(body))
 	w := &discardResponse{header: http.Header{}}
 
-	b.ReportAllocs()
 	b.SetBytes(int64(len(body)))
-	for b.Loop() {
+	loop(b, benchSeries, func() error {
 		rb.Reset(body)
 		w.code = 0
 		h.ServeHTTP(w, r)
 		if w.code != http.StatusNoContent {
-			b.Fatalf("status %d", w.code)
+			return fmt.Errorf("status %d", w.code)
 		}
+		return nil
+	})
+}
+
+// benchTenantLimits are per-tenant limits that the benchmark request stays within, every router-side
+// kind of them set: what a request costs to check when limits are on.
+const benchTenantLimits = `
+write:
+  default:
+    request:
+      size_bytes_limit: 16777216
+      series_limit: 100000
+      samples_limit: 1000000
+    ingestion_rate_limit: 1e15
+    ingestion_burst_size: 1000000000
+    labels_per_series_limit: 40
+    label_name_length_limit: 128
+    label_value_length_limit: 2048
+    native_histogram_buckets_limit: 160
+`
+
+// BenchmarkHandlerLimits: BenchmarkHandler without tenant limits and with every router-side one
+// (compare with benchstat -col /limits); relabel=on adds one labeldrop rule that changes no series.
+func BenchmarkHandlerLimits(b *testing.B) {
+	noop := func(*http.Request) {}
+	for _, mode := range []string{"off", "on", "on+relabel"} {
+		b.Run("series="+strconv.Itoa(benchSeries)+"/limits="+mode, func(b *testing.B) {
+			if mode == "off" {
+				benchHandler(b, noop)
+				return
+			}
+			lc := limits.Config{Inline: benchTenantLimits}
+			if mode == "on+relabel" {
+				lc.Relabel = "- action: labeldrop\n  regex: pod_uid\n"
+			}
+			src, err := limits.NewSource(lc, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+			require.NoError(b, err)
+			benchHandler(b, noop, WithTenantLimits(src.Current, limits.NewRateLimiter(nil)))
+		})
 	}
+}
+
+// BenchmarkTenantLimitsCheck: exactly what tenant limits add to a request on a router (the
+// snapshot's lookup, the sample count, the request limits, the rate bucket and the shape limits),
+// alone, so that it can be set against the request's cost: unlike a whole-request comparison, it is
+// not lost in the shared machine's noise.
+func BenchmarkTenantLimitsCheck(b *testing.B) {
+	src, err := limits.NewSource(limits.Config{Inline: benchTenantLimits}, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	require.NoError(b, err)
+	h, err := NewHandler(testConfig(), nopStorage{}, nil, alwaysReady, slog.New(slog.DiscardHandler), prometheus.NewRegistry(),
+		WithTenantLimits(src.Current, limits.NewRateLimiter(nil)))
+	require.NoError(b, err)
+	series := benchWriteRequest(benchSeries).Timeseries
+	var shape Limits
+	b.ReportAllocs()
+	for b.Loop() {
+		tl := h.limits().For("team-a")
+		if err := h.checkTenantLimits("team-a", tl, series, pointCount(series)); err != nil {
+			b.Fatal(err)
+		}
+		shape = tenantShape(benchLimits, tl)
+	}
+	_ = shape
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*benchSeries), "ns/sample")
 }

@@ -14,8 +14,9 @@ import (
 // without rules; with rules, each series' labels are built once to run them, and a series they
 // change gets a new label slice.
 type relabeler struct {
-	sb labels.ScratchBuilder
-	lb *labels.Builder
+	sb   labels.ScratchBuilder
+	base labels.Labels // the series' labels, in sb's buffer: valid until the next series
+	lb   *labels.Builder
 }
 
 var relabelerPool = sync.Pool{New: func() any {
@@ -30,21 +31,35 @@ func (r *relabeler) apply(ts *prompb.TimeSeries, rules []*relabel.Config) (keep,
 	for _, l := range ts.Labels {
 		r.sb.Add(l.Name, l.Value)
 	}
-	base := r.sb.Labels()
-	r.lb.Reset(base)
+	r.sb.Overwrite(&r.base) // no allocation: the rules mostly keep a series as it is
+	r.lb.Reset(r.base)
 	if !relabel.ProcessBuilder(r.lb, rules...) {
 		return false, false
 	}
-	out := r.lb.Labels()
-	switch {
-	case out.IsEmpty():
-		return false, false
-	case labels.Equal(out, base):
+	if r.unchanged() {
 		return true, false
+	}
+	out := r.lb.Labels() // a copy: base's buffer is the next series'
+	if out.IsEmpty() {
+		return false, false
 	}
 	// Capped at its length: the label arena of the request continues past it with other series'.
 	ls := ts.Labels[:0:len(ts.Labels)]
 	out.Range(func(l labels.Label) { ls = append(ls, prompb.Label{Name: l.Name, Value: l.Value}) })
 	ts.Labels = ls
 	return true, true
+}
+
+// unchanged reports whether the builder holds exactly the base labels. A builder's labels are the
+// base's minus those deleted or set, plus those set (never to ""): the same labels iff as many and
+// each set one has its base value.
+func (r *relabeler) unchanged() bool {
+	n, same := 0, true
+	r.lb.Range(func(l labels.Label) {
+		n++
+		if same && r.base.Get(l.Name) != l.Value {
+			same = false
+		}
+	})
+	return same && n == r.base.Len()
 }
