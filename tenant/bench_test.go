@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/prompb"
 	"github.com/stretchr/testify/require"
 
@@ -98,4 +99,68 @@ func BenchmarkWriteNewSeries(b *testing.B) {
 		b.StartTimer()
 	}
 	b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "series/s")
+}
+
+// BenchmarkWriteLimits: the ingester's hot path and series creation without series limits and with
+// them (limits that are never reached, so that every write does the same work): compare with
+// benchstat -col /limits. Limits cost only where a series is created.
+func BenchmarkWriteLimits(b *testing.B) {
+	const n = 2000
+	for _, mode := range []string{"off", "on"} {
+		var opts []ManagerOption
+		if mode == "on" {
+			opts = append(opts, WithSeriesLimits(func(string) (int64, int64) { return 1 << 40, 1 << 40 }))
+		}
+		newManager := func(b *testing.B) *Manager {
+			m, err := NewManager(testConfig(b.TempDir()), discardLogger(), prometheus.NewRegistry(), opts...)
+			require.NoError(b, err)
+			b.Cleanup(func() { require.NoError(b, m.Close()) })
+			return m
+		}
+		b.Run("existing/limits="+mode, func(b *testing.B) {
+			m := newManager(b)
+			series := benchSeries(n, "x")
+			ts := t0
+			step := func() {
+				ts += 100
+				for i := range series {
+					series[i].Samples[0] = prompb.Sample{Timestamp: ts, Value: float64(ts)}
+				}
+			}
+			step()
+			_, err := m.Write(context.Background(), "bench", series, nil)
+			require.NoError(b, err)
+			b.ReportAllocs()
+			for b.Loop() {
+				step()
+				if st, err := m.Write(context.Background(), "bench", series, nil); err != nil || st.Appended[write.KindFloat] != n {
+					b.Fatalf("write: %v, %+v", err, st)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/sample")
+		})
+		b.Run("new/limits="+mode, func(b *testing.B) {
+			m := newManager(b)
+			var batch int
+			next := func() []prompb.TimeSeries {
+				batch++
+				s := benchSeries(n, fmt.Sprintf("b%d", batch))
+				for i := range s {
+					s[i].Samples[0] = prompb.Sample{Timestamp: t0 + int64(batch), Value: 1}
+				}
+				return s
+			}
+			series := next()
+			b.ReportAllocs()
+			for b.Loop() {
+				if st, err := m.Write(context.Background(), "bench", series, nil); err != nil || st.Appended[write.KindFloat] != n {
+					b.Fatalf("write: %v, %+v", err, st)
+				}
+				b.StopTimer()
+				series = next()
+				b.StartTimer()
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/sample")
+		})
+	}
 }
