@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/prompb"
 	"github.com/stretchr/testify/require"
 
+	"github.com/weir-metrics/weir/internal/testutil"
 	"github.com/weir-metrics/weir/write"
 )
 
@@ -57,6 +59,7 @@ func BenchmarkWrite(b *testing.B) {
 			require.NoError(b, err)
 
 			b.ReportAllocs()
+			cpu0 := testutil.CPUTime(b)
 			for b.Loop() {
 				step()
 				st, err := m.Write(ctx, "bench", series, nil)
@@ -65,6 +68,7 @@ func BenchmarkWrite(b *testing.B) {
 				}
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/sample")
+			b.ReportMetric(float64((testutil.CPUTime(b)-cpu0).Nanoseconds())/float64(b.N*n), "cpu-ns/sample")
 		})
 	}
 }
@@ -89,16 +93,20 @@ func BenchmarkWriteNewSeries(b *testing.B) {
 	}
 	series := next()
 	b.ReportAllocs()
+	var cpu time.Duration
 	for b.Loop() {
+		cpu0 := testutil.CPUTime(b)
 		st, err := m.Write(ctx, "bench", series, nil)
 		if err != nil || st.Appended[write.KindFloat] != n {
 			b.Fatalf("write: %v, %+v", err, st)
 		}
+		cpu += testutil.CPUTime(b) - cpu0
 		b.StopTimer()
 		series = next()
 		b.StartTimer()
 	}
 	b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "series/s")
+	b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N*n), "cpu-ns/series")
 }
 
 // BenchmarkWriteLimits: the ingester's hot path and series creation without series limits and with
@@ -131,13 +139,14 @@ func BenchmarkWriteLimits(b *testing.B) {
 			_, err := m.Write(context.Background(), "bench", series, nil)
 			require.NoError(b, err)
 			b.ReportAllocs()
+			cpu0 := testutil.CPUTime(b)
 			for b.Loop() {
 				step()
 				if st, err := m.Write(context.Background(), "bench", series, nil); err != nil || st.Appended[write.KindFloat] != n {
 					b.Fatalf("write: %v, %+v", err, st)
 				}
 			}
-			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/sample")
+			b.ReportMetric(float64((testutil.CPUTime(b)-cpu0).Nanoseconds())/float64(b.N*n), "cpu-ns/sample")
 		})
 		b.Run("new/limits="+mode, func(b *testing.B) {
 			m := newManager(b)
@@ -152,15 +161,18 @@ func BenchmarkWriteLimits(b *testing.B) {
 			}
 			series := next()
 			b.ReportAllocs()
+			var cpu time.Duration
 			for b.Loop() {
+				cpu0 := testutil.CPUTime(b)
 				if st, err := m.Write(context.Background(), "bench", series, nil); err != nil || st.Appended[write.KindFloat] != n {
 					b.Fatalf("write: %v, %+v", err, st)
 				}
+				cpu += testutil.CPUTime(b) - cpu0
 				b.StopTimer()
 				series = next()
 				b.StartTimer()
 			}
-			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/sample")
+			b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N*n), "cpu-ns/sample")
 		})
 	}
 }
