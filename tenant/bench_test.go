@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
 	"github.com/stretchr/testify/require"
 
@@ -174,5 +175,23 @@ func BenchmarkWriteLimits(b *testing.B) {
 			}
 			b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N*n), "cpu-ns/sample")
 		})
+	}
+}
+
+// BenchmarkSeriesLimitCheck: what series limits add to the creation of one series (the limit
+// lookup and count in PreCreation, the per-metric count in PostCreation), alone: set it against
+// BenchmarkWriteNewSeries' cpu-ns/series. Samples of existing series cost nothing.
+func BenchmarkSeriesLimitCheck(b *testing.B) {
+	tr := newSeriesTracker("bench", func(string) (int64, int64) { return 1 << 40, 1 << 40 }, prometheus.NewRegistry())
+	head := uint64(0)
+	tr.enforce(func() uint64 { return head })
+	ls := labels.FromStrings("__name__", "http_server_requests_seconds_count", "pod", "api-1")
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := tr.PreCreation(ls); err != nil {
+			b.Fatal(err)
+		}
+		tr.PostCreation(ls)
+		head++
 	}
 }
