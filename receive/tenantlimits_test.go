@@ -37,7 +37,7 @@ write:
       native_histogram_buckets_limit: 2
 `
 
-func newLimitedHandler(t *testing.T, file string) (*Handler, *fakeStorage, *prometheus.Registry, *atomic.Pointer[limits.Snapshot]) {
+func newTenantLimitedHandler(t *testing.T, file string) (*Handler, *fakeStorage, *prometheus.Registry, *atomic.Pointer[limits.Snapshot]) {
 	t.Helper()
 	snap, err := limits.Parse([]byte(file))
 	require.NoError(t, err)
@@ -45,7 +45,7 @@ func newLimitedHandler(t *testing.T, file string) (*Handler, *fakeStorage, *prom
 	cur.Store(snap)
 	st := &fakeStorage{}
 	reg := prometheus.NewRegistry()
-	h, err := NewHandler(testConfig(), st, alwaysReady, slog.New(slog.DiscardHandler), reg,
+	h, err := NewHandler(testConfig(), st, nil, alwaysReady, slog.New(slog.DiscardHandler), reg,
 		WithTenantLimits(cur.Load, limits.NewRateLimiter(func(string) int { return 1 })))
 	require.NoError(t, err)
 	return h, st, reg, &cur
@@ -71,7 +71,7 @@ func seriesWR(n int) *prompb.WriteRequest {
 // TestHandlerTenantLimits: each router-side limit of a tenant gets the answer of the status table
 // (doc.go), is counted by tenant and limit, and leaves other tenants alone.
 func TestHandlerTenantLimits(t *testing.T) {
-	h, st, reg, _ := newLimitedHandler(t, limitsFile)
+	h, st, reg, _ := newTenantLimitedHandler(t, limitsFile)
 
 	// request.series_limit: 413, nothing written.
 	w := postAs(h, "small", seriesWR(4), t)
@@ -128,7 +128,7 @@ func TestHandlerTenantLimits(t *testing.T) {
 // TestHandlerTenantShapeLimits: the tenant's label and histogram limits tighten the node's and are
 // answered as a partial write naming the limit; the rest of the request is written.
 func TestHandlerTenantShapeLimits(t *testing.T) {
-	h, st, reg, cur := newLimitedHandler(t, `
+	h, st, reg, cur := newTenantLimitedHandler(t, `
 write:
   tenants:
     small:
@@ -197,7 +197,7 @@ write:
 	require.NoError(t, err)
 	st := &fakeStorage{}
 	reg := prometheus.NewRegistry()
-	h, err := NewHandler(testConfig(), st, alwaysReady, slog.New(slog.DiscardHandler), reg, WithTenantLimits(src.Current, nil))
+	h, err := NewHandler(testConfig(), st, nil, alwaysReady, slog.New(slog.DiscardHandler), reg, WithTenantLimits(src.Current, nil))
 	require.NoError(t, err)
 
 	wr := &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{

@@ -121,7 +121,7 @@ func BenchmarkWriteLimits(b *testing.B) {
 			opts = append(opts, WithSeriesLimits(func(string) (int64, int64) { return 1 << 40, 1 << 40 }))
 		}
 		newManager := func(b *testing.B) *Manager {
-			m, err := NewManager(testConfig(b.TempDir()), discardLogger(), prometheus.NewRegistry(), opts...)
+			m, err := NewManager(testConfig(b.TempDir()), nil, discardLogger(), prometheus.NewRegistry(), opts...)
 			require.NoError(b, err)
 			b.Cleanup(func() { require.NoError(b, m.Close()) })
 			return m
