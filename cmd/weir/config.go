@@ -11,6 +11,7 @@ import (
 	"github.com/weir-metrics/weir/hashring"
 	"github.com/weir-metrics/weir/internal/flags"
 	"github.com/weir-metrics/weir/internal/webconfig"
+	"github.com/weir-metrics/weir/limits"
 	"github.com/weir-metrics/weir/receive"
 	"github.com/weir-metrics/weir/store"
 	"github.com/weir-metrics/weir/tenant"
@@ -71,6 +72,9 @@ type config struct {
 	// GOMEMLIMIT from the container's memory limit (memlimit.go).
 	memLimit memLimit
 
+	// Per-tenant limits and relabelling: the limits file and the global relabel rules (limits.go).
+	limits limits.Config
+
 	// Flags of Thanos Receive that change nothing in Weir (thanos.go).
 	thanos thanosFlags
 }
@@ -110,6 +114,7 @@ func (c *config) registerFlags(r flags.Registry) {
 	c.peer.RegisterFlags(r)
 	c.ingest.RegisterFlags(r)
 	c.limiter.RegisterFlags(r)
+	c.limits.RegisterFlags(r)
 
 	// Ring membership by gossip.
 	r.Flag("ring.membership", "Where the ring's members come from: file (--receive.hashrings-file) or memberlist (gossip: ingesters announce themselves; one ketama ring over the active ones).").Default("file").EnumVar(&c.ringMembership, "file", "memberlist")
@@ -169,7 +174,7 @@ func (c *config) validate() error {
 		return errors.New("--receive.tenant-certificate-field needs mutual TLS on remote write: --remote-write.server-tls-client-ca (and -cert, -key)")
 	}
 	for _, v := range []interface{ Validate() error }{
-		c.storage, c.handler, c.rwTLS, c.auth, c.router, c.peerConfig(), c.ingestConfig(), c.limiter, c.store,
+		c.storage, c.handler, c.rwTLS, c.auth, c.router, c.peerConfig(), c.ingestConfig(), c.limiter, c.store, c.limits,
 	} {
 		if err := v.Validate(); err != nil {
 			return err

@@ -25,6 +25,7 @@ import (
 
 	"github.com/weir-metrics/weir/auth"
 	"github.com/weir-metrics/weir/internal/reload"
+	"github.com/weir-metrics/weir/limits"
 	"github.com/weir-metrics/weir/queryapi"
 	"github.com/weir-metrics/weir/receive"
 	"github.com/weir-metrics/weir/store"
@@ -117,6 +118,9 @@ type node struct {
 	// limiter is the write slots shared by remote write and node-to-node writes, which compete for
 	// the same cores (nil: no bound).
 	limiter *receive.Limiter
+	// limits are the per-tenant limits: the router's enforce the request and rate limits, the
+	// storage's the series limits (limits.go).
+	limits *nodeLimits
 }
 
 func (n *node) build() error {
@@ -126,6 +130,11 @@ func (n *node) build() error {
 		if n.limiter, err = receive.NewLimiter(n.cfg.limiter, n.reg); err != nil {
 			return fmt.Errorf("--receive.write-slots: %w", err)
 		}
+	}
+	// A limits file that cannot be loaded is a start-up error: a node must not start unlimited by
+	// mistake.
+	if n.limits, err = newNodeLimits(n); err != nil {
+		return err
 	}
 	cfg := n.cfg
 	// Listeners first: a taken port is a start-up error that leaves nothing behind.
@@ -162,7 +171,8 @@ func (n *node) build() error {
 	if err != nil {
 		return err
 	}
-	if n.handler, err = receive.NewHandler(cfg.handler, storage, n.limiter, n.ready.Load, n.logger, n.reg, edge...); err != nil {
+	opts := append(edge, receive.WithTenantLimits(n.limits.src.Current, n.limits.rate))
+	if n.handler, err = receive.NewHandler(cfg.handler, storage, n.limiter, n.ready.Load, n.logger, n.reg, opts...); err != nil {
 		return err
 	}
 	role := "ingester"
@@ -229,7 +239,7 @@ func (n *node) buildStorage() error {
 			"directory", filepath.Join(cfg.storage.Dir, bucketDirName))
 	}
 	bkt := objstore.WrapWithMetrics(n.bkt, n.reg, n.bkt.Name())
-	if n.storage, err = tenant.NewManager(cfg.storage, bkt, n.logger, n.reg); err != nil {
+	if n.storage, err = tenant.NewManager(cfg.storage, bkt, n.logger, n.reg, n.limits.seriesLimits()); err != nil {
 		return err
 	}
 	icfg := cfg.ingestConfig()
@@ -329,6 +339,10 @@ func (n *node) run() error {
 		ringCtx, cancelRing := context.WithCancel(context.Background())
 		g.Add(func() error { return n.cluster.run(ringCtx) }, func(error) { cancelRing() })
 	}
+
+	// The limits file, followed for changes (nothing to follow with inline limits or none).
+	limitsCtx, cancelLimits := context.WithCancel(context.Background())
+	g.Add(func() error { return n.limits.src.Run(limitsCtx) }, func(error) { cancelLimits() })
 
 	// Operations endpoints: metrics, health, readiness, profiles, ring status; closed last, so that
 	// the leave and the drain can be watched.
@@ -449,6 +463,7 @@ func (n *node) opsMux() http.Handler {
 			mux.Handle(path, api)
 		}
 	}
+	mux.Handle(limits.StatusPath, n.limits.statusHandler(n.storage))
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)

@@ -32,11 +32,6 @@ var thanosOnly = []thanosFlag{
 	{name: "remote-write.client-tls-skip-verify", bool: true, why: "Weir always verifies the certificates of other nodes"},
 	{name: "receive.split-tenant-label-name", why: whyPlanned},
 	{name: "receive.replica-header", why: "Weir's forwarded writes travel over its own gRPC protocol, which carries no replica header"},
-	{name: "receive.relabel-config", why: whyPlanned},
-	{name: "receive.relabel-config-file", why: whyPlanned},
-	{name: "receive.limits-config", why: whyPlanned},
-	{name: "receive.limits-config-file", why: whyPlanned},
-	{name: "receive.limits-config-reload-timer", why: whyPlanned},
 	{name: "receive.otlp-enable-target-info", bool: true, why: "Weir does not receive OTLP yet"},
 	{name: "receive.otlp-promote-resource-attributes", repeat: true, why: "Weir does not receive OTLP yet"},
 
