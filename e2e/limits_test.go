@@ -241,7 +241,7 @@ func TestLimitsNoisyNeighbour(t *testing.T) {
 // bounds that. The bound is relative, so that a slower build (-race) or machine scales it.
 func noisyP99Bound(alone time.Duration) time.Duration { return 10*alone + 500*time.Millisecond }
 
-// noisyRSSBound bounds each node's resident memory in TestLimitsNoisyNeighbour (measured 76–95 MiB
+// noisyRSSBound bounds each node's resident memory in TestLimitsNoisyNeighbour (measured 89–95 MiB
 // per node: noisy's refused series never enter the head).
 const noisyRSSBound = 256 << 20
 

@@ -126,6 +126,40 @@ app.kubernetes.io/component: {{ .component }}
 - --receive.limits.max-labels-per-series={{ int .Values.limits.maxLabelsPerSeries }}
 - --receive.limits.max-label-name-length={{ int .Values.limits.maxLabelNameLength }}
 - --receive.limits.max-label-value-length={{ int .Values.limits.maxLabelValueLength }}
+{{- if .Values.tenantLimits.config }}
+- --receive.limits-config-file=/etc/weir/limits/limits.yaml
+- --receive.limits-config-reload-timer={{ .Values.tenantLimits.reloadTimer }}
+{{- end }}
+{{- end -}}
+
+{{/* Routers sharing each tenant's ingestion rate. */}}
+{{- define "weir.limitRouters" -}}
+{{- if .Values.tenantLimits.routers -}}
+{{ int .Values.tenantLimits.routers }}
+{{- else if .Values.router.autoscaling.enabled -}}
+{{ int .Values.router.autoscaling.minReplicas }}
+{{- else -}}
+{{ int .Values.router.replicas }}
+{{- end -}}
+{{- end -}}
+
+{{- define "weir.tenantLimitsConfigMap" -}}{{ include "weir.fullname" . }}-limits{{- end -}}
+
+{{/* The limits file's volume and mount, when limits are configured. */}}
+{{- define "weir.limitsMounts" -}}
+{{- if .Values.tenantLimits.config -}}
+- name: limits
+  mountPath: /etc/weir/limits
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{- define "weir.limitsVolumes" -}}
+{{- if .Values.tenantLimits.config -}}
+- name: limits
+  configMap:
+    name: {{ include "weir.tenantLimitsConfigMap" . }}
+{{- end }}
 {{- end -}}
 
 {{- define "weir.ports" -}}
