@@ -49,6 +49,9 @@ func TestRelabelerApply(t *testing.T) {
 	ts := prompb.TimeSeries{Labels: lbls("only", "x")}
 	keep, _ := r.apply(&ts, []*relabel.Config{rules[3]})
 	require.False(t, keep)
+	if raceEnabled {
+		return
+	}
 	require.Zero(t, testing.AllocsPerRun(100, func() {
 		ts := prompb.TimeSeries{Labels: lbls("__name__", "up", "cluster", "eu")}
 		r.apply(&ts, rules)
