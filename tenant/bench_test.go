@@ -45,39 +45,48 @@ func BenchmarkWrite(b *testing.B) {
 	for _, n := range []int{2000} {
 		b.Run("series="+strconv.Itoa(n), func(b *testing.B) {
 			m, _ := newTestManager(b, nil)
-			ctx := context.Background()
-			series := benchSeries(n, "x")
-			ts := t0
-			step := func() {
-				// 100 ms apart: a long run stays well inside one head block, so no compaction runs.
-				ts += 100
-				for i := range series {
-					series[i].Samples[0] = prompb.Sample{Timestamp: ts, Value: float64(ts)}
-				}
-			}
-			step()
-			_, err := m.Write(ctx, "bench", series, nil) // opens the tenant and creates the series
-			require.NoError(b, err)
-
-			b.ReportAllocs()
-			cpu0 := testutil.CPUTime(b)
-			for b.Loop() {
-				step()
-				st, err := m.Write(ctx, "bench", series, nil)
-				if err != nil || st.Appended[write.KindFloat] != n {
-					b.Fatalf("write: %v, %+v", err, st)
-				}
-			}
-			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/sample")
-			b.ReportMetric(float64((testutil.CPUTime(b)-cpu0).Nanoseconds())/float64(b.N*n), "cpu-ns/sample")
+			benchWriteExisting(b, m, n)
 		})
 	}
 }
 
+// benchWriteExisting writes the same n series to m, each request one sample newer.
+func benchWriteExisting(b *testing.B, m *Manager, n int) {
+	ctx := context.Background()
+	series := benchSeries(n, "x")
+	ts := t0
+	step := func() {
+		// 100 ms apart: a long run stays well inside one head block, so no compaction runs.
+		ts += 100
+		for i := range series {
+			series[i].Samples[0] = prompb.Sample{Timestamp: ts, Value: float64(ts)}
+		}
+	}
+	step()
+	_, err := m.Write(ctx, "bench", series, nil) // opens the tenant and creates the series
+	require.NoError(b, err)
+
+	b.ReportAllocs()
+	cpu0 := testutil.CPUTime(b)
+	for b.Loop() {
+		step()
+		st, err := m.Write(ctx, "bench", series, nil)
+		if err != nil || st.Appended[write.KindFloat] != n {
+			b.Fatalf("write: %v, %+v", err, st)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/sample")
+	b.ReportMetric(float64((testutil.CPUTime(b)-cpu0).Nanoseconds())/float64(b.N*n), "cpu-ns/sample")
+}
+
 // BenchmarkWriteNewSeries measures how fast series are created: every request brings 2,000 new ones.
 func BenchmarkWriteNewSeries(b *testing.B) {
-	const n = 2000
 	m, _ := newTestManager(b, nil)
+	benchWriteNew(b, m, 2000)
+}
+
+// benchWriteNew writes n new series to m in every request.
+func benchWriteNew(b *testing.B, m *Manager, n int) {
 	ctx := context.Background()
 	_, err := m.Write(ctx, "bench", benchSeries(1, "warmup"), nil)
 	require.NoError(b, err)
@@ -114,7 +123,6 @@ func BenchmarkWriteNewSeries(b *testing.B) {
 // them (limits that are never reached, so that every write does the same work): compare with
 // benchstat -col /limits. Limits cost only where a series is created.
 func BenchmarkWriteLimits(b *testing.B) {
-	const n = 2000
 	for _, mode := range []string{"off", "on"} {
 		var opts []ManagerOption
 		if mode == "on" {
@@ -126,55 +134,8 @@ func BenchmarkWriteLimits(b *testing.B) {
 			b.Cleanup(func() { require.NoError(b, m.Close()) })
 			return m
 		}
-		b.Run("existing/limits="+mode, func(b *testing.B) {
-			m := newManager(b)
-			series := benchSeries(n, "x")
-			ts := t0
-			step := func() {
-				ts += 100
-				for i := range series {
-					series[i].Samples[0] = prompb.Sample{Timestamp: ts, Value: float64(ts)}
-				}
-			}
-			step()
-			_, err := m.Write(context.Background(), "bench", series, nil)
-			require.NoError(b, err)
-			b.ReportAllocs()
-			cpu0 := testutil.CPUTime(b)
-			for b.Loop() {
-				step()
-				if st, err := m.Write(context.Background(), "bench", series, nil); err != nil || st.Appended[write.KindFloat] != n {
-					b.Fatalf("write: %v, %+v", err, st)
-				}
-			}
-			b.ReportMetric(float64((testutil.CPUTime(b)-cpu0).Nanoseconds())/float64(b.N*n), "cpu-ns/sample")
-		})
-		b.Run("new/limits="+mode, func(b *testing.B) {
-			m := newManager(b)
-			var batch int
-			next := func() []prompb.TimeSeries {
-				batch++
-				s := benchSeries(n, fmt.Sprintf("b%d", batch))
-				for i := range s {
-					s[i].Samples[0] = prompb.Sample{Timestamp: t0 + int64(batch), Value: 1}
-				}
-				return s
-			}
-			series := next()
-			b.ReportAllocs()
-			var cpu time.Duration
-			for b.Loop() {
-				cpu0 := testutil.CPUTime(b)
-				if st, err := m.Write(context.Background(), "bench", series, nil); err != nil || st.Appended[write.KindFloat] != n {
-					b.Fatalf("write: %v, %+v", err, st)
-				}
-				cpu += testutil.CPUTime(b) - cpu0
-				b.StopTimer()
-				series = next()
-				b.StartTimer()
-			}
-			b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N*n), "cpu-ns/sample")
-		})
+		b.Run("existing/limits="+mode, func(b *testing.B) { benchWriteExisting(b, newManager(b), 2000) })
+		b.Run("new/limits="+mode, func(b *testing.B) { benchWriteNew(b, newManager(b), 2000) })
 	}
 }
 
