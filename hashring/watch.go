@@ -75,8 +75,7 @@ type FileSource struct {
 
 	mu       sync.Mutex // serialises loads; guards the fields below
 	changed  chan struct{}
-	err      error
-	failedOn string // what the last refused load was about, to report it once
+	refusals watch.Refusals // why the file on disk is not the one serving, reported once
 }
 
 // NewFileSource loads cfg.Path and registers the source's metrics on reg (nil: none). A missing or
@@ -126,7 +125,7 @@ func (s *FileSource) Changed() <-chan struct{} {
 func (s *FileSource) Err() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.err
+	return s.refusals.Err()
 }
 
 // Reload reads the file now and publishes a new snapshot if its content changed and is valid. It
@@ -143,7 +142,7 @@ func (s *FileSource) Reload() error {
 	prev := s.cur.Load()
 	if prev != nil && prev.ConfigHash == sum {
 		// Unchanged (or changed back to the file serving): nothing to refuse any more.
-		s.err, s.failedOn = nil, ""
+		s.refusals.Loaded()
 		s.m.lastSuccess.Set(1)
 		return nil
 	}
@@ -157,7 +156,7 @@ func (s *FileSource) Reload() error {
 		next.Version = prev.Version + 1
 	}
 	s.cur.Store(next)
-	s.err, s.failedOn = nil, ""
+	s.refusals.Loaded()
 	close(s.changed)
 	s.changed = make(chan struct{})
 	s.m.serving(next)
@@ -169,12 +168,10 @@ func (s *FileSource) Reload() error {
 // refuse records a failed load. what identifies the failure (the read error, or the refused content),
 // so that re-reading the same bad file is not logged and counted again. s.mu is held.
 func (s *FileSource) refuse(what string, err error) error {
-	s.err = err
 	s.m.lastSuccess.Set(0)
-	if what == s.failedOn {
+	if !s.refusals.Refused(what, err) {
 		return err
 	}
-	s.failedOn = what
 	s.m.reloadsFailure.Inc()
 	if cur := s.cur.Load(); cur != nil {
 		s.logger.Error("hashrings file refused; the last good one keeps serving", "err", err, "serving_version", cur.Version)

@@ -116,10 +116,9 @@ type Source struct {
 	cur     atomic.Pointer[Snapshot]
 	running atomic.Bool
 
-	mu       sync.Mutex // serialises loads; guards the fields below
-	hash     uint64     // of the content serving
-	err      error
-	failedOn string
+	mu       sync.Mutex     // serialises loads; guards the fields below
+	hash     uint64         // of the content serving
+	refusals watch.Refusals // why the file on disk is not the one serving, reported once
 }
 
 type sourceMetrics struct {
@@ -225,7 +224,7 @@ func (s *Source) Config() Config { return s.cfg }
 func (s *Source) Err() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.err
+	return s.refusals.Err()
 }
 
 // Reload reads the file now and serves its limits if its content changed and is valid; it returns
@@ -252,7 +251,7 @@ func (s *Source) load(data []byte) error {
 	sum := xxhash.Sum64(data)
 	prev := s.cur.Load()
 	if prev != nil && s.hash == sum {
-		s.err, s.failedOn = nil, ""
+		s.refusals.Loaded()
 		s.m.lastSuccess.Set(1)
 		return nil
 	}
@@ -267,7 +266,7 @@ func (s *Source) load(data []byte) error {
 	}
 	s.cur.Store(next)
 	s.hash = sum
-	s.err, s.failedOn = nil, ""
+	s.refusals.Loaded()
 	s.m.reloadsSuccess.Inc()
 	s.m.lastSuccess.Set(1)
 	s.m.lastSuccessAt.Set(float64(next.LoadedAt.Unix()))
@@ -285,12 +284,10 @@ func (s *Source) load(data []byte) error {
 
 // refuse records a refused load; the same failure is logged and counted once. s.mu is held.
 func (s *Source) refuse(what string, err error) error {
-	s.err = err
 	s.m.lastSuccess.Set(0)
-	if what == s.failedOn {
+	if !s.refusals.Refused(what, err) {
 		return err
 	}
-	s.failedOn = what
 	s.m.reloadsFailure.Inc()
 	if cur := s.cur.Load(); cur != nil {
 		s.logger.Error("limits file refused; the last good limits keep serving", "file", s.cfg.File, "err", err, "serving_version", cur.Version)

@@ -72,3 +72,28 @@ func File(ctx context.Context, path string, interval time.Duration, logger *slog
 		}
 	}
 }
+
+// Refusals remembers why the last load of a watched file was refused, so that a bad file read again
+// unchanged (every interval, on every event of its directory) is reported once. It is not safe for
+// concurrent use: callers hold the lock that serialises their loads.
+type Refusals struct {
+	err  error
+	what string
+}
+
+// Refused records that a load was refused with err; what identifies the failure (the read error,
+// the refused content's hash). It reports whether the failure is new: log it and count it then.
+func (r *Refusals) Refused(what string, err error) (isNew bool) {
+	r.err = err
+	if what == r.what {
+		return false
+	}
+	r.what = what
+	return true
+}
+
+// Loaded records that the file serving is the one on disk: nothing is refused any more.
+func (r *Refusals) Loaded() { r.err, r.what = nil, "" }
+
+// Err is why the last load was refused, or nil after Loaded.
+func (r *Refusals) Err() error { return r.err }
