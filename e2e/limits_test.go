@@ -78,30 +78,59 @@ func (f *flood) request(k int) *prompb.WriteRequest {
 	return req
 }
 
-// run sends requests to nodes in turn until stop is closed.
-func (f *flood) run(nodes []*weirNode, stop <-chan struct{}) error {
-	for k := 0; ; k++ {
-		select {
-		case <-stop:
-			return nil
-		default:
-		}
-		n := nodes[k%len(nodes)]
-		b, err := f.request(k).Marshal()
-		if err != nil {
-			return err
-		}
-		r, err := post(n.client, n.RemoteWriteURL, bytes.NewReader(snappy.Encode(nil, b)), rwHeaders("THANOS-TENANT", f.tenant))
-		if err != nil {
-			return fmt.Errorf("flood request %d: %w", k, err)
-		}
-		f.mu.Lock()
-		f.codes = append(f.codes, r.Code)
-		if r.Code/100 != 2 {
-			f.bodies = append(f.bodies, r.Body)
-		}
-		f.requests = k + 1
-		f.mu.Unlock()
+// send sends request k to n and records the answer.
+func (f *flood) send(n *weirNode, k int) error {
+	b, err := f.request(k).Marshal()
+	if err != nil {
+		return err
+	}
+	r, err := post(n.client, n.RemoteWriteURL, bytes.NewReader(snappy.Encode(nil, b)), rwHeaders("THANOS-TENANT", f.tenant))
+	if err != nil {
+		return fmt.Errorf("%s request %d: %w", f.tenant, k, err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.codes = append(f.codes, r.Code)
+	if r.Code/100 != 2 {
+		f.bodies = append(f.bodies, r.Body)
+	}
+	f.requests = k + 1
+	return nil
+}
+
+// background calls send(0), send(1), … in a goroutine each, one call after the other, until a call
+// fails or stop is called; stop returns the first failure. It is idempotent.
+func background(senders int, send func(i, k int) error) (stop func() error) {
+	quit := make(chan struct{})
+	done := make(chan error, senders)
+	for i := range senders {
+		go func() {
+			for k := 0; ; k++ {
+				select {
+				case <-quit:
+					done <- nil
+					return
+				default:
+				}
+				if err := send(i, k); err != nil {
+					done <- err
+					return
+				}
+			}
+		}()
+	}
+	var once sync.Once
+	var first error
+	return func() error {
+		once.Do(func() {
+			close(quit)
+			for range senders {
+				if err := <-done; err != nil && first == nil {
+					first = err
+				}
+			}
+		})
+		return first
 	}
 }
 
@@ -166,26 +195,7 @@ func TestLimitsNoisyNeighbour(t *testing.T) {
 	for _, name := range []string{"b", "c"} {
 		floods = append(floods, &flood{tenant: "noisy", newPer: 1000, t0: t0 + 1, name: name})
 	}
-	stop := make(chan struct{})
-	done := make(chan error, len(floods))
-	for i, f := range floods {
-		go func() { done <- f.run(append(nodes[i:], nodes[:i]...), stop) }()
-	}
-	stopped := false
-	stopFloods := func() error {
-		if stopped {
-			return nil
-		}
-		stopped = true
-		close(stop)
-		var first error
-		for range floods {
-			if err := <-done; err != nil && first == nil {
-				first = err
-			}
-		}
-		return first
-	}
+	stopFloods := background(len(floods), func(i, k int) error { return floods[i].send(nodes[(i+k)%3], k) })
 	defer func() { _ = stopFloods() }()
 	// Measure quiet once noisy is over its limit.
 	testutil.EventuallyTrue(t, 30*time.Second, 10*time.Millisecond, "noisy refused", func() bool { return floods[0].refused() > 0 })
@@ -235,7 +245,7 @@ func TestLimitsNoisyNeighbour(t *testing.T) {
 }
 
 // noisyP99Bound is the p99 latency quiet must keep while noisy floods, given its p99 alone. Measured
-// on the shared 2-core machine (weir built without -race, docs/limits.md): alone 12–29 ms, while
+// on the shared 2-core machine (weir built without -race, docs/limits.md): alone 12–37 ms, while
 // noisy floods 86–269 ms. What quiet feels is the CPU noisy's refused requests still cost (decoding,
 // one head lookup per series, under the same write slots); noisy's ingestion_rate_limit is what
 // bounds that. The bound is relative, so that a slower build (-race) or machine scales it.
@@ -263,35 +273,13 @@ func TestLimitsReloadUnderLoad(t *testing.T) {
 	nodes, limitsFile := startLimitedRing(t, limitsFor(200))
 
 	steady := newRingLoad(100)
-	stop := make(chan struct{})
-	done := make(chan error, 1)
-	go func() {
-		for k := 0; ; k++ {
-			select {
-			case <-stop:
-				done <- nil
-				return
-			default:
-			}
-			_, r, err := steady.send(nodes[k%3], "steady")
-			if err == nil && r.Code != http.StatusNoContent {
-				err = fmt.Errorf("steady request %d: %s", k, r)
-			}
-			if err != nil {
-				done <- err
-				return
-			}
+	stopSteady := background(1, func(_, k int) error {
+		_, r, err := steady.send(nodes[k%3], "steady")
+		if err == nil && r.Code != http.StatusNoContent {
+			err = fmt.Errorf("steady request %d: %s", k, r)
 		}
-	}()
-	stopped := false
-	stopSteady := func() error {
-		if stopped {
-			return nil
-		}
-		stopped = true
-		close(stop)
-		return <-done
-	}
+		return err
+	})
 	defer func() { _ = stopSteady() }()
 
 	grow := &flood{tenant: "grow", newPer: 300, t0: baseTime()}
