@@ -3,6 +3,7 @@ package limits
 import (
 	"encoding/json"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"testing"
 
@@ -50,7 +51,7 @@ write:
 	w := httptest.NewRecorder()
 	s.StatusHandler(rl, routers, func() map[string]any {
 		return map[string]any{"stored": map[string]int{"head_series": 7}}
-	}).ServeHTTP(w, httptest.NewRequest("GET", StatusPath, nil))
+	}).ServeHTTP(w, httptest.NewRequest(http.MethodGet, StatusPath, nil))
 	require.Equal(t, "application/json", w.Header().Get("Content-Type"))
 	var st Status
 	require.NoError(t, json.Unmarshal(w.Body.Bytes(), &st))

@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/tsdb/chunks"
 
@@ -113,7 +114,7 @@ func (t *seriesTracker) PreCreation(lset labels.Labels) error {
 		}
 	}
 	if maxPerMetric > 0 {
-		name := lset.Get(labels.MetricName)
+		name := lset.Get(model.MetricNameLabel)
 		t.mu.Lock()
 		n := t.perMetric[name]
 		t.mu.Unlock()
@@ -129,7 +130,7 @@ func (t *seriesTracker) PreCreation(lset labels.Labels) error {
 
 // PostCreation counts a series created (by a write or the WAL replay).
 func (t *seriesTracker) PostCreation(lset labels.Labels) {
-	name := lset.Get(labels.MetricName)
+	name := lset.Get(model.MetricNameLabel)
 	t.mu.Lock()
 	if _, ok := t.perMetric[name]; !ok {
 		name = strings.Clone(name) // a new key must not pin the series' labels
@@ -143,7 +144,7 @@ func (t *seriesTracker) PostDeletion(deleted map[chunks.HeadSeriesRef]labels.Lab
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for _, lset := range deleted {
-		name := lset.Get(labels.MetricName)
+		name := lset.Get(model.MetricNameLabel)
 		if n := t.perMetric[name] - 1; n > 0 {
 			t.perMetric[name] = n
 		} else {
