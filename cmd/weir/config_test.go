@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -65,6 +67,15 @@ func TestFlagsParse(t *testing.T) {
 	require.Equal(t, int64(512<<20), cfg.storage.MaxBytes, "Thanos' sizes are powers of 2")
 	require.True(t, cfg.storage.NoLockfile)
 	require.Equal(t, int64(64), cfg.storage.OutOfOrderCapMax)
+
+	cfg, err = parseConfig(t, "--receive.limits-config-file=/etc/weir/limits.yaml", "--receive.limits-config-reload-timer=30s",
+		"--receive.limits.routers=4", "--receive.relabel-config=- action: labeldrop\n  regex: x\n")
+	require.NoError(t, err)
+	require.Equal(t, "/etc/weir/limits.yaml", cfg.limits.File)
+	require.Equal(t, 30*time.Second, cfg.limits.ReloadInterval)
+	require.Equal(t, 4, cfg.limits.Routers)
+	require.NotEmpty(t, cfg.limits.Relabel)
+	require.Empty(t, cfg.thanos.given(), "the limits and relabel flags work: none is named as without effect")
 }
 
 // TestDebugIngestProtocol: the hidden flag makes both sides of the node speak as the previous
@@ -145,6 +156,10 @@ func TestBadFlagsAreClearErrors(t *testing.T) {
 		{[]string{"--grpc-server-tls-min-version=1.4"}, "--grpc-server-tls-min-version"},
 		{[]string{"--receive.tenant-certificate-field=organization"}, "--receive.tenant-certificate-field needs mutual TLS"},
 		{[]string{"--receive.tenant-certificate-field=serialNumber"}, "--receive.tenant-certificate-field"},
+		{[]string{"--receive.limits-config-file=a", "--receive.limits-config=b"}, "--receive.limits-config-file and --receive.limits-config: give one of them"},
+		{[]string{"--receive.limits-config-reload-timer=-1s"}, "--receive.limits-config-reload-timer"},
+		{[]string{"--receive.limits.routers=-2"}, "--receive.limits.routers: -2"},
+		{[]string{"--receive.relabel-config-file=a", "--receive.relabel-config=b"}, "--receive.relabel-config-file and --receive.relabel-config"},
 	} {
 		_, err := parseConfig(t, tc.args...)
 		require.Error(t, err, "%v", tc.args)
@@ -283,4 +298,17 @@ func TestGossipTimingFlags(t *testing.T) {
 		require.Error(t, err, "%v", args)
 		require.Contains(t, err.Error(), tc.want, "%v", args)
 	}
+}
+
+// TestBadLimitsFileStopsTheStart: a limits file that does not parse is a start-up error (exit 1,
+// naming the file) before any port is taken: a node must not start unlimited by mistake.
+func TestBadLimitsFileStopsTheStart(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "limits.yaml")
+	require.NoError(t, os.WriteFile(file, []byte("write:\n  default:\n    head_series_limit: -1\n"), 0o600))
+	var out, errOut bytes.Buffer
+	code := dispatch([]string{"receive", "--tsdb.path=" + filepath.Join(dir, "data"), "--receive.limits-config-file=" + file,
+		"--http-address=127.0.0.1:0", "--remote-write.address=127.0.0.1:0", "--grpc-address=127.0.0.1:0"}, &out, &errOut)
+	require.Equal(t, 1, code, errOut.String())
+	require.Contains(t, errOut.String(), "limits file "+file+": write.default: head_series_limit -1")
 }
