@@ -356,3 +356,53 @@ func TestLimitsReloadUnderLoad(t *testing.T) {
 		t.Errorf("node 0 never logged a limits load")
 	}
 }
+
+// TestLimitsAnswers: one node (no ring), the router-side limits through a real process: a request
+// over request.series_limit gets 413, a tenant over its ingestion_rate_limit 429 with Retry-After,
+// another tenant neither; what was refused is not stored, and the status endpoint shows the tenant's
+// limits.
+func TestLimitsAnswers(t *testing.T) {
+	requireLimits(t)
+	t.Parallel()
+	dir := t.TempDir()
+	file := filepath.Join(dir, "limits.yaml")
+	writeFileAtomic(t, file, []byte(`
+write:
+  tenants:
+    capped:
+      request:
+        series_limit: 500
+      ingestion_rate_limit: 1
+      ingestion_burst_size: 300
+`))
+	n := startWeir(t, filepath.Join(dir, "data"), "--receive.limits-config-file="+file)
+	f := &flood{tenant: "capped", newPer: 200, t0: baseTime()}
+	send := func(tenantID string, k int) response {
+		return n.Write(t, f.request(k), "THANOS-TENANT", tenantID)
+	}
+
+	r := send("capped", 0)
+	require.Equal(t, http.StatusNoContent, r.Code, r.String())
+	r = send("capped", 1) // 200 more samples: the bucket of 300 holds 100
+	require.Equal(t, http.StatusTooManyRequests, r.Code, r.String())
+	require.Equal(t, "100", r.Header.Get("Retry-After"), "100 samples missing at 1/s")
+	require.Contains(t, r.Body, "tenant capped is over its ingestion_rate_limit of 1 samples/s")
+	big := &flood{tenant: "capped", newPer: 600, t0: baseTime()}
+	r = n.Write(t, big.request(2), "THANOS-TENANT", "capped")
+	require.Equal(t, http.StatusRequestEntityTooLarge, r.Code, r.String())
+	require.Contains(t, r.Body, "over its request.series_limit of 500")
+	for k := range 3 {
+		r = send("free", k)
+		require.Equal(t, http.StatusNoContent, r.Code, "another tenant: %s", r)
+	}
+
+	code, body := n.Get(t, "/api/v1/status/limits")
+	require.Equal(t, http.StatusOK, code)
+	require.Contains(t, body, `"tenant":"capped","own_limits":true`)
+	limited, _ := n.Metric(t, "weir_receive_limited_requests_total", "tenant", "capped")
+	require.Equal(t, 2.0, limited)
+
+	n.Stop()
+	require.Len(t, readNode(t, n, "capped"), 200, "only the request that was answered 204")
+	require.Len(t, readNode(t, n, "free"), 600)
+}
