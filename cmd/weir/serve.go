@@ -167,11 +167,11 @@ func (n *node) build() error {
 	} else {
 		storage = receive.Local(local)
 	}
-	edge, err := n.buildEdge()
+	opts, err := n.buildEdge()
 	if err != nil {
 		return err
 	}
-	opts := append(edge, receive.WithTenantLimits(n.limits.src.Current, n.limits.rate))
+	opts = append(opts, receive.WithTenantLimits(n.limits.src.Current, n.limits.rate))
 	if n.handler, err = receive.NewHandler(cfg.handler, storage, n.limiter, n.ready.Load, n.logger, n.reg, opts...); err != nil {
 		return err
 	}
