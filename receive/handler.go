@@ -245,7 +245,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	shape := h.cfg.Limits
 	if tl != limits.None() {
 		if tl.RequestSeries > 0 || tl.RequestSamples > 0 || tl.IngestionRate > 0 {
-			if err := h.checkTenantLimits(tenantID, tl, req.Write.Timeseries, pointCount(req.Write.Timeseries)); err != nil {
+			if err = h.checkTenantLimits(tenantID, tl, req.Write.Timeseries, pointCount(req.Write.Timeseries)); err != nil {
 				h.refuse(w, limitRefusal(err), err)
 				return
 			}
