@@ -15,6 +15,7 @@ import (
 func (c *HandlerConfig) RegisterFlags(r flags.Registry) {
 	r.Flag("receive.tenant-header", "HTTP header that names the tenant of a write request.").Default(tenant.DefaultHeader).StringVar(&c.TenantHeader)
 	r.Flag("receive.default-tenant-id", "Tenant of requests without the tenant header.").Default(tenant.DefaultID).StringVar(&c.DefaultTenant)
+	r.Flag("receive.split-tenant-label-name", "Label that names the tenant of a series, as in Thanos: a request is split by it, each series with the label stored in the tenant it names, without the label; series without it go to the request's tenant (the header's). Empty: off.").StringVar(&c.SplitTenantLabel)
 	c.Decode.MaxBodyBytes = 16 << 20
 	flags.Bytes(r.Flag("remote-write.max-body-size", "Largest compressed request body accepted (413 above), e.g. 16MiB."), &c.Decode.MaxBodyBytes)
 	c.Decode.MaxDecodedBytes = 64 << 20

@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/prompb"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -64,8 +65,11 @@ func (l localStorage) Write(ctx context.Context, b Batch) (write.Stats, error) {
 type HandlerConfig struct {
 	TenantHeader  string
 	DefaultTenant string
-	Decode        DecodeLimits
-	Limits        Limits
+	// SplitTenantLabel, when set, splits each request by tenant: a series with this label belongs to
+	// the tenant it names, stored without it (split.go).
+	SplitTenantLabel string
+	Decode           DecodeLimits
+	Limits           Limits
 }
 
 // Validate reports the first configuration error, naming its flag.
@@ -75,6 +79,9 @@ func (c HandlerConfig) Validate() error {
 	}
 	if err := tenant.ValidateID(c.DefaultTenant); err != nil {
 		return fmt.Errorf("--receive.default-tenant-id: %w", err)
+	}
+	if c.SplitTenantLabel != "" && !model.LegacyValidation.IsValidLabelName(c.SplitTenantLabel) {
+		return fmt.Errorf("--receive.split-tenant-label-name: %q is not a valid label name", c.SplitTenantLabel)
 	}
 	if c.Decode.MaxBodyBytes <= 0 {
 		return fmt.Errorf("--remote-write.max-body-size: %d must be positive", c.Decode.MaxBodyBytes)
@@ -256,6 +263,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		h.refuse(w, refusedLimits, err)
 		return
+	}
+	if h.cfg.SplitTenantLabel != "" {
+		var shares []tenantShare
+		if shares, err = splitTenants(series, h.cfg.SplitTenantLabel, tenantID, h.auth != nil); err != nil {
+			h.refuse(w, tenantRefusal(err), err)
+			return
+		}
+		if shares != nil {
+			err = h.writeSplit(ctx, w, tenantID, shares, v, series)
+			return
+		}
 	}
 	var stats write.Stats
 	if len(series) > 0 { // nothing valid: do not open (or create) the tenant's storage for it

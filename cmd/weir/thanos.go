@@ -30,7 +30,6 @@ var thanosOnly = []thanosFlag{
 	{name: "grpc-grace-period", why: "Weir drains gRPC within --shutdown.timeout"},
 	{name: "remote-write.client-tls-secure", bool: true, why: "Weir turns client TLS on when any --remote-write.client-tls-* flag is set"},
 	{name: "remote-write.client-tls-skip-verify", bool: true, why: "Weir always verifies the certificates of other nodes"},
-	{name: "receive.split-tenant-label-name", why: whyPlanned},
 	{name: "receive.replica-header", why: "Weir's forwarded writes travel over its own gRPC protocol, which carries no replica header"},
 	{name: "receive.otlp-enable-target-info", bool: true, why: "Weir does not receive OTLP yet"},
 	{name: "receive.otlp-promote-resource-attributes", repeat: true, why: "Weir does not receive OTLP yet"},
