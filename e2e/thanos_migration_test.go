@@ -1,17 +1,25 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
+	"math"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/prometheus/prometheus/model/labels"
 	"github.com/stretchr/testify/require"
 
 	"github.com/weir-metrics/weir/internal/testutil"
+	"github.com/weir-metrics/weir/loadgen"
 )
 
 // TestThanosReceiveMigration: a 3-node Thanos Receive ring (RF=3, v0.42.5) under load is stopped and
@@ -96,6 +104,118 @@ func TestThanosReceiveMigration(t *testing.T) {
 	}
 	require.Positive(t, local, "no block on local disk: the rings flushed nothing")
 	t.Logf("%d blocks on local disk, %d in the bucket, each uploaded once", local, len(shipped))
+
+	requireContinuousInQuery(t, thanos, objstore, ackLogs)
+}
+
+// requireContinuousInQuery reads one series back through Thanos Store (over the bucket) and Thanos
+// Query: every sample the three rings acknowledged for it is there with its value across both
+// switches, on at least two replicas (the write quorum); deduplicated, it is one series with each
+// timestamp once. (The deduplicated series is not compared sample by sample: Thanos' penalty-based
+// deduplication follows one replica and may skip a sample only the others hold — seen once here.)
+func requireContinuousInQuery(t *testing.T, thanos, objstore string, ackLogs []string) {
+	t.Helper()
+	var (
+		series labels.Labels
+		tenant string
+		want   = map[int64]float64{}
+	)
+	for _, l := range ackLogs {
+		spec, records, err := loadgen.ReadAckLog(l)
+		require.NoError(t, err)
+		for rec, err := range records {
+			require.NoError(t, err)
+			for smp := range rec.Samples(spec) {
+				if series.IsEmpty() {
+					series, tenant = smp.Labels, smp.Tenant
+				}
+				if labels.Equal(smp.Labels, series) && smp.Tenant == tenant {
+					want[smp.Timestamp] = smp.Value
+				}
+			}
+		}
+	}
+	require.NotEmpty(t, want)
+	minT, maxT := int64(math.MaxInt64), int64(math.MinInt64)
+	for ts := range want {
+		minT, maxT = min(minT, ts), max(maxT, ts)
+	}
+
+	addrs := testutil.LoopbackAddrs(t, 4)
+	cfgFile := filepath.Join(t.TempDir(), "objstore.yaml")
+	require.NoError(t, os.WriteFile(cfgFile, []byte(objstore), 0o600))
+	startTool(t, "thanos-store", thanos, "store", "--data-dir="+t.TempDir(), "--objstore.config-file="+cfgFile,
+		"--grpc-address="+addrs[0], "--http-address="+addrs[1])
+	startTool(t, "thanos-query", thanos, "query", "--endpoint="+addrs[0], "--query.replica-label=replica",
+		"--grpc-address="+addrs[2], "--http-address="+addrs[3])
+
+	var matchers []string
+	series.Range(func(l labels.Label) { matchers = append(matchers, fmt.Sprintf("%s=%q", l.Name, l.Value)) })
+	matchers = append(matchers, fmt.Sprintf("tenant_id=%q", tenant))
+	window := (maxT-minT)/1000 + 60
+	query := func(dedup bool) (map[string]map[int64]string, error) {
+		q := url.Values{"query": {fmt.Sprintf("{%s}[%ds]", strings.Join(matchers, ","), window)},
+			"time": {strconv.FormatFloat(float64(maxT)/1000+1, 'f', 3, 64)}, "dedup": {strconv.FormatBool(dedup)}}
+		code, body, err := httpGet(&http.Client{Timeout: 10 * time.Second}, "http://"+addrs[3]+"/api/v1/query?"+q.Encode())
+		if err != nil {
+			return nil, err
+		}
+		if code != http.StatusOK {
+			return nil, fmt.Errorf("status %d: %s", code, body)
+		}
+		var r struct {
+			Data struct {
+				Result []struct {
+					Metric map[string]string `json:"metric"`
+					Values [][2]any          `json:"values"`
+				} `json:"result"`
+			} `json:"data"`
+		}
+		if err := json.Unmarshal([]byte(body), &r); err != nil {
+			return nil, err
+		}
+		out := map[string]map[int64]string{} // replica → timestamp → value
+		for _, res := range r.Data.Result {
+			got := map[int64]string{}
+			for _, v := range res.Values {
+				ts := int64(math.Round(v[0].(float64) * 1000))
+				if _, dup := got[ts]; dup {
+					return nil, fmt.Errorf("replica %q: timestamp %d twice", res.Metric["replica"], ts)
+				}
+				got[ts] = v[1].(string)
+			}
+			out[res.Metric["replica"]] = got
+		}
+		return out, nil
+	}
+	waitFor(t, 90*time.Second, "Thanos Query returning every acknowledged sample of one series on a quorum of replicas", func() error {
+		replicas, err := query(false)
+		if err != nil {
+			return err
+		}
+		var short []string
+		for ts, v := range want {
+			n := 0
+			for _, got := range replicas {
+				if got[ts] == strconv.FormatFloat(v, 'f', -1, 64) {
+					n++
+				}
+			}
+			if n < 2 {
+				short = append(short, fmt.Sprintf("%d=%v on %d replicas", ts, v, n))
+			}
+		}
+		if len(short) > 0 {
+			slices.Sort(short)
+			return fmt.Errorf("%d of %d acknowledged samples on fewer than 2 of %d replicas: %v", len(short), len(want), len(replicas), short)
+		}
+		return nil
+	})
+	deduped, err := query(true)
+	require.NoError(t, err)
+	require.Len(t, deduped, 1, "deduplicated: one series, without the replica label")
+	require.Contains(t, deduped, "")
+	t.Logf("Thanos Query: all %d acknowledged samples of %s, over the three rings, each on at least 2 replicas", len(want), series)
 }
 
 // startReceiveRing starts one receive process per data directory, Thanos' or Weir's with the same
