@@ -26,12 +26,14 @@ type config struct {
 	httpAddress        string
 	grpcAddress        string
 	shutdownTimeout    time.Duration
-	rwReadTimeout      time.Duration
-	logLevel           string
-	logFormat          string
-	objstoreConfig     string
-	objstoreConfigFile string
-	shipTimeout        time.Duration
+	// Thanos' drain bounds of the remote-write and gRPC servers (0: --shutdown.timeout).
+	httpGracePeriod, grpcGracePeriod time.Duration
+	rwReadTimeout                    time.Duration
+	logLevel                         string
+	logFormat                        string
+	objstoreConfig                   string
+	objstoreConfigFile               string
+	shipTimeout                      time.Duration
 
 	handler receive.HandlerConfig
 	storage tenant.Config
@@ -88,7 +90,9 @@ func (c *config) registerFlags(r flags.Registry) {
 	c.rwReadTimeout = time.Minute
 	flags.Duration(r.Flag("remote-write.server-read-timeout", "Longest time to read one remote-write request, headers and body: a slower upload (a stalled link, a slow-loris client) is cut off and its connection closed; the sender retries. Idle keep-alive connections are closed after 5m."), &c.rwReadTimeout)
 	c.shutdownTimeout = time.Minute
-	flags.Duration(r.Flag("shutdown.timeout", "On SIGTERM/SIGINT, how long to let in-flight remote-write requests finish before closing storage."), &c.shutdownTimeout)
+	flags.Duration(r.Flag("shutdown.timeout", "On SIGTERM/SIGINT, how long to let in-flight remote-write requests, then node-to-node writes, finish before closing storage."), &c.shutdownTimeout)
+	flags.Duration(r.Flag("http-grace-period", "Thanos' name: how long in-flight remote-write requests may take to finish on SIGTERM (0: --shutdown.timeout)."), &c.httpGracePeriod)
+	flags.Duration(r.Flag("grpc-grace-period", "Thanos' name: how long in-flight node-to-node writes may take to finish on SIGTERM (0: --shutdown.timeout)."), &c.grpcGracePeriod)
 	r.Flag("log.level", "Log level: debug, info, warn or error.").Default("info").EnumVar(&c.logLevel, "debug", "info", "warn", "error")
 	r.Flag("log.format", "Log format: logfmt or json.").Default("logfmt").EnumVar(&c.logFormat, "logfmt", "json")
 

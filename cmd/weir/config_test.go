@@ -64,9 +64,18 @@ func TestFlagsParse(t *testing.T) {
 	require.True(t, cfg.storage.MemorySnapshotOnShutdown)
 	require.Equal(t, 5*time.Minute, cfg.ingestConfig().MaxConnectionAge)
 	require.Equal(t, memLimit{auto: true, ratio: 0.8}, cfg.memLimit)
+
 	require.Equal(t, int64(512<<20), cfg.storage.MaxBytes, "Thanos' sizes are powers of 2")
 	require.True(t, cfg.storage.NoLockfile)
 	require.Equal(t, int64(64), cfg.storage.OutOfOrderCapMax)
+
+	cfg, err = parseConfig(t, "--http-grace-period=2m", "--grpc-grace-period=30s")
+	require.NoError(t, err)
+	require.Equal(t, 2*time.Minute, orDefault(cfg.httpGracePeriod, cfg.shutdownTimeout))
+	require.Equal(t, 30*time.Second, orDefault(cfg.grpcGracePeriod, cfg.shutdownTimeout))
+	cfg, err = parseConfig(t)
+	require.NoError(t, err)
+	require.Equal(t, time.Minute, orDefault(cfg.httpGracePeriod, cfg.shutdownTimeout), "unset: --shutdown.timeout")
 
 	cfg, err = parseConfig(t, "--receive.limits-config-file=/etc/weir/limits.yaml", "--receive.limits-config-reload-timer=30s",
 		"--receive.limits.routers=4", "--receive.relabel-config=- action: labeldrop\n  regex: x\n")

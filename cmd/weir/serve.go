@@ -309,7 +309,7 @@ func (n *node) run() error {
 		ReadTimeout: cfg.rwReadTimeout, IdleTimeout: 5 * time.Minute, TLSConfig: n.rwTLS,
 		ErrorLog: slog.NewLogLogger(logger.With("component", "remote-write").Handler(), slog.LevelWarn)}
 	g.Add(func() error { return serveHTTP(rwSrv, n.rwLn) }, func(error) {
-		ctx, cancel := context.WithTimeout(context.Background(), cfg.shutdownTimeout)
+		ctx, cancel := context.WithTimeout(context.Background(), orDefault(cfg.httpGracePeriod, cfg.shutdownTimeout))
 		defer cancel()
 		if err := rwSrv.Shutdown(ctx); err != nil {
 			logger.Warn("in-flight remote-write requests did not finish in time; cutting them off", "err", err)
@@ -328,7 +328,7 @@ func (n *node) run() error {
 			go func() { n.grpcSrv.GracefulStop(); close(stopped) }()
 			select {
 			case <-stopped:
-			case <-time.After(cfg.shutdownTimeout):
+			case <-time.After(orDefault(cfg.grpcGracePeriod, cfg.shutdownTimeout)):
 				n.grpcSrv.Stop()
 			}
 		})
@@ -479,4 +479,12 @@ func newLogger(cfg config, out io.Writer) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(out, opts))
 	}
 	return slog.New(slog.NewTextHandler(out, opts))
+}
+
+// orDefault is d, or def when d is zero.
+func orDefault(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return def
 }

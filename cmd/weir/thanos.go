@@ -26,8 +26,6 @@ const (
 
 var thanosOnly = []thanosFlag{
 	// Planned: other issues implement these; until then they are accepted and named at start.
-	{name: "http-grace-period", why: "Weir drains HTTP within --shutdown.timeout"},
-	{name: "grpc-grace-period", why: "Weir drains gRPC within --shutdown.timeout"},
 	{name: "remote-write.client-tls-secure", bool: true, why: "Weir turns client TLS on when any --remote-write.client-tls-* flag is set"},
 	{name: "remote-write.client-tls-skip-verify", bool: true, why: "Weir always verifies the certificates of other nodes"},
 	{name: "receive.replica-header", why: "Weir's forwarded writes travel over its own gRPC protocol, which carries no replica header"},
