@@ -900,3 +900,50 @@ func TestPlainManifestsAreTheChartsRendering(t *testing.T) {
 	}
 	checkRendering(t, decode(t, committed), loadValues(t, ""))
 }
+
+// TestChartTakesOverThanosNames: with the names of a Thanos Receive StatefulSet (kube-thanos' and
+// Bitnami's layouts), the ingesters' StatefulSet, its claim and its headless Service keep them, so
+// the pods mount the PersistentVolumeClaims Thanos Receive left, and the hashring endpoints are the
+// pods' names under that Service.
+func TestChartTakesOverThanosNames(t *testing.T) {
+	for _, tc := range []struct{ file, sts, svc string }{
+		{"from-kube-thanos-values.yaml", "thanos-receive-default", "thanos-receive-default"},
+		{"from-bitnami-values.yaml", "thanos-receive", "thanos-receive-headless"},
+	} {
+		out, err := render(t, "-f", filepath.Join(chartDir, "ci", tc.file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		objs := decode(t, out)
+		if len(objs.statefulSets) != 1 {
+			t.Fatalf("%s: %d StatefulSets", tc.file, len(objs.statefulSets))
+		}
+		sts := objs.statefulSets[0]
+		if sts.Name != tc.sts || sts.Spec.ServiceName != tc.svc {
+			t.Errorf("%s: StatefulSet %q with service %q, want %q and %q", tc.file, sts.Name, sts.Spec.ServiceName, tc.sts, tc.svc)
+		}
+		if len(sts.Spec.VolumeClaimTemplates) != 1 || sts.Spec.VolumeClaimTemplates[0].Name != "data" {
+			t.Errorf("%s: claim templates %v, want one named data (PVC data-%s-<i>)", tc.file, sts.Spec.VolumeClaimTemplates, tc.sts)
+		}
+		found := false
+		for _, s := range objs.services {
+			found = found || s.Name == tc.svc && s.Spec.ClusterIP == corev1.ClusterIPNone
+		}
+		if !found {
+			t.Errorf("%s: no headless Service %s", tc.file, tc.svc)
+		}
+		endpoint := fmt.Sprintf("%s-0.%s.%s.svc.cluster.local:10901", tc.sts, tc.svc, namespace)
+		found = false
+		for _, cm := range objs.configMaps {
+			for _, data := range cm.Data {
+				found = found || strings.Contains(data, endpoint)
+			}
+		}
+		if !found {
+			t.Errorf("%s: no hashrings ConfigMap naming %s", tc.file, endpoint)
+		}
+	}
+	if _, err := render(t, "--set", "ingester.statefulSetName=x", "--set", "zones={a,b,c}", "--set", "replicationFactor=3"); err == nil || !strings.Contains(err.Error(), "statefulSetName") {
+		t.Errorf("statefulSetName with zones: got %v, want a refusal naming it", err)
+	}
+}

@@ -24,7 +24,7 @@ app.kubernetes.io/instance: {{ .ctx.Release.Name }}
 app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 
-{{- define "weir.headless" -}}{{ include "weir.fullname" . }}-ingester-headless{{- end -}}
+{{- define "weir.headless" -}}{{ .Values.ingester.headlessServiceName | default (printf "%s-ingester-headless" (include "weir.fullname" .)) }}{{- end -}}
 {{- define "weir.hashringsConfigMap" -}}{{ include "weir.fullname" . }}-hashrings{{- end -}}
 {{- define "weir.image" -}}{{ printf "%s:%s" .Values.image.repository .Values.image.tag }}{{- end -}}
 
@@ -36,7 +36,7 @@ app.kubernetes.io/component: {{ .component }}
 {{- $sets = append $sets (dict "name" (printf "%s-ingester-%s" (include "weir.fullname" $) .) "zone" .) -}}
 {{- end -}}
 {{- else -}}
-{{- $sets = append $sets (dict "name" (printf "%s-ingester" (include "weir.fullname" .)) "zone" "") -}}
+{{- $sets = append $sets (dict "name" (.Values.ingester.statefulSetName | default (printf "%s-ingester" (include "weir.fullname" .))) "zone" "") -}}
 {{- end -}}
 {{- toJson $sets -}}
 {{- end -}}
@@ -83,6 +83,9 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 {{- if not (has .Values.hashringAlgorithm (list "ketama" "hashmod")) -}}
 {{- fail "hashringAlgorithm: want ketama or hashmod" -}}
+{{- end -}}
+{{- if and .Values.zones .Values.ingester.statefulSetName -}}
+{{- fail "ingester.statefulSetName names the one StatefulSet of a ring without zones; with zones there is one per zone" -}}
 {{- end -}}
 {{- end -}}
 
