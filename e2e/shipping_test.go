@@ -33,6 +33,18 @@ func startTool(t *testing.T, name, bin string, args ...string) {
 	cleanupProc(t, name, logPath, func() *proc { return p })
 }
 
+// startBucketQuery starts Thanos Store over the bucket of objCfgFile and Thanos Query in front of it
+// (deduplicating by the replica label), for the rest of the test, and returns Query's HTTP address.
+func startBucketQuery(t *testing.T, thanos, objCfgFile string) string {
+	t.Helper()
+	addrs := testutil.LoopbackAddrs(t, 4)
+	startTool(t, "thanos-store", thanos, "store", "--data-dir="+t.TempDir(), "--objstore.config-file="+objCfgFile,
+		"--grpc-address="+addrs[0], "--http-address="+addrs[1])
+	startTool(t, "thanos-query", thanos, "query", "--endpoint="+addrs[0], "--query.replica-label=replica",
+		"--grpc-address="+addrs[2], "--http-address="+addrs[3])
+	return addrs[3]
+}
+
 // TestShipToS3ReadByThanos: blocks that Weir ships to a real S3 server are what Thanos expects.
 //
 //	test ──remote write (5h of old samples)──▶ weir ──blocks──▶ versitygw (S3, loopback)
@@ -128,15 +140,11 @@ config:
 	require.Contains(t, string(out), `replica=r1`, string(out))
 
 	// Thanos Store serves the bucket; Thanos Query answers PromQL over it, deduplicating by replica.
-	addrs := testutil.LoopbackAddrs(t, 4)
-	startTool(t, "thanos-store", thanos, "store", "--data-dir="+t.TempDir(), "--objstore.config-file="+objCfg,
-		"--grpc-address="+addrs[0], "--http-address="+addrs[1])
-	startTool(t, "thanos-query", thanos, "query", "--endpoint="+addrs[0], "--query.replica-label=replica",
-		"--grpc-address="+addrs[2], "--http-address="+addrs[3])
+	queryHTTP := startBucketQuery(t, thanos, objCfg)
 	at := start + 123*60_000
 	q := url.Values{"query": {`ship_test{series="2",tenant_id="team-a"}`}, "time": {strconv.FormatFloat(float64(at)/1000, 'f', 3, 64)}}
 	waitFor(t, 90*time.Second, "Thanos Query answering from the shipped blocks", func() error {
-		code, body, err := httpGet(n.client, "http://"+addrs[3]+"/api/v1/query?"+q.Encode())
+		code, body, err := httpGet(n.client, "http://"+queryHTTP+"/api/v1/query?"+q.Encode())
 		if err != nil {
 			return err
 		}

@@ -141,13 +141,9 @@ func requireContinuousInQuery(t *testing.T, thanos, objstore string, ackLogs []s
 		minT, maxT = min(minT, ts), max(maxT, ts)
 	}
 
-	addrs := testutil.LoopbackAddrs(t, 4)
 	cfgFile := filepath.Join(t.TempDir(), "objstore.yaml")
 	require.NoError(t, os.WriteFile(cfgFile, []byte(objstore), 0o600))
-	startTool(t, "thanos-store", thanos, "store", "--data-dir="+t.TempDir(), "--objstore.config-file="+cfgFile,
-		"--grpc-address="+addrs[0], "--http-address="+addrs[1])
-	startTool(t, "thanos-query", thanos, "query", "--endpoint="+addrs[0], "--query.replica-label=replica",
-		"--grpc-address="+addrs[2], "--http-address="+addrs[3])
+	queryHTTP := startBucketQuery(t, thanos, cfgFile)
 
 	var matchers []string
 	series.Range(func(l labels.Label) { matchers = append(matchers, fmt.Sprintf("%s=%q", l.Name, l.Value)) })
@@ -156,7 +152,7 @@ func requireContinuousInQuery(t *testing.T, thanos, objstore string, ackLogs []s
 	query := func(dedup bool) (map[string]map[int64]string, error) {
 		q := url.Values{"query": {fmt.Sprintf("{%s}[%ds]", strings.Join(matchers, ","), window)},
 			"time": {strconv.FormatFloat(float64(maxT)/1000+1, 'f', 3, 64)}, "dedup": {strconv.FormatBool(dedup)}}
-		code, body, err := httpGet(&http.Client{Timeout: 10 * time.Second}, "http://"+addrs[3]+"/api/v1/query?"+q.Encode())
+		code, body, err := httpGet(&http.Client{Timeout: 10 * time.Second}, "http://"+queryHTTP+"/api/v1/query?"+q.Encode())
 		if err != nil {
 			return nil, err
 		}
