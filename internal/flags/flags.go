@@ -106,7 +106,10 @@ func Named(flag string, err error) error {
 // kingpin's --name and --no-name. Thanos accepts only the latter; earlier Weir releases (Go's flag
 // package) the former, which deployments already pass. Any other value is left for kingpin to refuse.
 func BoolValues(app *kingpin.Application, args []string) []string {
-	kinds := flagKinds(app)
+	return boolValues(flagKinds(app), args)
+}
+
+func boolValues(kinds map[string]flagKind, args []string) []string {
 	out := make([]string, 0, len(args))
 	for i, a := range args {
 		if a == "--" {
@@ -132,7 +135,10 @@ func BoolValues(app *kingpin.Application, args []string) []string {
 // earlier Weir releases used, so that arguments appended to a chart's (extraArgs) override them.
 // Repeatable flags keep every value.
 func LastWins(app *kingpin.Application, args []string) []string {
-	kinds := flagKinds(app)
+	return lastWins(flagKinds(app), args)
+}
+
+func lastWins(kinds map[string]flagKind, args []string) []string {
 	type occurrence struct{ start, n int } // args[start:start+n] is one occurrence
 	var seen []struct {
 		name string
@@ -237,7 +243,8 @@ func flagKinds(app *kingpin.Application) map[string]flagKind {
 // --name=true|false is accepted for switches (BoolValues), and a flag given twice takes its last
 // value (LastWins).
 func Parse(app *kingpin.Application, args []string) (string, error) {
-	args = LastWins(app, BoolValues(app, args))
+	kinds := flagKinds(app)
+	args = lastWins(kinds, boolValues(kinds, args))
 	cmd, err := app.Parse(args)
 	if err == nil {
 		return cmd, nil
