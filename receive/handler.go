@@ -31,6 +31,9 @@ import (
 type Batch struct {
 	Tenant string
 	Series []prompb.TimeSeries
+	// Extras is nil (Remote Write 1.0), or per series of Series what Remote Write 2.0 and OTLP carry
+	// beyond 1.0: metadata and start timestamps (write.SeriesExtra).
+	Extras []write.SeriesExtra
 	// Hashes is nil, or the hashring.SeriesHash of each series (a router computed them to place the
 	// series; the tenant storage's series-reference cache keys on them).
 	Hashes []uint64

@@ -4,6 +4,8 @@
 // other for it.
 package write
 
+import "github.com/prometheus/prometheus/model/metadata"
+
 // Kind is the kind of data point a count refers to.
 type Kind uint8
 
@@ -56,4 +58,24 @@ type Rejection struct {
 type Stats struct {
 	Appended [NumKinds]int
 	Rejected []Rejection
+}
+
+// SeriesExtra is what a series of a Remote Write 2.0 or OTLP write carries beyond what Remote Write
+// 1.0 can: its metadata and the start (created) timestamps of its points. A write that has it holds
+// one per series, in the series' order; a 1.0 write holds none (nil).
+//
+// Starts, when not nil, has one entry per point of the series: first its samples, then its
+// histograms, in their order; 0 means unknown. Storage records a known start as Prometheus does, a
+// zero point at the start (tsdb EnableSTAsZeroSample), which every block reader reads.
+type SeriesExtra struct {
+	Metadata metadata.Metadata
+	Starts   []int64
+}
+
+// Start is the start timestamp of point j (samples first, then histograms) of the series, or 0.
+func (e *SeriesExtra) Start(j int) int64 {
+	if e == nil || j >= len(e.Starts) {
+		return 0
+	}
+	return e.Starts[j]
 }
