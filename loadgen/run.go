@@ -26,7 +26,7 @@ type Config struct {
 	TenantHeader string
 	// Headers are added to every request.
 	Headers http.Header
-	// Protocol is the remote-write version; only "1.0".
+	// Protocol is the remote-write version, "1.0", or ProtocolOTLP.
 	Protocol string
 	// Concurrency is the number of workers, each with its own connection and its own share of the
 	// requests (a series is always sent by the same worker, so its samples arrive in order).
@@ -61,11 +61,11 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("--url: %q is not an http:// or https:// URL", c.URL)
 	}
 	switch c.Protocol {
-	case "1.0":
+	case "1.0", ProtocolOTLP:
 	case "2.0":
 		return errors.New("--protocol: remote write 2.0 is not supported yet; use --protocol=1.0")
 	default:
-		return fmt.Errorf("--protocol: %q is not a remote-write version (supported: 1.0)", c.Protocol)
+		return fmt.Errorf("--protocol: %q is not a remote-write version (supported: 1.0, otlp)", c.Protocol)
 	}
 	if c.TenantHeader == "" {
 		return errors.New("--tenant-header is empty")
@@ -188,6 +188,10 @@ func (r *runner) work(runCtx, parent context.Context, enc *encoder, mine []batch
 	reqCtx := context.WithoutCancel(parent)
 	lastTS := make([]int64, len(mine))
 	var body, compressed []byte
+	var otlp *otlpEncoder
+	if r.cfg.Protocol == ProtocolOTLP {
+		otlp = newOTLPEncoder(enc)
+	}
 	for i := 0; ; i = (i + 1) % len(mine) {
 		if runCtx.Err() != nil {
 			return
@@ -206,8 +210,12 @@ func (r *runner) work(runCtx, parent context.Context, enc *encoder, mine []batch
 		ts := max(now.UnixMilli(), lastTS[i]+1)
 		lastTS[i] = ts
 		churn := ChurnAt(r.cfg.Spec, now.Sub(r.start).Milliseconds())
-		body = enc.appendRequest(body[:0], b, churn, ts)
-		compressed = snappy.Encode(compressed[:cap(compressed)], body)
+		if otlp != nil {
+			compressed = otlp.appendRequest(compressed[:0], b, churn, ts)
+		} else {
+			body = enc.appendRequest(body[:0], b, churn, ts)
+			compressed = snappy.Encode(compressed[:cap(compressed)], body)
+		}
 
 		ok := r.send(reqCtx, r.tenants[b.tenant], compressed, b.count)
 		if ok && r.ack != nil {
@@ -228,9 +236,14 @@ func (r *runner) send(ctx context.Context, tenant string, body []byte, samples i
 	for k, vs := range r.cfg.Headers {
 		req.Header[k] = vs
 	}
-	req.Header.Set("Content-Encoding", "snappy")
-	req.Header.Set("Content-Type", "application/x-protobuf")
-	req.Header.Set("X-Prometheus-Remote-Write-Version", "0.1.0")
+	if r.cfg.Protocol == ProtocolOTLP {
+		req.Header.Set("Content-Encoding", "gzip")
+		req.Header.Set("Content-Type", "application/x-protobuf")
+	} else {
+		req.Header.Set("Content-Encoding", "snappy")
+		req.Header.Set("Content-Type", "application/x-protobuf")
+		req.Header.Set("X-Prometheus-Remote-Write-Version", "0.1.0")
+	}
 	req.Header.Set("User-Agent", r.cfg.UserAgent)
 	req.Header.Set(r.cfg.TenantHeader, tenant)
 
