@@ -1,6 +1,8 @@
 package receive
 
 import (
+	"errors"
+	"strconv"
 	"sync"
 
 	"github.com/prometheus/prometheus/model/histogram"
@@ -32,6 +34,8 @@ type otlpAppender struct {
 	floats    []otlpFloat
 	hists     []otlpHist
 	exemplars []otlpExemplar
+	// targetInfo counts the target_info points of the request (see appendTargetInfo).
+	targetInfo int
 
 	// Arenas the built series are windows of.
 	out         []prompb.TimeSeries
@@ -60,6 +64,9 @@ type otlpExemplar struct {
 	e      prompb.Exemplar
 }
 
+// targetInfoName is the name the translator gives the resource series (no namespace is set).
+const targetInfoName = "target_info"
+
 var otlpAppenderPool = sync.Pool{New: func() any { return &otlpAppender{index: map[uint64]int32{}} }}
 
 func getOTLPAppender() *otlpAppender { return otlpAppenderPool.Get().(*otlpAppender) }
@@ -86,13 +93,38 @@ func (a *otlpAppender) release() {
 	a.next, a.lsets, a.meta = a.next[:0], a.lsets[:0], a.meta[:0]
 	a.nFloats, a.nHists, a.nExemplars = a.nFloats[:0], a.nHists[:0], a.nExemplars[:0]
 	a.floats, a.hists, a.exemplars = a.floats[:0], a.hists[:0], a.exemplars[:0]
+	a.targetInfo = 0
 	otlpAppenderPool.Put(a)
 }
 
-// Append implements storage.AppenderV2. It never fails: whatever is wrong with a point is found by
-// validation and storage, which reject it as they would a remote-write point.
+// The translator writes a target_info point every 2.5 minutes between the earliest and the latest
+// point of a resource: two points of a hostile request 290 years apart would make 60 million of them
+// (seconds of CPU and gigabytes from a body of a few hundred bytes). The appender refuses target_info
+// points past these bounds, which ends the translator's loop for that resource with an error (in
+// the answer's partial_success); the resource's own points are written. 64 points span 2.6 hours,
+// more than the TSDB accepts anyway (older points are refused as too old).
+const (
+	maxTargetInfoPerSeries = 64
+	// The whole request may have this many target_info points per other point appended, plus
+	// maxTargetInfoPerSeries: each point costs bytes of the body, so memory stays proportional to it.
+	maxTargetInfoPerPoint = 4
+)
+
+// errTargetInfoSpan is the refusal of a target_info point past the bounds.
+var errTargetInfoSpan = errors.New("the resource's points span too long a time: target_info written for its first " + strconv.Itoa(maxTargetInfoPerSeries) + " intervals only")
+
+// Append implements storage.AppenderV2. It fails only for target_info points past their bounds (see
+// maxTargetInfoPerSeries): whatever else is wrong with a point is found by validation and storage,
+// which reject it as they would a remote-write point.
 func (a *otlpAppender) Append(_ storage.SeriesRef, ls labels.Labels, st, t int64, v float64, h *histogram.Histogram, fh *histogram.FloatHistogram, opts storage.AOptions) (storage.SeriesRef, error) {
 	s := a.seriesOf(ls)
+	if opts.MetricFamilyName == targetInfoName {
+		others := len(a.floats) + len(a.hists) - a.targetInfo
+		if a.nFloats[s] >= maxTargetInfoPerSeries || a.targetInfo >= maxTargetInfoPerPoint*others+maxTargetInfoPerSeries {
+			return 0, errTargetInfoSpan
+		}
+		a.targetInfo++
+	}
 	if a.meta[s].IsEmpty() {
 		a.meta[s] = opts.Metadata
 	}

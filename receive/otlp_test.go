@@ -456,3 +456,36 @@ func TestOTLPHistogramsAsNHCB(t *testing.T) {
 }
 
 func mdType(t string) pmetadata.Metadata { return pmetadata.Metadata{Type: model.MetricType(t)} }
+
+// TestOTLPTargetInfoSpanBounded: a resource whose two points are decades apart would make the
+// translator write a target_info point every 2.5 minutes between them (millions from a tiny body);
+// the handler writes the points, at most maxTargetInfoPerSeries target_info points, and says so.
+func TestOTLPTargetInfoSpanBounded(t *testing.T) {
+	st := &extrasStorage{}
+	srv, _ := newOTLPServer(t, testOTLPConfig(), st, alwaysReady)
+	md := pmetric.NewMetrics()
+	rm := md.ResourceMetrics().AppendEmpty()
+	rm.Resource().Attributes().PutStr("service.name", "api")
+	rm.Resource().Attributes().PutStr("host.name", "h1")
+	g := rm.ScopeMetrics().AppendEmpty().Metrics().AppendEmpty()
+	g.SetName("up")
+	dps := g.SetEmptyGauge().DataPoints()
+	for _, ts := range []time.Time{time.Unix(1, 0), time.Now()} {
+		dp := dps.AppendEmpty()
+		dp.SetTimestamp(pcommon.NewTimestampFromTime(ts))
+		dp.SetDoubleValue(1)
+	}
+	resp, err := http.Post(srv.URL+OTLPPath, otlpProtobuf, bytes.NewReader(marshalOTLP(t, md, false)))
+	require.NoError(t, err)
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	require.NoError(t, resp.Body.Close())
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	r := pmetricotlp.NewExportResponse()
+	require.NoError(t, r.UnmarshalProto(body))
+	require.Contains(t, r.PartialSuccess().ErrorMessage(), "span too long a time")
+	got := st.stored(t)
+	require.Len(t, got[`{__name__="up", job="api"}`].ts.Samples, 2, "the resource's own points are written")
+	ti := got[`{__name__="target_info", host_name="h1", job="api"}`]
+	require.Len(t, ti.ts.Samples, maxTargetInfoPerSeries)
+}
