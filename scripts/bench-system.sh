@@ -2,18 +2,19 @@
 # Whole-receiver benchmark on this machine: drives each receiver with `weir bench` on loopback and
 # prints samples/s, receiver CPU-seconds per million samples, and peak RSS per active series — the
 # figures of DESIGN §4. Receivers: weir (one node, embedded default), weir-ring (three nodes, RF=3,
-# deploy/local/ring.sh), prometheus (its remote-write receiver) and thanos (Thanos Receive, one node),
+# deploy/local/ring.sh), weir-otlp and weir-ring-otlp (the same, sent the same series as OTLP/HTTP,
+# `weir bench --protocol otlp`), prometheus (its remote-write receiver) and thanos (Thanos Receive, one node),
 # the last two when their binaries are in ./bin (`make tools` builds them). Fixed ports below Linux's
 # ephemeral range (32768+), so that no outgoing connection holds one.
 #
-#   scripts/bench-system.sh [--series N] [--duration 30s] [--warmup 10s] [--receivers "weir weir-ring prometheus thanos"]
+#   scripts/bench-system.sh [--series N] [--duration 30s] [--warmup 10s] [--receivers "weir weir-otlp weir-ring weir-ring-otlp prometheus thanos"]
 #
 # The generator shares the machine with the receiver: on two cores, samples/s is bounded by both, while
 # CPU-seconds per million samples is the receiver's own cost.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-series=100000 duration=30s warmup=10s receivers="weir weir-ring prometheus thanos"
+series=100000 duration=30s warmup=10s receivers="weir weir-otlp weir-ring weir-ring-otlp prometheus thanos"
 while [ $# -gt 0 ]; do
   case "$1" in
     --series) series=$2; shift 2 ;;
@@ -67,14 +68,14 @@ printf '%-12s %14s %18s %18s\n' receiver samples/s "CPU-s per 1M" "peak RSS/seri
 for r in $receivers; do
   dir="$work/$r"; mkdir -p "$dir"
   rpids=() metrics=()
-  url=""
+  url="" protocol=1.0
   case "$r" in
-    weir)
+    weir | weir-otlp)
       bin/weir receive --tsdb.path="$dir" --remote-write.address=127.0.0.1:23291 --http-address=127.0.0.1:23902 \
         --grpc-address=127.0.0.1:23901 >"$dir.log" 2>&1 &
       rpids=($!); metrics=(http://127.0.0.1:23902/metrics); url=http://127.0.0.1:23291/api/v1/receive
       wait_ready http://127.0.0.1:23902/-/ready "$dir.log" ;;
-    weir-ring)
+    weir-ring | weir-ring-otlp)
       WEIR=bin/weir DATA="$dir" PORT_OFFSET=2000 bash deploy/local/ring.sh >"$dir.log" 2>&1 &
       pids+=($!)
       for i in 0 1 2; do wait_ready "http://127.0.0.1:$((12902 + i * 100))/-/ready" "$dir/node$i.log"; metrics+=("http://127.0.0.1:$((12902 + i * 100))/metrics"); done
@@ -95,12 +96,15 @@ for r in $receivers; do
       wait_ready http://127.0.0.1:23392/-/ready "$dir.log" ;;
     *) echo "unknown receiver $r" >&2; exit 2 ;;
   esac
-  [ "$r" = weir-ring ] || pids+=("${rpids[@]}")
+  case "$r" in weir-ring*) ;; *) pids+=("${rpids[@]}") ;; esac
+  if [[ "$r" == *-otlp ]]; then # the same receiver, written over OTLP/HTTP
+    url=${url%/api/v1/receive}/api/v1/otlp/v1/metrics protocol=otlp
+  fi
 
   # Warm-up creates every series, so the measured part is steady-state ingestion.
-  bin/weir bench --url "$url" --series "$series" --duration "$warmup" --output json >"$dir.warmup.json" 2>/dev/null || true
+  bin/weir bench --url "$url" --protocol "$protocol" --series "$series" --duration "$warmup" --output json >"$dir.warmup.json" 2>/dev/null || true
   before=$(cpu_of "${metrics[@]}")
-  bin/weir bench --url "$url" --series "$series" --duration "$duration" --output json >"$dir.json" 2>/dev/null || true
+  bin/weir bench --url "$url" --protocol "$protocol" --series "$series" --duration "$duration" --output json >"$dir.json" 2>/dev/null || true
   after=$(cpu_of "${metrics[@]}")
   acked=$(json_field "$dir.json" samples_acked)
   rate=$(json_field "$dir.json" samples_per_second)
@@ -127,5 +131,7 @@ ratio() { # LABEL A B TARGET: prints A/B of the CPU costs when both were measure
 }
 echo
 ratio "weir-ring CPU per client sample / weir" weir-ring weir "(target <= 3; Thanos 4-6)"
+ratio "weir-otlp CPU per sample / weir (RW 1.0)" weir-otlp weir "(target <= 1)"
+ratio "weir-ring-otlp CPU per client sample / weir-ring" weir-ring-otlp weir-ring "(target <= 1)"
 ratio "thanos CPU per sample / weir" thanos weir "(target >= 2)"
 ratio "prometheus CPU per sample / weir" prometheus weir ""
