@@ -52,7 +52,7 @@ type Storage interface {
 // TenantStorage is this node's tenant TSDBs (tenant.Manager), as the ingest service, a Router's local
 // share and Local write to them; hashes as in Batch.
 type TenantStorage interface {
-	Write(ctx context.Context, tenantID string, series []prompb.TimeSeries, hashes []uint64) (write.Stats, error)
+	Write(ctx context.Context, tenantID string, series []prompb.TimeSeries, extras []write.SeriesExtra, hashes []uint64) (write.Stats, error)
 }
 
 // Local is the Storage of a node that stores every write it gets itself.
@@ -61,7 +61,7 @@ func Local(ts TenantStorage) Storage { return localStorage{ts} }
 type localStorage struct{ ts TenantStorage }
 
 func (l localStorage) Write(ctx context.Context, b Batch) (write.Stats, error) {
-	return l.ts.Write(ctx, b.Tenant, b.Series, b.Hashes)
+	return l.ts.Write(ctx, b.Tenant, b.Series, b.Extras, b.Hashes)
 }
 
 // HandlerConfig configures the remote-write endpoint.
