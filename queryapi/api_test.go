@@ -55,7 +55,7 @@ func (f *fixture) write(t *testing.T, id string, pairs []string, tv ...float64) 
 	for i := 0; i+1 < len(tv); i += 2 {
 		ts.Samples = append(ts.Samples, prompb.Sample{Timestamp: f.base + int64(tv[i]), Value: tv[i+1]})
 	}
-	stats, err := f.m.Write(context.Background(), id, []prompb.TimeSeries{ts}, nil)
+	stats, err := f.m.Write(context.Background(), id, []prompb.TimeSeries{ts}, nil, nil)
 	require.NoError(t, err)
 	require.Empty(t, stats.Rejected)
 }

@@ -8,11 +8,14 @@ import (
 	"mime"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 
 	"github.com/golang/snappy"
 	"github.com/prometheus/prometheus/prompb"
+
+	"github.com/weir-metrics/weir/write"
 )
 
 // DecodeLimits bound what one request may cost before it is validated.
@@ -22,6 +25,19 @@ type DecodeLimits struct {
 	// MaxDecodedBytes bounds the decompressed body, checked against snappy's declared length before
 	// anything is allocated for it (a few bytes can claim gigabytes).
 	MaxDecodedBytes int64
+	// Messages are the protobuf messages accepted (MessageV1, MessageV2); empty: both. A request for
+	// another gets 415, which tells a Remote Write 2.0 sender to fall back to 1.0.
+	Messages []string
+}
+
+// The protobuf messages of Remote Write 1.0 and 2.0, as Content-Type's proto parameter names them.
+const (
+	MessageV1 = "prometheus.WriteRequest"
+	MessageV2 = "io.prometheus.write.v2.Request"
+)
+
+func (l DecodeLimits) accepts(msg string) bool {
+	return len(l.Messages) == 0 || slices.Contains(l.Messages, msg)
 }
 
 // Request is a decoded remote-write request. Its memory is pooled: call Release when done with it,
@@ -45,6 +61,11 @@ type DecodeLimits struct {
 // A new consumer that keeps label strings (a series cache keyed by them, say) must copy them.
 type Request struct {
 	Write prompb.WriteRequest
+	// Message is the protobuf message the request came as: MessageV1 or MessageV2.
+	Message string
+	// Extras is nil (Remote Write 1.0), or for every series of Write.Timeseries what Remote Write 2.0
+	// carries beyond 1.0 (metadata, start timestamps), in their order. It aliases as Write does.
+	Extras []write.SeriesExtra
 
 	body    *[]byte
 	decoded []byte // the decompressed protobuf, which Write's strings alias; kept for reuse
@@ -78,6 +99,7 @@ func (r *Request) reset() {
 		r.body = nil
 	}
 	r.Write = prompb.WriteRequest{}
+	r.Message, r.Extras = "", nil
 	// After DecodeRaw, stale entries of the arenas point into the caller's buffer, which then stays
 	// reachable from the pool until the entries are overwritten: a buffer of at most the size of
 	// the decoded one every pooled Request keeps anyway, so they are only cleared when it is larger
@@ -94,39 +116,42 @@ func (r *Request) reset() {
 	r.dec.reset()
 }
 
-// Remote Write 1.0 content types: the spec's, and the bare one older senders use.
-const (
-	contentTypeProtobuf = "application/x-protobuf"
-	protoV1             = "prometheus.WriteRequest"
-	protoV2             = "io.prometheus.write.v2.Request"
-)
+// contentTypeProtobuf is the media type of both Remote Write versions.
+const contentTypeProtobuf = "application/x-protobuf"
 
-// checkHeaders accepts Remote Write 1.0: block-snappy protobuf. A missing Content-Encoding or
-// Content-Type is taken as the 1.0 default, as Prometheus' own receiver does, so old senders keep
-// working; anything else named explicitly is refused with 415.
-func checkHeaders(h http.Header) error {
+// checkHeaders returns the message a request's headers announce, Remote Write 1.0 or 2.0, both
+// block-snappy protobuf. A missing Content-Encoding or Content-Type (or proto parameter) is taken as
+// the 1.0 default, as Prometheus' own receiver does, so old senders keep working; anything else named
+// explicitly, or a message not accepted, is refused with 415.
+func checkHeaders(h http.Header, l DecodeLimits) (string, error) {
 	if enc := h.Get("Content-Encoding"); enc != "" && !strings.EqualFold(enc, "snappy") {
-		return errorf(ClassUnsupported, "unsupported Content-Encoding %q: remote write needs block-format snappy (Content-Encoding: snappy)", enc)
+		return "", errorf(ClassUnsupported, "unsupported Content-Encoding %q: remote write needs block-format snappy (Content-Encoding: snappy)", enc)
 	}
-	ct := h.Get("Content-Type")
-	if ct == "" {
-		return nil
+	msg := MessageV1
+	if ct := h.Get("Content-Type"); ct != "" {
+		mt, params, err := mime.ParseMediaType(ct)
+		if err != nil {
+			return "", errorf(ClassUnsupported, "unparsable Content-Type %q: %v", ct, err)
+		}
+		if mt != contentTypeProtobuf {
+			return "", errorf(ClassUnsupported, "unsupported Content-Type %q: remote write needs %s", mt, contentTypeProtobuf)
+		}
+		if p, ok := params["proto"]; ok {
+			msg = p
+		}
 	}
-	mt, params, err := mime.ParseMediaType(ct)
-	if err != nil {
-		return errorf(ClassUnsupported, "unparsable Content-Type %q: %v", ct, err)
+	if (msg != MessageV1 && msg != MessageV2) || !l.accepts(msg) {
+		return "", errorf(ClassUnsupported, "unsupported protobuf message %q in Content-Type: this receiver accepts %s", msg, strings.Join(l.accepted(), ", "))
 	}
-	if mt != contentTypeProtobuf {
-		return errorf(ClassUnsupported, "unsupported Content-Type %q: remote write needs %s", mt, contentTypeProtobuf)
+	return msg, nil
+}
+
+// accepted lists the messages l accepts.
+func (l DecodeLimits) accepted() []string {
+	if len(l.Messages) == 0 {
+		return []string{MessageV1, MessageV2}
 	}
-	switch proto := params["proto"]; proto {
-	case "", protoV1:
-		return nil
-	case protoV2:
-		return errorf(ClassUnsupported, "remote write 2.0 (proto=%s) is not supported yet; configure the sender for remote write 1.0 (protobuf_message: prometheus.WriteRequest)", proto)
-	default:
-		return errorf(ClassUnsupported, "unsupported protobuf message %q in Content-Type", proto)
-	}
+	return l.Messages
 }
 
 // Decode reads, decompresses and unmarshals the body of a Remote Write 1.0 request within limits.
@@ -137,7 +162,8 @@ func Decode(r *http.Request, limits DecodeLimits) (*Request, error) {
 // decode is Decode; when before is not nil it is called once the body is read, before it is
 // decoded, and its error ends the decoding (the handler waits for a write slot there).
 func decode(r *http.Request, limits DecodeLimits, before func() error) (*Request, error) {
-	if err := checkHeaders(r.Header); err != nil {
+	msg, err := checkHeaders(r.Header, limits)
+	if err != nil {
 		return nil, err
 	}
 	if r.ContentLength > limits.MaxBodyBytes {
@@ -152,7 +178,7 @@ func decode(r *http.Request, limits DecodeLimits, before func() error) (*Request
 		err = before()
 	}
 	if err == nil {
-		err = req.unmarshal(body, limits.MaxDecodedBytes)
+		err = req.unmarshal(body, msg, limits.MaxDecodedBytes)
 	}
 	if err != nil {
 		req.Release()
@@ -165,8 +191,13 @@ func decode(r *http.Request, limits DecodeLimits, before func() error) (*Request
 // benchmarks use it to exercise exactly what Decode does after reading. The request's Frames refer
 // to compressed, which must stay unchanged while they are used.
 func DecodeBytes(compressed []byte, maxDecoded int64) (*Request, error) {
+	return decodeBytes(compressed, MessageV1, maxDecoded)
+}
+
+// decodeBytes is DecodeBytes for message msg (MessageV1 or MessageV2).
+func decodeBytes(compressed []byte, msg string, maxDecoded int64) (*Request, error) {
 	req := requestPool.Get().(*Request)
-	if err := req.unmarshal(compressed, maxDecoded); err != nil {
+	if err := req.unmarshal(compressed, msg, maxDecoded); err != nil {
 		req.Release()
 		return nil, err
 	}
@@ -181,7 +212,7 @@ func DecodeRaw(b []byte, maxDecoded int64) (*Request, error) {
 		return nil, errorf(ClassTooLarge, "payload of %d bytes is over the limit of %d bytes", len(b), maxDecoded)
 	}
 	req := requestPool.Get().(*Request)
-	req.src, req.foreign = b, true
+	req.src, req.foreign, req.Message = b, true, MessageV1
 	if err := req.dec.unmarshal(b, &req.Write); err != nil {
 		req.Release()
 		return nil, errorf(ClassInvalid, "payload is not a protobuf prometheus.WriteRequest: %v", err)
@@ -189,7 +220,7 @@ func DecodeRaw(b []byte, maxDecoded int64) (*Request, error) {
 	return req, nil
 }
 
-func (r *Request) unmarshal(compressed []byte, maxDecoded int64) error {
+func (r *Request) unmarshal(compressed []byte, msg string, maxDecoded int64) error {
 	n, err := snappy.DecodedLen(compressed)
 	if err != nil {
 		return errorf(ClassInvalid, "body is not block-format snappy%s: %v", sniff(compressed), err)
@@ -206,6 +237,14 @@ func (r *Request) unmarshal(compressed []byte, maxDecoded int64) error {
 	r.decoded, r.src, r.compressed = buf, buf, compressed
 	if _, err := snappy.Decode(buf, compressed); err != nil {
 		return errorf(ClassInvalid, "body is not block-format snappy%s: %v", sniff(compressed), err)
+	}
+	r.Message = msg
+	if msg == MessageV2 {
+		var err error
+		if r.Extras, err = r.dec.unmarshalV2(buf, &r.Write); err != nil {
+			return errorf(ClassInvalid, "body is not a valid protobuf %s: %v", MessageV2, err)
+		}
+		return nil
 	}
 	if err := r.dec.unmarshal(buf, &r.Write); err != nil {
 		return errorf(ClassInvalid, "body is not a protobuf prometheus.WriteRequest: %v", err)

@@ -21,8 +21,10 @@ import (
 func TestCheckHeaders(t *testing.T) {
 	cases := []struct {
 		name     string
-		encoding string // "" leaves the header out
-		ctype    string // "" leaves the header out
+		encoding string   // "" leaves the header out
+		ctype    string   // "" leaves the header out
+		accepted []string // DecodeLimits.Messages
+		want     string   // the message taken, MessageV1 when empty
 		wantErr  bool
 		contains []string // substrings of the error message
 	}{
@@ -54,9 +56,15 @@ func TestCheckHeaders(t *testing.T) {
 			name: "json", ctype: "application/json", wantErr: true,
 			contains: []string{`unsupported Content-Type "application/json"`},
 		},
+		{name: "remote write 2.0", encoding: "snappy", ctype: "application/x-protobuf;proto=io.prometheus.write.v2.Request", want: MessageV2},
 		{
-			name: "remote write 2.0", encoding: "snappy", ctype: "application/x-protobuf;proto=io.prometheus.write.v2.Request", wantErr: true,
-			contains: []string{"remote write 2.0", "io.prometheus.write.v2.Request", "not supported yet", "protobuf_message: prometheus.WriteRequest"},
+			name: "remote write 2.0 not accepted", encoding: "snappy", ctype: "application/x-protobuf;proto=io.prometheus.write.v2.Request",
+			accepted: []string{MessageV1}, wantErr: true,
+			contains: []string{`unsupported protobuf message "io.prometheus.write.v2.Request"`, "accepts prometheus.WriteRequest"},
+		},
+		{
+			name: "remote write 1.0 not accepted", encoding: "snappy", accepted: []string{MessageV2}, wantErr: true,
+			contains: []string{`unsupported protobuf message "prometheus.WriteRequest"`, "accepts io.prometheus.write.v2.Request"},
 		},
 		{
 			name: "unknown proto", encoding: "snappy", ctype: "application/x-protobuf;proto=foo.Bar", wantErr: true,
@@ -76,9 +84,14 @@ func TestCheckHeaders(t *testing.T) {
 			if tc.ctype != "" {
 				h.Set("Content-Type", tc.ctype)
 			}
-			err := checkHeaders(h)
+			msg, err := checkHeaders(h, DecodeLimits{Messages: tc.accepted})
 			if !tc.wantErr {
 				require.NoError(t, err)
+				want := tc.want
+				if want == "" {
+					want = MessageV1
+				}
+				require.Equal(t, want, msg)
 				return
 			}
 			require.Error(t, err)

@@ -52,7 +52,7 @@ type Storage interface {
 // TenantStorage is this node's tenant TSDBs (tenant.Manager), as the ingest service, a Router's local
 // share and Local write to them; hashes as in Batch.
 type TenantStorage interface {
-	Write(ctx context.Context, tenantID string, series []prompb.TimeSeries, hashes []uint64) (write.Stats, error)
+	Write(ctx context.Context, tenantID string, series []prompb.TimeSeries, extras []write.SeriesExtra, hashes []uint64) (write.Stats, error)
 }
 
 // Local is the Storage of a node that stores every write it gets itself.
@@ -61,7 +61,7 @@ func Local(ts TenantStorage) Storage { return localStorage{ts} }
 type localStorage struct{ ts TenantStorage }
 
 func (l localStorage) Write(ctx context.Context, b Batch) (write.Stats, error) {
-	return l.ts.Write(ctx, b.Tenant, b.Series, b.Hashes)
+	return l.ts.Write(ctx, b.Tenant, b.Series, b.Extras, b.Hashes)
 }
 
 // HandlerConfig configures the remote-write endpoint.
@@ -274,13 +274,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if shares != nil {
-			err = h.writeSplit(ctx, w, tenantID, shares, v, series)
+			err = h.writeSplit(ctx, w, tenantID, shares, v, series, req.Extras)
 			return
 		}
 	}
 	var stats write.Stats
 	if len(series) > 0 { // nothing valid: do not open (or create) the tenant's storage for it
-		stats, err = h.storage.Write(ctx, Batch{Tenant: tenantID, Series: series, Frames: req.Frames()})
+		stats, err = h.storage.Write(ctx, Batch{Tenant: tenantID, Series: series, Extras: req.Extras, Frames: req.Frames()})
 	}
 	if err != nil {
 		h.metrics.storageErrors.WithLabelValues(tenantID, className(ClassOf(err))).Inc()
@@ -299,7 +299,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.lm.relabelDropped.WithLabelValues(tenantID).Add(float64(v.relabelDropped))
 	}
 	h.record(tenantID, stats, v.rejected)
-	h.answer(w, partialError(stats, v.rejected))
+	h.answerWritten(w, stats.Appended, partialError(stats, v.rejected))
 }
 
 func (h *Handler) refuse(w http.ResponseWriter, reason string, err error) {
@@ -308,7 +308,25 @@ func (h *Handler) refuse(w http.ResponseWriter, reason string, err error) {
 	h.answer(w, err)
 }
 
+// answer answers a request of which nothing was written.
 func (h *Handler) answer(w http.ResponseWriter, err error) {
+	h.answerWritten(w, [write.NumKinds]int{}, err)
+}
+
+// The headers of every answer that count what was written, as Remote Write 2.0 requires (a 2.0 sender
+// takes a 2xx without them as nothing written); 1.0 senders ignore them.
+const (
+	headerSamplesWritten    = "X-Prometheus-Remote-Write-Samples-Written"
+	headerHistogramsWritten = "X-Prometheus-Remote-Write-Histograms-Written"
+	headerExemplarsWritten  = "X-Prometheus-Remote-Write-Exemplars-Written"
+)
+
+// answerWritten answers a request of which the points counted by written (by write.Kind) were written.
+func (h *Handler) answerWritten(w http.ResponseWriter, written [write.NumKinds]int, err error) {
+	wh := w.Header()
+	wh.Set(headerSamplesWritten, strconv.Itoa(written[write.KindFloat]))
+	wh.Set(headerHistogramsWritten, strconv.Itoa(written[write.KindHistogram]))
+	wh.Set(headerExemplarsWritten, strconv.Itoa(written[write.KindExemplar]))
 	code := StatusCode(err)
 	if err == nil {
 		w.WriteHeader(code)

@@ -213,14 +213,26 @@ func TestHandler(t *testing.T) {
 			wantRefused: map[string]float64{"reason=unsupported": 1},
 		},
 		{
-			name: "remote write 2.0",
+			name: "remote write 1.0 body sent as 2.0",
+			req: func(t *testing.T) *http.Request {
+				h := rw1Headers()
+				h.Set("Content-Type", "application/x-protobuf;proto=io.prometheus.write.v2.Request")
+				return newPost(encodeWR(t, happyWR()), h)
+			},
+			wantStatus:  http.StatusBadRequest,
+			wantBody:    "body is not a valid protobuf io.prometheus.write.v2.Request: field 1 is reserved in 2.0 (it is Remote Write 1.0's timeseries or metadata: is the Content-Type right?)\n",
+			wantRefused: map[string]float64{"reason=decode": 1},
+		},
+		{
+			name: "remote write 2.0 not accepted",
+			cfg:  func(c *HandlerConfig) { c.Decode.Messages = []string{MessageV1} },
 			req: func(t *testing.T) *http.Request {
 				h := rw1Headers()
 				h.Set("Content-Type", "application/x-protobuf;proto=io.prometheus.write.v2.Request")
 				return newPost(encodeWR(t, happyWR()), h)
 			},
 			wantStatus:  http.StatusUnsupportedMediaType,
-			wantBody:    "remote write 2.0 (proto=io.prometheus.write.v2.Request) is not supported yet; configure the sender for remote write 1.0 (protobuf_message: prometheus.WriteRequest)\n",
+			wantBody:    "unsupported protobuf message \"io.prometheus.write.v2.Request\" in Content-Type: this receiver accepts prometheus.WriteRequest\n",
 			wantRefused: map[string]float64{"reason=unsupported": 1},
 		},
 		{

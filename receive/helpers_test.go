@@ -13,6 +13,7 @@ import (
 
 	"github.com/golang/snappy"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/prometheus/model/metadata"
 	"github.com/prometheus/prometheus/prompb"
 	"github.com/stretchr/testify/require"
 
@@ -125,6 +126,7 @@ type fakeStorage struct {
 	calls   int
 	tenants []string
 	series  [][]prompb.TimeSeries
+	extras  [][]write.SeriesExtra
 	ctxErrs []error
 }
 
@@ -135,6 +137,13 @@ func (s *fakeStorage) Write(ctx context.Context, b Batch) (write.Stats, error) {
 	s.calls++
 	s.tenants = append(s.tenants, tenantID)
 	s.series = append(s.series, cloneSeries(series))
+	if b.Extras != nil {
+		ex := make([]write.SeriesExtra, len(b.Extras))
+		for i, e := range b.Extras {
+			ex[i] = write.SeriesExtra{Metadata: metadata.Metadata{Type: e.Metadata.Type, Help: strings.Clone(e.Metadata.Help), Unit: strings.Clone(e.Metadata.Unit)}, Starts: slices.Clone(e.Starts)}
+		}
+		s.extras = append(s.extras, ex)
+	}
 	s.ctxErrs = append(s.ctxErrs, ctx.Err())
 	// Hand out a copy: the handler rewrites the Rejected entries in place.
 	stats := s.stats

@@ -288,5 +288,5 @@ func (s *IngestServer) writeSeries(ctx context.Context, req *ingestRequest, seri
 	if req.hashes != nil {
 		hashes = *req.hashes
 	}
-	return s.storage.Write(ctx, req.tenant, series, hashes)
+	return s.storage.Write(ctx, req.tenant, series, nil, hashes)
 }

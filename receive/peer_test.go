@@ -268,7 +268,7 @@ type errStorage struct {
 	calls atomic.Int32
 }
 
-func (s *errStorage) Write(context.Context, string, []prompb.TimeSeries, []uint64) (write.Stats, error) {
+func (s *errStorage) Write(context.Context, string, []prompb.TimeSeries, []write.SeriesExtra, []uint64) (write.Stats, error) {
 	s.calls.Add(1)
 	return write.Stats{}, s.err
 }

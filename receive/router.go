@@ -320,7 +320,7 @@ func (r *Router) writeLocal(ctx context.Context, deadline time.Time, f *fanout, 
 	start := time.Now()
 	r.m.inflight.WithLabelValues(r.cfg.LocalEndpoint).Inc()
 	f.localHashes = f.appendGroupHashes(f.localHashes[:0], d)
-	stats, err := r.local.Write(lctx, tenantID, sub, f.localHashes)
+	stats, err := r.local.Write(lctx, tenantID, sub, nil, f.localHashes)
 	r.m.inflight.WithLabelValues(r.cfg.LocalEndpoint).Dec()
 	clear(sub) // do not keep the caller's series reachable from the pool
 	if err == nil {

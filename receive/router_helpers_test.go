@@ -54,7 +54,7 @@ func newFakeNode(addr, mode string) *fakeNode {
 }
 
 // Write implements TenantStorage (the local endpoint).
-func (n *fakeNode) Write(ctx context.Context, tenantID string, series []prompb.TimeSeries, _ []uint64) (write.Stats, error) {
+func (n *fakeNode) Write(ctx context.Context, tenantID string, series []prompb.TimeSeries, _ []write.SeriesExtra, _ []uint64) (write.Stats, error) {
 	select {
 	case n.entered <- struct{}{}:
 	default:
@@ -124,7 +124,7 @@ func (p *fakePeers) Forward(ctx context.Context, endpoint string, s Share) (writ
 		return write.Stats{}, fmt.Errorf("decode payload for %s: %w", endpoint, err)
 	}
 	defer req.Release()
-	return n.Write(ctx, s.Tenant, req.Write.Timeseries, s.Hashes)
+	return n.Write(ctx, s.Tenant, req.Write.Timeseries, nil, s.Hashes)
 }
 
 // cluster is a set of fake nodes behind a router.

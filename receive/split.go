@@ -79,14 +79,21 @@ func labelIndex(ls []prompb.Label, name string) int {
 // writeSplit writes each tenant's share of a split request and answers it: the first storage error
 // answers the request (the sender retries it whole; what was written is accepted again as
 // duplicates), else the rejections of every share, by their index in the request as sent.
-func (h *Handler) writeSplit(ctx context.Context, w http.ResponseWriter, requestTenant string, shares []tenantShare, v *validation, validated []prompb.TimeSeries) error {
+func (h *Handler) writeSplit(ctx context.Context, w http.ResponseWriter, requestTenant string, shares []tenantShare, v *validation, validated []prompb.TimeSeries, extras []write.SeriesExtra) error {
 	var total write.Stats
 	for _, s := range shares {
-		stats, err := h.storage.Write(ctx, Batch{Tenant: s.tenant, Series: s.series})
+		b := Batch{Tenant: s.tenant, Series: s.series}
+		if extras != nil {
+			b.Extras = make([]write.SeriesExtra, len(s.index))
+			for i, idx := range s.index {
+				b.Extras[i] = extras[idx]
+			}
+		}
+		stats, err := h.storage.Write(ctx, b)
 		if err != nil {
 			h.metrics.storageErrors.WithLabelValues(s.tenant, className(ClassOf(err))).Inc()
 			h.logger.Error("write failed", "tenant", s.tenant, "series", len(s.series), "err", err)
-			h.answer(w, err)
+			h.answerWritten(w, total.Appended, err)
 			return err
 		}
 		for i := range stats.Rejected {
@@ -104,6 +111,6 @@ func (h *Handler) writeSplit(ctx context.Context, w http.ResponseWriter, request
 		total.Rejected = append(total.Rejected, stats.Rejected...)
 	}
 	h.record(requestTenant, write.Stats{}, v.rejected)
-	h.answer(w, partialError(total, v.rejected))
+	h.answerWritten(w, total.Appended, partialError(total, v.rejected))
 	return nil
 }

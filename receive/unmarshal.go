@@ -59,6 +59,8 @@ type decoder struct {
 	// referenced from stale entries beyond the used lengths, which reset clears so that they can be
 	// collected.
 	grew bool
+	// v2 is what decoding a Remote Write 2.0 request reuses (unmarshalv2.go).
+	v2 v2Scratch
 	// skipped is set when the series being decoded held a field the decoder does not keep (an unknown
 	// field, or a label not in the canonical form): its original bytes are then not forwarded as they
 	// are, so that a router forwards exactly what it decoded.
@@ -87,6 +89,7 @@ func (d *decoder) reset() {
 	d.exemplars = truncate(d.exemplars)
 	d.histograms = truncate(d.histograms)
 	d.metadata = truncate(d.metadata)
+	d.v2.reset()
 }
 
 // clearAll drops every reference the arenas hold, over their whole capacity: to the decoded buffer
@@ -178,7 +181,7 @@ func (d *decoder) unmarshal(b []byte, wr *prompb.WriteRequest) error {
 				return err
 			}
 			d.metadata = grow(d, d.metadata)
-			if err := metadata(b[start:end], &d.metadata[len(d.metadata)-1]); err != nil {
+			if err := metricMetadata(b[start:end], &d.metadata[len(d.metadata)-1]); err != nil {
 				return err
 			}
 			i = end
@@ -394,8 +397,8 @@ func (d *decoder) exemplar(b []byte, e *prompb.Exemplar) error {
 	return nil
 }
 
-// metadata decodes a MetricMetadata into *m, which must be zero.
-func metadata(b []byte, m *prompb.MetricMetadata) error {
+// metricMetadata decodes a MetricMetadata into *m, which must be zero.
+func metricMetadata(b []byte, m *prompb.MetricMetadata) error {
 	i := 0
 	for i < len(b) {
 		field, wt, next, err := readTag(b, i, "MetricMetadata")

@@ -284,7 +284,7 @@ func TestUnmarshalRefusesMalformed(t *testing.T) {
 // decodeInto decodes wr into r (not from the pool, so that the test controls its reuse).
 func decodeInto(t *testing.T, r *Request, wr *prompb.WriteRequest) {
 	t.Helper()
-	require.NoError(t, r.unmarshal(encodeWR(t, wr), 1<<30))
+	require.NoError(t, r.unmarshal(encodeWR(t, wr), MessageV1, 1<<30))
 }
 
 // TestUnmarshalReuse decodes a big request A, resets the Request as Release does, and decodes a smaller
@@ -358,10 +358,10 @@ func requireAliases(t *testing.T, buf []byte, s string) {
 func TestUnmarshalNoAllocations(t *testing.T) {
 	body := encodeWR(t, benchWriteRequest(benchSeries))
 	var r Request
-	require.NoError(t, r.unmarshal(body, 64<<20))
+	require.NoError(t, r.unmarshal(body, MessageV1, 64<<20))
 	allocs := testing.AllocsPerRun(20, func() {
 		r.reset()
-		if err := r.unmarshal(body, 64<<20); err != nil {
+		if err := r.unmarshal(body, MessageV1, 64<<20); err != nil {
 			t.Fatal(err)
 		}
 	})

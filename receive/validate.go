@@ -80,16 +80,17 @@ func (v *validation) originalIndex(i int) int {
 // is removed is reported in the validation, so the answer is a 400 partial write while the valid rest is
 // written. A request over the series limit is refused whole.
 func (l Limits) validate(req *prompb.WriteRequest, now time.Time) ([]prompb.TimeSeries, *validation, error) {
-	return l.validateFrames(req, nil, now)
+	return l.validateFrames(req, nil, nil, now)
 }
 
-// validateRequest validates r as validate does and keeps r's frames (frames.go) in step: the frames
-// of removed series are removed, those of changed series emptied.
+// validateRequest validates r as validate does and keeps r's frames (frames.go) and extras in step:
+// the frames and extras of removed series are removed, the frames of changed series emptied, and the
+// start timestamps of removed points removed with them.
 func (l Limits) validateRequest(r *Request, now time.Time) ([]prompb.TimeSeries, *validation, error) {
-	return l.validateFrames(&r.Write, &r.dec.frames, now)
+	return l.validateFrames(&r.Write, &r.dec.frames, &r.Extras, now)
 }
 
-func (l Limits) validateFrames(req *prompb.WriteRequest, frames *[]span, now time.Time) ([]prompb.TimeSeries, *validation, error) {
+func (l Limits) validateFrames(req *prompb.WriteRequest, frames *[]span, extras *[]write.SeriesExtra, now time.Time) ([]prompb.TimeSeries, *validation, error) {
 	series := req.Timeseries
 	if l.MaxSeriesPerRequest > 0 && len(series) > l.MaxSeriesPerRequest {
 		return nil, nil, errorf(ClassInvalid, "request has %d series, over the limit of %d per request (lower the sender's max_samples_per_send)", len(series), l.MaxSeriesPerRequest)
@@ -97,6 +98,10 @@ func (l Limits) validateFrames(req *prompb.WriteRequest, frames *[]span, now tim
 	var fr []span
 	if frames != nil && len(*frames) == len(series) {
 		fr = *frames
+	}
+	var ex []write.SeriesExtra
+	if extras != nil && len(*extras) == len(series) {
+		ex = *extras
 	}
 	var v validation
 	maxT := int64(1<<63 - 1)
@@ -125,11 +130,18 @@ func (l Limits) validateFrames(req *prompb.WriteRequest, frames *[]span, now tim
 			}
 			changed = changed || relabelled
 		}
-		if maxT != int64(1<<63-1) && v.dropFuture(i, ts, maxT) {
+		var e *write.SeriesExtra
+		if ex != nil {
+			e = &ex[i]
+		}
+		if maxT != int64(1<<63-1) && v.dropFuture(i, ts, e, maxT) {
 			changed = true
 		}
-		if l.MaxNativeHistogramBuckets > 0 && len(ts.Histograms) > 0 && v.dropBigHistograms(i, ts, l.MaxNativeHistogramBuckets) {
+		if l.MaxNativeHistogramBuckets > 0 && len(ts.Histograms) > 0 && v.dropBigHistograms(i, ts, e, l.MaxNativeHistogramBuckets) {
 			changed = true
+		}
+		if ex != nil {
+			ex[len(kept)] = ex[i]
 		}
 		if fr != nil { // in place, like kept
 			fr[len(kept)] = fr[i]
@@ -142,6 +154,10 @@ func (l Limits) validateFrames(req *prompb.WriteRequest, frames *[]span, now tim
 	// Clear the tail so the pooled request does not pin what was removed.
 	clear(series[len(kept):])
 	req.Timeseries = kept
+	if ex != nil {
+		clear(ex[len(kept):])
+		*extras = ex[:len(kept)]
+	}
 	switch {
 	case fr != nil:
 		*frames = fr[:len(kept)]
@@ -239,14 +255,18 @@ func (v *validation) rejectSeries(i int, ts *prompb.TimeSeries, reason string, e
 	}
 }
 
-// dropFuture removes the points of series i stamped after maxT, in place; it reports whether it
-// removed any.
-func (v *validation) dropFuture(i int, ts *prompb.TimeSeries, maxT int64) bool {
+// dropFuture removes the points of series i stamped after maxT, in place, with their start
+// timestamps in e (nil: none); it reports whether it removed any.
+func (v *validation) dropFuture(i int, ts *prompb.TimeSeries, e *write.SeriesExtra, maxT int64) bool {
 	before := len(ts.Samples) + len(ts.Histograms)
+	starts := extraStarts(e, before)
 	n := 0
-	for _, s := range ts.Samples {
+	for j, s := range ts.Samples {
 		if s.Timestamp <= maxT {
 			ts.Samples[n] = s
+			if starts != nil {
+				starts[n] = starts[j]
+			}
 			n++
 		}
 	}
@@ -255,35 +275,60 @@ func (v *validation) dropFuture(i int, ts *prompb.TimeSeries, maxT int64) bool {
 			Err: fmt.Errorf("%d samples stamped after %s (receiver clock plus the future window)", dropped, time.UnixMilli(maxT).UTC().Format(time.RFC3339))})
 		ts.Samples = ts.Samples[:n]
 	}
-	n = 0
-	for _, h := range ts.Histograms {
+	hn := 0
+	for j, h := range ts.Histograms {
 		if h.Timestamp <= maxT {
-			ts.Histograms[n] = h
-			n++
+			ts.Histograms[hn] = h
+			if starts != nil {
+				starts[n+hn] = starts[before-len(ts.Histograms)+j]
+			}
+			hn++
 		}
 	}
-	if dropped := len(ts.Histograms) - n; dropped > 0 {
+	if dropped := len(ts.Histograms) - hn; dropped > 0 {
 		v.rejected = append(v.rejected, write.Rejection{Series: i, Kind: write.KindHistogram, Reason: ReasonTooFarInFuture, Count: dropped,
 			Err: fmt.Errorf("%d histograms stamped after %s (receiver clock plus the future window)", dropped, time.UnixMilli(maxT).UTC().Format(time.RFC3339))})
-		clear(ts.Histograms[n:])
-		ts.Histograms = ts.Histograms[:n]
+		clear(ts.Histograms[hn:])
+		ts.Histograms = ts.Histograms[:hn]
+	}
+	if starts != nil {
+		e.Starts = starts[:n+hn]
 	}
 	return len(ts.Samples)+len(ts.Histograms) != before
+}
+
+// extraStarts is e's start timestamps when it has one per point of a series of n points, else nil.
+func extraStarts(e *write.SeriesExtra, n int) []int64 {
+	if e == nil || len(e.Starts) != n {
+		return nil
+	}
+	return e.Starts
 }
 
 // dropBigHistograms removes the native histograms of series i with more than max populated buckets,
 // in place; it reports whether it removed any. A histogram is refused rather than reduced: its
 // resolution is the sender's choice (Prometheus' native_histogram_bucket_limit reduces it at scrape).
-func (v *validation) dropBigHistograms(i int, ts *prompb.TimeSeries, limit int) bool {
+func (v *validation) dropBigHistograms(i int, ts *prompb.TimeSeries, e *write.SeriesExtra, limit int) bool {
+	starts := extraStarts(e, len(ts.Samples)+len(ts.Histograms))
+	var hstarts []int64
+	if starts != nil {
+		hstarts = starts[len(ts.Samples):]
+	}
 	n, most := 0, 0
-	for _, h := range ts.Histograms {
+	for j, h := range ts.Histograms {
 		b := len(h.PositiveDeltas) + len(h.NegativeDeltas) + len(h.PositiveCounts) + len(h.NegativeCounts)
 		if b <= limit {
 			ts.Histograms[n] = h
+			if starts != nil {
+				hstarts[n] = hstarts[j]
+			}
 			n++
 			continue
 		}
 		most = max(most, b)
+	}
+	if starts != nil {
+		e.Starts = starts[:len(ts.Samples)+n]
 	}
 	dropped := len(ts.Histograms) - n
 	if dropped == 0 {

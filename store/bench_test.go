@@ -61,7 +61,7 @@ func BenchmarkSeries(b *testing.B) {
 		for i := range batch {
 			batch[i].Samples[0] = prompb.Sample{Timestamp: start + int64(k)*interval, Value: float64(k*numSeries + i)}
 		}
-		st, err := mgr.Write(context.Background(), "team-a", batch, nil)
+		st, err := mgr.Write(context.Background(), "team-a", batch, nil, nil)
 		require.NoError(b, err)
 		require.Empty(b, st.Rejected)
 	}

@@ -87,7 +87,7 @@ func (f *fixture) write(t *testing.T, tenantID string, samples []sample, kv ...s
 	for _, s := range samples {
 		ts.Samples = append(ts.Samples, prompb.Sample{Timestamp: s.T, Value: s.V})
 	}
-	st, err := f.mgr.Write(context.Background(), tenantID, []prompb.TimeSeries{ts}, nil)
+	st, err := f.mgr.Write(context.Background(), tenantID, []prompb.TimeSeries{ts}, nil, nil)
 	require.NoError(t, err)
 	require.Empty(t, st.Rejected)
 }

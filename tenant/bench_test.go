@@ -63,14 +63,14 @@ func benchWriteExisting(b *testing.B, m *Manager, n int) {
 		}
 	}
 	step()
-	_, err := m.Write(ctx, "bench", series, nil) // opens the tenant and creates the series
+	_, err := m.Write(ctx, "bench", series, nil, nil) // opens the tenant and creates the series
 	require.NoError(b, err)
 
 	b.ReportAllocs()
 	cpu0 := testutil.CPUTime(b)
 	for b.Loop() {
 		step()
-		st, err := m.Write(ctx, "bench", series, nil)
+		st, err := m.Write(ctx, "bench", series, nil, nil)
 		if err != nil || st.Appended[write.KindFloat] != n {
 			b.Fatalf("write: %v, %+v", err, st)
 		}
@@ -88,7 +88,7 @@ func BenchmarkWriteNewSeries(b *testing.B) {
 // benchWriteNew writes n new series to m in every request.
 func benchWriteNew(b *testing.B, m *Manager, n int) {
 	ctx := context.Background()
-	_, err := m.Write(ctx, "bench", benchSeries(1, "warmup"), nil)
+	_, err := m.Write(ctx, "bench", benchSeries(1, "warmup"), nil, nil)
 	require.NoError(b, err)
 
 	// Series are built ahead in batches outside the timer, so that label building is not measured.
@@ -106,7 +106,7 @@ func benchWriteNew(b *testing.B, m *Manager, n int) {
 	var cpu time.Duration
 	for b.Loop() {
 		cpu0 := testutil.CPUTime(b)
-		st, err := m.Write(ctx, "bench", series, nil)
+		st, err := m.Write(ctx, "bench", series, nil, nil)
 		if err != nil || st.Appended[write.KindFloat] != n {
 			b.Fatalf("write: %v, %+v", err, st)
 		}

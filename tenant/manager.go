@@ -158,6 +158,8 @@ type db struct {
 	// series enforces the tenant's series limits on this TSDB instance and counts its series per
 	// metric name (serieslimit.go).
 	series *seriesTracker
+	// meta is the metadata the tenant's writes carried (metadata.go), kept across reopens.
+	meta metadataStore
 
 	// walFailed is set once a write found that this TSDB's WAL failed a write: from then on it takes
 	// no write, and the next one reopens it (walguard.go).

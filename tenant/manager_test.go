@@ -91,7 +91,7 @@ func TestWriteInvalidTenant(t *testing.T) {
 	dir := filepath.Join(root, "data")
 	m, _ := newManagerAt(t, testConfig(dir))
 	for _, id := range []string{"../escape", "..", "a/b", ""} {
-		_, err := m.Write(context.Background(), id, []prompb.TimeSeries{{Labels: lbls("__name__", "x"), Samples: floats(float64(t0), 1)}}, nil)
+		_, err := m.Write(context.Background(), id, []prompb.TimeSeries{{Labels: lbls("__name__", "x"), Samples: floats(float64(t0), 1)}}, nil, nil)
 		require.ErrorIs(t, err, ErrInvalidID, "%q", id)
 	}
 	_, err := os.Stat(filepath.Join(root, "escape"))
@@ -104,7 +104,7 @@ func TestWriteCancelled(t *testing.T) {
 	mustWrite(t, m, "t", prompb.TimeSeries{Labels: lbls("__name__", "a"), Samples: floats(float64(t0), 1)})
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	st, err := m.Write(ctx, "t", []prompb.TimeSeries{{Labels: lbls("__name__", "a"), Samples: floats(float64(t0+1), 2)}}, nil)
+	st, err := m.Write(ctx, "t", []prompb.TimeSeries{{Labels: lbls("__name__", "a"), Samples: floats(float64(t0+1), 2)}}, nil, nil)
 	require.ErrorIs(t, err, context.Canceled)
 	require.Equal(t, write.Stats{}, st)
 	requireSeries(t, m, "t", map[string][]point{key("__name__", "a"): {fp(t0, 1)}})
@@ -130,7 +130,10 @@ func TestConcurrentFirstWrites(t *testing.T) {
 				_, err := m.Write(context.Background(), id, []prompb.TimeSeries{{
 					Labels:  lbls("__name__", "w", "writer", strconv.Itoa(g)),
 					Samples: floats(float64(t0+int64(g)), float64(g)),
-				}}, nil)
+				}}, nil,
+
+					nil)
+
 				errs <- err
 			})
 		}
@@ -189,13 +192,13 @@ func TestOpenFailureIsolation(t *testing.T) {
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "wal-file", "wal"), nil, 0o600))
 
 	ctx := context.Background()
-	_, err := m.Write(ctx, "ok", one(1), nil)
+	_, err := m.Write(ctx, "ok", one(1), nil, nil)
 	require.NoError(t, err)
 	for i, id := range []string{"file", "wal-file"} {
 		var wg sync.WaitGroup
 		errs := make([]error, 4)
 		for w := range errs {
-			wg.Go(func() { _, errs[w] = m.Write(ctx, id, one(2), nil) })
+			wg.Go(func() { _, errs[w] = m.Write(ctx, id, one(2), nil, nil) })
 		}
 		wg.Wait()
 		for _, err := range errs {
@@ -207,14 +210,14 @@ func TestOpenFailureIsolation(t *testing.T) {
 		}
 	}
 	// The healthy tenant is untouched.
-	_, err = m.Write(ctx, "ok", one(3), nil)
+	_, err = m.Write(ctx, "ok", one(3), nil, nil)
 	require.NoError(t, err)
 	require.Equal(t, []string{"ok"}, m.Tenants())
 	requireSeries(t, m, "ok", map[string][]point{key("__name__", "x"): {fp(t0+1, 1), fp(t0+3, 3)}})
 
 	// Every failing write retried the open (the failure is not cached).
 	before := failures()
-	_, err = m.Write(ctx, "file", one(4), nil)
+	_, err = m.Write(ctx, "file", one(4), nil, nil)
 	require.ErrorIs(t, err, ErrUnavailable)
 	require.Equal(t, before+1, failures())
 
@@ -222,7 +225,7 @@ func TestOpenFailureIsolation(t *testing.T) {
 	require.NoError(t, os.Remove(filepath.Join(dir, "file")))
 	require.NoError(t, os.Remove(filepath.Join(dir, "wal-file", "wal")))
 	for _, id := range []string{"file", "wal-file"} {
-		_, err = m.Write(ctx, id, one(5), nil)
+		_, err = m.Write(ctx, id, one(5), nil, nil)
 		require.NoError(t, err)
 		requireSeries(t, m, id, map[string][]point{key("__name__", "x"): {fp(t0+5, 5)}})
 		_, ok := metricValue(t, reg, "prometheus_tsdb_head_series", "tenant", id)
@@ -370,11 +373,11 @@ func TestOpenExistingFailure(t *testing.T) {
 		v, _ := metricValue(t, reg, name)
 		require.Equal(t, want, v, name)
 	}
-	_, err = m2.Write(context.Background(), "locked", nil, nil)
+	_, err = m2.Write(context.Background(), "locked", nil, nil, nil)
 	require.ErrorIs(t, err, ErrUnavailable)
 
 	require.NoError(t, holder.Close())
-	_, err = m2.Write(context.Background(), "locked", nil, nil)
+	_, err = m2.Write(context.Background(), "locked", nil, nil, nil)
 	require.NoError(t, err)
 	requireSeries(t, m2, "locked", data["locked"])
 }
@@ -476,7 +479,7 @@ func TestCloseWaitsForWrites(t *testing.T) {
 
 	// New writes are refused, to existing and new tenants alike.
 	for _, id := range []string{"t", "new"} {
-		_, err := m.Write(context.Background(), id, []prompb.TimeSeries{{Labels: lbls("__name__", "a"), Samples: floats(float64(t0+1), 2)}}, nil)
+		_, err := m.Write(context.Background(), id, []prompb.TimeSeries{{Labels: lbls("__name__", "a"), Samples: floats(float64(t0+1), 2)}}, nil, nil)
 		require.ErrorIs(t, err, ErrClosed, id)
 	}
 	// The write in flight completes against a TSDB that is still open.
@@ -498,7 +501,7 @@ func TestCloseWaitsForWrites(t *testing.T) {
 	require.NoError(t, m.Close(), "closing twice is harmless")
 	v, _ = metricValue(t, reg, "weir_tenants_open")
 	require.Equal(t, 0.0, v, "closing twice must not count tenants twice")
-	_, err = m.Write(context.Background(), "t", nil, nil)
+	_, err = m.Write(context.Background(), "t", nil, nil, nil)
 	require.ErrorIs(t, err, ErrClosed)
 
 	m2, _ := newManagerAt(t, cfg)
@@ -526,7 +529,10 @@ func TestCloseDuringWrites(t *testing.T) {
 				_, err := m.Write(context.Background(), id, []prompb.TimeSeries{{
 					Labels:  lbls("__name__", "w", "writer", strconv.Itoa(g)),
 					Samples: floats(float64(ts), float64(i)),
-				}}, nil)
+				}}, nil,
+
+					nil)
+
 				if err != nil {
 					failed[g] = err
 					return
@@ -560,10 +566,10 @@ func TestCloseDuringWrites(t *testing.T) {
 func TestTenantsListsOnlyOpen(t *testing.T) {
 	m, _ := newTestManager(t, nil)
 	require.NoError(t, os.WriteFile(filepath.Join(m.cfg.Dir, "broken"), nil, 0o600))
-	_, err := m.Write(context.Background(), "broken", nil, nil)
+	_, err := m.Write(context.Background(), "broken", nil, nil, nil)
 	require.ErrorIs(t, err, ErrUnavailable)
 	for _, id := range []string{"zeta", "alpha", "mid"} {
-		_, err := m.Write(context.Background(), id, nil, nil)
+		_, err := m.Write(context.Background(), id, nil, nil, nil)
 		require.NoError(t, err)
 	}
 	require.Equal(t, []string{"alpha", "mid", "zeta"}, m.Tenants())

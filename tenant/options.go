@@ -40,5 +40,11 @@ func tsdbOptions(cfg Config) *tsdb.Options {
 	opts.EnableMemorySnapshotOnShutdown = cfg.MemorySnapshotOnShutdown
 	opts.MaxExemplars = cfg.MaxExemplars
 	opts.EnableExemplarStorage = cfg.MaxExemplars > 0
+	// Remote Write 2.0 and OTLP carry start timestamps and metadata. A start is stored as Prometheus
+	// does with created-timestamp-zero-ingestion, a zero point at the start time, in the XOR chunks every block reader takes
+	// (EnableSTStorage's chunk encoding is one Thanos v0.42 cannot read); metadata goes to the WAL as
+	// Prometheus' metadata records, written only when a series' metadata changes.
+	opts.EnableSTAsZeroSample = true
+	opts.EnableMetadataWALRecords = true
 	return opts
 }

@@ -34,7 +34,7 @@ func TestMemorySnapshotOnShutdown(t *testing.T) {
 		cfg := testConfig(dir)
 		cfg.MemorySnapshotOnShutdown = snapshot
 		m, _ := newManagerAt(t, cfg)
-		_, err := m.Write(context.Background(), "t1", []prompb.TimeSeries{{Labels: lbls("__name__", "up"), Samples: []prompb.Sample{{Timestamp: t0, Value: 1}}}}, nil)
+		_, err := m.Write(context.Background(), "t1", []prompb.TimeSeries{{Labels: lbls("__name__", "up"), Samples: []prompb.Sample{{Timestamp: t0, Value: 1}}}}, nil, nil)
 		require.NoError(t, err)
 		require.NoError(t, m.Close())
 		snaps, err := filepath.Glob(filepath.Join(dir, "t1", "chunk_snapshot.*"))

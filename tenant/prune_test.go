@@ -648,7 +648,7 @@ func TestPruneStress(t *testing.T) {
 					for !stop.Load() {
 						gate.RLock()
 						ts := t0 + next.Add(1)
-						st, err := m.Write(context.Background(), "hot", []prompb.TimeSeries{{Labels: ls, Samples: []prompb.Sample{{Timestamp: ts, Value: float64(ts)}}}}, nil)
+						st, err := m.Write(context.Background(), "hot", []prompb.TimeSeries{{Labels: ls, Samples: []prompb.Sample{{Timestamp: ts, Value: float64(ts)}}}}, nil, nil)
 						gate.RUnlock()
 						finished.Add(1)
 						if err != nil {

@@ -141,7 +141,7 @@ func TestWriteRefCacheCollisions(t *testing.T) {
 				}
 				// Series 0 again, later in the request: behind its first entry, so refused.
 				series = append(series, prompb.TimeSeries{Labels: lbls("__name__", "m0", "i", "0"), Samples: floats(float64(t0+int64(r*10)-1), -1)})
-				st, err := m.Write(ctx, "t", series, nil)
+				st, err := m.Write(ctx, "t", series, nil, nil)
 				require.NoError(t, err)
 				require.Equal(t, n, st.Appended[write.KindFloat], "request %d", r)
 				require.Len(t, st.Rejected, 1)
@@ -165,7 +165,7 @@ func TestWriteRefCacheStaleAfterHeadCompaction(t *testing.T) {
 	ctx := context.Background()
 	a, b := lbls("__name__", "a"), lbls("__name__", "b")
 	for i := range 2 { // the second write caches both series
-		_, err := m.Write(ctx, "t", []prompb.TimeSeries{{Labels: a, Samples: floats(float64(t0+int64(i)), 1)}, {Labels: b, Samples: floats(float64(t0+int64(i)), 2)}}, nil)
+		_, err := m.Write(ctx, "t", []prompb.TimeSeries{{Labels: a, Samples: floats(float64(t0+int64(i)), 1)}, {Labels: b, Samples: floats(float64(t0+int64(i)), 2)}}, nil, nil)
 		require.NoError(t, err)
 	}
 	c := tenantCache(t, m, "t")
@@ -188,7 +188,10 @@ func TestWriteRefCacheStaleAfterHeadCompaction(t *testing.T) {
 		{Labels: a, Samples: floats(float64(t1), 10)},
 		{Labels: a, Samples: floats(float64(t1-1), 11)},
 		{Labels: a, Samples: floats(float64(t1+1), 12)},
-	}, nil)
+	}, nil,
+
+		nil)
+
 	require.NoError(t, err)
 	require.Equal(t, 4, st.Appended[write.KindFloat])
 	require.Len(t, st.Rejected, 1)
@@ -197,7 +200,7 @@ func TestWriteRefCacheStaleAfterHeadCompaction(t *testing.T) {
 	require.True(t, ok)
 	require.NotEqual(t, old.ref, e.ref, "the stale ref was replaced")
 
-	_, err = m.Write(ctx, "t", []prompb.TimeSeries{{Labels: a, Samples: floats(float64(t1+2), 13)}, {Labels: b, Samples: floats(float64(t1+2), 21)}}, nil)
+	_, err = m.Write(ctx, "t", []prompb.TimeSeries{{Labels: a, Samples: floats(float64(t1+2), 13)}, {Labels: b, Samples: floats(float64(t1+2), 21)}}, nil, nil)
 	require.NoError(t, err)
 	requireSeries(t, m, "t", map[string][]point{
 		key("__name__", "a"): {fp(t0, 1), fp(t0+1, 1), fp(t1, 10), fp(t1+1, 12), fp(t1+2, 13)},
@@ -218,7 +221,7 @@ func TestWriteRefCacheAfterPruneReopen(t *testing.T) {
 			series = append(series, prompb.TimeSeries{Labels: lbls("__name__", n), Samples: floats(float64(ts), float64(ts))})
 			want[key("__name__", n)] = append(want[key("__name__", n)], fp(ts, float64(ts)))
 		}
-		st, err := m.Write(ctx, "t", series, nil)
+		st, err := m.Write(ctx, "t", series, nil, nil)
 		require.NoError(t, err)
 		require.Equal(t, len(names), st.Appended[write.KindFloat])
 	}
@@ -262,7 +265,7 @@ func TestWriteRefCacheConcurrent(t *testing.T) {
 						Samples: floats(float64(t0+int64(r)), float64(g*1_000_000+i*1000+r)),
 					}
 				}
-				st, err := m.Write(ctx, "t", series, nil)
+				st, err := m.Write(ctx, "t", series, nil, nil)
 				if err != nil || st.Appended[write.KindFloat] != perWriter || len(st.Rejected) != 0 {
 					t.Errorf("writer %d round %d: %v %+v", g, r, err, st)
 					return
@@ -296,12 +299,12 @@ func TestWriteRefCacheDoesNotAliasRequest(t *testing.T) {
 		return []prompb.TimeSeries{{Labels: []prompb.Label{{Name: "__name__", Value: name}}, Samples: floats(float64(ts), 1)}}
 	}
 	for i := range 3 {
-		_, err := m.Write(ctx, "t", mk(t0+int64(i)), nil)
+		_, err := m.Write(ctx, "t", mk(t0+int64(i)), nil, nil)
 		require.NoError(t, err)
 	}
 	copy(buf, "bbbb") // the same buffer now says another series
 	for i := range 2 {
-		_, err := m.Write(ctx, "t", mk(t0+int64(i)), nil)
+		_, err := m.Write(ctx, "t", mk(t0+int64(i)), nil, nil)
 		require.NoError(t, err)
 	}
 	requireSeries(t, m, "t", map[string][]point{
@@ -346,7 +349,7 @@ func TestWriteWrongHashes(t *testing.T) {
 						hashes = append(hashes, uint64((i+r)%n))
 					}
 				}
-				st, err := m.Write(ctx, "t", series, hashes)
+				st, err := m.Write(ctx, "t", series, nil, hashes)
 				require.NoError(t, err)
 				require.Equal(t, n, st.Appended[write.KindFloat], "request %d", r)
 				require.Empty(t, st.Rejected)
@@ -355,6 +358,6 @@ func TestWriteWrongHashes(t *testing.T) {
 		})
 	}
 	m, _ := newTestManager(t, nil)
-	_, err := m.Write(context.Background(), "t", []prompb.TimeSeries{{Labels: lbls("__name__", "m"), Samples: floats(float64(t0), 1)}}, []uint64{1, 2})
+	_, err := m.Write(context.Background(), "t", []prompb.TimeSeries{{Labels: lbls("__name__", "m"), Samples: floats(float64(t0), 1)}}, nil, []uint64{1, 2})
 	require.ErrorContains(t, err, "2 hashes for 1 series")
 }

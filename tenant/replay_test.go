@@ -84,7 +84,7 @@ func TestReplayFigures(t *testing.T) {
 				series[i].Labels[8].Value = "api-7d9f8b6c5-" + strconv.Itoa(first+i)
 				series[i].Samples[0] = prompb.Sample{Timestamp: t0 + int64(r)*15_000, Value: float64(first + i + r)}
 			}
-			st, err := m.Write(ctx, replayTenant, series[:size], nil)
+			st, err := m.Write(ctx, replayTenant, series[:size], nil, nil)
 			require.NoError(t, err)
 			require.Equal(t, size, st.Appended[write.KindFloat], "%+v", st.Rejected)
 		}

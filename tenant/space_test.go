@@ -57,12 +57,12 @@ func TestSpaceGuard(t *testing.T) {
 	clock := useVolume(m, vol)
 	ctx := context.Background()
 
-	_, err := m.Write(ctx, "a", oneSeries("m", t0, 1), nil)
+	_, err := m.Write(ctx, "a", oneSeries("m", t0, 1), nil, nil)
 	require.NoError(t, err)
 
 	vol.free.Store(999)
 	clock.Add(int64(spaceCheckInterval))
-	_, err = m.Write(ctx, "a", oneSeries("m", t0+1000, 2), nil)
+	_, err = m.Write(ctx, "a", oneSeries("m", t0+1000, 2), nil, nil)
 	require.ErrorIs(t, err, ErrUnavailable)
 	require.ErrorContains(t, err, "below its reserve")
 	v, _ := metricValue(t, reg, "weir_storage_writes_refused_total", "reason", refusedDiskLow)
@@ -76,10 +76,10 @@ func TestSpaceGuard(t *testing.T) {
 	requireSeries(t, m, "a", map[string][]point{key("__name__", "m"): {fp(t0, 1)}})
 
 	vol.free.Store(1000)
-	_, err = m.Write(ctx, "a", oneSeries("m", t0+2000, 3), nil)
+	_, err = m.Write(ctx, "a", oneSeries("m", t0+2000, 3), nil, nil)
 	require.ErrorIs(t, err, ErrUnavailable, "the answer stands until the next look at the volume")
 	clock.Add(int64(spaceCheckInterval))
-	_, err = m.Write(ctx, "a", oneSeries("m", t0+2000, 3), nil)
+	_, err = m.Write(ctx, "a", oneSeries("m", t0+2000, 3), nil, nil)
 	require.NoError(t, err)
 	requireSeries(t, m, "a", map[string][]point{key("__name__", "m"): {fp(t0, 1), fp(t0+2000, 3)}})
 }
@@ -89,7 +89,7 @@ func TestSpaceGuardOff(t *testing.T) {
 	m, _ := newTestManager(t, nil)
 	vol := &fakeVolume{}
 	useVolume(m, vol) // 0 bytes free
-	_, err := m.Write(context.Background(), "a", oneSeries("m", t0, 1), nil)
+	_, err := m.Write(context.Background(), "a", oneSeries("m", t0, 1), nil, nil)
 	require.NoError(t, err)
 }
 
@@ -131,7 +131,7 @@ func TestNoRoomToRepair(t *testing.T) {
 	vol := &fakeVolume{}
 	vol.free.Store(uint64(len(before)) - 1)
 	useVolume(m2, vol)
-	_, err = m2.Write(context.Background(), "a", oneSeries("late", t0, 1), nil)
+	_, err = m2.Write(context.Background(), "a", oneSeries("late", t0, 1), nil, nil)
 	require.ErrorIs(t, err, ErrUnavailable)
 	require.ErrorIs(t, err, errNoRoomToRepair)
 	after, err := os.ReadFile(seg)
@@ -139,7 +139,7 @@ func TestNoRoomToRepair(t *testing.T) {
 	require.Equal(t, before, after, "the WAL is not touched")
 
 	vol.free.Store(uint64(len(before)))
-	_, err = m2.Write(context.Background(), "a", oneSeries("late", t0, 1), nil)
+	_, err = m2.Write(context.Background(), "a", oneSeries("late", t0, 1), nil, nil)
 	require.NoError(t, err)
 	want[key("__name__", "late")] = []point{fp(t0, 1)}
 	requireSeries(t, m2, "a", want)
@@ -156,7 +156,7 @@ func writeRequests(t testing.TB, m *Manager, id string, n int) map[string][]poin
 			series[i] = prompb.TimeSeries{Labels: lbls("__name__", "load", "i", fmt.Sprint(i)), Samples: floats(float64(ts), v)}
 			want[key("__name__", "load", "i", fmt.Sprint(i))] = append(want[key("__name__", "load", "i", fmt.Sprint(i))], fp(ts, v))
 		}
-		_, err := m.Write(context.Background(), id, series, nil)
+		_, err := m.Write(context.Background(), id, series, nil, nil)
 		require.NoError(t, err)
 	}
 	return want
@@ -180,16 +180,16 @@ func TestWALWriteFailure(t *testing.T) {
 	for i := range big {
 		big[i] = prompb.TimeSeries{Labels: lbls("__name__", "big", "i", fmt.Sprint(i), "pad", fmt.Sprintf("%0100d", i)), Samples: floats(float64(t0+100_000), 1)}
 	}
-	_, err := m.Write(ctx, "a", big, nil)
+	_, err := m.Write(ctx, "a", big, nil, nil)
 	require.ErrorIs(t, err, ErrUnavailable, "a failed WAL write is transient: 503")
-	_, err = m.Write(ctx, "a", oneSeries("small", t0, 1), nil)
+	_, err = m.Write(ctx, "a", oneSeries("small", t0, 1), nil, nil)
 	require.ErrorIs(t, err, ErrUnavailable, "nothing is acknowledged behind the torn record")
 	v, _ := metricValue(t, reg, "weir_storage_writes_refused_total", "reason", refusedWALFailed)
 	require.GreaterOrEqual(t, v, 1.0)
 
 	require.NoError(t, os.Remove(ballast))
 	// This write reopens the tenant (repairing its WAL) before it is appended.
-	_, err = m.Write(ctx, "a", oneSeries("after", t0+200_000, 7), nil)
+	_, err = m.Write(ctx, "a", oneSeries("after", t0+200_000, 7), nil, nil)
 	require.NoError(t, err)
 	want[key("__name__", "after")] = []point{fp(t0+200_000, 7)}
 	requireSeriesIn(t, m, "a", want)
@@ -213,7 +213,7 @@ func requireSeriesIn(t testing.TB, m *Manager, id string, want map[string][]poin
 // of the free-space guard, and a read of the WAL's failure counter after the commit.
 func BenchmarkWriteGuards(b *testing.B) {
 	m, _ := newTestManager(b, func(c *Config) { c.MinFreeSpace = 1 })
-	_, err := m.Write(context.Background(), "a", oneSeries("m", t0, 1), nil)
+	_, err := m.Write(context.Background(), "a", oneSeries("m", t0, 1), nil, nil)
 	require.NoError(b, err)
 	d, err := m.get(context.Background(), "a")
 	require.NoError(b, err)

@@ -58,10 +58,13 @@ var scratchPool = sync.Pool{New: func() any {
 // Labels must be validated and sorted by the caller (the receive path does it once, before routing).
 // A non-nil error means nothing was acknowledged: ErrUnavailable or ErrClosed (transient), a cancelled
 // context, or a storage failure.
-func (m *Manager) Write(ctx context.Context, id string, series []prompb.TimeSeries, hashes []uint64) (write.Stats, error) {
+func (m *Manager) Write(ctx context.Context, id string, series []prompb.TimeSeries, extras []write.SeriesExtra, hashes []uint64) (write.Stats, error) {
 	var stats write.Stats
 	if hashes != nil && len(hashes) != len(series) {
 		return stats, fmt.Errorf("write to tenant %s: %d hashes for %d series", id, len(hashes), len(series))
+	}
+	if extras != nil && len(extras) != len(series) {
+		return stats, fmt.Errorf("write to tenant %s: %d series extras for %d series", id, len(extras), len(series))
 	}
 	if err := m.space.admit(); err != nil {
 		return stats, err
@@ -95,7 +98,7 @@ func (m *Manager) Write(ctx context.Context, id string, series []prompb.TimeSeri
 	if span.IsRecording() {
 		span.SetAttributes(attribute.String("tenant", id), attribute.Int("series", len(series)))
 	}
-	w := seriesWriter{app: app, getRef: getRef, cache: cache, series: series, hashes: hashes, sc: sc, stats: &stats, inOrder: m.cfg.OutOfOrderWindow == 0, exemplars: m.cfg.MaxExemplars > 0}
+	w := seriesWriter{app: app, getRef: getRef, cache: cache, series: series, extras: extras, hashes: hashes, sc: sc, stats: &stats, inOrder: m.cfg.OutOfOrderWindow == 0, exemplars: m.cfg.MaxExemplars > 0}
 	for i := range series {
 		if i%256 == 0 && ctx.Err() != nil {
 			_ = app.Rollback()
@@ -125,6 +128,9 @@ func (m *Manager) Write(ctx context.Context, id string, series []prompb.TimeSeri
 	if err != nil {
 		return write.Stats{}, fmt.Errorf("commit to tenant %s: %w", id, err)
 	}
+	if extras != nil {
+		d.meta.record(series, extras)
+	}
 	return stats, nil
 }
 
@@ -134,7 +140,8 @@ type seriesWriter struct {
 	getRef  storage.GetRef // nil if the appender cannot look series up
 	cache   *refCache      // the TSDB's series-reference cache (refcache.go); nil when getRef is nil
 	series  []prompb.TimeSeries
-	hashes  []uint64 // the caller's cache keys of series (Write), or nil
+	extras  []write.SeriesExtra // per series, or nil (Write)
+	hashes  []uint64            // the caller's cache keys of series (Write), or nil
 	sc      *writeScratch
 	stats   *write.Stats
 	inOrder bool // no out-of-order window: a series' timestamps must increase within a request too
@@ -150,6 +157,13 @@ func (w *seriesWriter) write(i int, ts *prompb.TimeSeries) error {
 	// needs the series' ref before its first append, as it may have come in an earlier entry.
 	ref, ls, h, hit := w.lookup(i, ts.Labels)
 	cachedRef := ref
+	// Metadata goes with every point: the head writes a metadata record only when it changed.
+	var ex *write.SeriesExtra
+	var opts storage.AOptions
+	if w.extras != nil {
+		ex = &w.extras[i]
+		opts.Metadata = ex.Metadata
+	}
 	for j := range ts.Samples {
 		s := &ts.Samples[j]
 		p := pointRef{t: s.Timestamp, series: int32(i), index: int32(j)}
@@ -157,7 +171,7 @@ func (w *seriesWriter) write(i int, ts *prompb.TimeSeries) error {
 			w.skip(i, write.KindFloat, err)
 			continue
 		}
-		r, err := w.app.Append(ref, ls, 0, s.Timestamp, s.Value, nil, nil, storage.AOptions{})
+		r, err := w.app.Append(ref, ls, ex.Start(j), s.Timestamp, s.Value, nil, nil, opts)
 		if err = w.handle(i, write.KindFloat, err); err != nil {
 			return err
 		}
@@ -177,9 +191,9 @@ func (w *seriesWriter) write(i int, ts *prompb.TimeSeries) error {
 		var r storage.SeriesRef
 		var err error
 		if hp.IsFloatHistogram() {
-			r, err = w.app.Append(ref, ls, 0, hp.Timestamp, 0, nil, hp.ToFloatHistogram(), storage.AOptions{})
+			r, err = w.app.Append(ref, ls, ex.Start(len(ts.Samples)+j), hp.Timestamp, 0, nil, hp.ToFloatHistogram(), opts)
 		} else {
-			r, err = w.app.Append(ref, ls, 0, hp.Timestamp, 0, hp.ToIntHistogram(), nil, storage.AOptions{})
+			r, err = w.app.Append(ref, ls, ex.Start(len(ts.Samples)+j), hp.Timestamp, 0, hp.ToIntHistogram(), nil, opts)
 		}
 		if err = w.handle(i, write.KindHistogram, err); err != nil {
 			return err

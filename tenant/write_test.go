@@ -44,7 +44,7 @@ func requireRejections(t *testing.T, want []write.Rejection, got []write.Rejecti
 
 func mustWrite(t *testing.T, m *Manager, id string, series ...prompb.TimeSeries) write.Stats {
 	t.Helper()
-	st, err := m.Write(context.Background(), id, series, nil)
+	st, err := m.Write(context.Background(), id, series, nil, nil)
 	require.NoError(t, err)
 	return st
 }
