@@ -255,12 +255,13 @@ func (o *OTLPHandler) write(ctx context.Context, tenantID string, tl *limits.Lim
 		}
 		shape = tenantShape(shape, tl)
 	}
+	// Validation keeps extras in step with the series: removed with theirs, start timestamps with
+	// their points.
 	req := prompb.WriteRequest{Timeseries: series}
-	kept, v, err := shape.validate(&req, h.now())
+	kept, v, err := shape.validateFrames(&req, nil, &extras, h.now())
 	if err != nil {
 		return otlpResult{refusal: refusedLimits}, err
 	}
-	extras = keepExtras(extras, kept, v.removed)
 	var shares []tenantShare
 	if h.cfg.SplitTenantLabel != "" {
 		if shares, err = splitTenants(kept, h.cfg.SplitTenantLabel, tenantID, h.auth != nil); err != nil {
@@ -308,30 +309,6 @@ func (o *OTLPHandler) write(ctx context.Context, tenantID string, tl *limits.Lim
 		}
 	}
 	return res, nil
-}
-
-// keepExtras keeps the extras of the series validation kept (removed: indexes of the series it
-// removed, ascending). A series whose points validation removed some of loses its start timestamps,
-// which no longer line up with its points (unknown starts are 0: nothing is wrong, only less known).
-func keepExtras(extras []write.SeriesExtra, kept []prompb.TimeSeries, removed []int) []write.SeriesExtra {
-	if len(removed) > 0 {
-		out, r := extras[:0], 0
-		for i := range extras {
-			if r < len(removed) && removed[r] == i {
-				r++
-				continue
-			}
-			out = append(out, extras[i])
-		}
-		extras = out
-	}
-	extras = extras[:len(kept)]
-	for i := range extras {
-		if s := extras[i].Starts; s != nil && len(s) != len(kept[i].Samples)+len(kept[i].Histograms) {
-			extras[i].Starts = nil
-		}
-	}
-	return extras
 }
 
 // writeShares writes each tenant's share of a split request (split.go) with its extras. The first

@@ -16,7 +16,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/model"
-	pmetadata "github.com/prometheus/prometheus/model/metadata"
 	"github.com/prometheus/prometheus/prompb"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/pdata/pcommon"
@@ -386,18 +385,6 @@ func TestOTLPAppenderGathersSeries(t *testing.T) {
 	require.Equal(t, model.MetricTypeCounter, ev.extra.Metadata.Type)
 }
 
-// TestKeepExtras: extras follow the series validation kept, and a series that lost points loses its
-// start timestamps instead of misaligning them.
-func TestKeepExtras(t *testing.T) {
-	extras := []write.SeriesExtra{{Metadata: mdType("a"), Starts: []int64{1}}, {Metadata: mdType("b"), Starts: []int64{2, 2}}, {Metadata: mdType("c"), Starts: []int64{3}}}
-	kept := []prompb.TimeSeries{{Samples: samples(10)}, {Samples: samples(30)}}
-	got := keepExtras(extras, kept, []int{0})
-	require.Len(t, got, 2)
-	require.Equal(t, "b", string(got[0].Metadata.Type))
-	require.Nil(t, got[0].Starts, "one of its two points was removed")
-	require.Equal(t, []int64{3}, got[1].Starts)
-}
-
 func TestOTLPConfigValidate(t *testing.T) {
 	c := testOTLPConfig()
 	require.NoError(t, c.Validate())
@@ -454,8 +441,6 @@ func TestOTLPHistogramsAsNHCB(t *testing.T) {
 		require.NotContains(t, name, "request_duration_seconds_bucket")
 	}
 }
-
-func mdType(t string) pmetadata.Metadata { return pmetadata.Metadata{Type: model.MetricType(t)} }
 
 // TestOTLPTargetInfoSpanBounded: a resource whose two points are decades apart would make the
 // translator write a target_info point every 2.5 minutes between them (millions from a tiny body);
