@@ -3,11 +3,13 @@
 # prints samples/s, receiver CPU-seconds per million samples, and peak RSS per active series — the
 # figures of DESIGN §4. Receivers: weir (one node, embedded default), weir-ring (three nodes, RF=3,
 # deploy/local/ring.sh), weir-otlp and weir-ring-otlp (the same, sent the same series as OTLP/HTTP,
-# `weir bench --protocol otlp`), prometheus (its remote-write receiver) and thanos (Thanos Receive, one node),
+# `weir bench --protocol otlp`), prometheus (its remote-write receiver; prometheus-otlp: its OTLP
+# receiver, the same translator as Weir's) and thanos (Thanos Receive, one node),
 # the last two when their binaries are in ./bin (`make tools` builds them). Fixed ports below Linux's
 # ephemeral range (32768+), so that no outgoing connection holds one.
 #
 #   scripts/bench-system.sh [--series N] [--duration 30s] [--warmup 10s] [--receivers "weir weir-otlp weir-ring weir-ring-otlp prometheus thanos"]
+#   (also prometheus-otlp)
 #
 # The generator shares the machine with the receiver: on two cores, samples/s is bounded by both, while
 # CPU-seconds per million samples is the receiver's own cost.
@@ -81,11 +83,11 @@ for r in $receivers; do
       for i in 0 1 2; do wait_ready "http://127.0.0.1:$((12902 + i * 100))/-/ready" "$dir/node$i.log"; metrics+=("http://127.0.0.1:$((12902 + i * 100))/metrics"); done
       mapfile -t rpids < <(pgrep -f "tsdb.path=$dir/node")
       url=http://127.0.0.1:21291/api/v1/receive ;;
-    prometheus)
+    prometheus | prometheus-otlp)
       [ -x bin/prometheus ] || { echo "$r: bin/prometheus missing (make tools)"; continue; }
       printf 'global: {}\n' >"$dir/prometheus.yml"
       bin/prometheus --config.file="$dir/prometheus.yml" --storage.tsdb.path="$dir/data" --web.listen-address=127.0.0.1:23090 \
-        --web.enable-remote-write-receiver >"$dir.log" 2>&1 &
+        --web.enable-remote-write-receiver --web.enable-otlp-receiver >"$dir.log" 2>&1 &
       rpids=($!); metrics=(http://127.0.0.1:23090/metrics); url=http://127.0.0.1:23090/api/v1/write
       wait_ready http://127.0.0.1:23090/-/ready "$dir.log" ;;
     thanos)
@@ -98,7 +100,7 @@ for r in $receivers; do
   esac
   case "$r" in weir-ring*) ;; *) pids+=("${rpids[@]}") ;; esac
   if [[ "$r" == *-otlp ]]; then # the same receiver, written over OTLP/HTTP
-    url=${url%/api/v1/receive}/api/v1/otlp/v1/metrics protocol=otlp
+    url=${url%/api/v1/*}/api/v1/otlp/v1/metrics protocol=otlp
   fi
 
   # Warm-up creates every series, so the measured part is steady-state ingestion.
@@ -133,5 +135,6 @@ echo
 ratio "weir-ring CPU per client sample / weir" weir-ring weir "(target <= 3; Thanos 4-6)"
 ratio "weir-otlp CPU per sample / weir (RW 1.0)" weir-otlp weir "(target <= 1)"
 ratio "weir-ring-otlp CPU per client sample / weir-ring" weir-ring-otlp weir-ring "(target <= 1)"
+ratio "prometheus-otlp CPU per sample / weir-otlp" prometheus-otlp weir-otlp ""
 ratio "thanos CPU per sample / weir" thanos weir "(target >= 2)"
 ratio "prometheus CPU per sample / weir" prometheus weir ""
