@@ -474,3 +474,69 @@ func TestOTLPTargetInfoSpanBounded(t *testing.T) {
 	ti := got[`{__name__="target_info", host_name="h1", job="api"}`]
 	require.Len(t, ti.ts.Samples, maxTargetInfoPerSeries)
 }
+
+// TestOTLPTenantLimits: the tenant limits of remote write apply to the translated series: a request
+// over the series limit is refused whole (413), over the ingestion rate 429 with Retry-After (the
+// second one: the first empties the bucket), series
+// over a shape limit are rejected as a partial success; the default tenant is not limited.
+func TestOTLPTenantLimits(t *testing.T) {
+	const file = `
+write:
+  tenants:
+    small:
+      request:
+        series_limit: 2
+    slow:
+      ingestion_rate_limit: 0.01
+      ingestion_burst_size: 1
+    narrow:
+      labels_per_series_limit: 2
+`
+	h, st, reg, _ := newTenantLimitedHandler(t, file)
+	o, err := NewOTLPHandler(h, testOTLPConfig(), reg)
+	require.NoError(t, err)
+	srv := httptest.NewServer(o)
+	t.Cleanup(srv.Close)
+	body := marshalOTLP(t, otlpRequest(time.Now(), pmetric.AggregationTemporalityCumulative), false) // 3 series
+	for _, tc := range []struct {
+		tenant     string
+		code       int
+		retryAfter bool
+		rejected   int64
+		msg        string
+	}{
+		{"small", http.StatusRequestEntityTooLarge, false, 0, "series_limit"},
+		{"slow", http.StatusOK, false, 0, ""}, // a request larger than the burst takes the whole bucket
+		{"slow", http.StatusTooManyRequests, true, 0, "ingestion_rate_limit"},
+		{"narrow", http.StatusOK, false, 2, "labels"},
+		{"anyone", http.StatusOK, false, 0, ""},
+	} {
+		t.Run(tc.tenant, func(t *testing.T) {
+			calls := st.calls
+			req, err := http.NewRequest(http.MethodPost, srv.URL, bytes.NewReader(body))
+			require.NoError(t, err)
+			req.Header.Set("Content-Type", otlpProtobuf)
+			req.Header.Set("THANOS-TENANT", tc.tenant)
+			resp, err := srv.Client().Do(req)
+			require.NoError(t, err)
+			b, err := io.ReadAll(resp.Body)
+			require.NoError(t, err)
+			require.NoError(t, resp.Body.Close())
+			require.Equal(t, tc.code, resp.StatusCode, "%q", b)
+			require.Equal(t, tc.retryAfter, resp.Header.Get("Retry-After") != "")
+			if tc.code != http.StatusOK {
+				require.Equal(t, calls, st.calls, "nothing written")
+				var s spb.Status
+				require.NoError(t, proto.Unmarshal(b, &s))
+				require.Contains(t, s.Message, tc.msg)
+				return
+			}
+			require.Equal(t, calls+1, st.calls)
+			r := pmetricotlp.NewExportResponse()
+			require.NoError(t, r.UnmarshalProto(b))
+			require.Equal(t, tc.rejected, r.PartialSuccess().RejectedDataPoints())
+			require.Contains(t, r.PartialSuccess().ErrorMessage(), tc.msg)
+			require.Len(t, st.series[len(st.series)-1], 3-int(tc.rejected))
+		})
+	}
+}
