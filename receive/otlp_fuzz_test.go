@@ -66,12 +66,24 @@ func otlpFuzzSeeds(tb testing.TB) [][]byte {
 	q.SetQuantile(0.5)
 	q.SetValue(1.5)
 
+	// A resource whose points are decades apart: target_info every 2.5 minutes between them unless
+	// bounded (otlp_appender.go).
+	span := pmetric.NewMetrics()
+	srm := span.ResourceMetrics().AppendEmpty()
+	srm.Resource().Attributes().PutStr("service.name", "api")
+	srm.Resource().Attributes().PutStr("host.name", "h1")
+	sdps := srm.ScopeMetrics().AppendEmpty().Metrics().AppendEmpty().SetEmptyGauge().DataPoints()
+	for _, ts := range []time.Time{time.Unix(1, 0), now} {
+		sdps.AppendEmpty().SetTimestamp(pcommon.NewTimestampFromTime(ts))
+	}
+
 	delta := otlpRequest(now, pmetric.AggregationTemporalityDelta)
 	return [][]byte{
 		marshalOTLP(tb, md, false),
 		marshalOTLP(tb, md, true),
 		marshalOTLP(tb, delta, false),
 		marshalOTLP(tb, pmetric.NewMetrics(), false),
+		marshalOTLP(tb, span, false),
 	}
 }
 
