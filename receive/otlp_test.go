@@ -540,3 +540,34 @@ write:
 		})
 	}
 }
+
+// TestOTLPSplitTenants: with --receive.split-tenant-label-name a data point attribute names the
+// tenant of its series, as a label does in remote write; each tenant's batch keeps its extras.
+func TestOTLPSplitTenants(t *testing.T) {
+	st := &extrasStorage{}
+	cfg := testConfig()
+	cfg.SplitTenantLabel = "queue"
+	h, reg := newTestHandler(t, cfg, st, alwaysReady)
+	o, err := NewOTLPHandler(h, testOTLPConfig(), reg)
+	require.NoError(t, err)
+	srv := httptest.NewServer(o)
+	t.Cleanup(srv.Close)
+	// jobs.done has queue="a" and queue="b": tenants a and b; queue.depth has none: the header's.
+	resp, err := http.Post(srv.URL, otlpProtobuf, bytes.NewReader(marshalOTLP(t, otlpRequest(time.Now(), pmetric.AggregationTemporalityCumulative), false)))
+	require.NoError(t, err)
+	require.NoError(t, resp.Body.Close())
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.ElementsMatch(t, []string{"default-tenant", "a", "b"}, st.tenants)
+	for i, tenantID := range st.tenants {
+		require.Len(t, st.series[i], 1, tenantID)
+		name := st.series[i][0].Labels[0].Value
+		if tenantID == "default-tenant" {
+			require.Equal(t, "queue_depth", name)
+			continue
+		}
+		require.Equal(t, "jobs_done_total", name)
+		require.Equal(t, `{__name__="jobs_done_total", job="api"}`, labelsString(st.series[i][0].Labels), "stored without the tenant label")
+		require.Equal(t, model.MetricTypeCounter, st.extras[i][0].Metadata.Type)
+		require.Len(t, st.extras[i][0].Starts, 1)
+	}
+}
