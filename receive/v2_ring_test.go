@@ -61,7 +61,7 @@ func TestRingV2Extras(t *testing.T) {
 	now := int64(1_700_000_000_000)
 	for name, m := range map[string]*tenant.Manager{"local": local, "remote": remote} {
 		// "up" came without metadata: there is none to keep.
-		require.Equal(t, map[string][]metadata.Metadata{"http_requests_total": {counterMeta}, "rpc_seconds": {nhcbMeta}}, m.Metadata("", 0), name)
+		require.Equal(t, map[string][]metadata.Metadata{"http_requests_total": {counterMeta}, "rpc_seconds": {nhcbMeta}}, m.Metadata("", "", 0), name)
 		// The counter's start is a zero point before its samples.
 		require.Equal(t, []int64{now - 60_000, now - 15_000, now}, timestamps(t, m, "http_requests_total"), name)
 		require.Equal(t, []int64{now - 30_000, now}, timestamps(t, m, "rpc_seconds"), name)
