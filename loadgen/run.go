@@ -26,7 +26,7 @@ type Config struct {
 	TenantHeader string
 	// Headers are added to every request.
 	Headers http.Header
-	// Protocol is the remote-write version; only "1.0".
+	// Protocol is the remote-write version: "1.0" or "2.0".
 	Protocol string
 	// Concurrency is the number of workers, each with its own connection and its own share of the
 	// requests (a series is always sent by the same worker, so its samples arrive in order).
@@ -61,11 +61,9 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("--url: %q is not an http:// or https:// URL", c.URL)
 	}
 	switch c.Protocol {
-	case "1.0":
-	case "2.0":
-		return errors.New("--protocol: remote write 2.0 is not supported yet; use --protocol=1.0")
+	case "1.0", "2.0":
 	default:
-		return fmt.Errorf("--protocol: %q is not a remote-write version (supported: 1.0)", c.Protocol)
+		return fmt.Errorf("--protocol: %q is not a remote-write version (supported: 1.0, 2.0)", c.Protocol)
 	}
 	if c.TenantHeader == "" {
 		return errors.New("--tenant-header is empty")
@@ -148,7 +146,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		for i := w; i < len(batches); i += workers {
 			mine = append(mine, batches[i])
 		}
-		wg.Go(func() { r.work(runCtx, ctx, newEncoder(cfg.Spec, sc), mine) })
+		var enc requestEncoder = newEncoder(cfg.Spec, sc)
+		if cfg.Protocol == "2.0" {
+			enc = newEncoderV2(cfg.Spec, sc)
+		}
+		wg.Go(func() { r.work(runCtx, ctx, enc, mine) })
 	}
 	progressDone := make(chan struct{})
 	stopProgress := make(chan struct{})
@@ -184,7 +186,7 @@ type runner struct {
 
 // work sends the worker's batches round and round until runCtx ends. Requests are made with a context
 // that outlives runCtx (but not parent), so that the ones in flight at the end are answered.
-func (r *runner) work(runCtx, parent context.Context, enc *encoder, mine []batch) {
+func (r *runner) work(runCtx, parent context.Context, enc requestEncoder, mine []batch) {
 	reqCtx := context.WithoutCancel(parent)
 	lastTS := make([]int64, len(mine))
 	var body, compressed []byte
@@ -229,8 +231,13 @@ func (r *runner) send(ctx context.Context, tenant string, body []byte, samples i
 		req.Header[k] = vs
 	}
 	req.Header.Set("Content-Encoding", "snappy")
-	req.Header.Set("Content-Type", "application/x-protobuf")
-	req.Header.Set("X-Prometheus-Remote-Write-Version", "0.1.0")
+	if r.cfg.Protocol == "2.0" {
+		req.Header.Set("Content-Type", "application/x-protobuf;proto=io.prometheus.write.v2.Request")
+		req.Header.Set("X-Prometheus-Remote-Write-Version", "2.0.0")
+	} else {
+		req.Header.Set("Content-Type", "application/x-protobuf")
+		req.Header.Set("X-Prometheus-Remote-Write-Version", "0.1.0")
+	}
 	req.Header.Set("User-Agent", r.cfg.UserAgent)
 	req.Header.Set(r.cfg.TenantHeader, tenant)
 
