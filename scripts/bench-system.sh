@@ -6,14 +6,14 @@
 # the last two when their binaries are in ./bin (`make tools` builds them). Fixed ports below Linux's
 # ephemeral range (32768+), so that no outgoing connection holds one.
 #
-#   scripts/bench-system.sh [--series N] [--duration 30s] [--warmup 10s] [--receivers "weir weir-ring prometheus thanos"]
+#   scripts/bench-system.sh [--series N] [--duration 30s] [--warmup 10s] [--receivers "weir weir-rw2 weir-ring prometheus thanos"]
 #
 # The generator shares the machine with the receiver: on two cores, samples/s is bounded by both, while
 # CPU-seconds per million samples is the receiver's own cost.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-series=100000 duration=30s warmup=10s receivers="weir weir-ring prometheus thanos"
+series=100000 duration=30s warmup=10s receivers="weir weir-rw2 weir-ring prometheus thanos"
 while [ $# -gt 0 ]; do
   case "$1" in
     --series) series=$2; shift 2 ;;
@@ -63,13 +63,15 @@ json_field() { # FILE FIELD
 }
 
 declare -A cost rss # per receiver: CPU-s per 1M samples, peak RSS per series (for the ratios at the end)
-printf '%-12s %14s %18s %18s\n' receiver samples/s "CPU-s per 1M" "peak RSS/series"
+printf '%-12s %14s %18s %18s %16s\n' receiver samples/s "CPU-s per 1M" "peak RSS/series" "wire B/sample"
 for r in $receivers; do
   dir="$work/$r"; mkdir -p "$dir"
   rpids=() metrics=()
   url=""
+  proto=1.0
   case "$r" in
-    weir)
+    weir|weir-rw2) # one node; weir-rw2: the same load as Remote Write 2.0
+      [ "$r" = weir-rw2 ] && proto=2.0
       bin/weir receive --tsdb.path="$dir" --remote-write.address=127.0.0.1:23291 --http-address=127.0.0.1:23902 \
         --grpc-address=127.0.0.1:23901 >"$dir.log" 2>&1 &
       rpids=($!); metrics=(http://127.0.0.1:23902/metrics); url=http://127.0.0.1:23291/api/v1/receive
@@ -98,9 +100,9 @@ for r in $receivers; do
   [ "$r" = weir-ring ] || pids+=("${rpids[@]}")
 
   # Warm-up creates every series, so the measured part is steady-state ingestion.
-  bin/weir bench --url "$url" --series "$series" --duration "$warmup" --output json >"$dir.warmup.json" 2>/dev/null || true
+  bin/weir bench --url "$url" --protocol "$proto" --series "$series" --duration "$warmup" --output json >"$dir.warmup.json" 2>/dev/null || true
   before=$(cpu_of "${metrics[@]}")
-  bin/weir bench --url "$url" --series "$series" --duration "$duration" --output json >"$dir.json" 2>/dev/null || true
+  bin/weir bench --url "$url" --protocol "$proto" --series "$series" --duration "$duration" --output json >"$dir.json" 2>/dev/null || true
   after=$(cpu_of "${metrics[@]}")
   acked=$(json_field "$dir.json" samples_acked)
   rate=$(json_field "$dir.json" samples_per_second)
@@ -112,8 +114,9 @@ for r in $receivers; do
   hwm=$(hwm_of "${rpids[@]}")
   cost[$r]=$(awk -v a="$before" -v b="$after" -v acked="$acked" 'BEGIN{printf "%.4f", (b-a)/acked*1e6}')
   rss[$r]=$(awk -v hwm="$hwm" -v s="$series" 'BEGIN{printf "%.0f", hwm/s}')
-  awk -v r="$r" -v rate="$rate" -v c="${cost[$r]}" -v m="${rss[$r]}" \
-    'BEGIN{ printf "%-12s %14.0f %18.2f %15.0f B\n", r, rate, c, m }'
+  wire=$(awk -v b="$(json_field "$dir.json" bytes_sent)" -v s="$(json_field "$dir.json" samples_sent)" 'BEGIN{printf "%.2f", b/s}')
+  awk -v r="$r" -v rate="$rate" -v c="${cost[$r]}" -v m="${rss[$r]}" -v w="$wire" \
+    'BEGIN{ printf "%-12s %14.0f %18.2f %15.0f B %14.2f B\n", r, rate, c, m, w }'
 
   kill -TERM "${pids[@]}" 2>/dev/null || true
   wait "${pids[@]}" 2>/dev/null || true
@@ -127,5 +130,6 @@ ratio() { # LABEL A B TARGET: prints A/B of the CPU costs when both were measure
 }
 echo
 ratio "weir-ring CPU per client sample / weir" weir-ring weir "(target <= 3; Thanos 4-6)"
+ratio "weir-rw2 CPU per sample / weir (RW 2.0 / 1.0)" weir-rw2 weir "(target <= 1)"
 ratio "thanos CPU per sample / weir" thanos weir "(target >= 2)"
 ratio "prometheus CPU per sample / weir" prometheus weir ""
