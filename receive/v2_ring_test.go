@@ -10,9 +10,11 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/metadata"
 	"github.com/prometheus/prometheus/prompb"
+	"github.com/prometheus/prometheus/tsdb/chunkenc"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
 
@@ -65,7 +67,30 @@ func TestRingV2Extras(t *testing.T) {
 		// The counter's start is a zero point before its samples.
 		require.Equal(t, []int64{now - 60_000, now - 15_000, now}, timestamps(t, m, "http_requests_total"), name)
 		require.Equal(t, []int64{now - 30_000, now}, timestamps(t, m, "rpc_seconds"), name)
+		require.Equal(t, nhcb.CustomValues, lastHistogram(t, m, "rpc_seconds").CustomValues, "%s: the custom bucket bounds crossed the ring", name)
 	}
+}
+
+// lastHistogram is the newest histogram of metric in the default tenant of m.
+func lastHistogram(t *testing.T, m *tenant.Manager, metric string) *histogram.Histogram {
+	t.Helper()
+	r, ok := m.Reader(tenant.DefaultID)
+	require.True(t, ok)
+	defer r.Release()
+	q, err := r.DB.Querier(0, 1<<62)
+	require.NoError(t, err)
+	defer q.Close()
+	ss := q.Select(context.Background(), false, nil, labels.MustNewMatcher(labels.MatchEqual, "__name__", metric))
+	var h *histogram.Histogram
+	for ss.Next() {
+		it := ss.At().Iterator(nil)
+		for it.Next() == chunkenc.ValHistogram {
+			_, h = it.AtHistogram(nil)
+		}
+	}
+	require.NoError(t, ss.Err())
+	require.NotNil(t, h)
+	return h
 }
 
 // timestamps are the timestamps stored for metric in the default tenant of m.
