@@ -54,7 +54,7 @@ func startPrometheus(t *testing.T, bin, rwURL, tenant string) *prometheusNode {
 // startPrometheusWith runs Prometheus scraping itself every second on a free loopback port with
 // remoteWrite as the entries of its remote_write list (YAML, indented by two), and waits until it is
 // ready.
-func startPrometheusWith(t *testing.T, bin, remoteWrite string) *prometheusNode {
+func startPrometheusWith(t *testing.T, bin, remoteWrite string, extraArgs ...string) *prometheusNode {
 	t.Helper()
 	work := t.TempDir()
 	logPath := filepath.Join(work, "prometheus.log")
@@ -79,12 +79,12 @@ remote_write:
 		require.NoError(t, os.WriteFile(cfgPath, []byte(cfg), 0o644))
 		offset := fileSize(logPath)
 		var err error
-		p.proc, err = launch(logPath, work, bin,
-			"--config.file="+cfgPath,
-			"--storage.tsdb.path="+filepath.Join(work, "tsdb"),
-			"--web.listen-address="+p.addr,
+		p.proc, err = launch(logPath, work, bin, append([]string{
+			"--config.file=" + cfgPath,
+			"--storage.tsdb.path=" + filepath.Join(work, "tsdb"),
+			"--web.listen-address=" + p.addr,
 			"--log.level=info",
-		)
+		}, extraArgs...)...)
 		require.NoError(t, err)
 
 		err = waitProcReady(p.proc, client, p.url+"/-/ready", readyTimeout)

@@ -26,7 +26,7 @@ type Config struct {
 	TenantHeader string
 	// Headers are added to every request.
 	Headers http.Header
-	// Protocol is the remote-write version, "1.0", or ProtocolOTLP.
+	// Protocol is the remote-write version, "1.0" or "2.0", or ProtocolOTLP.
 	Protocol string
 	// Concurrency is the number of workers, each with its own connection and its own share of the
 	// requests (a series is always sent by the same worker, so its samples arrive in order).
@@ -61,11 +61,9 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("--url: %q is not an http:// or https:// URL", c.URL)
 	}
 	switch c.Protocol {
-	case "1.0", ProtocolOTLP:
-	case "2.0":
-		return errors.New("--protocol: remote write 2.0 is not supported yet; use --protocol=1.0")
+	case "1.0", "2.0", ProtocolOTLP:
 	default:
-		return fmt.Errorf("--protocol: %q is not a remote-write version (supported: 1.0, otlp)", c.Protocol)
+		return fmt.Errorf("--protocol: %q is not a remote-write version (supported: 1.0, 2.0) or otlp", c.Protocol)
 	}
 	if c.TenantHeader == "" {
 		return errors.New("--tenant-header is empty")
@@ -148,7 +146,14 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		for i := w; i < len(batches); i += workers {
 			mine = append(mine, batches[i])
 		}
-		wg.Go(func() { r.work(runCtx, ctx, newEncoder(cfg.Spec, sc), mine) })
+		var enc requestEncoder = newEncoder(cfg.Spec, sc)
+		switch cfg.Protocol {
+		case "2.0":
+			enc = newEncoderV2(cfg.Spec, sc)
+		case ProtocolOTLP:
+			enc = newOTLPEncoder(newEncoder(cfg.Spec, sc))
+		}
+		wg.Go(func() { r.work(runCtx, ctx, enc, mine) })
 	}
 	progressDone := make(chan struct{})
 	stopProgress := make(chan struct{})
@@ -184,14 +189,10 @@ type runner struct {
 
 // work sends the worker's batches round and round until runCtx ends. Requests are made with a context
 // that outlives runCtx (but not parent), so that the ones in flight at the end are answered.
-func (r *runner) work(runCtx, parent context.Context, enc *encoder, mine []batch) {
+func (r *runner) work(runCtx, parent context.Context, enc requestEncoder, mine []batch) {
 	reqCtx := context.WithoutCancel(parent)
 	lastTS := make([]int64, len(mine))
 	var body, compressed []byte
-	var otlp *otlpEncoder
-	if r.cfg.Protocol == ProtocolOTLP {
-		otlp = newOTLPEncoder(enc)
-	}
 	for i := 0; ; i = (i + 1) % len(mine) {
 		if runCtx.Err() != nil {
 			return
@@ -210,10 +211,10 @@ func (r *runner) work(runCtx, parent context.Context, enc *encoder, mine []batch
 		ts := max(now.UnixMilli(), lastTS[i]+1)
 		lastTS[i] = ts
 		churn := ChurnAt(r.cfg.Spec, now.Sub(r.start).Milliseconds())
-		if otlp != nil {
-			compressed = otlp.appendRequest(compressed[:0], b, churn, ts)
+		body = enc.appendRequest(body[:0], b, churn, ts)
+		if r.cfg.Protocol == ProtocolOTLP {
+			compressed = body // the OTLP encoder compresses (gzip) itself
 		} else {
-			body = enc.appendRequest(body[:0], b, churn, ts)
 			compressed = snappy.Encode(compressed[:cap(compressed)], body)
 		}
 
@@ -236,10 +237,15 @@ func (r *runner) send(ctx context.Context, tenant string, body []byte, samples i
 	for k, vs := range r.cfg.Headers {
 		req.Header[k] = vs
 	}
-	if r.cfg.Protocol == ProtocolOTLP {
+	switch r.cfg.Protocol {
+	case ProtocolOTLP:
 		req.Header.Set("Content-Encoding", "gzip")
 		req.Header.Set("Content-Type", "application/x-protobuf")
-	} else {
+	case "2.0":
+		req.Header.Set("Content-Encoding", "snappy")
+		req.Header.Set("Content-Type", "application/x-protobuf;proto=io.prometheus.write.v2.Request")
+		req.Header.Set("X-Prometheus-Remote-Write-Version", "2.0.0")
+	default:
 		req.Header.Set("Content-Encoding", "snappy")
 		req.Header.Set("Content-Type", "application/x-protobuf")
 		req.Header.Set("X-Prometheus-Remote-Write-Version", "0.1.0")

@@ -266,7 +266,6 @@ func TestConfigValidation(t *testing.T) {
 		{func(c *Config) { c.URL = "" }, "--url is required"},
 		{func(c *Config) { c.URL = "localhost:19291" }, "--url"},
 		{func(c *Config) { c.URL = "ftp://x/y" }, "--url"},
-		{func(c *Config) { c.Protocol = "2.0" }, "remote write 2.0 is not supported yet"},
 		{func(c *Config) { c.Protocol = "3" }, "--protocol"},
 		{func(c *Config) { c.TenantHeader = "" }, "--tenant-header"},
 		{func(c *Config) { c.Concurrency = 0 }, "--concurrency"},

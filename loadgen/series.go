@@ -221,6 +221,12 @@ func (s Spec) batches() []batch {
 	}
 }
 
+// requestEncoder writes the body of one request, before compression, for batch b after churn
+// replacements, every sample stamped ts: encoder (Remote Write 1.0) or encoderV2.
+type requestEncoder interface {
+	appendRequest(dst []byte, b batch, churn uint64, ts int64) []byte
+}
+
 // encoder writes remote-write 1.0 requests (prometheus.WriteRequest protobuf) straight into a reused
 // buffer: no allocation per series or sample.
 type encoder struct {

@@ -25,7 +25,7 @@ import (
 )
 
 // Paths are the endpoints that API serves; mount it on each.
-var Paths = []string{"/api/v1/query", "/api/v1/query_range", "/api/v1/series", "/api/v1/labels"}
+var Paths = []string{"/api/v1/query", "/api/v1/query_range", "/api/v1/series", "/api/v1/labels", "/api/v1/metadata"}
 
 // Defaults of Options.
 const (
@@ -104,6 +104,7 @@ func New(m *tenant.Manager, opts Options) *API {
 	a.mux.HandleFunc("/api/v1/query_range", a.queryRange)
 	a.mux.HandleFunc("/api/v1/series", a.series)
 	a.mux.HandleFunc("/api/v1/labels", a.labelNames)
+	a.mux.HandleFunc("/api/v1/metadata", a.metadata)
 	return a
 }
 
@@ -527,4 +528,45 @@ func parseDuration(s string) (time.Duration, error) {
 		return time.Duration(d), nil
 	}
 	return 0, fmt.Errorf("cannot parse %q to a valid duration", s)
+}
+
+// metadata serves Prometheus' /api/v1/metadata for the request's tenant: the metric metadata its
+// Remote Write 2.0 and OTLP writes carried (tenant.Manager.Metadata), by metric family, filtered by
+// metric and bounded by limit and limit_per_metric as in Prometheus.
+func (a *API) metadata(w http.ResponseWriter, r *http.Request) {
+	if err := r.ParseForm(); err != nil {
+		writeError(w, badData(fmt.Errorf("parsing the form: %w", err)))
+		return
+	}
+	id, err := tenant.FromRequest(r, a.opts.TenantHeader, a.opts.DefaultTenant)
+	if err != nil {
+		writeError(w, badData(err))
+		return
+	}
+	limit, perMetric := -1, -1
+	for name, v := range map[string]*int{"limit": &limit, "limit_per_metric": &perMetric} {
+		if s := r.FormValue(name); s != "" {
+			if *v, err = strconv.Atoi(s); err != nil {
+				writeError(w, badData(fmt.Errorf("invalid %s: %q", name, s)))
+				return
+			}
+		}
+	}
+	type entry struct {
+		Type string `json:"type"`
+		Help string `json:"help"`
+		Unit string `json:"unit"`
+	}
+	out := map[string][]entry{}
+	if limit != 0 {
+		for name, mds := range a.manager.Metadata(id, r.FormValue("metric"), max(limit, 0)) {
+			for i, md := range mds {
+				if perMetric > 0 && i == perMetric {
+					break
+				}
+				out[name] = append(out[name], entry{Type: string(md.Type), Help: md.Help, Unit: md.Unit})
+			}
+		}
+	}
+	writeData(w, out, nil, "")
 }

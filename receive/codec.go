@@ -68,6 +68,7 @@ type forwardRequest struct {
 	payload    []byte   // protobuf WriteRequest; copied by Marshal, so only needed during the call
 	compressed bool     // payload is block-format snappy of it
 	hashes     []uint64 // nil, or the SeriesHash of every series of payload
+	extras     []byte   // nil, or the extras fields of every series of payload (extrascodec.go)
 }
 
 // ingestRequest is the request message on the ingester side: the received message, parsed by parse.
@@ -79,6 +80,7 @@ type ingestRequest struct {
 	payload    []byte // a view into buf
 	compressed bool
 	hashes     *[]uint64 // the series hashes (pooled); nil when there were none
+	extras     [][]byte  // the series' SeriesExtra messages, views into buf; nil when there were none
 }
 
 // parse splits the received message into its parts; its error wraps errFrame.
@@ -94,7 +96,7 @@ func (r *ingestRequest) release() {
 		r.buf.Free()
 		r.buf = nil
 	}
-	r.payload = nil
+	r.payload, r.extras = nil, nil
 	if r.hashes != nil {
 		putHashes(r.hashes)
 		r.hashes = nil
@@ -103,7 +105,8 @@ func (r *ingestRequest) release() {
 
 // writeReply is the response message on both sides.
 type writeReply struct {
-	stats write.Stats
+	stats        write.Stats
+	extrasStored bool // the ingester stored the series extras it was sent
 }
 
 // ingestCodec encodes the ingest messages as described above and hands every other message to the
@@ -130,7 +133,7 @@ func (c ingestCodec) Marshal(v any) (mem.BufferSlice, error) {
 		*buf = appendWriteRequest((*buf)[:0], m)
 		return mem.BufferSlice{mem.NewBuffer(buf, c.pool)}, nil
 	case *writeReply:
-		return mem.BufferSlice{mem.SliceBuffer(appendWriteResponse(make([]byte, 0, 32), &m.stats))}, nil
+		return mem.BufferSlice{mem.SliceBuffer(appendExtrasStored(appendWriteResponse(make([]byte, 0, 32), &m.stats), m.extrasStored))}, nil
 	case *legacyRequest:
 		buf := c.pool.Get(legacyRequestSize(m))
 		*buf = appendLegacyRequest((*buf)[:0], m)
@@ -151,7 +154,12 @@ func (c ingestCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	case *writeReply:
 		buf := data.MaterializeToBuffer(c.pool)
 		defer buf.Free()
-		return parseWriteResponse(buf.ReadOnlyData(), &m.stats)
+		if err := parseWriteResponse(buf.ReadOnlyData(), &m.stats); err != nil {
+			return err
+		}
+		var err error
+		m.extrasStored, err = parseExtrasStored(buf.ReadOnlyData())
+		return err
 	case *legacyReply:
 		buf := data.MaterializeToBuffer(c.pool)
 		defer buf.Free()
@@ -184,7 +192,7 @@ func writeRequestSize(m *forwardRequest) int {
 	if len(m.payload) > 0 {
 		n += protowire.SizeTag(fieldPayload) + protowire.SizeBytes(len(m.payload))
 	}
-	return n
+	return n + len(m.extras)
 }
 
 // appendWriteRequest appends m to b as an ingestpb.WriteRequest, byte for byte what proto.Marshal
@@ -209,7 +217,7 @@ func appendWriteRequest(b []byte, m *forwardRequest) []byte {
 		b = protowire.AppendTag(b, fieldPayload, protowire.BytesType)
 		b = protowire.AppendBytes(b, m.payload)
 	}
-	return b
+	return append(b, m.extras...)
 }
 
 // parseWriteRequest fills r from its buffer, an ingestpb.WriteRequest, as proto.Unmarshal would:
@@ -239,6 +247,11 @@ func (r *ingestRequest) parseWriteRequest() error {
 			r.appendHash(h, n)
 		case num == fieldPayload && typ == protowire.BytesType:
 			r.payload, n = protowire.ConsumeBytes(b)
+		case num == fieldExtras && typ == protowire.BytesType:
+			var v []byte
+			if v, n = protowire.ConsumeBytes(b); n >= 0 {
+				r.extras = append(r.extras, v)
+			}
 		default:
 			n = protowire.ConsumeFieldValue(num, typ, b)
 		}

@@ -1,6 +1,6 @@
-// Package receive is the HTTP edge of Weir: it decodes Remote Write 1.0 requests and OTLP metrics,
-// validates them, hands the valid series to storage, and answers with a status code the sender acts
-// on correctly.
+// Package receive is the HTTP edge of Weir: it decodes Remote Write 1.0 and 2.0 requests and OTLP
+// metrics, validates them, hands the valid series to storage, and answers with a status code the
+// sender acts on correctly.
 //
 // Start with Handler. Decode reads a request within DecodeLimits; Limits.validate normalises and checks
 // the series; Storage writes them; StatusCode maps any error to its answer.
@@ -38,7 +38,9 @@
 //	413  the request is over one of its tenant's request limits (request.size_bytes_limit, checked
 //	     before reading; request.series_limit; request.samples_limit, samples and histogram
 //	     samples), as in Thanos: nothing was written, the body names the limit.
-//	415  a Content-Encoding other than snappy, or a Content-Type other than protobuf Remote Write 1.0.
+//	415  a Content-Encoding other than snappy, or a Content-Type other than protobuf Remote Write 1.0
+//	     or 2.0 (proto=prometheus.WriteRequest or io.prometheus.write.v2.Request), or a message that
+//	     --remote-write.accepted-protobuf-messages leaves out (a 2.0 sender then falls back to 1.0).
 //	     A request without either header is taken as Remote Write 1.0 (snappy, protobuf), as
 //	     Prometheus' own receiver does.
 //	400  (router) the replicas of some series refused the forwarded write as invalid (a version skew
@@ -82,6 +84,13 @@
 // gRPC and never forwards again; the protocol between them (codec.go, ingestpb/ingest.proto) lets
 // routers and ingesters of neighbouring releases work together during a rolling upgrade.
 //
+// Every answer, errors included, counts the points written in X-Prometheus-Remote-Write-Samples-Written,
+// -Histograms-Written and -Exemplars-Written (Remote Write 2.0 requires them; 0 when nothing was).
+//
+// Remote Write 2.0 (unmarshalv2.go) is decoded into the same series as 1.0 plus, per series, what 1.0
+// cannot carry (write.SeriesExtra: metadata, start timestamps), which routers forward beside the 1.0
+// payload (extrascodec.go) and ingesters store. 1.0's own metadata (per metric family) is ignored.
+//
 // Exemplars are best effort, as in Prometheus: rejected exemplars are counted in metrics but never fail
-// a request. Metadata in the request is ignored.
+// a request.
 package receive

@@ -19,7 +19,7 @@ import (
 // fanout is the state of one Write. It is pooled and reference-counted: the Write holds one
 // reference and every background forward another until it has encoded its payload; the last to
 // release it returns it to the pool. Forwards read only groups, spans, enc, orig and body (written before
-// they start); everything else belongs to the Write's goroutine.
+// they start) and extras; everything else belongs to the Write's goroutine.
 type fanout struct {
 	refs    atomic.Int32
 	encoded sync.WaitGroup // forwards that have not yet encoded their payload (they read orig)
@@ -33,6 +33,9 @@ type fanout struct {
 	local   []prompb.TimeSeries
 	// localHashes are the hashes of local, the local endpoint's share.
 	localHashes []uint64
+	// extras are the request's series extras, or nil; forwards encode theirs before encoded is done.
+	extras      []write.SeriesExtra
+	localExtras []write.SeriesExtra // the local share's
 
 	tracker  tracker
 	conflict []bool       // scratch of apply, per series
@@ -73,7 +76,7 @@ func (f *fanout) release() {
 	for i := range f.groups {
 		f.groups[i] = f.groups[i][:0]
 	}
-	f.enc, f.orig, f.body = f.enc[:0], nil, nil
+	f.enc, f.orig, f.body, f.extras = f.enc[:0], nil, nil, nil
 	clear(f.rejected)
 	f.rejected = f.rejected[:0]
 	f.failure, f.invalid, f.timedOut = nil, nil, false

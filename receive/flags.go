@@ -1,6 +1,9 @@
 package receive
 
 import (
+	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/prometheus/otlptranslator"
@@ -22,6 +25,20 @@ func (c *HandlerConfig) RegisterFlags(r flags.Registry) {
 	flags.Bytes(r.Flag("remote-write.max-body-size", "Largest compressed request body accepted (413 above), e.g. 16MiB."), &c.Decode.MaxBodyBytes)
 	c.Decode.MaxDecodedBytes = 64 << 20
 	flags.Bytes(r.Flag("remote-write.max-decoded-size", "Largest decompressed request accepted (413 above), checked before decompressing, e.g. 64MiB. Also bounds a write forwarded by another node."), &c.Decode.MaxDecodedBytes)
+	flags.Func(r.Flag("remote-write.accepted-protobuf-messages", "Remote-write protobuf messages accepted, comma-separated: "+MessageV1+" (Remote Write 1.0), "+MessageV2+" (2.0). A request for another is answered 415, which makes a 2.0 sender fall back to 1.0 (Prometheus' --web.remote-write-receiver.accepted-protobuf-messages)."),
+		MessageV1+","+MessageV2, func(s string) error {
+			c.Decode.Messages = nil
+			for _, m := range strings.Split(s, ",") {
+				m = strings.TrimSpace(m)
+				if m != MessageV1 && m != MessageV2 {
+					return fmt.Errorf("unknown protobuf message %q: want %s or %s", m, MessageV1, MessageV2)
+				}
+				if !slices.Contains(c.Decode.Messages, m) {
+					c.Decode.Messages = append(c.Decode.Messages, m)
+				}
+			}
+			return nil
+		})
 	r.Flag("receive.limits.max-series-per-request", "Most series in one request (0: no limit); larger requests are refused whole with 400.").Default("50000").IntVar(&c.Limits.MaxSeriesPerRequest)
 	r.Flag("receive.limits.max-labels-per-series", "Most labels in one series (0: no limit).").Default("128").IntVar(&c.Limits.MaxLabelsPerSeries)
 	r.Flag("receive.limits.max-label-name-length", "Longest label name in bytes (0: no limit).").Default("1024").IntVar(&c.Limits.MaxLabelNameLength)

@@ -274,7 +274,17 @@ func (s *IngestServer) writeRequest(ctx context.Context, req *ingestRequest) (*w
 	if len(series) == 0 {
 		return reply, nil
 	}
-	reply.stats, err = s.writeSeries(ctx, req, series)
+	var extras []write.SeriesExtra
+	if req.extras != nil {
+		if extras, _, err = parseExtras(req.extras, nil, nil); err != nil {
+			return nil, ingestStatus(err)
+		}
+		if len(extras) != len(series) {
+			return nil, ingestStatus(fmt.Errorf("%w: %d series extras for %d series", errFrame, len(extras), len(series)))
+		}
+		reply.extrasStored = true
+	}
+	reply.stats, err = s.writeSeries(ctx, req, series, extras)
 	if err != nil {
 		s.logger.Debug("ingest write failed", "tenant", req.tenant, "series", len(series), "err", err)
 		return nil, ingestStatus(err)
@@ -283,10 +293,10 @@ func (s *IngestServer) writeRequest(ctx context.Context, req *ingestRequest) (*w
 }
 
 // writeSeries writes the series of req, with the request's hashes when it has them.
-func (s *IngestServer) writeSeries(ctx context.Context, req *ingestRequest, series []prompb.TimeSeries) (write.Stats, error) {
+func (s *IngestServer) writeSeries(ctx context.Context, req *ingestRequest, series []prompb.TimeSeries, extras []write.SeriesExtra) (write.Stats, error) {
 	var hashes []uint64
 	if req.hashes != nil {
 		hashes = *req.hashes
 	}
-	return s.storage.Write(ctx, req.tenant, series, nil, hashes)
+	return s.storage.Write(ctx, req.tenant, series, extras, hashes)
 }

@@ -259,7 +259,7 @@ func NewPeerWriter(cfg PeerConfig, logger *slog.Logger, reg prometheus.Registere
 // Forward implements Forwarder: the request carries the hashes, and the payload goes compressed or
 // not as PeerConfig.Compression says.
 func (p *PeerWriter) Forward(ctx context.Context, endpoint string, s Share) (write.Stats, error) {
-	return p.send(ctx, endpoint, forwardRequest{tenant: s.Tenant, payload: s.Payload, compressed: s.Compressed, hashes: s.Hashes})
+	return p.send(ctx, endpoint, forwardRequest{tenant: s.Tenant, payload: s.Payload, compressed: s.Compressed, hashes: s.Hashes, extras: s.Extras})
 }
 
 // send forwards req, compressing or decompressing its payload first as the configuration asks.
@@ -346,6 +346,9 @@ func (p *PeerWriter) invoke(ctx context.Context, pc *peer, req *forwardRequest, 
 				p.m.legacy.WithLabelValues(pc.addr).Set(0)
 				p.logger.Info("endpoint serves node-to-node protocol v2 now", "endpoint", pc.addr)
 			}
+			if err == nil && len(req.extras) > 0 && !reply.extrasStored {
+				return write.Stats{}, fmt.Errorf("forward to %s: %w", pc.addr, errExtrasNotStored)
+			}
 			return reply.stats, err
 		}
 		if pc.fallBack(p.now().Add(protocolReprobe)) {
@@ -355,6 +358,9 @@ func (p *PeerWriter) invoke(ctx context.Context, pc *peer, req *forwardRequest, 
 		}
 	}
 	// COMPATIBILITY PATH (legacy.go): delete with protocol v1.
+	if len(req.extras) > 0 { // v1 cannot carry them
+		return write.Stats{}, fmt.Errorf("forward to %s: %w", pc.addr, errExtrasNotStored)
+	}
 	var reply legacyReply
 	err := pc.cc.Invoke(ctx, legacyWriteMethod, (*legacyRequest)(req), &reply, opts...)
 	return reply.stats, err

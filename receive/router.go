@@ -29,6 +29,10 @@ type Share struct {
 	// Hashes is nil, or the hashring.SeriesHash of each series of Payload, in order, which spare the
 	// ingester hashing the labels again for its series-reference cache.
 	Hashes []uint64
+	// Extras is nil, or the ingestpb.WriteRequest extras fields of every series of Payload, in order
+	// (extrascodec.go): what Remote Write 2.0 and OTLP series carry beyond 1.0. A Forwarder must
+	// fail, retryably, a write whose endpoint did not store them.
+	Extras []byte
 }
 
 // Forwarder delivers one endpoint's share of a request to that endpoint. PeerWriter implements it
@@ -221,6 +225,9 @@ func (r *Router) Write(ctx context.Context, b Batch) (write.Stats, error) {
 // write is Write, within its span.
 func (r *Router) write(ctx context.Context, b Batch) (write.Stats, error) {
 	tenantID, series, frames := b.Tenant, b.Series, b.Frames
+	if b.Extras != nil && len(b.Extras) != len(series) {
+		return write.Stats{}, fmt.Errorf("write of tenant %s: %d series extras for %d series", tenantID, len(b.Extras), len(series))
+	}
 	if len(series) == 0 {
 		return write.Stats{}, nil
 	}
@@ -241,6 +248,7 @@ func (r *Router) write(ctx context.Context, b Batch) (write.Stats, error) {
 		local = slices.IndexFunc(eps, func(e hashring.Endpoint) bool { return e.Address == r.cfg.LocalEndpoint })
 	}
 	f := getFanout(len(series), len(eps), r.cfg.ReplicationFactor)
+	f.extras = b.Extras
 	defer f.release()
 	// Forwards read the request's original bytes until they have encoded their payloads: wait for
 	// that before returning, whatever the answer (the caller reuses the memory afterwards).
@@ -320,9 +328,18 @@ func (r *Router) writeLocal(ctx context.Context, deadline time.Time, f *fanout, 
 	start := time.Now()
 	r.m.inflight.WithLabelValues(r.cfg.LocalEndpoint).Inc()
 	f.localHashes = f.appendGroupHashes(f.localHashes[:0], d)
-	stats, err := r.local.Write(lctx, tenantID, sub, nil, f.localHashes)
+	var extras []write.SeriesExtra
+	if f.extras != nil {
+		extras = f.localExtras[:0]
+		for _, s := range idx {
+			extras = append(extras, f.extras[s])
+		}
+		f.localExtras = extras
+	}
+	stats, err := r.local.Write(lctx, tenantID, sub, extras, f.localHashes)
 	r.m.inflight.WithLabelValues(r.cfg.LocalEndpoint).Dec()
 	clear(sub) // do not keep the caller's series reachable from the pool
+	clear(extras)
 	if err == nil {
 		err = checkStats(&stats, len(idx))
 	}
@@ -343,10 +360,22 @@ func (r *Router) forward(f *fanout, fl *flight, d int, endpoint, tenantID string
 	payload, compressed := f.payload(d)
 	hashes := getHashes()
 	*hashes = f.appendGroupHashes(*hashes, d)
+	var extras *[]byte
+	if f.extras != nil {
+		extras = getBuffer()
+		*extras = appendExtras(*extras, f.extras, f.groups[d])
+	}
 	f.encoded.Done()
 	f.release()
-	stats, err := r.peers.Forward(fl.ctx, endpoint, Share{Tenant: tenantID, Payload: *payload, Compressed: compressed, Hashes: *hashes})
+	share := Share{Tenant: tenantID, Payload: *payload, Compressed: compressed, Hashes: *hashes}
+	if extras != nil {
+		share.Extras = *extras
+	}
+	stats, err := r.peers.Forward(fl.ctx, endpoint, share)
 	putHashes(hashes)
+	if extras != nil {
+		putBuffer(extras)
+	}
 	putBuffer(payload)
 	inflight.Dec()
 	if err == nil {

@@ -18,8 +18,9 @@ import (
 // generated writev2.Request unmarshal (FuzzUnmarshalV2MatchesWritev2).
 //
 // Refusals beyond the generated code's: a label or exemplar reference outside the symbols table, an
-// odd number of label references, and a metadata type the specification does not define. Unknown
-// fields are skipped.
+// odd number of label references, a metadata type the specification does not define, a reference
+// cut by the end of its packed field (which gogo reads on past), and fields 1 to 3 (reserved: a 1.0
+// body sent as 2.0). Unknown fields are skipped.
 
 // v2Scratch is what decoding a 2.0 request reuses, kept in the decoder.
 type v2Scratch struct {
@@ -91,7 +92,12 @@ func (d *decoder) timeSeriesV2(b []byte, ts *prompb.TimeSeries, ex *write.Series
 	l0, s0, e0, h0, st0 := len(d.labels), len(d.samples), len(d.exemplars), len(d.histograms), len(v.starts)
 	v.refs, v.hstarts = v.refs[:0], v.hstarts[:0]
 	anyStart := false
-	ex.Metadata.Type = model.MetricTypeUnknown // the type's default, which the wire leaves out
+	// The defaults the wire leaves out: type unspecified, help and unit reference 0 (which the
+	// specification makes the empty string, but is whatever a sender put first).
+	ex.Metadata.Type = model.MetricTypeUnknown
+	if len(v.symbols) > 0 {
+		ex.Metadata.Help, ex.Metadata.Unit = v.symbols[0], v.symbols[0]
+	}
 	for i := 0; i < len(b); {
 		field, wt, next, err := readTag(b, i, "TimeSeries")
 		if err != nil {
@@ -199,7 +205,8 @@ func appendRefs(refs []uint32, b []byte, i, next, wt int, name string) ([]uint32
 		for j := start; j < end; {
 			var x uint64
 			if x, j, err = uvarint(b[:end], j); err != nil {
-				return refs, i, err
+				// gogo reads on past the field's end here; a reference cut by its end is refused.
+				return refs, i, fmt.Errorf("packed %s: %w", name, err)
 			}
 			refs = append(refs, uint32(x)) // gogo keeps the low 32 bits
 		}

@@ -8,7 +8,7 @@
 # the last two when their binaries are in ./bin (`make tools` builds them). Fixed ports below Linux's
 # ephemeral range (32768+), so that no outgoing connection holds one.
 #
-#   scripts/bench-system.sh [--series N] [--duration 30s] [--warmup 10s] [--receivers "weir weir-otlp weir-ring weir-ring-otlp prometheus thanos"]
+#   scripts/bench-system.sh [--series N] [--duration 30s] [--warmup 10s] [--receivers "weir weir-rw2 weir-otlp weir-ring weir-ring-otlp prometheus thanos"]
 #   (also prometheus-otlp)
 #
 # The generator shares the machine with the receiver: on two cores, samples/s is bounded by both, while
@@ -16,7 +16,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-series=100000 duration=30s warmup=10s receivers="weir weir-otlp weir-ring weir-ring-otlp prometheus thanos"
+series=100000 duration=30s warmup=10s receivers="weir weir-rw2 weir-otlp weir-ring weir-ring-otlp prometheus thanos"
 while [ $# -gt 0 ]; do
   case "$1" in
     --series) series=$2; shift 2 ;;
@@ -66,13 +66,15 @@ json_field() { # FILE FIELD
 }
 
 declare -A cost rss # per receiver: CPU-s per 1M samples, peak RSS per series (for the ratios at the end)
-printf '%-12s %14s %18s %18s\n' receiver samples/s "CPU-s per 1M" "peak RSS/series"
+printf '%-12s %14s %18s %18s %16s\n' receiver samples/s "CPU-s per 1M" "peak RSS/series" "wire B/sample"
 for r in $receivers; do
   dir="$work/$r"; mkdir -p "$dir"
   rpids=() metrics=()
-  url="" protocol=1.0
+  url=""
+  proto=1.0
   case "$r" in
-    weir | weir-otlp)
+    weir|weir-rw2|weir-otlp) # one node; weir-rw2: the same load as Remote Write 2.0 (weir-otlp: as OTLP, below)
+      [ "$r" = weir-rw2 ] && proto=2.0
       bin/weir receive --tsdb.path="$dir" --remote-write.address=127.0.0.1:23291 --http-address=127.0.0.1:23902 \
         --grpc-address=127.0.0.1:23901 >"$dir.log" 2>&1 &
       rpids=($!); metrics=(http://127.0.0.1:23902/metrics); url=http://127.0.0.1:23291/api/v1/receive
@@ -100,13 +102,13 @@ for r in $receivers; do
   esac
   case "$r" in weir-ring*) ;; *) pids+=("${rpids[@]}") ;; esac
   if [[ "$r" == *-otlp ]]; then # the same receiver, written over OTLP/HTTP
-    url=${url%/api/v1/*}/api/v1/otlp/v1/metrics protocol=otlp
+    url=${url%/api/v1/*}/api/v1/otlp/v1/metrics proto=otlp
   fi
 
   # Warm-up creates every series, so the measured part is steady-state ingestion.
-  bin/weir bench --url "$url" --protocol "$protocol" --series "$series" --duration "$warmup" --output json >"$dir.warmup.json" 2>/dev/null || true
+  bin/weir bench --url "$url" --protocol "$proto" --series "$series" --duration "$warmup" --output json >"$dir.warmup.json" 2>/dev/null || true
   before=$(cpu_of "${metrics[@]}")
-  bin/weir bench --url "$url" --protocol "$protocol" --series "$series" --duration "$duration" --output json >"$dir.json" 2>/dev/null || true
+  bin/weir bench --url "$url" --protocol "$proto" --series "$series" --duration "$duration" --output json >"$dir.json" 2>/dev/null || true
   after=$(cpu_of "${metrics[@]}")
   acked=$(json_field "$dir.json" samples_acked)
   rate=$(json_field "$dir.json" samples_per_second)
@@ -118,8 +120,9 @@ for r in $receivers; do
   hwm=$(hwm_of "${rpids[@]}")
   cost[$r]=$(awk -v a="$before" -v b="$after" -v acked="$acked" 'BEGIN{printf "%.4f", (b-a)/acked*1e6}')
   rss[$r]=$(awk -v hwm="$hwm" -v s="$series" 'BEGIN{printf "%.0f", hwm/s}')
-  awk -v r="$r" -v rate="$rate" -v c="${cost[$r]}" -v m="${rss[$r]}" \
-    'BEGIN{ printf "%-12s %14.0f %18.2f %15.0f B\n", r, rate, c, m }'
+  wire=$(awk -v b="$(json_field "$dir.json" bytes_sent)" -v s="$(json_field "$dir.json" samples_sent)" 'BEGIN{printf "%.2f", b/s}')
+  awk -v r="$r" -v rate="$rate" -v c="${cost[$r]}" -v m="${rss[$r]}" -v w="$wire" \
+    'BEGIN{ printf "%-12s %14.0f %18.2f %15.0f B %14.2f B\n", r, rate, c, m, w }'
 
   kill -TERM "${pids[@]}" 2>/dev/null || true
   wait "${pids[@]}" 2>/dev/null || true
@@ -133,6 +136,7 @@ ratio() { # LABEL A B TARGET: prints A/B of the CPU costs when both were measure
 }
 echo
 ratio "weir-ring CPU per client sample / weir" weir-ring weir "(target <= 3; Thanos 4-6)"
+ratio "weir-rw2 CPU per sample / weir (RW 2.0 / 1.0)" weir-rw2 weir "(target <= 1)"
 ratio "weir-otlp CPU per sample / weir (RW 1.0)" weir-otlp weir "(target <= 1)"
 ratio "weir-ring-otlp CPU per client sample / weir-ring" weir-ring-otlp weir-ring "(target <= 1)"
 ratio "prometheus-otlp CPU per sample / weir-otlp" prometheus-otlp weir-otlp ""

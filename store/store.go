@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/metadata"
 	"github.com/prometheus/prometheus/storage"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -27,6 +28,8 @@ const ComponentType = "receive"
 // Tenants gives the open tenant TSDBs to read; *tenant.Manager implements it.
 type Tenants interface {
 	Readers() []tenant.Reader
+	// Metadata is the metric metadata the tenants' writes carried (tenant.Manager.Metadata).
+	Metadata(id, metric string, limit int) map[string][]metadata.Metadata
 }
 
 // Config bounds what one request may read. Zero values mean no limit.
@@ -63,6 +66,7 @@ func New(cfg Config, tenants Tenants, ready func() bool, reg prometheus.Register
 func (s *Server) Register(g *grpc.Server) {
 	storepb.RegisterStoreServer(g, storeService{s: s})
 	storepb.RegisterInfoServer(g, infoService{s: s})
+	storepb.RegisterMetadataServer(g, metadataService{s: s})
 }
 
 type storeService struct {
@@ -124,7 +128,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Samples in the chunks sent in StoreAPI Series responses.",
 		}),
 	}
-	for _, method := range []string{"Info", "Series", "LabelNames", "LabelValues"} {
+	for _, method := range []string{"Info", "Series", "LabelNames", "LabelValues", "MetricMetadata"} {
 		for _, result := range []string{"success", "canceled", "invalid", "limit", "unavailable", "error"} {
 			m.requests.WithLabelValues(method, result)
 		}
@@ -186,6 +190,7 @@ func (s *Server) Info(_ context.Context, _ *storepb.InfoRequest) (resp *storepb.
 		})
 	}
 	resp.Store = info
+	resp.MetricMetadata = &storepb.MetricMetadataInfo{}
 	return resp, nil
 }
 

@@ -46,6 +46,7 @@ type fixture struct {
 	reg   *prometheus.Registry
 	store storepb.StoreClient
 	info  storepb.InfoClient
+	meta  storepb.MetadataClient
 }
 
 func newFixture(t *testing.T, cfg Config) *fixture {
@@ -73,7 +74,7 @@ func newFixture(t *testing.T, cfg Config) *fixture {
 	conn, err := grpc.NewClient("passthrough:///"+ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = conn.Close() })
-	return &fixture{mgr: mgr, srv: srv, reg: reg, store: storepb.NewStoreClient(conn), info: storepb.NewInfoClient(conn)}
+	return &fixture{mgr: mgr, srv: srv, reg: reg, store: storepb.NewStoreClient(conn), info: storepb.NewInfoClient(conn), meta: storepb.NewMetadataClient(conn)}
 }
 
 // write appends samples to one series of a tenant; kv are the series' label pairs.
@@ -480,6 +481,7 @@ func TestInfo(t *testing.T) {
 	require.True(t, info.Store.SupportsWithoutReplicaLabels)
 	require.False(t, info.Store.SupportsSharding)
 	require.Len(t, info.Store.TsdbInfos, 2)
+	require.NotNil(t, info.MetricMetadata, "the metadata API is announced")
 	require.Equal(t, `{replica="r1", tenant_id="team-b"}`, pbLabels(info.Store.TsdbInfos[1].Labels.Labels).String())
 	require.Equal(t, int64(5000), info.Store.TsdbInfos[1].MinTime)
 

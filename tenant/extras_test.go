@@ -51,9 +51,9 @@ func TestWriteStartTimestampsAndMetadata(t *testing.T) {
 	}
 	requireSeries(t, m, "team-a", want)
 	wantMeta := map[string][]metadata.Metadata{"http_requests_total": {counterMeta}, "latency_seconds": {histMeta}, "rpc_seconds": {histMeta}}
-	require.Equal(t, wantMeta, m.Metadata("", 0))
-	require.Equal(t, map[string][]metadata.Metadata{"latency_seconds": {histMeta}}, m.Metadata("latency_seconds", 0))
-	require.Len(t, m.Metadata("", 2), 2)
+	require.Equal(t, wantMeta, m.Metadata("", "", 0))
+	require.Equal(t, map[string][]metadata.Metadata{"latency_seconds": {histMeta}}, m.Metadata("", "latency_seconds", 0))
+	require.Len(t, m.Metadata("", "", 2), 2)
 
 	// The same start again adds nothing; a new start (a counter reset) adds its zero point.
 	_, err = m.Write(context.Background(), "team-a", []prompb.TimeSeries{{Labels: counter, Samples: floats(float64(t0+45_000), 9, float64(t0+70_000), 1)}},

@@ -114,12 +114,15 @@ func familyName(ls []prompb.Label, t model.MetricType) string {
 	return name
 }
 
-// Metadata returns the metric metadata the open tenants' writes carried, by metric family: of family
-// metric only when it is not empty, of at most limit families when limit > 0. Metadata seen in several
-// tenants is listed once.
-func (m *Manager) Metadata(metric string, limit int) map[string][]metadata.Metadata {
+// Metadata returns the metric metadata the writes of tenant id (every open tenant when id is empty)
+// carried, by metric family: of family metric only when it is not empty, of at most limit families
+// when limit > 0. Metadata seen in several tenants is listed once.
+func (m *Manager) Metadata(id, metric string, limit int) map[string][]metadata.Metadata {
 	out := map[string][]metadata.Metadata{}
 	for _, d := range m.openDBs() {
+		if id != "" && d.id != id {
+			continue
+		}
 		for name, mds := range d.meta.get(metric, 0) {
 			if _, ok := out[name]; !ok && limit > 0 && len(out) == limit {
 				continue

@@ -32,7 +32,6 @@ func TestBenchBadFlagsExitTwoNamingTheFlag(t *testing.T) {
 		{[]string{url, "--rate=-3"}, "--rate"},
 		{[]string{url, "--duration=soon"}, "-duration"},
 		{[]string{url, "--header=NoColon"}, "-header"},
-		{[]string{url, "--protocol=2.0"}, "remote write 2.0 is not supported yet; use --protocol=1.0"},
 		{[]string{url, "--protocol=0.9"}, "--protocol"},
 		{[]string{url, "--output=yaml"}, "--output"},
 		{[]string{url, "--tenant-header="}, "--tenant-header"},

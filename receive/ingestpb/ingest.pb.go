@@ -140,8 +140,13 @@ type WriteRequest struct {
 	// refused (InvalidArgument).
 	SeriesHashes []uint64 `protobuf:"fixed64,3,rep,packed,name=series_hashes,json=seriesHashes,proto3" json:"series_hashes,omitempty"`
 	// A protobuf prometheus.WriteRequest (Remote Write 1.0) holding the series this ingester owns,
-	// compressed as compression says. Last, so that a sender may write it straight after the rest.
-	Payload       []byte `protobuf:"bytes,4,opt,name=payload,proto3" json:"payload,omitempty"`
+	// compressed as compression says. Before the extras only, so that a sender may write it straight
+	// after the header fields.
+	Payload []byte `protobuf:"bytes,4,opt,name=payload,proto3" json:"payload,omitempty"`
+	// Empty, or for every series of the payload, in order, what a Remote Write 2.0 or OTLP series
+	// carries beyond 1.0. An ingester that stores them answers extras_stored; a router that sent them
+	// and gets no extras_stored (an ingester of an earlier release) counts the write as failed there.
+	Extras        []*SeriesExtra `protobuf:"bytes,5,rep,name=extras,proto3" json:"extras,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -204,6 +209,85 @@ func (x *WriteRequest) GetPayload() []byte {
 	return nil
 }
 
+func (x *WriteRequest) GetExtras() []*SeriesExtra {
+	if x != nil {
+		return x.Extras
+	}
+	return nil
+}
+
+// What a series carries beyond Remote Write 1.0.
+type SeriesExtra struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The metric type, numbered as io.prometheus.write.v2.Metadata.MetricType.
+	Type int32  `protobuf:"varint,1,opt,name=type,proto3" json:"type,omitempty"`
+	Help string `protobuf:"bytes,2,opt,name=help,proto3" json:"help,omitempty"`
+	Unit string `protobuf:"bytes,3,opt,name=unit,proto3" json:"unit,omitempty"`
+	// Empty, or the start timestamp (ms, 0: unknown) of every point of the series: its samples, then
+	// its histograms.
+	Starts        []int64 `protobuf:"varint,4,rep,packed,name=starts,proto3" json:"starts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SeriesExtra) Reset() {
+	*x = SeriesExtra{}
+	mi := &file_receive_ingestpb_ingest_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SeriesExtra) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SeriesExtra) ProtoMessage() {}
+
+func (x *SeriesExtra) ProtoReflect() protoreflect.Message {
+	mi := &file_receive_ingestpb_ingest_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SeriesExtra.ProtoReflect.Descriptor instead.
+func (*SeriesExtra) Descriptor() ([]byte, []int) {
+	return file_receive_ingestpb_ingest_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *SeriesExtra) GetType() int32 {
+	if x != nil {
+		return x.Type
+	}
+	return 0
+}
+
+func (x *SeriesExtra) GetHelp() string {
+	if x != nil {
+		return x.Help
+	}
+	return ""
+}
+
+func (x *SeriesExtra) GetUnit() string {
+	if x != nil {
+		return x.Unit
+	}
+	return ""
+}
+
+func (x *SeriesExtra) GetStarts() []int64 {
+	if x != nil {
+		return x.Starts
+	}
+	return nil
+}
+
 // WriteResponse tells what a write did; the rest of the write was committed to the WAL.
 type WriteResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -212,14 +296,16 @@ type WriteResponse struct {
 	Histograms uint64 `protobuf:"varint,2,opt,name=histograms,proto3" json:"histograms,omitempty"`
 	Exemplars  uint64 `protobuf:"varint,3,opt,name=exemplars,proto3" json:"exemplars,omitempty"`
 	// Points refused for good (out of order, duplicate, too old, ...), by series and kind.
-	Rejections    []*Rejection `protobuf:"bytes,4,rep,name=rejections,proto3" json:"rejections,omitempty"`
+	Rejections []*Rejection `protobuf:"bytes,4,rep,name=rejections,proto3" json:"rejections,omitempty"`
+	// The request's extras were stored.
+	ExtrasStored  bool `protobuf:"varint,5,opt,name=extras_stored,json=extrasStored,proto3" json:"extras_stored,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *WriteResponse) Reset() {
 	*x = WriteResponse{}
-	mi := &file_receive_ingestpb_ingest_proto_msgTypes[1]
+	mi := &file_receive_ingestpb_ingest_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -231,7 +317,7 @@ func (x *WriteResponse) String() string {
 func (*WriteResponse) ProtoMessage() {}
 
 func (x *WriteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_receive_ingestpb_ingest_proto_msgTypes[1]
+	mi := &file_receive_ingestpb_ingest_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -244,7 +330,7 @@ func (x *WriteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteResponse.ProtoReflect.Descriptor instead.
 func (*WriteResponse) Descriptor() ([]byte, []int) {
-	return file_receive_ingestpb_ingest_proto_rawDescGZIP(), []int{1}
+	return file_receive_ingestpb_ingest_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *WriteResponse) GetSamples() uint64 {
@@ -275,6 +361,13 @@ func (x *WriteResponse) GetRejections() []*Rejection {
 	return nil
 }
 
+func (x *WriteResponse) GetExtrasStored() bool {
+	if x != nil {
+		return x.ExtrasStored
+	}
+	return false
+}
+
 type Rejection struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Index of the series in the payload.
@@ -292,7 +385,7 @@ type Rejection struct {
 
 func (x *Rejection) Reset() {
 	*x = Rejection{}
-	mi := &file_receive_ingestpb_ingest_proto_msgTypes[2]
+	mi := &file_receive_ingestpb_ingest_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -304,7 +397,7 @@ func (x *Rejection) String() string {
 func (*Rejection) ProtoMessage() {}
 
 func (x *Rejection) ProtoReflect() protoreflect.Message {
-	mi := &file_receive_ingestpb_ingest_proto_msgTypes[2]
+	mi := &file_receive_ingestpb_ingest_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -317,7 +410,7 @@ func (x *Rejection) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Rejection.ProtoReflect.Descriptor instead.
 func (*Rejection) Descriptor() ([]byte, []int) {
-	return file_receive_ingestpb_ingest_proto_rawDescGZIP(), []int{2}
+	return file_receive_ingestpb_ingest_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Rejection) GetSeries() uint64 {
@@ -359,12 +452,18 @@ var File_receive_ingestpb_ingest_proto protoreflect.FileDescriptor
 
 const file_receive_ingestpb_ingest_proto_rawDesc = "" +
 	"\n" +
-	"\x1dreceive/ingestpb/ingest.proto\x12\x0eweir.ingest.v2\"\xa4\x01\n" +
+	"\x1dreceive/ingestpb/ingest.proto\x12\x0eweir.ingest.v2\"\xd9\x01\n" +
 	"\fWriteRequest\x12\x16\n" +
 	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12=\n" +
 	"\vcompression\x18\x02 \x01(\x0e2\x1b.weir.ingest.v2.CompressionR\vcompression\x12#\n" +
 	"\rseries_hashes\x18\x03 \x03(\x06R\fseriesHashes\x12\x18\n" +
-	"\apayload\x18\x04 \x01(\fR\apayload\"\xa2\x01\n" +
+	"\apayload\x18\x04 \x01(\fR\apayload\x123\n" +
+	"\x06extras\x18\x05 \x03(\v2\x1b.weir.ingest.v2.SeriesExtraR\x06extras\"a\n" +
+	"\vSeriesExtra\x12\x12\n" +
+	"\x04type\x18\x01 \x01(\x05R\x04type\x12\x12\n" +
+	"\x04help\x18\x02 \x01(\tR\x04help\x12\x12\n" +
+	"\x04unit\x18\x03 \x01(\tR\x04unit\x12\x16\n" +
+	"\x06starts\x18\x04 \x03(\x03R\x06starts\"\xc7\x01\n" +
 	"\rWriteResponse\x12\x18\n" +
 	"\asamples\x18\x01 \x01(\x04R\asamples\x12\x1e\n" +
 	"\n" +
@@ -373,7 +472,8 @@ const file_receive_ingestpb_ingest_proto_rawDesc = "" +
 	"\texemplars\x18\x03 \x01(\x04R\texemplars\x129\n" +
 	"\n" +
 	"rejections\x18\x04 \x03(\v2\x19.weir.ingest.v2.RejectionR\n" +
-	"rejections\"\x91\x01\n" +
+	"rejections\x12#\n" +
+	"\rextras_stored\x18\x05 \x01(\bR\fextrasStored\"\x91\x01\n" +
 	"\tRejection\x12\x16\n" +
 	"\x06series\x18\x01 \x01(\x04R\x06series\x12(\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x14.weir.ingest.v2.KindR\x04kind\x12\x16\n" +
@@ -403,25 +503,27 @@ func file_receive_ingestpb_ingest_proto_rawDescGZIP() []byte {
 }
 
 var file_receive_ingestpb_ingest_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_receive_ingestpb_ingest_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
+var file_receive_ingestpb_ingest_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
 var file_receive_ingestpb_ingest_proto_goTypes = []any{
 	(Compression)(0),      // 0: weir.ingest.v2.Compression
 	(Kind)(0),             // 1: weir.ingest.v2.Kind
 	(*WriteRequest)(nil),  // 2: weir.ingest.v2.WriteRequest
-	(*WriteResponse)(nil), // 3: weir.ingest.v2.WriteResponse
-	(*Rejection)(nil),     // 4: weir.ingest.v2.Rejection
+	(*SeriesExtra)(nil),   // 3: weir.ingest.v2.SeriesExtra
+	(*WriteResponse)(nil), // 4: weir.ingest.v2.WriteResponse
+	(*Rejection)(nil),     // 5: weir.ingest.v2.Rejection
 }
 var file_receive_ingestpb_ingest_proto_depIdxs = []int32{
 	0, // 0: weir.ingest.v2.WriteRequest.compression:type_name -> weir.ingest.v2.Compression
-	4, // 1: weir.ingest.v2.WriteResponse.rejections:type_name -> weir.ingest.v2.Rejection
-	1, // 2: weir.ingest.v2.Rejection.kind:type_name -> weir.ingest.v2.Kind
-	2, // 3: weir.ingest.v2.Ingest.Write:input_type -> weir.ingest.v2.WriteRequest
-	3, // 4: weir.ingest.v2.Ingest.Write:output_type -> weir.ingest.v2.WriteResponse
-	4, // [4:5] is the sub-list for method output_type
-	3, // [3:4] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	3, // 1: weir.ingest.v2.WriteRequest.extras:type_name -> weir.ingest.v2.SeriesExtra
+	5, // 2: weir.ingest.v2.WriteResponse.rejections:type_name -> weir.ingest.v2.Rejection
+	1, // 3: weir.ingest.v2.Rejection.kind:type_name -> weir.ingest.v2.Kind
+	2, // 4: weir.ingest.v2.Ingest.Write:input_type -> weir.ingest.v2.WriteRequest
+	4, // 5: weir.ingest.v2.Ingest.Write:output_type -> weir.ingest.v2.WriteResponse
+	5, // [5:6] is the sub-list for method output_type
+	4, // [4:5] is the sub-list for method input_type
+	4, // [4:4] is the sub-list for extension type_name
+	4, // [4:4] is the sub-list for extension extendee
+	0, // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_receive_ingestpb_ingest_proto_init() }
@@ -435,7 +537,7 @@ func file_receive_ingestpb_ingest_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_receive_ingestpb_ingest_proto_rawDesc), len(file_receive_ingestpb_ingest_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   3,
+			NumMessages:   4,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

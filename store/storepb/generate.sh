@@ -11,4 +11,4 @@ PATH="$root/bin:$PATH"
 protoc -I . \
 	--go_out=. --go_opt=module=github.com/weir-metrics/weir \
 	--go-grpc_out=. --go-grpc_opt=module=github.com/weir-metrics/weir \
-	store/storepb/types.proto store/storepb/rpc.proto store/storepb/info.proto
+	store/storepb/types.proto store/storepb/rpc.proto store/storepb/info.proto store/storepb/metadata.proto
