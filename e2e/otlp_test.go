@@ -40,7 +40,9 @@ import (
 // deduplication: each tenant's series have the translated names (_total, unit suffixes, classic
 // _bucket/_sum/_count, a native histogram for the exponential one), job and instance from the
 // resource, the promoted attribute as a label, and target_info with the other attribute; the values
-// are the recorded ones; without deduplication every series has three replicas.
+// are the recorded ones; Thanos Query's metadata API lists each family's type, unit and help; a sum's
+// start time sent to a third node is a zero point before its value; without deduplication every
+// series has three replicas.
 func TestOTLPRingReadByThanosQuery(t *testing.T) {
 	t.Parallel()
 	thanos := testutil.RequireTool(t, "WEIR_THANOS", "bin/thanos", "make tools")
@@ -125,6 +127,44 @@ func TestOTLPRingReadByThanosQuery(t *testing.T) {
 		return nil
 	})
 
+	// What Remote Write 1.0 cannot carry crosses the ring too: the metadata of the families, through
+	// Thanos Query's metadata API (Weir's StoreAPI serves the metadata the writes carried) …
+	for metric, want := range map[string]metricMetadata{
+		"http_requests_total":      {Type: "counter", Help: "Requests served."},
+		"temperature_celsius":      {Type: "gauge", Unit: "celsius"},
+		"request_duration_seconds": {Type: "histogram", Unit: "seconds"},
+		"payload_size_bytes":       {Type: "histogram", Unit: "bytes"},
+	} {
+		waitFor(t, 30*time.Second, "the metadata of "+metric+" through Thanos Query", func() error {
+			got, err := thanosMetadata(client, base, metric)
+			if err != nil {
+				return err
+			}
+			if !slices.Equal(got, []metricMetadata{want}) {
+				return fmt.Errorf("metadata of %s: %+v, want %+v", metric, got, want)
+			}
+			return nil
+		})
+	}
+	// … and start timestamps: a sum's start time is a zero point before its first value.
+	now := time.Now().Truncate(time.Second)
+	start := now.Add(-time.Minute)
+	resp := nodes[2].Post(t, "http://"+nodes[2].RemoteWriteAddr+"/api/v1/otlp", bytes.NewReader(otlpSumJSON(t, start, now)),
+		http.Header{"Content-Type": {"application/json"}, "THANOS-TENANT": {"team-a"}})
+	require.Equal(t, http.StatusOK, resp.Code, resp.String())
+	for at, want := range map[time.Time]string{start: "0", now: "10"} {
+		waitFor(t, 30*time.Second, "the cumulative sum at "+at.String()+" through Thanos Query", func() error {
+			got, err := thanosInstantQueryAt(client, base, `jobs_done_total{tenant_id="team-a"}`, at, true)
+			if err != nil {
+				return err
+			}
+			if k := `jobs_done_total{job="api", tenant_id="team-a"}`; len(got) != 1 || got[k] != want {
+				return fmt.Errorf("got %v, want %s=%s", got, k, want)
+			}
+			return nil
+		})
+	}
+
 	// Every node holds a copy of every series: three replicas each without deduplication.
 	res, err := thanosInstantQuery(client, base, `count by (tenant_id, __name__) ({__name__=~"http_requests_total|payload_size_bytes|target_info"})`, false)
 	require.NoError(t, err)
@@ -137,7 +177,15 @@ func TestOTLPRingReadByThanosQuery(t *testing.T) {
 // thanosInstantQuery asks the query API at base for query now and returns each result's labels
 // (without the replica label, which it refuses when dedup is set) and value.
 func thanosInstantQuery(client *http.Client, base, query string, dedup bool) (map[string]string, error) {
+	return thanosInstantQueryAt(client, base, query, time.Time{}, dedup)
+}
+
+// thanosInstantQueryAt is thanosInstantQuery at time at (zero: now).
+func thanosInstantQueryAt(client *http.Client, base, query string, at time.Time, dedup bool) (map[string]string, error) {
 	q := url.Values{"query": {query}, "dedup": {strconv.FormatBool(dedup)}}
+	if !at.IsZero() {
+		q.Set("time", seconds(at.UnixMilli()))
+	}
 	code, body, err := httpGet(client, base+"/api/v1/query?"+q.Encode())
 	if err != nil {
 		return nil, err
@@ -284,4 +332,43 @@ func TestOTLPOneNodeStoresStartTimestamps(t *testing.T) {
 		key("__name__", "jobs_done_cumulative_total", "job", "api"): {{T: start.UnixMilli(), V: 0}, {T: now.UnixMilli(), V: 10}},
 		key("__name__", "queue_depth", "job", "api"):                {{T: now.UnixMilli(), V: 7}},
 	}, got)
+}
+
+// thanosMetadata asks the query API at base for the metadata of metric.
+func thanosMetadata(client *http.Client, base, metric string) ([]metricMetadata, error) {
+	code, body, err := httpGet(client, base+"/api/v1/metadata?metric="+url.QueryEscape(metric))
+	if err != nil {
+		return nil, err
+	}
+	if code != http.StatusOK {
+		return nil, fmt.Errorf("status %d: %s", code, body)
+	}
+	var r struct {
+		Data map[string][]metricMetadata `json:"data"`
+	}
+	if err := json.Unmarshal([]byte(body), &r); err != nil {
+		return nil, err
+	}
+	return r.Data[metric], nil
+}
+
+// otlpSumJSON is an OTLP JSON request of one cumulative sum, jobs.done of service api, 10 at t since
+// start.
+func otlpSumJSON(t *testing.T, start, at time.Time) []byte {
+	t.Helper()
+	md := pmetric.NewMetrics()
+	rm := md.ResourceMetrics().AppendEmpty()
+	rm.Resource().Attributes().PutStr("service.name", "api")
+	m := rm.ScopeMetrics().AppendEmpty().Metrics().AppendEmpty()
+	m.SetName("jobs.done")
+	sum := m.SetEmptySum()
+	sum.SetIsMonotonic(true)
+	sum.SetAggregationTemporality(pmetric.AggregationTemporalityCumulative)
+	dp := sum.DataPoints().AppendEmpty()
+	dp.SetStartTimestamp(pcommon.NewTimestampFromTime(start))
+	dp.SetTimestamp(pcommon.NewTimestampFromTime(at))
+	dp.SetIntValue(10)
+	body, err := pmetricotlp.NewExportRequestFromMetrics(md).MarshalJSON()
+	require.NoError(t, err)
+	return body
 }
