@@ -121,6 +121,8 @@ func NewOTLPHandler(h *Handler, cfg OTLPConfig, reg prometheus.Registerer) (*OTL
 	}, nil
 }
 
+// ServeHTTP reads, translates and writes one OTLP request; the body is read before a write slot is
+// taken (a slow upload holds no slot), as in remote write.
 func (o *OTLPHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	format, ferr := otlpContentType(r.Header)
 	if r.Method != http.MethodPost {
