@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
+	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
 	"github.com/prometheus/prometheus/tsdb"
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
 	"github.com/stretchr/testify/require"
@@ -304,6 +305,17 @@ func (n *weirNode) Get(t testing.TB, path string) (int, string) {
 func (n *weirNode) Write(t testing.TB, req *prompb.WriteRequest, kv ...string) response {
 	t.Helper()
 	return n.Post(t, n.RemoteWriteURL, encodeWrite(t, req), rwHeaders(kv...))
+}
+
+// WriteV2 sends req as Remote Write 2.0 with the header pairs kv.
+func (n *weirNode) WriteV2(t testing.TB, req *writev2.Request, kv ...string) response {
+	t.Helper()
+	b, err := req.Marshal()
+	require.NoError(t, err)
+	h := rwHeaders(kv...)
+	h.Set("Content-Type", "application/x-protobuf;proto=io.prometheus.write.v2.Request")
+	h.Set("X-Prometheus-Remote-Write-Version", "2.0.0")
+	return n.Post(t, n.RemoteWriteURL, bytes.NewReader(snappy.Encode(nil, b)), h)
 }
 
 // Post posts body to url with exactly the headers h.

@@ -19,12 +19,13 @@ import (
 // io.prometheus.write.v2.Request, with its metadata WAL records on) to a router in front of three
 // ingesters, RF=3. Prometheus fails no sample (it counts a 2xx without the *-Written headers as a
 // failure, so this also checks them), the router counts no quorum failure, and every ingester holds
-// the scraped series and serves their metadata on /api/v1/metadata: what Remote Write 1.0 cannot
-// carry crossed the ring.
+// the scraped series and serves their metadata on /api/v1/metadata, and Thanos Query lists it over
+// the ingesters' Metadata gRPC API: what Remote Write 1.0 cannot carry crossed the ring.
 func TestRingPrometheusRemoteWrite2(t *testing.T) {
 	t.Parallel()
 	requireBinary(t)
 	bin := prometheusBinary(t)
+	thanos := testutil.RequireTool(t, "WEIR_THANOS", "bin/thanos", "make tools")
 	grpcAddrs := testutil.LoopbackAddrs(t, 3)
 	file := filepath.Join(t.TempDir(), "hashrings.json")
 	writeHashrings(t, file, grpcAddrs...)
@@ -65,6 +66,30 @@ func TestRingPrometheusRemoteWrite2(t *testing.T) {
 	require.NoError(t, err)
 	require.NotEmpty(t, md)
 	require.Equal(t, "counter", md[0].Type)
+
+	// Thanos Query finds the metadata over the ingesters' Metadata gRPC API.
+	queryAddrs := testutil.LoopbackAddrs(t, 2)
+	args := []string{"query", "--grpc-address=" + queryAddrs[0], "--http-address=" + queryAddrs[1]}
+	for _, addr := range grpcAddrs {
+		args = append(args, "--endpoint="+addr)
+	}
+	startTool(t, "thanos-query", thanos, args...)
+	waitFor(t, 60*time.Second, "Thanos Query to list the metadata of prometheus_build_info", func() error {
+		code, body, err := httpGet(router.client, "http://"+queryAddrs[1]+"/api/v1/metadata?metric=prometheus_build_info")
+		if err != nil {
+			return err
+		}
+		var r struct {
+			Data map[string][]metricMetadata `json:"data"`
+		}
+		if err := json.Unmarshal([]byte(body), &r); err != nil || code != http.StatusOK {
+			return fmt.Errorf("status %d, %v: %s", code, err, body)
+		}
+		if got := r.Data["prometheus_build_info"]; len(got) == 0 || got[0].Type != "gauge" {
+			return fmt.Errorf("metadata: %s", body)
+		}
+		return nil
+	})
 
 	sent, _, err := scrapeMetric(router.client, prom.url+"/metrics", "prometheus_remote_storage_samples_total", "remote_name", "weir")
 	require.NoError(t, err)

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
+	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
 	"github.com/prometheus/prometheus/tsdb"
 	"github.com/stretchr/testify/require"
 
@@ -103,6 +104,28 @@ config:
 	n := startWeir(t, t.TempDir(), "--objstore.config-file="+objCfg, `--label=replica="r1"`, "--shipper.interval=1s")
 	resp := n.Write(t, req, "THANOS-TENANT", "team-a")
 	require.Equal(t, 204, resp.Code, resp.String())
+	// Remote Write 2.0 with start timestamps, from 4h10m on (the TSDB may have cut the blocks of the
+	// first 4h by now, not later ones): each start is stored as a zero sample, which must read back
+	// from the shipped blocks like any sample, in chunks Thanos reads.
+	v2Start := start + 250*60_000
+	v2 := &writev2.Request{Symbols: []string{"", "__name__", "ship_v2_total", "series", "0"}}
+	v2ts := writev2.TimeSeries{LabelsRefs: []uint32{1, 2, 3, 4}, Metadata: writev2.Metadata{Type: writev2.Metadata_METRIC_TYPE_COUNTER}}
+	v2Key := key("__name__", "ship_v2_total", "series", "0")
+	for i := range 40 {
+		st := v2Start - 30_000 // the counter starts 30 s before its first sample…
+		if i >= 20 {
+			st = v2Start + 20*60_000 - 30_000 // …and restarts (a reset) 30 s before its 21st
+		}
+		p := writev2.Sample{Timestamp: v2Start + int64(i)*60_000, Value: float64(i%20 + 1), StartTimestamp: st}
+		if i == 0 || i == 20 {
+			want[v2Key] = append(want[v2Key], sample{T: st, V: 0})
+		}
+		want[v2Key] = append(want[v2Key], sample{T: p.Timestamp, V: p.Value})
+		v2ts.Samples = append(v2ts.Samples, p)
+	}
+	v2.Timeseries = []writev2.TimeSeries{v2ts}
+	resp = n.WriteV2(t, v2, "THANOS-TENANT", "team-a")
+	require.Equal(t, 204, resp.Code, resp.String())
 	// Blocks cut while running are shipped by the background loop, before any shutdown.
 	waitFor(t, 60*time.Second, "a block shipped while weir runs", func() error {
 		if len(bucketBlocks(t, s3Root)) == 0 {
@@ -166,6 +189,19 @@ config:
 		}
 		if v := r.Data.Result[0].Value[1]; v != "2123" {
 			return fmt.Errorf("value %v, want 2123", v)
+		}
+		return nil
+	})
+	// The zero sample of the counter's reset, through Thanos Store: at its time the counter reads 0
+	// (without it, the lookback would find 20, the sample before).
+	q = url.Values{"query": {`ship_v2_total{tenant_id="team-a"}`}, "time": {strconv.FormatFloat(float64(v2Start+20*60_000-30_000)/1000, 'f', 3, 64)}}
+	waitFor(t, 30*time.Second, "Thanos Query reading the zero sample of the counter's restart from the shipped blocks", func() error {
+		code, body, err := httpGet(n.client, "http://"+queryHTTP+"/api/v1/query?"+q.Encode())
+		if err != nil || code != 200 {
+			return fmt.Errorf("status %d, %v: %s", code, err, body)
+		}
+		if !strings.Contains(body, `,"0"]`) {
+			return fmt.Errorf("want the zero sample: %s", body)
 		}
 		return nil
 	})
