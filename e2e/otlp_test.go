@@ -372,3 +372,62 @@ func otlpSumJSON(t *testing.T, start, at time.Time) []byte {
 	require.NoError(t, err)
 	return body
 }
+
+// TestOTLPSameSeriesAsThanosReceive: the same OpenTelemetry SDK metrics sent to Thanos Receive and to
+// Weir become the same series with the same values, read through one Thanos Query over both (told
+// apart by their receiver external label): a sender moving from Thanos to Weir keeps its names,
+// labels and dashboards.
+func TestOTLPSameSeriesAsThanosReceive(t *testing.T) {
+	t.Parallel()
+	thanos := testutil.RequireTool(t, "WEIR_THANOS", "bin/thanos", "make tools")
+	promote := "--receive.otlp-promote-resource-attributes=k8s.cluster.name"
+
+	ta := testutil.LoopbackAddrs(t, 3) // Thanos Receive: gRPC, HTTP, remote write
+	startTool(t, "thanos-receive", thanos, "receive", "--tsdb.path="+t.TempDir(), "--grpc-address="+ta[0],
+		"--http-address="+ta[1], "--remote-write.address="+ta[2], `--label=receiver="thanos"`, "--tsdb.enable-native-histograms", promote)
+	wa := testutil.LoopbackAddrs(t, 1)
+	n := startWeir(t, t.TempDir(), "--grpc-address="+wa[0], `--label=receiver="weir"`, promote)
+	waitFor(t, 90*time.Second, "Thanos Receive ready", func() error {
+		code, body, err := httpGet(n.client, "http://"+ta[1]+"/-/ready")
+		if err == nil && code != http.StatusOK {
+			err = fmt.Errorf("status %d: %s", code, body)
+		}
+		return err
+	})
+	for _, url := range []string{"http://" + ta[2] + "/api/v1/otlp", "http://" + n.RemoteWriteAddr + "/api/v1/otlp"} {
+		mp := otlpMeterProvider(t, url, "team-a", false)
+		recordOTLP(t, mp, 1)
+		require.NoError(t, mp.ForceFlush(context.Background()), url)
+	}
+
+	qa := testutil.LoopbackAddrs(t, 2)
+	startTool(t, "thanos-query", thanos, "query", "--grpc-address="+qa[0], "--http-address="+qa[1], "--endpoint="+ta[0], "--endpoint="+wa[0])
+	base := "http://" + qa[1]
+	of := func(receiver string) (map[string]string, error) {
+		out := map[string]string{}
+		for _, q := range []string{`{receiver="` + receiver + `", __name__!="payload_size_bytes"}`, `histogram_count({receiver="` + receiver + `", __name__="payload_size_bytes"})`} {
+			res, err := thanosInstantQuery(n.client, base, q, false)
+			if err != nil {
+				return nil, err
+			}
+			for k, v := range res {
+				out[strings.Replace(k, `receiver="`+receiver+`", `, "", 1)] = v
+			}
+		}
+		return out, nil
+	}
+	waitFor(t, 60*time.Second, "the same series from Thanos Receive and Weir", func() error {
+		fromThanos, err := of("thanos")
+		if err != nil {
+			return err
+		}
+		fromWeir, err := of("weir")
+		if err != nil {
+			return err
+		}
+		if len(fromWeir) < 9 || fmt.Sprint(fromThanos) != fmt.Sprint(fromWeir) {
+			return fmt.Errorf("Thanos Receive:\n%v\nWeir:\n%v", fromThanos, fromWeir)
+		}
+		return nil
+	})
+}
