@@ -83,7 +83,7 @@ func TestRingPrometheusRemoteWrite2(t *testing.T) {
 			Data map[string][]metricMetadata `json:"data"`
 		}
 		if err := json.Unmarshal([]byte(body), &r); err != nil || code != http.StatusOK {
-			return fmt.Errorf("status %d, %v: %s", code, err, body)
+			return fmt.Errorf("status %d, %w: %s", code, err, body)
 		}
 		if got := r.Data["prometheus_build_info"]; len(got) == 0 || got[0].Type != "gauge" {
 			return fmt.Errorf("metadata: %s", body)

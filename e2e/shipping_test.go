@@ -198,7 +198,7 @@ config:
 	waitFor(t, 30*time.Second, "Thanos Query reading the zero sample of the counter's restart from the shipped blocks", func() error {
 		code, body, err := httpGet(n.client, "http://"+queryHTTP+"/api/v1/query?"+q.Encode())
 		if err != nil || code != 200 {
-			return fmt.Errorf("status %d, %v: %s", code, err, body)
+			return fmt.Errorf("status %d, %w: %s", code, err, body)
 		}
 		if !strings.Contains(body, `,"0"]`) {
 			return fmt.Errorf("want the zero sample: %s", body)

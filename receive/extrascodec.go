@@ -63,10 +63,11 @@ func appendExtras(b []byte, extras []write.SeriesExtra, idx []int32) []byte {
 	return b
 }
 
-// parseExtras decodes the SeriesExtra messages fields (views of a received request) into out, reusing
-// its capacity and starts' for the start timestamps; help and unit alias the messages.
-func parseExtras(fields [][]byte, out []write.SeriesExtra, starts []int64) ([]write.SeriesExtra, []int64, error) {
-	out, starts = out[:0], starts[:0]
+// parseExtras decodes the SeriesExtra messages fields (views of a received request); help and unit
+// alias the messages.
+func parseExtras(fields [][]byte) ([]write.SeriesExtra, error) {
+	out := make([]write.SeriesExtra, 0, len(fields))
+	var starts []int64
 	for _, f := range fields {
 		var e write.SeriesExtra
 		e.Metadata.Type = model.MetricTypeUnknown
@@ -108,14 +109,14 @@ func parseExtras(fields [][]byte, out []write.SeriesExtra, starts []int64) ([]wr
 			return protowire.ConsumeFieldValue(num, typ, b), nil
 		})
 		if err != nil {
-			return out, starts, err
+			return nil, err
+		}
+		if len(starts) > s0 {
+			e.Starts = starts[s0:] // re-sliced below: a later append may move starts
 		}
 		out = append(out, e)
-		if len(starts) > s0 {
-			out[len(out)-1].Starts = starts[s0:len(starts):len(starts)]
-		}
 	}
-	// Starts of earlier entries may point into an array that append replaced: point them again.
+	// Point every entry's Starts into the final array.
 	at := 0
 	for i := range out {
 		if n := len(out[i].Starts); n > 0 {
@@ -123,7 +124,7 @@ func parseExtras(fields [][]byte, out []write.SeriesExtra, starts []int64) ([]wr
 			at += n
 		}
 	}
-	return out, starts, nil
+	return out, nil
 }
 
 // appendExtrasStored appends WriteResponse.extras_stored.

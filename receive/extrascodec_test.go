@@ -35,7 +35,7 @@ func TestExtrasMatchProto(t *testing.T) {
 
 	r := ingestRequest{buf: mem.SliceBuffer(got)}
 	require.NoError(t, r.parse())
-	back, _, err := parseExtras(r.extras, nil, nil)
+	back, err := parseExtras(r.extras)
 	require.NoError(t, err)
 	require.Equal(t, extras, back)
 
@@ -50,6 +50,6 @@ func TestExtrasMatchProto(t *testing.T) {
 	require.NoError(t, err)
 	require.False(t, stored)
 
-	_, _, err = parseExtras([][]byte{{1 << 3, 42}}, nil, nil)
+	_, err = parseExtras([][]byte{{1 << 3, 42}})
 	require.ErrorContains(t, err, "unknown metric type 42")
 }

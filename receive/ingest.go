@@ -276,7 +276,7 @@ func (s *IngestServer) writeRequest(ctx context.Context, req *ingestRequest) (*w
 	}
 	var extras []write.SeriesExtra
 	if req.extras != nil {
-		if extras, _, err = parseExtras(req.extras, nil, nil); err != nil {
+		if extras, err = parseExtras(req.extras); err != nil {
 			return nil, ingestStatus(err)
 		}
 		if len(extras) != len(series) {

@@ -26,8 +26,15 @@ type v2Series struct {
 	labels     []string // name/value pairs
 	samples    []writev2.Sample
 	histograms []writev2.Histogram
-	exemplars  []writev2.Exemplar
+	exemplars  []v2Exemplar
 	meta       metadata.Metadata
+}
+
+// v2Exemplar is an exemplar of a v2Series, before symbolisation.
+type v2Exemplar struct {
+	labels []string // name/value pairs
+	value  float64
+	ts     int64
 }
 
 // buildV2 symbolises series into a 2.0 request, as a sender does.
@@ -37,21 +44,20 @@ func buildV2(series ...v2Series) *writev2.Request {
 	for _, s := range series {
 		ts := writev2.TimeSeries{
 			LabelsRefs: st.SymbolizeLabels(labels.FromStrings(s.labels...), nil),
-			Samples:    s.samples, Histograms: s.histograms, Exemplars: s.exemplars,
+			Samples:    s.samples, Histograms: s.histograms,
 			Metadata: writev2.Metadata{
 				Type:    writev2.FromMetadataType(s.meta.Type),
 				HelpRef: st.Symbolize(s.meta.Help),
 				UnitRef: st.Symbolize(s.meta.Unit),
 			},
 		}
+		for _, e := range s.exemplars {
+			ts.Exemplars = append(ts.Exemplars, writev2.Exemplar{LabelsRefs: st.SymbolizeLabels(labels.FromStrings(e.labels...), nil), Value: e.value, Timestamp: e.ts})
+		}
 		req.Timeseries = append(req.Timeseries, ts)
 	}
 	req.Symbols = st.Symbols()
 	return req
-}
-
-func exemplarV2(st *writev2.SymbolsTable, v float64, ts int64, pairs ...string) writev2.Exemplar {
-	return writev2.Exemplar{LabelsRefs: st.SymbolizeLabels(labels.FromStrings(pairs...), nil), Value: v, Timestamp: ts}
 }
 
 func encodeV2(tb testing.TB, req *writev2.Request) []byte {
@@ -87,7 +93,8 @@ func happyV2() *writev2.Request {
 			samples: []writev2.Sample{{Value: 5, Timestamp: now - 15_000, StartTimestamp: now - 60_000}, {Value: 7, Timestamp: now, StartTimestamp: now - 60_000}}},
 		v2Series{labels: []string{"__name__", "rpc_seconds", "job", "api"}, meta: nhcbMeta,
 			histograms: []writev2.Histogram{writev2.FromIntHistogram(now-30_000, now, nhcb)}},
-		v2Series{labels: []string{"__name__", "up", "job", "api"}, samples: []writev2.Sample{{Value: 1, Timestamp: now}}},
+		v2Series{labels: []string{"__name__", "up", "job", "api"}, samples: []writev2.Sample{{Value: 1, Timestamp: now}},
+			exemplars: []v2Exemplar{{labels: []string{"trace_id", "4bf92f3577b34da6"}, value: 1, ts: now}}},
 	)
 }
 

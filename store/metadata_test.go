@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"io"
 	"testing"
 
@@ -42,7 +43,7 @@ func TestMetricMetadata(t *testing.T) {
 		out := map[string][]*storepb.Meta{}
 		for {
 			resp, err := stream.Recv()
-			if err == io.EOF {
+			if errors.Is(err, io.EOF) {
 				return out
 			}
 			require.NoError(t, err)

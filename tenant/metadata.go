@@ -7,7 +7,6 @@ import (
 	"sync"
 
 	"github.com/prometheus/common/model"
-	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/metadata"
 	"github.com/prometheus/prometheus/prompb"
 
@@ -94,7 +93,7 @@ func (s *metadataStore) get(name string, limit int) map[string][]metadata.Metada
 func familyName(ls []prompb.Label, t model.MetricType) string {
 	var name string
 	for _, l := range ls {
-		if l.Name == labels.MetricName {
+		if l.Name == model.MetricNameLabel {
 			name = l.Value
 			break
 		}
