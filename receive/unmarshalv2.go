@@ -31,6 +31,7 @@ type v2Scratch struct {
 	hstarts []int64  // a series' histogram starts, until its samples' are known
 	refs    []uint32 // a series' label references
 	hist    writev2.Histogram
+	ascii   bool // every symbol is ASCII (so valid UTF-8)
 }
 
 func (s *v2Scratch) reset() {
@@ -76,6 +77,12 @@ func (d *decoder) unmarshalV2(b []byte, wr *prompb.WriteRequest) ([]write.Series
 		}
 		i = end
 	}
+	// Every label string is a symbol: one check of the table spares validation checking each series.
+	var a asciiCheck
+	for _, sym := range v.symbols {
+		a.add(sym)
+	}
+	v.ascii = a.ascii()
 	for _, sp := range v.series {
 		d.series = grow(d, d.series)
 		v.extras = append(v.extras, write.SeriesExtra{})

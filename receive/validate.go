@@ -80,17 +80,19 @@ func (v *validation) originalIndex(i int) int {
 // is removed is reported in the validation, so the answer is a 400 partial write while the valid rest is
 // written. A request over the series limit is refused whole.
 func (l Limits) validate(req *prompb.WriteRequest, now time.Time) ([]prompb.TimeSeries, *validation, error) {
-	return l.validateFrames(req, nil, nil, now)
+	return l.validateFrames(req, nil, nil, false, now)
 }
 
 // validateRequest validates r as validate does and keeps r's frames (frames.go) and extras in step:
 // the frames and extras of removed series are removed, the frames of changed series emptied, and the
 // start timestamps of removed points removed with them.
 func (l Limits) validateRequest(r *Request, now time.Time) ([]prompb.TimeSeries, *validation, error) {
-	return l.validateFrames(&r.Write, &r.dec.frames, &r.Extras, now)
+	return l.validateFrames(&r.Write, &r.dec.frames, &r.Extras, r.Message == MessageV2 && r.dec.v2.ascii, now)
 }
 
-func (l Limits) validateFrames(req *prompb.WriteRequest, frames *[]span, extras *[]write.SeriesExtra, now time.Time) ([]prompb.TimeSeries, *validation, error) {
+// validateFrames is validateRequest's work; ascii tells that every label string is known to be ASCII
+// (a 2.0 request whose symbols all are), which spares checking each series' labels.
+func (l Limits) validateFrames(req *prompb.WriteRequest, frames *[]span, extras *[]write.SeriesExtra, ascii bool, now time.Time) ([]prompb.TimeSeries, *validation, error) {
 	series := req.Timeseries
 	if l.MaxSeriesPerRequest > 0 && len(series) > l.MaxSeriesPerRequest {
 		return nil, nil, errorf(ClassInvalid, "request has %d series, over the limit of %d per request (lower the sender's max_samples_per_send)", len(series), l.MaxSeriesPerRequest)
@@ -116,7 +118,7 @@ func (l Limits) validateFrames(req *prompb.WriteRequest, frames *[]span, extras 
 	kept := series[:0]
 	for i := range series {
 		ts := &series[i]
-		changed, reason, err := l.normaliseLabels(ts)
+		changed, reason, err := l.normaliseLabels(ts, ascii)
 		if err != nil {
 			v.rejectSeries(i, ts, reason, err)
 			continue
@@ -169,7 +171,7 @@ func (l Limits) validateFrames(req *prompb.WriteRequest, frames *[]span, extras 
 
 // normaliseLabels drops empty values and sorts the labels of ts, and checks them; changed reports
 // that it dropped or reordered labels.
-func (l Limits) normaliseLabels(ts *prompb.TimeSeries) (changed bool, reason string, err error) {
+func (l Limits) normaliseLabels(ts *prompb.TimeSeries, knownASCII bool) (changed bool, reason string, err error) {
 	ls := ts.Labels
 	// Drop empty values in place.
 	n := 0
@@ -189,7 +191,7 @@ func (l Limits) normaliseLabels(ts *prompb.TimeSeries) (changed bool, reason str
 		return changed, ReasonTooManyLabels, fmt.Errorf("series has %d labels, over the limit of %d", len(ls), l.MaxLabelsPerSeries)
 	}
 	sorted := true
-	ascii := asciiLabels(ls)
+	ascii := knownASCII || asciiLabels(ls)
 	for j := range ls {
 		name, value := ls[j].Name, ls[j].Value
 		switch {
@@ -221,25 +223,35 @@ func (l Limits) normaliseLabels(ts *prompb.TimeSeries) (changed bool, reason str
 }
 
 // asciiLabels reports whether every byte of the names and values of ls is ASCII — what senders
-// send — in which case all of them are valid UTF-8 and need no check one by one. It reads eight
-// bytes at a time: checking each string with utf8.ValidString was most of validation's cost.
+// send — in which case all of them are valid UTF-8 and need no check one by one.
 func asciiLabels(ls []prompb.Label) bool {
-	var words uint64
-	var bytes byte
+	var a asciiCheck
 	for i := range ls {
-		for _, s := range [2]string{ls[i].Name, ls[i].Value} {
-			b := unsafe.Slice(unsafe.StringData(s), len(s))
-			for len(b) >= 8 {
-				words |= binary.LittleEndian.Uint64(b)
-				b = b[8:]
-			}
-			for _, c := range b {
-				bytes |= c
-			}
-		}
+		a.add(ls[i].Name)
+		a.add(ls[i].Value)
 	}
-	return (words|uint64(bytes))&0x8080808080808080 == 0
+	return a.ascii()
 }
+
+// asciiCheck tells whether the strings added are all ASCII. It reads eight bytes at a time: checking
+// each string with utf8.ValidString was most of validation's cost.
+type asciiCheck struct {
+	words uint64
+	bytes byte
+}
+
+func (a *asciiCheck) add(s string) {
+	b := unsafe.Slice(unsafe.StringData(s), len(s))
+	for len(b) >= 8 {
+		a.words |= binary.LittleEndian.Uint64(b)
+		b = b[8:]
+	}
+	for _, c := range b {
+		a.bytes |= c
+	}
+}
+
+func (a *asciiCheck) ascii() bool { return (a.words|uint64(a.bytes))&0x8080808080808080 == 0 }
 
 // rejectSeries records that series i was removed whole with everything it carried.
 func (v *validation) rejectSeries(i int, ts *prompb.TimeSeries, reason string, err error) {
