@@ -260,7 +260,7 @@ func (o *OTLPHandler) write(ctx context.Context, tenantID string, tl *limits.Lim
 	// Validation keeps extras in step with the series: removed with theirs, start timestamps with
 	// their points.
 	req := prompb.WriteRequest{Timeseries: series}
-	kept, v, err := shape.validateFrames(&req, nil, &extras, h.now())
+	kept, v, err := shape.validateFrames(&req, nil, &extras, false, h.now()) // labels not known to be ASCII
 	if err != nil {
 		return otlpResult{refusal: refusedLimits}, err
 	}
