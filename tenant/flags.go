@@ -42,6 +42,22 @@ func (c *Config) RegisterFlags(r flags.Registry) {
 	r.Flag("tsdb.no-lockfile", "Open the tenant TSDBs without a lock file in their directories.").Default("false").BoolVar(&c.NoLockfile)
 	r.Flag("tsdb.max-exemplars", "Exemplars kept in memory per tenant; 0 disables exemplar storage (exemplars sent are then counted as rejected, without failing the request).").Default("0").Int64Var(&c.MaxExemplars)
 	r.Flag("tsdb.wal-compression", "Compress the write-ahead log with snappy.").Default("true").BoolVar(&c.WALCompression)
+	flags.Func(r.Flag("tsdb.stripe-size", "Series stripes of each tenant's head (a power of two; Prometheus' and Thanos' 16384, Mimir's -blocks-storage.tsdb.stripe-size). "+
+		"More stripes cost memory (~250 bytes each, whether the tenant holds 100 series or a million) and spread the locks of concurrent writes to one tenant. "+
+		"auto: sized from the tenant's WAL when its TSDB opens: 64 per core for a new or small tenant (~32 KiB on two cores), up to 16384 for a large WAL; "+
+		"a tenant that grows keeps its size until its next open (restart, idle pruning).").PlaceHolder("auto|<n>"),
+		"auto", func(s string) error {
+			if s == "auto" {
+				c.StripeSize = StripeSizeAuto
+				return nil
+			}
+			n, err := strconv.Atoi(s)
+			if err != nil || !isPow2(n) {
+				return fmt.Errorf("%q is neither auto nor a power of two such as 16384", s)
+			}
+			c.StripeSize = n
+			return nil
+		})
 	r.Flag("tsdb.open-concurrency", "How many tenant TSDBs replay their WAL at once at start-up.").Default(strconv.Itoa(runtime.GOMAXPROCS(0))).IntVar(&c.OpenConcurrency)
 	// 3h = 1.5 × the 2h block: the idle time after which Thanos Receive cuts a quiet tenant's head, so an
 	// idle tenant's last data reaches the bucket no later than with Thanos. Thanos measures it from the

@@ -57,6 +57,9 @@ type Config struct {
 	ExternalLabels labels.Labels
 	// OpenConcurrency bounds how many tenant TSDBs replay their WAL at once at start-up.
 	OpenConcurrency int
+	// StripeSize is the series stripes of every tenant's head (a power of two), or StripeSizeAuto: each
+	// head sized from its tenant's WAL when it opens (headsize.go).
+	StripeSize int
 	// UploadConcurrency is how many files of a block are uploaded at once (0 or 1: one at a time).
 	UploadConcurrency int
 	// ShipInterval is how often completed blocks are looked for and shipped (with a bucket).
@@ -90,6 +93,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("--tsdb.max-retention-bytes: %d is negative (0: no bound)", c.MaxBytes)
 	case c.MaxExemplars < 0:
 		return fmt.Errorf("--tsdb.max-exemplars: %d is negative (0 disables exemplar storage)", c.MaxExemplars)
+	case c.StripeSize < 0 || (c.StripeSize != StripeSizeAuto && !isPow2(c.StripeSize)):
+		return fmt.Errorf("--tsdb.stripe-size: %d is not a power of two (or auto)", c.StripeSize)
 	case c.OpenConcurrency < 1:
 		return fmt.Errorf("--tsdb.open-concurrency: %d must be at least 1", c.OpenConcurrency)
 	case c.UploadConcurrency < 0:
@@ -155,6 +160,7 @@ type db struct {
 	reg   *unregisterer
 	ship  *shipper.Shipper // nil when shipping is off
 	refs  *refCache        // series refs of this TSDB instance, set with tsdb
+	size  headSize         // what its head was sized for when it opened (headsize.go)
 	// series enforces the tenant's series limits on this TSDB instance and counts its series per
 	// metric name (serieslimit.go).
 	series *seriesTracker
@@ -360,6 +366,8 @@ func (m *Manager) open(d *db) {
 	dir := filepath.Join(m.cfg.Dir, d.id)
 	// Options are built afresh for each tenant: tsdb.Open fills in defaults in place.
 	opts := tsdbOptions(m.cfg)
+	d.size = autoHeadSize(m.cfg.StripeSize, dir)
+	opts.StripeSize, opts.HeadChunksWriteBufferSize = d.size.StripeSize, d.size.ChunkWriteBuffer
 	series := newSeriesTracker(d.id, m.seriesLimits, d.reg)
 	opts.SeriesLifecycleCallback = series
 	// The TSDB asks which blocks to delete while it opens, and from its own goroutines after: it sees
@@ -414,7 +422,8 @@ func (m *Manager) open(d *db) {
 	d.mustSetState(stateOpen)
 	d.mu.Unlock()
 	m.metrics.open.Inc()
-	m.logger.Info("tenant TSDB open", "tenant", d.id, "dir", dir, "duration", time.Since(start))
+	m.logger.Info("tenant TSDB open", "tenant", d.id, "dir", dir, "duration", time.Since(start),
+		"stripe_size", d.size.StripeSize, "wal_bytes", d.size.WALBytesAtOpening)
 }
 
 // forget takes d out of the map (if it is still there), so that the next write for its tenant opens a
