@@ -58,7 +58,7 @@ func (c *Config) RegisterFlags(r flags.Registry) {
 			c.StripeSize = n
 			return nil
 		})
-	r.Flag("tsdb.open-concurrency", "How many tenant TSDBs replay their WAL at once at start-up.").Default(strconv.Itoa(runtime.GOMAXPROCS(0))).IntVar(&c.OpenConcurrency)
+	r.Flag("tsdb.open-concurrency", "How many tenant TSDBs replay their WAL at once at start-up, and are flushed, shipped and closed at once on shutdown.").Default(strconv.Itoa(runtime.GOMAXPROCS(0))).IntVar(&c.OpenConcurrency)
 	// 3h = 1.5 × the 2h block: the idle time after which Thanos Receive cuts a quiet tenant's head, so an
 	// idle tenant's last data reaches the bucket no later than with Thanos. Thanos measures it from the
 	// newest sample's timestamp (so a backfill of old samples looks idle); Weir from the last write.

@@ -55,7 +55,8 @@ type Config struct {
 	LabelName string
 	// ExternalLabels are added to every tenant's external labels (replica labels and the like).
 	ExternalLabels labels.Labels
-	// OpenConcurrency bounds how many tenant TSDBs replay their WAL at once at start-up.
+	// OpenConcurrency bounds how many tenants are opened (WAL replay) at once at start-up, and flushed,
+	// shipped and closed at once on shutdown.
 	OpenConcurrency int
 	// StripeSize is the series stripes of every tenant's head (a power of two), or StripeSizeAuto: each
 	// head sized from its tenant's WAL when it opens (headsize.go).
@@ -273,30 +274,16 @@ func (m *Manager) OpenExisting(ctx context.Context) error {
 	m.metrics.startupTotal.Set(float64(len(ids)))
 	m.logger.Info("opening tenant TSDBs found on disk", "tenants", len(ids), "concurrency", m.cfg.OpenConcurrency)
 
-	sem := make(chan struct{}, m.cfg.OpenConcurrency)
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var errs []error
-	for _, id := range ids {
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-			wg.Wait()
-			return ctx.Err()
+	errs := forEach(ctx, ids, m.cfg.OpenConcurrency, func(id string) error {
+		if _, err := m.get(ctx, id); err != nil {
+			return err
 		}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			if _, err := m.get(ctx, id); err != nil {
-				mu.Lock()
-				errs = append(errs, err)
-				mu.Unlock()
-				return
-			}
-			m.metrics.startupOpened.Inc()
-		}()
+		m.metrics.startupOpened.Inc()
+		return nil
+	})
+	if err := ctx.Err(); err != nil {
+		return err
 	}
-	wg.Wait()
 	m.metrics.startupTime.Set(time.Since(start).Seconds())
 	m.logger.Info("tenant TSDBs opened", "tenants", len(ids), "failed", len(errs), "duration", time.Since(start))
 	// A tenant that fails to open must not keep the others from serving: it answers 503 on its own
@@ -477,22 +464,21 @@ func (m *Manager) Close() error {
 	}
 	m.mu.Unlock()
 
-	var errs []error
-	for _, d := range all {
+	// Closing writes each WAL's last page and fsyncs it: thousands of tenants close in parallel.
+	errs := forEach(context.Background(), all, m.cfg.OpenConcurrency, func(d *db) error {
 		<-d.ready
 		if d.err != nil {
-			continue
+			return nil
 		}
 		d.mu.Lock()
+		defer d.mu.Unlock()
 		if d.state == stateClosed { // an earlier Close, or a prune, did it
-			d.mu.Unlock()
-			continue
+			return nil
 		}
-		err := m.closeLocked(d)
-		d.mu.Unlock()
-		if err != nil {
-			errs = append(errs, fmt.Errorf("close TSDB of tenant %s: %w", d.id, err))
+		if err := m.closeLocked(d); err != nil {
+			return fmt.Errorf("close TSDB of tenant %s: %w", d.id, err)
 		}
-	}
+		return nil
+	})
 	return errors.Join(errs...)
 }
