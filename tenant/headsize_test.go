@@ -113,3 +113,33 @@ func heapInUse() uint64 {
 	runtime.ReadMemStats(&ms)
 	return ms.HeapAlloc
 }
+
+// TestPruneReturnsTheMemory: pruning idle tenants gives back what they held. The heap with 20
+// tenants open minus the heap after all of them were pruned must be (nearly) all of what opening them
+// took: a reference kept to a closed TSDB (a metric, a cache, the Manager's map) would keep its head.
+func TestPruneReturnsTheMemory(t *testing.T) {
+	if testing.Short() {
+		t.Skip("opens 20 TSDBs")
+	}
+	m, clk := newPruneManager(t, t.TempDir(), nil)
+	ctx := context.Background()
+	_, err := m.Write(ctx, "warm", benchSeries(100, "s"), nil) // what all tenants share, warmed
+	require.NoError(t, err)
+	before := heapInUse()
+	const tenants = 20
+	for i := range tenants {
+		_, err := m.Write(ctx, "t"+strconv.Itoa(i), benchSeries(100, "s"), nil)
+		require.NoError(t, err)
+	}
+	open := heapInUse()
+	clk.Add(idleTimeout)
+	pruned, err := m.Prune(ctx)
+	require.NoError(t, err)
+	require.Len(t, pruned, tenants+1)
+	after := heapInUse()
+	t.Logf("heap: %d KiB before, %d KiB with %d tenants open, %d KiB after pruning them", before>>10, open>>10, tenants, after>>10)
+	took := open - min(before, open)
+	require.Greater(t, took, uint64(tenants*100<<10), "opening %d tenants took almost no memory: the measurement is broken", tenants)
+	// The warm tenant was pruned too: after may go below before.
+	require.Less(t, after, before+took/10, "pruning kept more than a tenth of what the tenants took")
+}
