@@ -6,17 +6,25 @@
 # the last two when their binaries are in ./bin (`make tools` builds them). Fixed ports below Linux's
 # ephemeral range (32768+), so that no outgoing connection holds one.
 #
-#   scripts/bench-system.sh [--series N] [--duration 30s] [--warmup 10s] [--receivers "weir weir-ring prometheus thanos"]
+#   scripts/bench-system.sh [--series N] [--tenants N] [--duration 30s] [--warmup 10s] [--receivers "weir weir-ring prometheus thanos"]
 #
 # The generator shares the machine with the receiver: on two cores, samples/s is bounded by both, while
 # CPU-seconds per million samples is the receiver's own cost.
+#
+# Many tenants (--tenants N, `make bench-system-tenants`): --series are spread over N tenants, one request
+# per tenant in turn (--series/N samples each), and the report adds the per-tenant figures of issue #23:
+# how long the first writes took to create every tenant (tenants/s, from the tenant directories on disk;
+# a receiver that has not created all of them by the end of the warm-up shows how many it had), peak RSS
+# per tenant, and the time from SIGTERM to exit (flushing and shipping every tenant). WEIR=path uses that
+# weir binary instead of building bin/weir.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-series=100000 duration=30s warmup=10s receivers="weir weir-ring prometheus thanos"
+series=100000 tenants=1 duration=30s warmup=10s receivers="weir weir-ring prometheus thanos"
 while [ $# -gt 0 ]; do
   case "$1" in
     --series) series=$2; shift 2 ;;
+    --tenants) tenants=$2; shift 2 ;;
     --duration) duration=$2; shift 2 ;;
     --warmup) warmup=$2; shift 2 ;;
     --receivers) receivers=$2; shift 2 ;;
@@ -24,7 +32,10 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-go build -o bin/weir ./cmd/weir
+weir=${WEIR:-bin/weir}
+[ -n "${WEIR:-}" ] || go build -o bin/weir ./cmd/weir
+per_request=$(( series / tenants < 2000 ? series / tenants : 2000 ))
+load=(--tenants "$tenants" --series "$series" --samples-per-request "$per_request")
 work=$(mktemp -d)
 pids=()
 cleanup() {
@@ -61,21 +72,29 @@ hwm_of() { # pids… → summed peak RSS in bytes
 json_field() { # FILE FIELD
   sed -n "s/^ *\"$2\": *\([0-9.e+]*\),*$/\1/p" "$1" | head -n1
 }
+tenant_dirs() { # DIR → tenant directories created under it (both Weir and Thanos name them by tenant)
+  find "$1" -mindepth 1 -maxdepth 3 -type d -name 'tenant-*' 2>/dev/null | wc -l
+}
+now() { date +%s.%N; }
 
 declare -A cost rss # per receiver: CPU-s per 1M samples, peak RSS per series (for the ratios at the end)
-printf '%-12s %14s %18s %18s\n' receiver samples/s "CPU-s per 1M" "peak RSS/series"
+if [ "$tenants" -gt 1 ]; then
+  printf '%-12s %14s %18s %18s %16s %16s %12s\n' receiver samples/s "CPU-s per 1M" "peak RSS/series" "peak RSS/tenant" "tenants/s (1st)" "SIGTERM→exit"
+else
+  printf '%-12s %14s %18s %18s\n' receiver samples/s "CPU-s per 1M" "peak RSS/series"
+fi
 for r in $receivers; do
   dir="$work/$r"; mkdir -p "$dir"
   rpids=() metrics=()
   url=""
   case "$r" in
     weir)
-      bin/weir receive --tsdb.path="$dir" --remote-write.address=127.0.0.1:23291 --http-address=127.0.0.1:23902 \
+      "$weir" receive --tsdb.path="$dir" --remote-write.address=127.0.0.1:23291 --http-address=127.0.0.1:23902 \
         --grpc-address=127.0.0.1:23901 >"$dir.log" 2>&1 &
       rpids=($!); metrics=(http://127.0.0.1:23902/metrics); url=http://127.0.0.1:23291/api/v1/receive
       wait_ready http://127.0.0.1:23902/-/ready "$dir.log" ;;
     weir-ring)
-      WEIR=bin/weir DATA="$dir" PORT_OFFSET=2000 bash deploy/local/ring.sh >"$dir.log" 2>&1 &
+      WEIR=$weir DATA="$dir" PORT_OFFSET=2000 bash deploy/local/ring.sh >"$dir.log" 2>&1 &
       pids+=($!)
       for i in 0 1 2; do wait_ready "http://127.0.0.1:$((12902 + i * 100))/-/ready" "$dir/node$i.log"; metrics+=("http://127.0.0.1:$((12902 + i * 100))/metrics"); done
       mapfile -t rpids < <(pgrep -f "tsdb.path=$dir/node")
@@ -97,10 +116,23 @@ for r in $receivers; do
   esac
   [ "$r" = weir-ring ] || pids+=("${rpids[@]}")
 
-  # Warm-up creates every series, so the measured part is steady-state ingestion.
-  bin/weir bench --url "$url" --series "$series" --duration "$warmup" --output json >"$dir.warmup.json" 2>/dev/null || true
+  # Warm-up creates every series (and tenant), so the measured part is steady-state ingestion.
+  created=""
+  t0=$(now)
+  "$weir" bench --url "$url" "${load[@]}" --duration "$warmup" --output json >"$dir.warmup.json" 2>/dev/null &
+  gen=$!
+  if [ "$tenants" -gt 1 ]; then
+    # Polled, not waited for: this measures when the last tenant directory appeared (to ±0.2 s).
+    while kill -0 "$gen" 2>/dev/null; do
+      n=$(tenant_dirs "$dir")
+      if [ "$n" -ge "$tenants" ]; then created=$(awk -v a="$t0" -v b="$(now)" -v n="$n" 'BEGIN{printf "%.0f", n/(b-a)}'); break; fi
+      sleep 0.2
+    done
+    [ -n "$created" ] || created="$(tenant_dirs "$dir")/$tenants only"
+  fi
+  wait "$gen" || true
   before=$(cpu_of "${metrics[@]}")
-  bin/weir bench --url "$url" --series "$series" --duration "$duration" --output json >"$dir.json" 2>/dev/null || true
+  "$weir" bench --url "$url" "${load[@]}" --duration "$duration" --output json >"$dir.json" 2>/dev/null || true
   after=$(cpu_of "${metrics[@]}")
   acked=$(json_field "$dir.json" samples_acked)
   rate=$(json_field "$dir.json" samples_per_second)
@@ -112,12 +144,18 @@ for r in $receivers; do
   hwm=$(hwm_of "${rpids[@]}")
   cost[$r]=$(awk -v a="$before" -v b="$after" -v acked="$acked" 'BEGIN{printf "%.4f", (b-a)/acked*1e6}')
   rss[$r]=$(awk -v hwm="$hwm" -v s="$series" 'BEGIN{printf "%.0f", hwm/s}')
-  awk -v r="$r" -v rate="$rate" -v c="${cost[$r]}" -v m="${rss[$r]}" \
-    'BEGIN{ printf "%-12s %14.0f %18.2f %15.0f B\n", r, rate, c, m }'
-
+  t0=$(now)
   kill -TERM "${pids[@]}" 2>/dev/null || true
   wait "${pids[@]}" 2>/dev/null || true
   pids=()
+  stop=$(awk -v a="$t0" -v b="$(now)" 'BEGIN{printf "%.1f s", b-a}')
+  if [ "$tenants" -gt 1 ]; then
+    awk -v r="$r" -v rate="$rate" -v c="${cost[$r]}" -v m="${rss[$r]}" -v pt="$(awk -v h="$hwm" -v t="$tenants" 'BEGIN{printf "%.0f", h/t/1024}')" -v cr="$created" -v st="$stop" \
+      'BEGIN{ printf "%-12s %14.0f %18.2f %15.0f B %13s KiB %16s %12s\n", r, rate, c, m, pt, cr, st }'
+  else
+    awk -v r="$r" -v rate="$rate" -v c="${cost[$r]}" -v m="${rss[$r]}" \
+      'BEGIN{ printf "%-12s %14.0f %18.2f %15.0f B\n", r, rate, c, m }'
+  fi
 done
 
 # The ratios DESIGN §4 states its targets in (CPU per client sample; lower is better for Weir).
