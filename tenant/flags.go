@@ -44,8 +44,8 @@ func (c *Config) RegisterFlags(r flags.Registry) {
 	r.Flag("tsdb.wal-compression", "Compress the write-ahead log with snappy.").Default("true").BoolVar(&c.WALCompression)
 	flags.Func(r.Flag("tsdb.stripe-size", "Series stripes of each tenant's head (a power of two; Prometheus' and Thanos' 16384, Mimir's -blocks-storage.tsdb.stripe-size). "+
 		"More stripes cost memory (~250 bytes each, whether the tenant holds 100 series or a million) and spread the locks of concurrent writes to one tenant. "+
-		"auto: sized from the tenant's WAL when its TSDB opens: 64 per core for a new or small tenant (~32 KiB on two cores), up to 16384 for a large WAL; "+
-		"a tenant that grows keeps its size until its next open (restart, idle pruning).").PlaceHolder("auto|<n>"),
+		"auto: the k-th tenant open on the node gets 16384/k (the first, 16384: one big tenant costs what it did), at least 64 per core (~32 KiB on two cores), more for a large WAL at its open; "+
+		"10,000 tenants then hold ~40 MB of stripes instead of ~43 GB. A tenant that grows keeps its size until its next open (restart, idle pruning).").PlaceHolder("auto|<n>"),
 		"auto", func(s string) error {
 			if s == "auto" {
 				c.StripeSize = StripeSizeAuto

@@ -43,28 +43,37 @@ type headSize struct {
 	WALBytesAtOpening int64
 }
 
-// headSizeFor sizes the head of the tenant TSDB in dir. With a fixed stripe size (cfg > 0) every head
-// gets it and the TSDB's default chunk write buffer, as in Thanos Receive. Under auto, a head is sized
-// for what its WAL holds when it opens: a new tenant gets stripesPerProc × procs stripes (128 on two
-// cores, ~32 KiB instead of the default's ~4 MiB) and a 64 KiB chunk buffer; a tenant with a large WAL
-// up to MaxStripeSize and 4 MiB, exactly today's cost. A stripe size is fixed for the life of a head:
-// a tenant that grows after it opened keeps its stripes until its next open (restart, idle pruning),
-// paying only more series per stripe map, i.e. longer lock holds in head GC, never lost data.
-func headSizeFor(cfg int, dir string, procs int) headSize {
+// headSizeFor sizes the head of the tenant TSDB in dir, the rank-th tenant open on this node (1: no
+// other). With a fixed stripe size (cfg > 0) every head gets it and the TSDB's default chunk write
+// buffer, as in Thanos Receive. Under auto a head gets the largest of:
+//
+//   - a share of the node's stripe budget: MaxStripeSize / rank (a power of two), so that the first
+//     tenant of a node — the single big tenant of many deployments — gets exactly today's head, and
+//     the stripes of N tenants add up to MaxStripeSize × (ln N + 0.6) rather than × N (~40 MB for
+//     10,000 tenants instead of ~43 GB);
+//   - what its WAL holds when it opens: a tenant that grew gets more stripes at its next open;
+//   - stripesPerProc × procs (128 on two cores, ~32 KiB): enough that writers rarely meet on a lock.
+//
+// The head chunks' write buffer follows the stripes, from 64 KiB to the default 4 MiB. A stripe size
+// is fixed for the life of a head: a tenant that grows after it opened keeps its stripes until its
+// next open (restart, idle pruning), paying only more series per stripe map (longer lock holds in
+// head GC), never lost data.
+func headSizeFor(cfg int, dir string, procs, rank int) headSize {
 	if cfg > 0 {
 		return headSize{StripeSize: cfg, ChunkWriteBuffer: chunks.DefaultWriteBufferSize}
 	}
 	// No WAL yet (a new tenant) counts as empty; Prometheus' own walk of the directory.
 	walBytes, _ := fileutil.DirSize(filepath.Join(dir, "wal"))
-	stripes := max(ceilPow2(int64(stripesPerProc*max(procs, 1))), ceilPow2(walBytes/walBytesPerStripe))
+	share := ceilPow2(int64(MaxStripeSize/max(rank, 1)+1)) / 2 // the power of two ≤ MaxStripeSize/rank
+	stripes := max(share, ceilPow2(int64(stripesPerProc*max(procs, 1))), ceilPow2(walBytes/walBytesPerStripe))
 	stripes = min(stripes, MaxStripeSize)
 	buf := min(max(stripes*chunkBufferPerStripe, chunks.MinWriteBufferSize), chunks.DefaultWriteBufferSize)
 	return headSize{StripeSize: stripes, ChunkWriteBuffer: buf, WALBytesAtOpening: walBytes}
 }
 
 // autoHeadSize is headSizeFor for this process.
-func autoHeadSize(cfg int, dir string) headSize {
-	return headSizeFor(cfg, dir, runtime.GOMAXPROCS(0))
+func autoHeadSize(cfg int, dir string, rank int) headSize {
+	return headSizeFor(cfg, dir, runtime.GOMAXPROCS(0), rank)
 }
 
 // ceilPow2 is the smallest power of two ≥ n (1 for n ≤ 1), saturating at 1<<62.

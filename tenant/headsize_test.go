@@ -30,19 +30,22 @@ func TestHeadSizeFor(t *testing.T) {
 		cfg         int
 		dir         string
 		procs       int
+		rank        int
 		wantStripes int
 		wantBuffer  int
 	}{
-		{"fixed", 16384, t.TempDir(), 2, 16384, chunks.DefaultWriteBufferSize},
-		{"fixed small", 256, walOf(1 << 30), 2, 256, chunks.DefaultWriteBufferSize},
-		{"new tenant, 2 cores", StripeSizeAuto, filepath.Join(t.TempDir(), "absent"), 2, 128, chunks.MinWriteBufferSize},
-		{"new tenant, 64 cores", StripeSizeAuto, t.TempDir(), 64, 4096, 1 << 20},
-		{"small WAL", StripeSizeAuto, walOf(1 << 20), 2, 128, chunks.MinWriteBufferSize},
-		{"100 MiB WAL", StripeSizeAuto, walOf(100 << 20), 2, 8192, 2 << 20},
-		{"1 GiB WAL is capped", StripeSizeAuto, walOf(1 << 30), 2, MaxStripeSize, chunks.DefaultWriteBufferSize},
+		{"fixed", 16384, t.TempDir(), 2, 1000, 16384, chunks.DefaultWriteBufferSize},
+		{"fixed small", 256, walOf(1 << 30), 2, 1, 256, chunks.DefaultWriteBufferSize},
+		{"first tenant of the node: today's head", StripeSizeAuto, t.TempDir(), 2, 1, MaxStripeSize, chunks.DefaultWriteBufferSize},
+		{"third tenant", StripeSizeAuto, t.TempDir(), 2, 3, 4096, 1 << 20},
+		{"200th new tenant, 2 cores", StripeSizeAuto, filepath.Join(t.TempDir(), "absent"), 2, 200, 128, chunks.MinWriteBufferSize},
+		{"200th new tenant, 64 cores", StripeSizeAuto, t.TempDir(), 64, 200, 4096, 1 << 20},
+		{"small WAL", StripeSizeAuto, walOf(1 << 20), 2, 200, 128, chunks.MinWriteBufferSize},
+		{"100 MiB WAL", StripeSizeAuto, walOf(100 << 20), 2, 200, 8192, 2 << 20},
+		{"1 GiB WAL is capped", StripeSizeAuto, walOf(1 << 30), 2, 200, MaxStripeSize, chunks.DefaultWriteBufferSize},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got := headSizeFor(tc.cfg, tc.dir, tc.procs)
+			got := headSizeFor(tc.cfg, tc.dir, tc.procs, tc.rank)
 			require.Equal(t, tc.wantStripes, got.StripeSize)
 			require.Equal(t, tc.wantBuffer, got.ChunkWriteBuffer)
 			require.True(t, isPow2(got.StripeSize))
@@ -50,12 +53,16 @@ func TestHeadSizeFor(t *testing.T) {
 	}
 }
 
-// TestStripeSizeGrowsWithTheTenant: a new tenant's head opens small; once its WAL holds many series,
-// its next open sizes the head for them.
+// TestStripeSizeGrowsWithTheTenant: a tenant created when many are open gets a small head; once its
+// WAL holds many series, its next open sizes the head for them.
 func TestStripeSizeGrowsWithTheTenant(t *testing.T) {
+	if testing.Short() {
+		t.Skip("opens 150 TSDBs")
+	}
 	cfg := testConfig(t.TempDir())
 	m, _ := newManagerAt(t, cfg)
 	ctx := context.Background()
+	openTenants(t, m, 150)
 	for i := range 10 {
 		_, err := m.Write(ctx, "grows", benchSeries(5000, strconv.Itoa(i)), nil)
 		require.NoError(t, err)
@@ -63,7 +70,7 @@ func TestStripeSizeGrowsWithTheTenant(t *testing.T) {
 	d, err := m.get(ctx, "grows")
 	require.NoError(t, err)
 	small := d.size.StripeSize
-	require.Equal(t, headSizeFor(StripeSizeAuto, "", runtime.GOMAXPROCS(0)).StripeSize, small)
+	require.Equal(t, headSizeFor(StripeSizeAuto, "", runtime.GOMAXPROCS(0), 151).StripeSize, small)
 	require.NoError(t, m.Close())
 
 	m, _ = newManagerAt(t, cfg)
@@ -74,17 +81,18 @@ func TestStripeSizeGrowsWithTheTenant(t *testing.T) {
 	require.Greater(t, d.size.StripeSize, small, "WAL of %d bytes", d.size.WALBytesAtOpening)
 }
 
-// TestSmallTenantsCostKilobytes measures what the Go heap holds per open tenant of 100 series: the
-// head sized by auto must stay within a few hundred KiB, where the TSDB's default stripes cost MiBs.
+// TestSmallTenantsCostKilobytes measures what the Go heap holds per open tenant of 100 series on a
+// node that has many: the head sized by auto must stay within a few hundred KiB, where the TSDB's
+// default stripes cost MiBs.
 func TestSmallTenantsCostKilobytes(t *testing.T) {
 	if testing.Short() {
 		t.Skip("opens 2×20 TSDBs")
 	}
-	perTenant := func(stripes int) uint64 {
+	perTenant := func(stripes, warm int) uint64 {
 		m, _ := newTestManager(t, func(c *Config) { c.StripeSize = stripes })
-		// A first tenant warms what all tenants share (pools, the registry's maps).
-		_, err := m.Write(context.Background(), "warm", benchSeries(100, "s"), nil)
-		require.NoError(t, err)
+		// The first tenants warm what all tenants share (pools, the registry's maps), and take the
+		// larger shares of the node's stripe budget.
+		openTenants(t, m, warm)
 		before := heapInUse()
 		const tenants = 20
 		for i := range tenants {
@@ -96,12 +104,21 @@ func TestSmallTenantsCostKilobytes(t *testing.T) {
 		require.NoError(t, m.Close())
 		return (after - min(before, after)) / tenants
 	}
-	auto := perTenant(StripeSizeAuto)
-	full := perTenant(MaxStripeSize)
+	auto := perTenant(StripeSizeAuto, 150)
+	full := perTenant(MaxStripeSize, 1)
 	t.Logf("heap per tenant of 100 series: auto %d KiB, stripe size %d: %d KiB", auto>>10, MaxStripeSize, full>>10)
 	// 420 KiB measured at 2026-12-02 (half of it the TSDB's fixed per-head cost: postings map, summaries, WAL page).
 	require.Less(t, auto, uint64(600<<10))
 	require.Greater(t, full, 4*auto)
+}
+
+// openTenants opens n tenants of one series, warm-0 … warm-<n-1>.
+func openTenants(t *testing.T, m *Manager, n int) {
+	t.Helper()
+	for i := range n {
+		_, err := m.Write(context.Background(), "warm-"+strconv.Itoa(i), benchSeries(1, "w"), nil)
+		require.NoError(t, err)
+	}
 }
 
 // heapInUse is the live heap after a full collection (two: the first moves sync.Pools to their victim

@@ -162,6 +162,7 @@ type db struct {
 	ship  *shipper.Shipper // nil when shipping is off
 	refs  *refCache        // series refs of this TSDB instance, set with tsdb
 	size  headSize         // what its head was sized for when it opened (headsize.go)
+	rank  int              // tenants known to the Manager (this one included) when it was created
 	// series enforces the tenant's series limits on this TSDB instance and counts its series per
 	// metric name (serieslimit.go).
 	series *seriesTracker
@@ -329,6 +330,7 @@ func (m *Manager) get(ctx context.Context, id string) (*db, error) {
 		}
 		d = &db{id: id, ready: make(chan struct{})}
 		m.tenants[id] = d
+		d.rank = len(m.tenants)
 		go m.open(d)
 	}
 	m.mu.Unlock()
@@ -353,7 +355,7 @@ func (m *Manager) open(d *db) {
 	dir := filepath.Join(m.cfg.Dir, d.id)
 	// Options are built afresh for each tenant: tsdb.Open fills in defaults in place.
 	opts := tsdbOptions(m.cfg)
-	d.size = autoHeadSize(m.cfg.StripeSize, dir)
+	d.size = autoHeadSize(m.cfg.StripeSize, dir, d.rank)
 	opts.StripeSize, opts.HeadChunksWriteBufferSize = d.size.StripeSize, d.size.ChunkWriteBuffer
 	series := newSeriesTracker(d.id, m.seriesLimits, d.reg)
 	opts.SeriesLifecycleCallback = series
