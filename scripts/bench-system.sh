@@ -76,6 +76,16 @@ tenant_dirs() { # DIR → tenant directories created under it (both Weir and Tha
   find "$1" -mindepth 1 -maxdepth 3 -type d -name 'tenant-*' 2>/dev/null | wc -l
 }
 now() { date +%s.%N; }
+# The ports are fixed, and other worktrees on the machine run this script too: a receiver that cannot
+# bind would leave wait_ready and the load talking to someone else's process. Fail instead.
+require_free() { # PORT…
+  for p in "$@"; do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+      echo "port $p is in use (another bench-system run?); not measuring someone else's receiver" >&2
+      exit 1
+    fi
+  done
+}
 
 declare -A cost rss # per receiver: CPU-s per 1M samples, peak RSS per series (for the ratios at the end)
 if [ "$tenants" -gt 1 ]; then
@@ -89,11 +99,13 @@ for r in $receivers; do
   url=""
   case "$r" in
     weir)
+      require_free 23291 23902 23901
       "$weir" receive --tsdb.path="$dir" --remote-write.address=127.0.0.1:23291 --http-address=127.0.0.1:23902 \
         --grpc-address=127.0.0.1:23901 >"$dir.log" 2>&1 &
       rpids=($!); metrics=(http://127.0.0.1:23902/metrics); url=http://127.0.0.1:23291/api/v1/receive
       wait_ready http://127.0.0.1:23902/-/ready "$dir.log" ;;
     weir-ring)
+      require_free 21291 12902 13002 13102
       WEIR=$weir DATA="$dir" PORT_OFFSET=2000 bash deploy/local/ring.sh >"$dir.log" 2>&1 &
       pids+=($!)
       for i in 0 1 2; do wait_ready "http://127.0.0.1:$((12902 + i * 100))/-/ready" "$dir/node$i.log"; metrics+=("http://127.0.0.1:$((12902 + i * 100))/metrics"); done
@@ -101,6 +113,7 @@ for r in $receivers; do
       url=http://127.0.0.1:21291/api/v1/receive ;;
     prometheus)
       [ -x bin/prometheus ] || { echo "$r: bin/prometheus missing (make tools)"; continue; }
+      require_free 23090
       printf 'global: {}\n' >"$dir/prometheus.yml"
       bin/prometheus --config.file="$dir/prometheus.yml" --storage.tsdb.path="$dir/data" --web.listen-address=127.0.0.1:23090 \
         --web.enable-remote-write-receiver >"$dir.log" 2>&1 &
@@ -108,6 +121,7 @@ for r in $receivers; do
       wait_ready http://127.0.0.1:23090/-/ready "$dir.log" ;;
     thanos)
       [ -x bin/thanos ] || { echo "$r: bin/thanos missing (make tools)"; continue; }
+      require_free 23391 23392 23393
       bin/thanos receive --tsdb.path="$dir" --remote-write.address=127.0.0.1:23391 --http-address=127.0.0.1:23392 \
         --grpc-address=127.0.0.1:23393 --label 'replica="r1"' >"$dir.log" 2>&1 &
       rpids=($!); metrics=(http://127.0.0.1:23392/metrics); url=http://127.0.0.1:23391/api/v1/receive
