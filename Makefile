@@ -22,7 +22,7 @@ export WEIR_PROMTOOL := $(BIN)/promtool
 export WEIR_VERSITYGW := $(BIN)/versitygw
 export WEIR_THANOS := $(BIN)/thanos
 
-.PHONY: all build run run-ring bench-system test test-unit fuzz bench bench-compare lint fmt tools docker docker-s3 docker-test e2e clean
+.PHONY: all build run run-ring bench-system bench-system-tenants test test-unit fuzz bench bench-compare lint fmt tools docker docker-s3 docker-test e2e clean
 
 all: build
 
@@ -64,6 +64,14 @@ SERIES   ?= 100000
 DURATION ?= 30s
 bench-system: tools
 	bash scripts/bench-system.sh --series $(SERIES) --duration $(DURATION)
+
+## bench-system-tenants: the many-tenants case of bench-system (issue #23): TENANTS tenants of
+## TENANT_SERIES series each, weir against Thanos Receive; adds peak RSS per tenant, tenants created per
+## second by their first writes, and SIGTERM-to-exit time (flush and ship of every tenant).
+TENANTS       ?= 2000
+TENANT_SERIES ?= 100
+bench-system-tenants: tools
+	bash scripts/bench-system.sh --tenants $(TENANTS) --series $$(( $(TENANTS) * $(TENANT_SERIES) )) --warmup 60s --duration $(DURATION) --receivers "weir thanos"
 
 ## lint: gofmt, go vet, go mod tidy check and golangci-lint (pinned).
 lint: $(BIN)/golangci-lint
