@@ -16,9 +16,9 @@
 # The ingesters keep 6h of blocks on disk (--tsdb.retention; a block leaves only once it is in the
 # bucket): older data comes from the bucket through Thanos Store.
 #
-# Data and logs under data/stack/. Ctrl-C (or SIGTERM) stops everything: the Prometheus servers, the
-# router and Thanos first, then the ingesters (each flushes its heads and ships its blocks), then the
-# bucket. Uses bin/prometheus, bin/thanos and bin/versitygw (`make tools`), or WEIR_PROMETHEUS,
+# Data and logs under data/stack/. Ctrl-C (or SIGTERM) stops everything: the Prometheus servers
+# first (they send what they hold), then the router and Thanos, then the ingesters (each flushes its
+# heads and ships its blocks), then the bucket. Uses bin/prometheus, bin/thanos and bin/versitygw (`make tools`), or WEIR_PROMETHEUS,
 # WEIR_THANOS and WEIR_VERSITYGW. Environment:
 #   WEIR                         a prebuilt weir binary (default: go build into bin/weir)
 #   DATA                         where data and logs go (default data/stack)
@@ -75,14 +75,15 @@ done
 echo "[{\"hashring\": \"default\", \"algorithm\": \"ketama\", \"endpoints\": [$endpoints]}]" > "$data/hashrings.json.tmp"
 mv "$data/hashrings.json.tmp" "$data/hashrings.json"
 
-# Three groups, stopped in this order: what writes and reads first, then the ingesters (which ship
-# their last blocks on the way out), then the bucket they ship to.
-front=() ingesters=() bucket=()
+# Four groups, stopped in this order: the Prometheus servers (which send what they still hold to
+# the router), the router and Thanos, the ingesters (which ship their last blocks on the way out), and
+# the bucket they ship to.
+senders=() front=() ingesters=() bucket=()
 stopping=0
 stop() {
   [ "$stopping" = 1 ] && return
   stopping=1
-  for group in front ingesters bucket; do
+  for group in senders front ingesters bucket; do
     local -n pids=$group
     [ ${#pids[@]} -gt 0 ] || continue
     kill -TERM "${pids[@]}" 2>/dev/null || true
@@ -173,7 +174,7 @@ remote_write:
   - url: http://$(addr 19291)/api/v1/receive
     headers: {THANOS-TENANT: cluster-$c}
 EOF
-  start front "prometheus-$c" "$prometheus" \
+  start senders "prometheus-$c" "$prometheus" \
     --config.file="$data/prometheus-$c.yml" \
     --storage.tsdb.path="$data/prometheus-$c" \
     --web.listen-address="$web"
