@@ -33,17 +33,10 @@ func TestDashboardMetricsExist(t *testing.T) {
 	bucket := t.TempDir()
 	nodes := make([]*weirNode, 2)
 	for i := range nodes {
-		nodes[i] = startWeir(t, t.TempDir(),
-			"--ring.membership=memberlist",
-			"--memberlist.node-name="+fmt.Sprintf("weir-%d", i),
-			"--memberlist.bind-address="+gossipAddrs[i],
-			"--memberlist.join="+gossipAddrs[0],
-			"--receive.replication-factor=2",
-			"--grpc-address="+grpcAddrs[i],
-			"--receive.local-endpoint="+grpcAddrs[i],
+		nodes[i] = startWeir(t, t.TempDir(), append(memberlistIngesterArgs(i, grpcAddrs[i], gossipAddrs[i], gossipAddrs[0], 2),
 			fmt.Sprintf(`--label=replica="r%d"`, i),
 			"--objstore.config="+fmt.Sprintf("type: FILESYSTEM\nconfig:\n  directory: %s\n", bucket),
-			"--shipper.interval=1s")
+			"--shipper.interval=1s")...)
 	}
 	waitFor(t, 30*time.Second, "both nodes in one ring of 2", func() error {
 		for i, n := range nodes {
