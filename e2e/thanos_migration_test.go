@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"encoding/json"
 	"fmt"
 	"math"
 	"net/http"
@@ -152,26 +151,12 @@ func requireContinuousInQuery(t *testing.T, thanos, objstore string, ackLogs []s
 	query := func(dedup bool) (map[string]map[int64]string, error) {
 		q := url.Values{"query": {fmt.Sprintf("{%s}[%ds]", strings.Join(matchers, ","), window)},
 			"time": {strconv.FormatFloat(float64(maxT)/1000+1, 'f', 3, 64)}, "dedup": {strconv.FormatBool(dedup)}}
-		code, body, err := httpGet(&http.Client{Timeout: 10 * time.Second}, "http://"+queryHTTP+"/api/v1/query?"+q.Encode())
+		result, err := queryAPI(&http.Client{Timeout: 10 * time.Second}, "http://"+queryHTTP+"/api/v1/query?"+q.Encode())
 		if err != nil {
 			return nil, err
 		}
-		if code != http.StatusOK {
-			return nil, fmt.Errorf("status %d: %s", code, body)
-		}
-		var r struct {
-			Data struct {
-				Result []struct {
-					Metric map[string]string `json:"metric"`
-					Values [][2]any          `json:"values"`
-				} `json:"result"`
-			} `json:"data"`
-		}
-		if err := json.Unmarshal([]byte(body), &r); err != nil {
-			return nil, err
-		}
 		out := map[string]map[int64]string{} // replica → timestamp → value
-		for _, res := range r.Data.Result {
+		for _, res := range result {
 			got := map[int64]string{}
 			for _, v := range res.Values {
 				ts := int64(math.Round(v[0].(float64) * 1000))
