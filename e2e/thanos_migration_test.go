@@ -73,8 +73,16 @@ func TestThanosReceiveMigration(t *testing.T) {
 		stop := startReceiveRing(t, bin, thanos, dirs, args, httpAddrs)
 		load := startSteadyLoad(t, "http://"+rwAddrs[0]+"/api/v1/receive")
 		load.waitMore(t, bin+" ring acknowledging writes", 30)
-		stop(p.kill) // under load: the sender sees failures, which it does not count as acknowledged
-		load.stop(t)
+		if bin == "thanos" && !p.kill {
+			// Thanos Receive v0.42.5 can lose a sample it acknowledged while its shutdown flush runs
+			// (seen here twice under load: the one sample at the flushed block's maxt, on every node),
+			// so its clean stop is not raced by writes; Weir's clean stop and Thanos' kill are.
+			load.stop(t)
+			stop(false)
+		} else {
+			stop(p.kill) // under load: the sender sees failures, which it does not count as acknowledged
+			load.stop(t)
+		}
 		ackLogs = append(ackLogs, load.ackLog)
 
 		now := bucketMetas(t, bucket)
