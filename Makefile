@@ -22,7 +22,7 @@ export WEIR_PROMTOOL := $(BIN)/promtool
 export WEIR_VERSITYGW := $(BIN)/versitygw
 export WEIR_THANOS := $(BIN)/thanos
 
-.PHONY: all build run run-ring bench-system test test-unit fuzz bench bench-compare lint fmt tools docker docker-s3 docker-test e2e clean
+.PHONY: all build run run-ring run-stack dashboards bench-system bench-system-tenants test test-unit fuzz bench bench-compare lint fmt tools docker docker-s3 docker-test e2e clean
 
 all: build
 
@@ -36,6 +36,15 @@ run:
 ## run-ring: three nodes on this machine, each router and ingester, replication factor 3 (see deploy/local/ring.sh).
 run-ring:
 	bash deploy/local/ring.sh
+
+## run-stack: two Prometheus servers, a Weir ring behind a router, an S3 bucket and Thanos Store, Compactor
+## and Query, all on this machine (see deploy/local/stack.sh and docs/stack.md).
+run-stack: tools
+	bash deploy/local/stack.sh
+
+## dashboards: regenerate Weir's Grafana dashboard (deploy/dashboards/weir.json and the chart's copy) from Go.
+dashboards:
+	$(GO) generate ./deploy/dashboards
 
 ## test: install the pinned test tools (once), run every test with the race detector, and a short fuzz run.
 test: tools
@@ -64,6 +73,14 @@ SERIES   ?= 100000
 DURATION ?= 30s
 bench-system: tools
 	bash scripts/bench-system.sh --series $(SERIES) --duration $(DURATION)
+
+## bench-system-tenants: the many-tenants case of bench-system (issue #23): TENANTS tenants of
+## TENANT_SERIES series each, weir against Thanos Receive; adds peak RSS per tenant, tenants created per
+## second by their first writes, and SIGTERM-to-exit time (flush and ship of every tenant).
+TENANTS       ?= 2000
+TENANT_SERIES ?= 100
+bench-system-tenants: tools
+	bash scripts/bench-system.sh --tenants $(TENANTS) --series $$(( $(TENANTS) * $(TENANT_SERIES) )) --warmup 60s --duration $(DURATION) --receivers "weir thanos"
 
 ## lint: gofmt, go vet, go mod tidy check and golangci-lint (pinned).
 lint: $(BIN)/golangci-lint

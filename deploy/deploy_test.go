@@ -79,7 +79,8 @@ func valuesFiles(t *testing.T) []string {
 // objects is one rendering, decoded strictly.
 type objects struct {
 	statefulSets []*appsv1.StatefulSet
-	deployments  []*appsv1.Deployment
+	deployments  []*appsv1.Deployment // Weir's (the routers)
+	thanos       []*appsv1.Deployment // Thanos Query, Store and Compactor (thanos.*; thanos_test.go)
 	services     []*corev1.Service
 	configMaps   []*corev1.ConfigMap
 	pdbs         []*policyv1.PodDisruptionBudget
@@ -215,6 +216,16 @@ func decode(t *testing.T, data []byte) *objects {
 			t.Errorf("%s %s: namespace %q, want %q", tm.Kind, meta.GetName(), meta.GetNamespace(), namespace)
 		}
 	}
+	// Thanos' Deployments are checked apart from Weir's (thanos_test.go).
+	weir := objs.deployments[:0]
+	for _, d := range objs.deployments {
+		if d.Labels["app.kubernetes.io/name"] == "thanos" {
+			objs.thanos = append(objs.thanos, d)
+		} else {
+			weir = append(weir, d)
+		}
+	}
+	objs.deployments = weir
 	return objs
 }
 
@@ -796,6 +807,7 @@ func TestChartRefusesBadValues(t *testing.T) {
 		want string
 	}{
 		{[]string{"membership.mode=gossip"}, "membership.mode"},
+		{[]string{"thanos.compactor.enabled=true", "objstore.secretName="}, "objstore.secretName"},
 		{[]string{"membership.mode=memberlist", "membership.deadTimeout="}, "deadTimeout"},
 		{[]string{"replicationFactor=3", "ingester.replicas=2"}, "needs at least"},
 		{[]string{"replicationFactor=3", "zones={a,b}"}, "zones"},

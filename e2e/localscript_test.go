@@ -28,16 +28,17 @@ type localScript struct {
 }
 
 // startLocalScript runs deploy/local/<name> on ports found free for the given base ports (udp: also
-// free for UDP, for gossip); the script is killed at the end of the test if it still runs.
-func startLocalScript(t *testing.T, name string, bases []int, udp bool) *localScript {
+// free for UDP, for gossip), with env (NAME=value) added to its environment; the script is killed at
+// the end of the test if it still runs.
+func startLocalScript(t *testing.T, name string, bases []int, udp bool, env ...string) *localScript {
 	t.Helper()
 	requireBinary(t)
 	root, err := testutil.RepoRoot()
 	require.NoError(t, err)
 	s := &localScript{name: name, data: t.TempDir(), offset: freeScriptPorts(t, bases, udp), client: &http.Client{Timeout: 5 * time.Second}}
 	logPath := filepath.Join(t.TempDir(), name+".log")
-	s.p, err = launch(logPath, root, "env", "WEIR="+weirBinary, "DATA="+s.data, "PORT_OFFSET="+strconv.Itoa(s.offset),
-		"bash", filepath.Join(root, "deploy", "local", name))
+	args := append([]string{"WEIR=" + weirBinary, "DATA=" + s.data, "PORT_OFFSET=" + strconv.Itoa(s.offset)}, env...)
+	s.p, err = launch(logPath, root, "env", append(args, "bash", filepath.Join(root, "deploy", "local", name))...)
 	require.NoError(t, err)
 	cleanupProc(t, name, logPath, func() *proc { return s.p })
 	return s

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strconv"
 	"testing"
 	"time"
 
@@ -37,20 +38,27 @@ func getMemberlistStatus(t testing.TB, n *weirNode) memberlistStatus {
 // TestMemberlistRing: three weir processes that find each other by gossip (no hashrings file) build
 // the same ketama ring over the three of them; with RF=3 a write is acknowledged and lands on all
 // three.
+// memberlistIngesterArgs are the flags of node i of a gossip ring that routes and ingests: named
+// weir-<i>, gossiping on gossip, joining through join, replication factor rf.
+func memberlistIngesterArgs(i int, grpcAddr, gossip, join string, rf int) []string {
+	return []string{
+		"--ring.membership=memberlist",
+		"--memberlist.node-name=" + fmt.Sprintf("weir-%d", i),
+		"--memberlist.bind-address=" + gossip,
+		"--memberlist.join=" + join,
+		"--receive.replication-factor=" + strconv.Itoa(rf),
+		"--receive.forward-timeout=3s",
+		"--grpc-address=" + grpcAddr,
+		"--receive.local-endpoint=" + grpcAddr,
+	}
+}
+
 func TestMemberlistRing(t *testing.T) {
 	addrs := testutil.LoopbackAddrs(t, 7)
 	grpcAddrs, gossipAddrs := addrs[:3], addrs[3:6]
 	nodes := make([]*weirNode, 3)
 	for i := range nodes {
-		nodes[i] = startWeir(t, t.TempDir(),
-			"--ring.membership=memberlist",
-			"--memberlist.node-name="+fmt.Sprintf("weir-%d", i),
-			"--memberlist.bind-address="+gossipAddrs[i],
-			"--memberlist.join="+gossipAddrs[0],
-			"--receive.replication-factor=3",
-			"--receive.forward-timeout=3s",
-			"--grpc-address="+grpcAddrs[i],
-			"--receive.local-endpoint="+grpcAddrs[i])
+		nodes[i] = startWeir(t, t.TempDir(), memberlistIngesterArgs(i, grpcAddrs[i], gossipAddrs[i], gossipAddrs[0], 3)...)
 	}
 
 	start := time.Now()

@@ -131,7 +131,7 @@ func TestStoreAPIRingReadByThanosQuery(t *testing.T) {
 	})
 
 	rangeQuery := func(query string, dedup bool) (map[string][]string, error) {
-		return thanosRangeQuery(client, base, query, start, end, dedup)
+		return thanosRangeQuery(client, base, query, start, end, 15*time.Second, dedup)
 	}
 	expect := func(tenants ...string) map[string][]string {
 		out := map[string][]string{}

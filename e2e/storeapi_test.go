@@ -85,7 +85,7 @@ func TestStoreAPIReadByThanosQuery(t *testing.T) {
 	})
 
 	rangeQuery := func(query string) (map[string][]string, error) {
-		return thanosRangeQuery(n.client, base, query, start, start+(points-1)*15_000, true)
+		return thanosRangeQuery(n.client, base, query, start, start+(points-1)*15_000, 15*time.Second, true)
 	}
 	expect := func(tenants ...string) map[string][]string {
 		out := map[string][]string{}
@@ -132,33 +132,19 @@ func TestStoreAPIReadByThanosQuery(t *testing.T) {
 
 func seconds(ms int64) string { return strconv.FormatFloat(float64(ms)/1000, 'f', 3, 64) }
 
-// thanosRangeQuery asks the query API at base for query over [start, end] (ms) at a 15 s step and
-// returns, by "tenant/series" (plus "/replica" without deduplication), the values at every step. It
-// fails when a step's timestamp is not start + i·15 s, a series comes twice, or deduplication left a
-// replica label.
-func thanosRangeQuery(client *http.Client, base, query string, start, end int64, dedup bool) (map[string][]string, error) {
-	q := url.Values{"query": {query}, "start": {seconds(start)}, "end": {seconds(end)}, "step": {"15"},
+// thanosRangeQuery asks the query API at base for query over [start, end] (ms) at step and returns,
+// by "tenant/series" (plus "/replica" without deduplication), the values at every step. It fails when
+// a step's timestamp is not start + i·step, a series comes twice, or deduplication left a replica
+// label.
+func thanosRangeQuery(client *http.Client, base, query string, start, end int64, step time.Duration, dedup bool) (map[string][]string, error) {
+	q := url.Values{"query": {query}, "start": {seconds(start)}, "end": {seconds(end)}, "step": {strconv.FormatFloat(step.Seconds(), 'f', -1, 64)},
 		"dedup": {strconv.FormatBool(dedup)}}
-	code, body, err := httpGet(client, base+"/api/v1/query_range?"+q.Encode())
+	result, err := queryAPI(client, base+"/api/v1/query_range?"+q.Encode())
 	if err != nil {
 		return nil, err
 	}
-	if code != http.StatusOK {
-		return nil, fmt.Errorf("status %d: %s", code, body)
-	}
-	var r struct {
-		Data struct {
-			Result []struct {
-				Metric map[string]string `json:"metric"`
-				Values [][2]any          `json:"values"`
-			} `json:"result"`
-		} `json:"data"`
-	}
-	if err := json.Unmarshal([]byte(body), &r); err != nil {
-		return nil, err
-	}
 	out := map[string][]string{}
-	for _, s := range r.Data.Result {
+	for _, s := range result {
 		k := s.Metric["tenant_id"] + "/" + s.Metric["series"]
 		replica, ok := s.Metric["replica"]
 		if dedup && ok {
@@ -171,11 +157,40 @@ func thanosRangeQuery(client *http.Client, base, query string, start, end int64,
 			return nil, fmt.Errorf("series %v returned twice", s.Metric)
 		}
 		for i, v := range s.Values {
-			if ts := int64(v[0].(float64) * 1000); ts != start+int64(i)*15_000 {
+			if ts := int64(v[0].(float64) * 1000); ts != start+int64(i)*step.Milliseconds() {
 				return nil, fmt.Errorf("%s: timestamp %d at step %d", k, ts, i)
 			}
 			out[k] = append(out[k], v[1].(string))
 		}
 	}
 	return out, nil
+}
+
+// promResult is one series of a Prometheus query API answer: an instant vector's Value or a matrix's
+// Values.
+type promResult struct {
+	Metric map[string]string `json:"metric"`
+	Value  [2]any            `json:"value"`
+	Values [][2]any          `json:"values"`
+}
+
+// queryAPI GETs a query API URL (/api/v1/query or /api/v1/query_range with its parameters) and
+// returns the series of the answer; any status but 200 is an error.
+func queryAPI(client *http.Client, u string) ([]promResult, error) {
+	code, body, err := httpGet(client, u)
+	if err != nil {
+		return nil, err
+	}
+	if code != http.StatusOK {
+		return nil, fmt.Errorf("status %d: %s", code, body)
+	}
+	var r struct {
+		Data struct {
+			Result []promResult `json:"result"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal([]byte(body), &r); err != nil {
+		return nil, fmt.Errorf("%w: %s", err, body)
+	}
+	return r.Data.Result, nil
 }

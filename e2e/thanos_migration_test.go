@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"encoding/json"
 	"fmt"
 	"math"
 	"net/http"
@@ -74,8 +73,16 @@ func TestThanosReceiveMigration(t *testing.T) {
 		stop := startReceiveRing(t, bin, thanos, dirs, args, httpAddrs)
 		load := startSteadyLoad(t, "http://"+rwAddrs[0]+"/api/v1/receive")
 		load.waitMore(t, bin+" ring acknowledging writes", 30)
-		stop(p.kill) // under load: the sender sees failures, which it does not count as acknowledged
-		load.stop(t)
+		if bin == "thanos" && !p.kill {
+			// Thanos Receive v0.42.5 can lose a sample it acknowledged while its shutdown flush runs
+			// (seen here twice under load: the one sample at the flushed block's maxt, on every node),
+			// so its clean stop is not raced by writes; Weir's clean stop and Thanos' kill are.
+			load.stop(t)
+			stop(false)
+		} else {
+			stop(p.kill) // under load: the sender sees failures, which it does not count as acknowledged
+			load.stop(t)
+		}
 		ackLogs = append(ackLogs, load.ackLog)
 
 		now := bucketMetas(t, bucket)
@@ -152,26 +159,12 @@ func requireContinuousInQuery(t *testing.T, thanos, objstore string, ackLogs []s
 	query := func(dedup bool) (map[string]map[int64]string, error) {
 		q := url.Values{"query": {fmt.Sprintf("{%s}[%ds]", strings.Join(matchers, ","), window)},
 			"time": {strconv.FormatFloat(float64(maxT)/1000+1, 'f', 3, 64)}, "dedup": {strconv.FormatBool(dedup)}}
-		code, body, err := httpGet(&http.Client{Timeout: 10 * time.Second}, "http://"+queryHTTP+"/api/v1/query?"+q.Encode())
+		result, err := queryAPI(&http.Client{Timeout: 10 * time.Second}, "http://"+queryHTTP+"/api/v1/query?"+q.Encode())
 		if err != nil {
 			return nil, err
 		}
-		if code != http.StatusOK {
-			return nil, fmt.Errorf("status %d: %s", code, body)
-		}
-		var r struct {
-			Data struct {
-				Result []struct {
-					Metric map[string]string `json:"metric"`
-					Values [][2]any          `json:"values"`
-				} `json:"result"`
-			} `json:"data"`
-		}
-		if err := json.Unmarshal([]byte(body), &r); err != nil {
-			return nil, err
-		}
 		out := map[string]map[int64]string{} // replica → timestamp → value
-		for _, res := range r.Data.Result {
+		for _, res := range result {
 			got := map[int64]string{}
 			for _, v := range res.Values {
 				ts := int64(math.Round(v[0].(float64) * 1000))

@@ -44,7 +44,9 @@ type Batch struct {
 
 // Storage is where the handler writes a batch: a Router in front of a ring, or this node's tenant
 // storage (Local). A nil error means every point not listed in the stats is in the WAL (of a write
-// quorum, through a Router). Write reads b only until it returns.
+// quorum, through a Router); with an error, Appended counts the points that were written anyway (a
+// quorum of replicas for some series), for the answer's *-Written headers. Write reads b only until
+// it returns.
 type Storage interface {
 	Write(ctx context.Context, b Batch) (write.Stats, error)
 }
@@ -285,7 +287,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		h.metrics.storageErrors.WithLabelValues(tenantID, className(ClassOf(err))).Inc()
 		h.logger.Error("write failed", "tenant", tenantID, "series", len(series), "err", err)
-		h.answer(w, err)
+		h.answerWritten(w, stats.Appended, err)
 		return
 	}
 	for i := range stats.Rejected {

@@ -458,6 +458,9 @@ func (p *PeerWriter) peer(endpoint string) (*peer, error) {
 	}
 	pc = &peer{addr: endpoint, cc: cc}
 	p.peers[endpoint] = pc
+	// Up until a forward says otherwise: a peer never down is 0 on /metrics, not absent, so that
+	// dashboards and alerts over the gauge see every peer.
+	p.m.down.WithLabelValues(endpoint).Set(0)
 	return pc, nil
 }
 

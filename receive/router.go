@@ -411,12 +411,13 @@ func (r *Router) answer(f *fanout, tenantID string, series []prompb.TimeSeries, 
 			cause, reason = waitErr, waitFailure(waitErr)
 		}
 		r.m.quorumFailures.WithLabelValues(reason).Inc()
-		return write.Stats{}, &Error{Class: ClassUnavailable, Err: fmt.Errorf(
+		// With the error, the points that did reach a quorum: the answer's *-Written headers count them.
+		return f.stats(series), &Error{Class: ClassUnavailable, Err: fmt.Errorf(
 			"write quorum (%d of %d replicas) not reached for %d of %d series of tenant %s: %w", q, rf, n, len(series), tenantID, cause)}
 	}
 	if n := t.counts[verdictInvalid]; n > 0 {
 		r.m.quorumFailures.WithLabelValues(quorumInvalid).Inc()
-		return write.Stats{}, &Error{Class: ClassInvalid, Err: fmt.Errorf(
+		return f.stats(series), &Error{Class: ClassInvalid, Err: fmt.Errorf(
 			"%d of %d series of tenant %s refused by their replicas: %w", n, len(series), tenantID, f.invalid)}
 	}
 	return f.stats(series), nil

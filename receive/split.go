@@ -93,6 +93,9 @@ func (h *Handler) writeSplit(ctx context.Context, w http.ResponseWriter, request
 		if err != nil {
 			h.metrics.storageErrors.WithLabelValues(s.tenant, className(ClassOf(err))).Inc()
 			h.logger.Error("write failed", "tenant", s.tenant, "series", len(s.series), "err", err)
+			for k, n := range stats.Appended { // written anyway (a quorum for some series)
+				total.Appended[k] += n
+			}
 			h.answerWritten(w, total.Appended, err)
 			return err
 		}

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"testing"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 
 	"github.com/weir-metrics/weir/hashring"
 	"github.com/weir-metrics/weir/tenant"
+	"github.com/weir-metrics/weir/write"
 )
 
 func newTestManager(t *testing.T) *tenant.Manager {
@@ -167,4 +169,32 @@ func serveGRPC(t *testing.T, register func(*grpc.Server)) string {
 		<-done
 	})
 	return lis.Addr().String()
+}
+
+// TestRouterWrittenOnQuorumFailure: when some series miss their quorum, the answer is 503 and its
+// *-Written headers count the points of the series that did reach theirs, as Remote Write 2.0 asks
+// (accurate counts on error answers too).
+func TestRouterWrittenOnQuorumFailure(t *testing.T) {
+	c := newCluster(t, 1, []string{modeOK, modeUnavailable, modeOK}, -1, 5*time.Second)
+	series := testSeries(30, 2)
+	stats, err := c.router.Write(context.Background(), Batch{Tenant: "t", Series: series})
+	require.Equal(t, ClassUnavailable, ClassOf(err))
+	c.releaseAll()
+	stored := 0
+	for _, n := range []int{0, 2} {
+		for _, s := range c.nodes[n].series() {
+			stored += len(s.Samples)
+		}
+	}
+	require.Positive(t, stored, "some series are owned by the healthy nodes")
+	require.Less(t, stored, 60, "some by the failing one")
+	require.Equal(t, stored, stats.Appended[write.KindFloat], "the points a quorum (RF=1: their one replica) wrote")
+
+	h, _ := newTestHandler(t, testConfig(), c.router, alwaysReady)
+	w := httptest.NewRecorder()
+	hdr := rw1Headers()
+	hdr.Set(tenant.DefaultHeader, "t") // the same tenant, so the same placement
+	h.ServeHTTP(w, newPost(payloadOf(t, series), hdr))
+	require.Equal(t, http.StatusServiceUnavailable, w.Code)
+	require.Equal(t, strconv.Itoa(stored), w.Header().Get(headerSamplesWritten))
 }

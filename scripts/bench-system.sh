@@ -8,18 +8,26 @@
 # the last two when their binaries are in ./bin (`make tools` builds them). Fixed ports below Linux's
 # ephemeral range (32768+), so that no outgoing connection holds one.
 #
-#   scripts/bench-system.sh [--series N] [--duration 30s] [--warmup 10s] [--receivers "weir weir-rw2 weir-otlp weir-ring weir-ring-otlp prometheus thanos"]
+#   scripts/bench-system.sh [--series N] [--tenants N] [--duration 30s] [--warmup 10s] [--receivers "weir weir-rw2 weir-otlp weir-ring weir-ring-otlp prometheus thanos"]
 #   (also prometheus-otlp)
 #
 # The generator shares the machine with the receiver: on two cores, samples/s is bounded by both, while
 # CPU-seconds per million samples is the receiver's own cost.
+#
+# Many tenants (--tenants N, `make bench-system-tenants`): --series are spread over N tenants, one request
+# per tenant in turn (--series/N samples each), and the report adds the per-tenant figures of issue #23:
+# how long the first writes took to create every tenant (tenants/s, from the tenant directories on disk;
+# a receiver that has not created all of them by the end of the warm-up shows how many it had), peak RSS
+# per tenant, and the time from SIGTERM to exit (flushing and shipping every tenant). WEIR=path uses that
+# weir binary instead of building bin/weir.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-series=100000 duration=30s warmup=10s receivers="weir weir-rw2 weir-otlp weir-ring weir-ring-otlp prometheus thanos"
+series=100000 tenants=1 duration=30s warmup=10s receivers="weir weir-rw2 weir-otlp weir-ring weir-ring-otlp prometheus thanos"
 while [ $# -gt 0 ]; do
   case "$1" in
     --series) series=$2; shift 2 ;;
+    --tenants) tenants=$2; shift 2 ;;
     --duration) duration=$2; shift 2 ;;
     --warmup) warmup=$2; shift 2 ;;
     --receivers) receivers=$2; shift 2 ;;
@@ -27,7 +35,10 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-go build -o bin/weir ./cmd/weir
+weir=${WEIR:-bin/weir}
+[ -n "${WEIR:-}" ] || go build -o bin/weir ./cmd/weir
+per_request=$(( series / tenants < 2000 ? series / tenants : 2000 ))
+load=(--tenants "$tenants" --series "$series" --samples-per-request "$per_request")
 work=$(mktemp -d)
 pids=()
 cleanup() {
@@ -64,9 +75,27 @@ hwm_of() { # pids… → summed peak RSS in bytes
 json_field() { # FILE FIELD
   sed -n "s/^ *\"$2\": *\([0-9.e+]*\),*$/\1/p" "$1" | head -n1
 }
+tenant_dirs() { # DIR → tenant directories created under it (both Weir and Thanos name them by tenant)
+  find "$1" -mindepth 1 -maxdepth 3 -type d -name 'tenant-*' 2>/dev/null | wc -l
+}
+now() { date +%s.%N; }
+# The ports are fixed, and other worktrees on the machine run this script too: a receiver that cannot
+# bind would leave wait_ready and the load talking to someone else's process. Fail instead.
+require_free() { # PORT…
+  for p in "$@"; do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+      echo "port $p is in use (another bench-system run?); not measuring someone else's receiver" >&2
+      exit 1
+    fi
+  done
+}
 
 declare -A cost rss # per receiver: CPU-s per 1M samples, peak RSS per series (for the ratios at the end)
-printf '%-12s %14s %18s %18s %16s\n' receiver samples/s "CPU-s per 1M" "peak RSS/series" "wire B/sample"
+if [ "$tenants" -gt 1 ]; then
+  printf '%-12s %14s %18s %18s %16s %16s %12s\n' receiver samples/s "CPU-s per 1M" "peak RSS/series" "peak RSS/tenant" "tenants/s (1st)" "SIGTERM→exit"
+else
+  printf '%-12s %14s %18s %18s %16s\n' receiver samples/s "CPU-s per 1M" "peak RSS/series" "wire B/sample"
+fi
 for r in $receivers; do
   dir="$work/$r"; mkdir -p "$dir"
   rpids=() metrics=()
@@ -75,18 +104,21 @@ for r in $receivers; do
   case "$r" in
     weir|weir-rw2|weir-otlp) # one node; weir-rw2: the same load as Remote Write 2.0 (weir-otlp: as OTLP, below)
       [ "$r" = weir-rw2 ] && proto=2.0
-      bin/weir receive --tsdb.path="$dir" --remote-write.address=127.0.0.1:23291 --http-address=127.0.0.1:23902 \
+      require_free 23291 23902 23901
+      "$weir" receive --tsdb.path="$dir" --remote-write.address=127.0.0.1:23291 --http-address=127.0.0.1:23902 \
         --grpc-address=127.0.0.1:23901 >"$dir.log" 2>&1 &
       rpids=($!); metrics=(http://127.0.0.1:23902/metrics); url=http://127.0.0.1:23291/api/v1/receive
       wait_ready http://127.0.0.1:23902/-/ready "$dir.log" ;;
     weir-ring | weir-ring-otlp)
-      WEIR=bin/weir DATA="$dir" PORT_OFFSET=2000 bash deploy/local/ring.sh >"$dir.log" 2>&1 &
+      require_free 21291 12902 13002 13102
+      WEIR=$weir DATA="$dir" PORT_OFFSET=2000 bash deploy/local/ring.sh >"$dir.log" 2>&1 &
       pids+=($!)
       for i in 0 1 2; do wait_ready "http://127.0.0.1:$((12902 + i * 100))/-/ready" "$dir/node$i.log"; metrics+=("http://127.0.0.1:$((12902 + i * 100))/metrics"); done
       mapfile -t rpids < <(pgrep -f "tsdb.path=$dir/node")
       url=http://127.0.0.1:21291/api/v1/receive ;;
     prometheus | prometheus-otlp)
       [ -x bin/prometheus ] || { echo "$r: bin/prometheus missing (make tools)"; continue; }
+      require_free 23090
       printf 'global: {}\n' >"$dir/prometheus.yml"
       bin/prometheus --config.file="$dir/prometheus.yml" --storage.tsdb.path="$dir/data" --web.listen-address=127.0.0.1:23090 \
         --web.enable-remote-write-receiver --web.enable-otlp-receiver >"$dir.log" 2>&1 &
@@ -94,6 +126,7 @@ for r in $receivers; do
       wait_ready http://127.0.0.1:23090/-/ready "$dir.log" ;;
     thanos)
       [ -x bin/thanos ] || { echo "$r: bin/thanos missing (make tools)"; continue; }
+      require_free 23391 23392 23393
       bin/thanos receive --tsdb.path="$dir" --remote-write.address=127.0.0.1:23391 --http-address=127.0.0.1:23392 \
         --grpc-address=127.0.0.1:23393 --label 'replica="r1"' >"$dir.log" 2>&1 &
       rpids=($!); metrics=(http://127.0.0.1:23392/metrics); url=http://127.0.0.1:23391/api/v1/receive
@@ -105,10 +138,23 @@ for r in $receivers; do
     url=${url%/api/v1/*}/api/v1/otlp/v1/metrics proto=otlp
   fi
 
-  # Warm-up creates every series, so the measured part is steady-state ingestion.
-  bin/weir bench --url "$url" --protocol "$proto" --series "$series" --duration "$warmup" --output json >"$dir.warmup.json" 2>/dev/null || true
+  # Warm-up creates every series (and tenant), so the measured part is steady-state ingestion.
+  created=""
+  t0=$(now)
+  "$weir" bench --url "$url" --protocol "$proto" "${load[@]}" --duration "$warmup" --output json >"$dir.warmup.json" 2>/dev/null &
+  gen=$!
+  if [ "$tenants" -gt 1 ]; then
+    # Polled, not waited for: this measures when the last tenant directory appeared (to ±0.2 s).
+    while kill -0 "$gen" 2>/dev/null; do
+      n=$(tenant_dirs "$dir")
+      if [ "$n" -ge "$tenants" ]; then created=$(awk -v a="$t0" -v b="$(now)" -v n="$n" 'BEGIN{printf "%.0f", n/(b-a)}'); break; fi
+      sleep 0.2
+    done
+    [ -n "$created" ] || created="$(tenant_dirs "$dir")/$tenants only"
+  fi
+  wait "$gen" || true
   before=$(cpu_of "${metrics[@]}")
-  bin/weir bench --url "$url" --protocol "$proto" --series "$series" --duration "$duration" --output json >"$dir.json" 2>/dev/null || true
+  "$weir" bench --url "$url" --protocol "$proto" "${load[@]}" --duration "$duration" --output json >"$dir.json" 2>/dev/null || true
   after=$(cpu_of "${metrics[@]}")
   acked=$(json_field "$dir.json" samples_acked)
   rate=$(json_field "$dir.json" samples_per_second)
@@ -121,12 +167,18 @@ for r in $receivers; do
   cost[$r]=$(awk -v a="$before" -v b="$after" -v acked="$acked" 'BEGIN{printf "%.4f", (b-a)/acked*1e6}')
   rss[$r]=$(awk -v hwm="$hwm" -v s="$series" 'BEGIN{printf "%.0f", hwm/s}')
   wire=$(awk -v b="$(json_field "$dir.json" bytes_sent)" -v s="$(json_field "$dir.json" samples_sent)" 'BEGIN{printf "%.2f", b/s}')
-  awk -v r="$r" -v rate="$rate" -v c="${cost[$r]}" -v m="${rss[$r]}" -v w="$wire" \
-    'BEGIN{ printf "%-12s %14.0f %18.2f %15.0f B %14.2f B\n", r, rate, c, m, w }'
-
+  t0=$(now)
   kill -TERM "${pids[@]}" 2>/dev/null || true
   wait "${pids[@]}" 2>/dev/null || true
   pids=()
+  stop=$(awk -v a="$t0" -v b="$(now)" 'BEGIN{printf "%.1f s", b-a}')
+  if [ "$tenants" -gt 1 ]; then
+    awk -v r="$r" -v rate="$rate" -v c="${cost[$r]}" -v m="${rss[$r]}" -v pt="$(awk -v h="$hwm" -v t="$tenants" 'BEGIN{printf "%.0f", h/t/1024}')" -v cr="$created" -v st="$stop" \
+      'BEGIN{ printf "%-12s %14.0f %18.2f %15.0f B %13s KiB %16s %12s\n", r, rate, c, m, pt, cr, st }'
+  else
+    awk -v r="$r" -v rate="$rate" -v c="${cost[$r]}" -v m="${rss[$r]}" -v w="$wire" \
+      'BEGIN{ printf "%-12s %14.0f %18.2f %15.0f B %14.2f B\n", r, rate, c, m, w }'
+  fi
 done
 
 # The ratios DESIGN §4 states its targets in (CPU per client sample; lower is better for Weir).

@@ -42,7 +42,23 @@ func (c *Config) RegisterFlags(r flags.Registry) {
 	r.Flag("tsdb.no-lockfile", "Open the tenant TSDBs without a lock file in their directories.").Default("false").BoolVar(&c.NoLockfile)
 	r.Flag("tsdb.max-exemplars", "Exemplars kept in memory per tenant; 0 disables exemplar storage (exemplars sent are then counted as rejected, without failing the request).").Default("0").Int64Var(&c.MaxExemplars)
 	r.Flag("tsdb.wal-compression", "Compress the write-ahead log with snappy.").Default("true").BoolVar(&c.WALCompression)
-	r.Flag("tsdb.open-concurrency", "How many tenant TSDBs replay their WAL at once at start-up.").Default(strconv.Itoa(runtime.GOMAXPROCS(0))).IntVar(&c.OpenConcurrency)
+	flags.Func(r.Flag("tsdb.stripe-size", "Series stripes of each tenant's head (a power of two; Prometheus' and Thanos' 16384, Mimir's -blocks-storage.tsdb.stripe-size). "+
+		"More stripes cost memory (~250 bytes each, whether the tenant holds 100 series or a million) and spread the locks of concurrent writes to one tenant. "+
+		"auto: the k-th tenant open on the node gets 16384/k (the first, 16384: one big tenant costs what it did), at least 64 per core (~32 KiB on two cores), more for a large WAL at its open; "+
+		"10,000 tenants then hold ~40 MB of stripes instead of ~43 GB. A tenant that grows keeps its size until its next open (restart, idle pruning).").PlaceHolder("auto|<n>"),
+		"auto", func(s string) error {
+			if s == "auto" {
+				c.StripeSize = StripeSizeAuto
+				return nil
+			}
+			n, err := strconv.Atoi(s)
+			if err != nil || !isPow2(n) {
+				return fmt.Errorf("%q is neither auto nor a power of two such as 16384", s)
+			}
+			c.StripeSize = n
+			return nil
+		})
+	r.Flag("tsdb.open-concurrency", "How many tenant TSDBs replay their WAL at once at start-up, and are flushed, shipped and closed at once on shutdown.").Default(strconv.Itoa(runtime.GOMAXPROCS(0))).IntVar(&c.OpenConcurrency)
 	// 3h = 1.5 × the 2h block: the idle time after which Thanos Receive cuts a quiet tenant's head, so an
 	// idle tenant's last data reaches the bucket no later than with Thanos. Thanos measures it from the
 	// newest sample's timestamp (so a backfill of old samples looks idle); Weir from the last write.

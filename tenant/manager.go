@@ -55,8 +55,12 @@ type Config struct {
 	LabelName string
 	// ExternalLabels are added to every tenant's external labels (replica labels and the like).
 	ExternalLabels labels.Labels
-	// OpenConcurrency bounds how many tenant TSDBs replay their WAL at once at start-up.
+	// OpenConcurrency bounds how many tenants are opened (WAL replay) at once at start-up, and flushed,
+	// shipped and closed at once on shutdown.
 	OpenConcurrency int
+	// StripeSize is the series stripes of every tenant's head (a power of two), or StripeSizeAuto: each
+	// head sized from its tenant's WAL when it opens (headsize.go).
+	StripeSize int
 	// UploadConcurrency is how many files of a block are uploaded at once (0 or 1: one at a time).
 	UploadConcurrency int
 	// ShipInterval is how often completed blocks are looked for and shipped (with a bucket).
@@ -90,6 +94,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("--tsdb.max-retention-bytes: %d is negative (0: no bound)", c.MaxBytes)
 	case c.MaxExemplars < 0:
 		return fmt.Errorf("--tsdb.max-exemplars: %d is negative (0 disables exemplar storage)", c.MaxExemplars)
+	case c.StripeSize < 0 || (c.StripeSize != StripeSizeAuto && !isPow2(c.StripeSize)):
+		return fmt.Errorf("--tsdb.stripe-size: %d is not a power of two (or auto)", c.StripeSize)
 	case c.OpenConcurrency < 1:
 		return fmt.Errorf("--tsdb.open-concurrency: %d must be at least 1", c.OpenConcurrency)
 	case c.UploadConcurrency < 0:
@@ -155,6 +161,8 @@ type db struct {
 	reg   *unregisterer
 	ship  *shipper.Shipper // nil when shipping is off
 	refs  *refCache        // series refs of this TSDB instance, set with tsdb
+	size  headSize         // what its head was sized for when it opened (headsize.go)
+	rank  int              // tenants known to the Manager (this one included) when it was created
 	// series enforces the tenant's series limits on this TSDB instance and counts its series per
 	// metric name (serieslimit.go).
 	series *seriesTracker
@@ -269,30 +277,16 @@ func (m *Manager) OpenExisting(ctx context.Context) error {
 	m.metrics.startupTotal.Set(float64(len(ids)))
 	m.logger.Info("opening tenant TSDBs found on disk", "tenants", len(ids), "concurrency", m.cfg.OpenConcurrency)
 
-	sem := make(chan struct{}, m.cfg.OpenConcurrency)
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var errs []error
-	for _, id := range ids {
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-			wg.Wait()
-			return ctx.Err()
+	errs := forEach(ctx, ids, m.cfg.OpenConcurrency, func(id string) error {
+		if _, err := m.get(ctx, id); err != nil {
+			return err
 		}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			if _, err := m.get(ctx, id); err != nil {
-				mu.Lock()
-				errs = append(errs, err)
-				mu.Unlock()
-				return
-			}
-			m.metrics.startupOpened.Inc()
-		}()
+		m.metrics.startupOpened.Inc()
+		return nil
+	})
+	if err := ctx.Err(); err != nil {
+		return err
 	}
-	wg.Wait()
 	m.metrics.startupTime.Set(time.Since(start).Seconds())
 	m.logger.Info("tenant TSDBs opened", "tenants", len(ids), "failed", len(errs), "duration", time.Since(start))
 	// A tenant that fails to open must not keep the others from serving: it answers 503 on its own
@@ -338,6 +332,7 @@ func (m *Manager) get(ctx context.Context, id string) (*db, error) {
 		}
 		d = &db{id: id, ready: make(chan struct{})}
 		m.tenants[id] = d
+		d.rank = len(m.tenants)
 		go m.open(d)
 	}
 	m.mu.Unlock()
@@ -362,6 +357,8 @@ func (m *Manager) open(d *db) {
 	dir := filepath.Join(m.cfg.Dir, d.id)
 	// Options are built afresh for each tenant: tsdb.Open fills in defaults in place.
 	opts := tsdbOptions(m.cfg)
+	d.size = autoHeadSize(m.cfg.StripeSize, dir, d.rank)
+	opts.StripeSize, opts.HeadChunksWriteBufferSize = d.size.StripeSize, d.size.ChunkWriteBuffer
 	series := newSeriesTracker(d.id, m.seriesLimits, d.reg)
 	opts.SeriesLifecycleCallback = series
 	// The TSDB asks which blocks to delete while it opens, and from its own goroutines after: it sees
@@ -416,7 +413,8 @@ func (m *Manager) open(d *db) {
 	d.mustSetState(stateOpen)
 	d.mu.Unlock()
 	m.metrics.open.Inc()
-	m.logger.Info("tenant TSDB open", "tenant", d.id, "dir", dir, "duration", time.Since(start))
+	m.logger.Info("tenant TSDB open", "tenant", d.id, "dir", dir, "duration", time.Since(start),
+		"stripe_size", d.size.StripeSize, "wal_bytes", d.size.WALBytesAtOpening)
 }
 
 // forget takes d out of the map (if it is still there), so that the next write for its tenant opens a
@@ -470,22 +468,21 @@ func (m *Manager) Close() error {
 	}
 	m.mu.Unlock()
 
-	var errs []error
-	for _, d := range all {
+	// Closing writes each WAL's last page and fsyncs it: thousands of tenants close in parallel.
+	errs := forEach(context.Background(), all, m.cfg.OpenConcurrency, func(d *db) error {
 		<-d.ready
 		if d.err != nil {
-			continue
+			return nil
 		}
 		d.mu.Lock()
+		defer d.mu.Unlock()
 		if d.state == stateClosed { // an earlier Close, or a prune, did it
-			d.mu.Unlock()
-			continue
+			return nil
 		}
-		err := m.closeLocked(d)
-		d.mu.Unlock()
-		if err != nil {
-			errs = append(errs, fmt.Errorf("close TSDB of tenant %s: %w", d.id, err))
+		if err := m.closeLocked(d); err != nil {
+			return fmt.Errorf("close TSDB of tenant %s: %w", d.id, err)
 		}
-	}
+		return nil
+	})
 	return errors.Join(errs...)
 }

@@ -39,6 +39,9 @@ func TestConfigValidate(t *testing.T) {
 			c.ExternalLabels = labels.FromStrings("replica", "ingester-0")
 		}, ""},
 		{"retention of exactly one block", func(c *Config) { c.Retention = BlockDuration }, ""},
+		{"fixed stripe size", func(c *Config) { c.StripeSize = 16384 }, ""},
+		{"stripe size not a power of two", func(c *Config) { c.StripeSize = 1000 }, "--tsdb.stripe-size: 1000 is not a power of two"},
+		{"negative stripe size", func(c *Config) { c.StripeSize = -1 }, "--tsdb.stripe-size: -1 is not a power of two"},
 		{"empty dir", func(c *Config) { c.Dir = "" }, "--tsdb.path is empty"},
 		{"retention shorter than a block", func(c *Config) { c.Retention = BlockDuration - time.Second }, "--tsdb.retention: 1h59m59s is shorter than one block (2h)"},
 		{"zero retention", func(c *Config) { c.Retention = 0 }, "--tsdb.retention: 0s is shorter than one block"},

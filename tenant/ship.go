@@ -83,19 +83,26 @@ func (m *Manager) openDBs() []*db {
 
 // Flush cuts every tenant's head into blocks and, when shipping is on, ships them, so that a stopped
 // ingester leaves its data in the bucket. It is meant for shutdown, after writes stopped: it holds
-// each tenant exclusively while cutting. What ctx does not leave time to ship stays on disk, recorded
-// as not uploaded, and ships at the next start.
+// each tenant exclusively while cutting. Tenants are flushed and shipped Config.OpenConcurrency at a
+// time: a flush is mostly fsyncs, so one tenant at a time took minutes for a few thousand. What ctx
+// does not leave time to ship stays on disk, recorded as not uploaded, and ships at the next start.
 func (m *Manager) Flush(ctx context.Context) error {
-	var errs []error
-	for _, d := range m.openDBs() {
-		if err := d.flush(); err != nil {
-			errs = append(errs, fmt.Errorf("flush tenant %s: %w", d.id, err))
+	// Every head is cut, however long it takes (ctx bounds the uploads): a block that misses the
+	// upload ships at the next start. A tenant whose cut failed still ships its earlier blocks.
+	errs := forEach(context.Background(), m.openDBs(), m.cfg.OpenConcurrency, func(d *db) error {
+		var err error
+		if ferr := d.flush(); ferr != nil {
+			err = fmt.Errorf("flush tenant %s: %w", d.id, ferr)
 		}
-	}
-	if m.bkt != nil {
-		if err := m.shipAll(ctx); err != nil {
-			errs = append(errs, err)
+		if d.ship != nil && ctx.Err() == nil {
+			if _, serr := d.ship.Sync(ctx); serr != nil {
+				err = errors.Join(err, fmt.Errorf("ship tenant %s: %w", d.id, serr))
+			}
 		}
+		return err
+	})
+	if err := ctx.Err(); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

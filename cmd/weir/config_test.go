@@ -153,6 +153,7 @@ func TestBadFlagsAreClearErrors(t *testing.T) {
 		{[]string{"--no-tsdb.path"}, `unknown long flag '--no-tsdb.path'`},
 		{[]string{"--receive.write-slot-wait=0s"}, "--receive.write-slot-wait: 0s must be positive"},
 		{[]string{"--tsdb.open-concurrency=0"}, "--tsdb.open-concurrency"},
+		{[]string{"--tsdb.stripe-size=100"}, `--tsdb.stripe-size: "100" is neither auto nor a power of two`},
 		{[]string{"--store.limits.request-samples=-1"}, "--store.limits.request-samples: -1 is negative"},
 		{[]string{"--auto-gomemlimit.ratio=1.5"}, "--auto-gomemlimit.ratio: 1.5 is not in (0, 1]"},
 		{[]string{"--tsdb.out-of-order.cap-max=300"}, "--tsdb.out-of-order.cap-max: 300 is above 255"},

@@ -257,3 +257,76 @@ startupProbe:
   periodSeconds: 5
   failureThreshold: 60
 {{- end -}}
+
+{{/* Thanos Query, Store and Compactor (thanos.*): their own name label, so Weir's selectors,
+Services and ServiceMonitor never pick them. Call with (dict "ctx" . "component" "query"). */}}
+{{- define "weir.thanosSelectorLabels" -}}
+app.kubernetes.io/name: thanos
+app.kubernetes.io/instance: {{ .ctx.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "weir.thanosLabels" -}}
+{{ include "weir.thanosSelectorLabels" . }}
+app.kubernetes.io/version: {{ .ctx.Values.thanos.image.tag | quote }}
+app.kubernetes.io/part-of: weir
+app.kubernetes.io/managed-by: {{ .ctx.Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .ctx.Chart.Name .ctx.Chart.Version }}
+{{- end -}}
+
+{{/* Pod fields shared by the Thanos components: the chart's security settings. */}}
+{{- define "weir.thanosPodSpec" -}}
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+automountServiceAccountToken: false
+securityContext:
+  {{- toYaml .Values.podSecurityContext | nindent 2 }}
+{{- end -}}
+
+{{/* Container fields shared by the Thanos components: image, ports (gRPC unless (dict "grpc" false):
+the Compactor serves none), probes, security. Call with (dict "ctx" . "grpc" true). */}}
+{{- define "weir.thanosContainer" -}}
+image: {{ printf "%s:%s" .ctx.Values.thanos.image.repository .ctx.Values.thanos.image.tag }}
+imagePullPolicy: {{ .ctx.Values.thanos.image.pullPolicy }}
+ports:
+  {{- if .grpc }}
+  - name: grpc
+    containerPort: 10901
+    protocol: TCP
+  {{- end }}
+  - name: http
+    containerPort: 10902
+    protocol: TCP
+readinessProbe:
+  httpGet:
+    path: /-/ready
+    port: http
+livenessProbe:
+  httpGet:
+    path: /-/healthy
+    port: http
+securityContext:
+  {{- toYaml .ctx.Values.securityContext | nindent 2 }}
+{{- end -}}
+
+{{- define "weir.thanosMounts" -}}
+volumeMounts:
+  - name: data
+    mountPath: /data
+  - name: objstore
+    mountPath: /etc/thanos/objstore
+    readOnly: true
+{{- end -}}
+
+{{/* Volumes of Store and Compactor: scratch space of (dict "size") and the objstore Secret. */}}
+{{- define "weir.thanosVolumes" -}}
+volumes:
+  - name: data
+    emptyDir:
+      sizeLimit: {{ .size }}
+  - name: objstore
+    secret:
+      secretName: {{ .ctx.Values.objstore.secretName }}
+{{- end -}}
