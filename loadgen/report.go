@@ -110,7 +110,11 @@ func (rep *Report) WriteText(w io.Writer) error {
 	if rep.TargetRate > 0 {
 		rate = formatCount(int64(rep.TargetRate)) + " samples/s"
 	}
-	fmt.Fprintf(&b, "weir bench: %s (remote write %s)\n", rep.URL, rep.Protocol)
+	if rep.Protocol == ProtocolOTLP {
+		fmt.Fprintf(&b, "weir bench: %s (OTLP/HTTP, gzip protobuf)\n", rep.URL)
+	} else {
+		fmt.Fprintf(&b, "weir bench: %s (remote write %s)\n", rep.URL, rep.Protocol)
+	}
 	fmt.Fprintf(&b, "  load       %s series over %d tenant(s), %d labels each (%d values per label), churn %s/min\n",
 		formatCount(int64(s.Series)), s.Tenants, s.LabelsPerSeries, s.LabelValueCardinality, formatCount(int64(s.ChurnPerMinute)))
 	fmt.Fprintf(&b, "             %s samples/request, %d workers, rate %s\n", formatCount(int64(s.SamplesPerRequest)), rep.Workers, rate)

@@ -26,7 +26,7 @@ type Config struct {
 	TenantHeader string
 	// Headers are added to every request.
 	Headers http.Header
-	// Protocol is the remote-write version: "1.0" or "2.0".
+	// Protocol is the remote-write version, "1.0" or "2.0", or ProtocolOTLP.
 	Protocol string
 	// Concurrency is the number of workers, each with its own connection and its own share of the
 	// requests (a series is always sent by the same worker, so its samples arrive in order).
@@ -61,9 +61,9 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("--url: %q is not an http:// or https:// URL", c.URL)
 	}
 	switch c.Protocol {
-	case "1.0", "2.0":
+	case "1.0", "2.0", ProtocolOTLP:
 	default:
-		return fmt.Errorf("--protocol: %q is not a remote-write version (supported: 1.0, 2.0)", c.Protocol)
+		return fmt.Errorf("--protocol: %q is not a remote-write version (supported: 1.0, 2.0) or otlp", c.Protocol)
 	}
 	if c.TenantHeader == "" {
 		return errors.New("--tenant-header is empty")
@@ -147,8 +147,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			mine = append(mine, batches[i])
 		}
 		var enc requestEncoder = newEncoder(cfg.Spec, sc)
-		if cfg.Protocol == "2.0" {
+		switch cfg.Protocol {
+		case "2.0":
 			enc = newEncoderV2(cfg.Spec, sc)
+		case ProtocolOTLP:
+			enc = newOTLPEncoder(newEncoder(cfg.Spec, sc))
 		}
 		wg.Go(func() { r.work(runCtx, ctx, enc, mine) })
 	}
@@ -209,7 +212,11 @@ func (r *runner) work(runCtx, parent context.Context, enc requestEncoder, mine [
 		lastTS[i] = ts
 		churn := ChurnAt(r.cfg.Spec, now.Sub(r.start).Milliseconds())
 		body = enc.appendRequest(body[:0], b, churn, ts)
-		compressed = snappy.Encode(compressed[:cap(compressed)], body)
+		if r.cfg.Protocol == ProtocolOTLP {
+			compressed = body // the OTLP encoder compresses (gzip) itself
+		} else {
+			compressed = snappy.Encode(compressed[:cap(compressed)], body)
+		}
 
 		ok := r.send(reqCtx, r.tenants[b.tenant], compressed, b.count)
 		if ok && r.ack != nil {
@@ -230,11 +237,16 @@ func (r *runner) send(ctx context.Context, tenant string, body []byte, samples i
 	for k, vs := range r.cfg.Headers {
 		req.Header[k] = vs
 	}
-	req.Header.Set("Content-Encoding", "snappy")
-	if r.cfg.Protocol == "2.0" {
+	switch r.cfg.Protocol {
+	case ProtocolOTLP:
+		req.Header.Set("Content-Encoding", "gzip")
+		req.Header.Set("Content-Type", "application/x-protobuf")
+	case "2.0":
+		req.Header.Set("Content-Encoding", "snappy")
 		req.Header.Set("Content-Type", "application/x-protobuf;proto=io.prometheus.write.v2.Request")
 		req.Header.Set("X-Prometheus-Remote-Write-Version", "2.0.0")
-	} else {
+	default:
+		req.Header.Set("Content-Encoding", "snappy")
 		req.Header.Set("Content-Type", "application/x-protobuf")
 		req.Header.Set("X-Prometheus-Remote-Write-Version", "0.1.0")
 	}

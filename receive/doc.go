@@ -1,5 +1,6 @@
-// Package receive is the HTTP edge of Weir: it decodes Remote Write 1.0 and 2.0 requests, validates them,
-// hands the valid series to storage, and answers with a status code the sender acts on correctly.
+// Package receive is the HTTP edge of Weir: it decodes Remote Write 1.0 and 2.0 requests and OTLP
+// metrics, validates them, hands the valid series to storage, and answers with a status code the
+// sender acts on correctly.
 //
 // Start with Handler. Decode reads a request within DecodeLimits; Limits.validate normalises and checks
 // the series; Storage writes them; StatusCode maps any error to its answer.
@@ -57,6 +58,26 @@
 //	     there. Senders back off and retry.
 //	500  another storage failure (an append or commit error that is not the WAL's). Retried by the
 //	     sender; nothing was acknowledged.
+//
+// # OTLP answers
+//
+// OTLPHandler (POST /api/v1/otlp/v1/metrics, /api/v1/otlp; otlp.go) translates an OTLP metrics
+// request with Prometheus' translator into series and writes them as above: same tenant, limits,
+// validation, storage. It answers as the OTLP/HTTP specification says, whose senders retry only 429,
+// 502, 503 and 504, in the request's encoding (protobuf or JSON):
+//
+//	200  ExportMetricsServiceResponse. When points were refused for good — what Remote Write answers
+//	     with a 400 partial write (invalid labels, out of order, too old, a tenant's shape or series
+//	     limit), delta or unspecified temporality (not converted: a router cannot keep the running
+//	     sums, see otlp_temporality.go), metrics the translator refuses — partial_success counts them
+//	     in rejected_data_points and error_message says why; the rest was written.
+//	400  the body is not an ExportMetricsServiceRequest (protobuf or JSON) or not gzip, the tenant ID
+//	     is invalid, the request is over the series limit. A google.rpc.Status says why (so for
+//	     every error status).
+//	401, 403, 405, 413, 415, 429  as for Remote Write; 415 also for a Content-Encoding other than
+//	     gzip or identity, or a Content-Type other than application/x-protobuf or application/json.
+//	503  as for Remote Write, and also for a storage failure Remote Write answers 500 (OTLP senders
+//	     do not retry 500). Retry-After is set.
 //
 // Replication (router.go, quorum.go): a write succeeds when floor(RF/2)+1 replicas of every series
 // acked it; quorum.go has the exact rules. The ingest side (ingest.go) serves node-to-node writes over

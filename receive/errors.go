@@ -106,6 +106,39 @@ func StatusCode(err error) int {
 	return http.StatusInternalServerError
 }
 
+// otlpStatusCode is the HTTP status of an OTLP/HTTP answer to err (nil: 200, with the response
+// message). It is StatusCode's, but for storage failures: OTLP senders retry only 429, 502, 503 and
+// 504 (the OTLP/HTTP specification), so what Remote Write answers 500 for its senders to retry is a
+// 503 here — nothing was acknowledged, and a retry may succeed.
+func otlpStatusCode(err error) int {
+	if err == nil {
+		return http.StatusOK
+	}
+	if ClassOf(err) == ClassInternal {
+		return http.StatusServiceUnavailable
+	}
+	return StatusCode(err)
+}
+
+// otlpRPCCode is the google.rpc.Status code of an OTLP error answer with HTTP status code.
+func otlpRPCCode(code int) codes.Code {
+	switch code {
+	case http.StatusBadRequest, http.StatusMethodNotAllowed, http.StatusUnsupportedMediaType:
+		return codes.InvalidArgument
+	case http.StatusRequestEntityTooLarge:
+		return codes.ResourceExhausted
+	case http.StatusUnauthorized:
+		return codes.Unauthenticated
+	case http.StatusForbidden:
+		return codes.PermissionDenied
+	case http.StatusTooManyRequests:
+		return codes.ResourceExhausted
+	case http.StatusServiceUnavailable:
+		return codes.Unavailable
+	}
+	return codes.Internal
+}
+
 // defaultRetryAfter is the Retry-After of answers that a sender retries, unless the error says.
 const defaultRetryAfter = 5 * time.Second
 

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/otlptranslator"
+
 	"github.com/weir-metrics/weir/internal/flags"
 	"github.com/weir-metrics/weir/tenant"
 	"github.com/weir-metrics/weir/tlsreload"
@@ -86,4 +88,16 @@ func (c *LimiterConfig) RegisterFlags(r flags.Registry) {
 	r.Flag("receive.write-slots", "Writes (remote write and from other nodes) decoded and applied at once; others wait for a slot. 0: GOMAXPROCS; negative: no limit.").Default("0").IntVar(&c.Slots)
 	c.MaxWait = DefaultLimiterWait
 	flags.Duration(r.Flag("receive.write-slot-wait", "How long a write waits for a slot, within its own deadline, before it is answered 503 with Retry-After (Unavailable between nodes)."), &c.MaxWait)
+}
+
+// RegisterFlags registers the OTLP endpoint's translation flags: Thanos Receive's two, and the naming
+// and histogram choices Prometheus' otlp configuration section has.
+func (c *OTLPConfig) RegisterFlags(r flags.Registry) {
+	r.Flag("receive.otlp-promote-resource-attributes", "OTLP resource attribute copied into a label of every series of the resource (repeatable), as in Thanos. service.name, service.namespace and service.instance.id always become job and instance.").StringsVar(&c.PromoteResourceAttributes)
+	r.Flag("receive.otlp-enable-target-info", "Write a target_info series per OTLP resource, labelled with its other attributes (as Thanos and Prometheus).").Default("true").BoolVar(&c.EnableTargetInfo)
+	r.Flag("receive.otlp-translation-strategy", "How OTLP metric and attribute names become Prometheus names, as Prometheus' otlp.translation_strategy: UnderscoreEscapingWithSuffixes (Thanos' and Prometheus' default: [a-zA-Z0-9_:] names with unit and _total suffixes), UnderscoreEscapingWithoutSuffixes, NoUTF8EscapingWithSuffixes (UTF-8 names kept) or NoTranslation.").
+		Default(string(otlptranslator.UnderscoreEscapingWithSuffixes)).EnumVar(&c.TranslationStrategy,
+		string(otlptranslator.UnderscoreEscapingWithSuffixes), string(otlptranslator.UnderscoreEscapingWithoutSuffixes),
+		string(otlptranslator.NoUTF8EscapingWithSuffixes), string(otlptranslator.NoTranslation))
+	r.Flag("receive.otlp-convert-histograms-to-nhcb", "Store OTLP explicit-bucket histograms as native histograms with custom buckets (one series each; Thanos Query and Prometheus 3 read them) instead of classic _bucket, _sum and _count series (Thanos' behaviour, the default).").Default("false").BoolVar(&c.ConvertHistogramsToNHCB)
 }

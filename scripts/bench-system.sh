@@ -2,11 +2,14 @@
 # Whole-receiver benchmark on this machine: drives each receiver with `weir bench` on loopback and
 # prints samples/s, receiver CPU-seconds per million samples, and peak RSS per active series — the
 # figures of DESIGN §4. Receivers: weir (one node, embedded default), weir-ring (three nodes, RF=3,
-# deploy/local/ring.sh), prometheus (its remote-write receiver) and thanos (Thanos Receive, one node),
+# deploy/local/ring.sh), weir-otlp and weir-ring-otlp (the same, sent the same series as OTLP/HTTP,
+# `weir bench --protocol otlp`), prometheus (its remote-write receiver; prometheus-otlp: its OTLP
+# receiver, the same translator as Weir's) and thanos (Thanos Receive, one node),
 # the last two when their binaries are in ./bin (`make tools` builds them). Fixed ports below Linux's
 # ephemeral range (32768+), so that no outgoing connection holds one.
 #
-#   scripts/bench-system.sh [--series N] [--tenants N] [--duration 30s] [--warmup 10s] [--receivers "weir weir-rw2 weir-ring prometheus thanos"]
+#   scripts/bench-system.sh [--series N] [--tenants N] [--duration 30s] [--warmup 10s] [--receivers "weir weir-rw2 weir-otlp weir-ring weir-ring-otlp prometheus thanos"]
+#   (also prometheus-otlp)
 #
 # The generator shares the machine with the receiver: on two cores, samples/s is bounded by both, while
 # CPU-seconds per million samples is the receiver's own cost.
@@ -20,7 +23,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-series=100000 tenants=1 duration=30s warmup=10s receivers="weir weir-rw2 weir-ring prometheus thanos"
+series=100000 tenants=1 duration=30s warmup=10s receivers="weir weir-rw2 weir-otlp weir-ring weir-ring-otlp prometheus thanos"
 while [ $# -gt 0 ]; do
   case "$1" in
     --series) series=$2; shift 2 ;;
@@ -99,26 +102,26 @@ for r in $receivers; do
   url=""
   proto=1.0
   case "$r" in
-    weir|weir-rw2) # one node; weir-rw2: the same load as Remote Write 2.0
+    weir|weir-rw2|weir-otlp) # one node; weir-rw2: the same load as Remote Write 2.0 (weir-otlp: as OTLP, below)
       [ "$r" = weir-rw2 ] && proto=2.0
       require_free 23291 23902 23901
       "$weir" receive --tsdb.path="$dir" --remote-write.address=127.0.0.1:23291 --http-address=127.0.0.1:23902 \
         --grpc-address=127.0.0.1:23901 >"$dir.log" 2>&1 &
       rpids=($!); metrics=(http://127.0.0.1:23902/metrics); url=http://127.0.0.1:23291/api/v1/receive
       wait_ready http://127.0.0.1:23902/-/ready "$dir.log" ;;
-    weir-ring)
+    weir-ring | weir-ring-otlp)
       require_free 21291 12902 13002 13102
       WEIR=$weir DATA="$dir" PORT_OFFSET=2000 bash deploy/local/ring.sh >"$dir.log" 2>&1 &
       pids+=($!)
       for i in 0 1 2; do wait_ready "http://127.0.0.1:$((12902 + i * 100))/-/ready" "$dir/node$i.log"; metrics+=("http://127.0.0.1:$((12902 + i * 100))/metrics"); done
       mapfile -t rpids < <(pgrep -f "tsdb.path=$dir/node")
       url=http://127.0.0.1:21291/api/v1/receive ;;
-    prometheus)
+    prometheus | prometheus-otlp)
       [ -x bin/prometheus ] || { echo "$r: bin/prometheus missing (make tools)"; continue; }
       require_free 23090
       printf 'global: {}\n' >"$dir/prometheus.yml"
       bin/prometheus --config.file="$dir/prometheus.yml" --storage.tsdb.path="$dir/data" --web.listen-address=127.0.0.1:23090 \
-        --web.enable-remote-write-receiver >"$dir.log" 2>&1 &
+        --web.enable-remote-write-receiver --web.enable-otlp-receiver >"$dir.log" 2>&1 &
       rpids=($!); metrics=(http://127.0.0.1:23090/metrics); url=http://127.0.0.1:23090/api/v1/write
       wait_ready http://127.0.0.1:23090/-/ready "$dir.log" ;;
     thanos)
@@ -130,7 +133,10 @@ for r in $receivers; do
       wait_ready http://127.0.0.1:23392/-/ready "$dir.log" ;;
     *) echo "unknown receiver $r" >&2; exit 2 ;;
   esac
-  [ "$r" = weir-ring ] || pids+=("${rpids[@]}")
+  case "$r" in weir-ring*) ;; *) pids+=("${rpids[@]}") ;; esac
+  if [[ "$r" == *-otlp ]]; then # the same receiver, written over OTLP/HTTP
+    url=${url%/api/v1/*}/api/v1/otlp/v1/metrics proto=otlp
+  fi
 
   # Warm-up creates every series (and tenant), so the measured part is steady-state ingestion.
   created=""
@@ -183,5 +189,8 @@ ratio() { # LABEL A B TARGET: prints A/B of the CPU costs when both were measure
 echo
 ratio "weir-ring CPU per client sample / weir" weir-ring weir "(target <= 3; Thanos 4-6)"
 ratio "weir-rw2 CPU per sample / weir (RW 2.0 / 1.0)" weir-rw2 weir "(target <= 1)"
+ratio "weir-otlp CPU per sample / weir (RW 1.0)" weir-otlp weir "(target <= 1)"
+ratio "weir-ring-otlp CPU per client sample / weir-ring" weir-ring-otlp weir-ring "(target <= 1)"
+ratio "prometheus-otlp CPU per sample / weir-otlp" prometheus-otlp weir-otlp ""
 ratio "thanos CPU per sample / weir" thanos weir "(target >= 2)"
 ratio "prometheus CPU per sample / weir" prometheus weir ""

@@ -63,7 +63,7 @@ func (c *benchConfig) registerFlags(r flags.Registry) {
 		c.Headers.Add(name, value)
 		return nil
 	})
-	r.Flag("protocol", "Remote-write protocol version: 1.0 or 2.0 (io.prometheus.write.v2.Request, a symbols table per request and metadata per series, as Prometheus sends it).").Default("1.0").StringVar(&c.Protocol)
+	r.Flag("protocol", "Protocol: remote write 1.0, 2.0 (io.prometheus.write.v2.Request, a symbols table per request and metadata per series, as Prometheus sends it), or otlp (OTLP/HTTP metrics, gzip protobuf, one gauge data point per series; --url is then the OTLP endpoint, e.g. http://localhost:19291/api/v1/otlp/v1/metrics).").Default("1.0").StringVar(&c.Protocol)
 	r.Flag("ack-log", "File to record every acknowledged request in, for a later check that nothing acknowledged was lost.").StringVar(&c.AckLog)
 	r.Flag("output", "Report format on stdout: text or json.").Default("text").EnumVar(&c.output, "text", "json")
 }

@@ -36,6 +36,7 @@ type config struct {
 	shipTimeout                      time.Duration
 
 	handler receive.HandlerConfig
+	otlp    receive.OTLPConfig
 	storage tenant.Config
 
 	// The secure edge (docs/security.md): TLS of the remote-write listener, who may write which
@@ -84,7 +85,7 @@ type config struct {
 // registerFlags registers every flag of `weir receive`: the node's own here, each component's by its
 // package (RegisterFlags next to its config).
 func (c *config) registerFlags(r flags.Registry) {
-	r.Flag("remote-write.address", "Address to listen on for remote write (POST /api/v1/receive, alias /api/v1/write).").Default("0.0.0.0:19291").StringVar(&c.remoteWriteAddress)
+	r.Flag("remote-write.address", "Address to listen on for remote write (POST /api/v1/receive, alias /api/v1/write) and OTLP metrics over HTTP (POST /api/v1/otlp/v1/metrics, alias /api/v1/otlp).").Default("0.0.0.0:19291").StringVar(&c.remoteWriteAddress)
 	r.Flag("http-address", "Address to listen on for /metrics, /-/healthy, /-/ready and /debug/pprof.").Default("0.0.0.0:10902").StringVar(&c.httpAddress)
 	r.Flag("grpc-address", "Address for node-to-node gRPC: writes forwarded by routers (nodes that store data), and the StoreAPI.").Default("0.0.0.0:10901").StringVar(&c.grpcAddress)
 	c.rwReadTimeout = time.Minute
@@ -98,6 +99,7 @@ func (c *config) registerFlags(r flags.Registry) {
 
 	c.storage.RegisterFlags(r)
 	c.handler.RegisterFlags(r)
+	c.otlp.RegisterFlags(r)
 	c.rwTLS.RegisterFlags(r, "remote-write.server-tls-", "the remote-write server (--remote-write.address)")
 	c.auth.RegisterFlags(r)
 	c.web.RegisterFlags(r)
@@ -178,7 +180,7 @@ func (c *config) validate() error {
 		return errors.New("--receive.tenant-certificate-field needs mutual TLS on remote write: --remote-write.server-tls-client-ca (and -cert, -key)")
 	}
 	for _, v := range []interface{ Validate() error }{
-		c.storage, c.handler, c.rwTLS, c.auth, c.router, c.peerConfig(), c.ingestConfig(), c.limiter, c.store, c.limits,
+		c.storage, c.handler, c.otlp, c.rwTLS, c.auth, c.router, c.peerConfig(), c.ingestConfig(), c.limiter, c.store, c.limits,
 	} {
 		if err := v.Validate(); err != nil {
 			return err

@@ -111,10 +111,11 @@ type node struct {
 	opsLn, rwLn, grpcLn net.Listener
 	rwTLS               *tls.Config // nil: plain HTTP on remote write
 	bkt                 objstore.Bucket
-	storage             *tenant.Manager  // nil on a router that stores nothing
-	cluster             *cluster         // nil without a hashrings file
-	handler             *receive.Handler // remote write, in front of the cluster or the storage
-	grpcSrv             *grpc.Server     // node-to-node writes; nil on a router that stores nothing
+	storage             *tenant.Manager      // nil on a router that stores nothing
+	cluster             *cluster             // nil without a hashrings file
+	handler             *receive.Handler     // remote write, in front of the cluster or the storage
+	otlp                *receive.OTLPHandler // OTLP metrics, through handler
+	grpcSrv             *grpc.Server         // node-to-node writes; nil on a router that stores nothing
 	// limiter is the write slots shared by remote write and node-to-node writes, which compete for
 	// the same cores (nil: no bound).
 	limiter *receive.Limiter
@@ -173,6 +174,9 @@ func (n *node) build() error {
 	}
 	opts = append(opts, receive.WithTenantLimits(n.limits.src.Current, n.limits.rate))
 	if n.handler, err = receive.NewHandler(cfg.handler, storage, n.limiter, n.ready.Load, n.logger, n.reg, opts...); err != nil {
+		return err
+	}
+	if n.otlp, err = receive.NewOTLPHandler(n.handler, cfg.otlp, n.reg); err != nil {
 		return err
 	}
 	role := "ingester"
@@ -305,7 +309,7 @@ func (n *node) run() error {
 	// so a sender that writes every few minutes keeps its connection.
 	// The server's own errors (with TLS: failed handshakes — unknown CA, expired certificate, plain
 	// HTTP) are logged as warnings, not written to stderr.
-	rwSrv := &http.Server{Handler: remoteWriteMux(n.handler, n.reg), ReadHeaderTimeout: min(10*time.Second, cfg.rwReadTimeout),
+	rwSrv := &http.Server{Handler: remoteWriteMux(n.handler, n.otlp, n.reg), ReadHeaderTimeout: min(10*time.Second, cfg.rwReadTimeout),
 		ReadTimeout: cfg.rwReadTimeout, IdleTimeout: 5 * time.Minute, TLSConfig: n.rwTLS,
 		ErrorLog: slog.NewLogLogger(logger.With("component", "remote-write").Handler(), slog.LevelWarn)}
 	g.Add(func() error { return serveHTTP(rwSrv, n.rwLn) }, func(error) {
@@ -413,7 +417,7 @@ func serveHTTP(srv *http.Server, ln net.Listener) error {
 	return nil
 }
 
-func remoteWriteMux(h http.Handler, reg prometheus.Registerer) http.Handler {
+func remoteWriteMux(h, otlp http.Handler, reg prometheus.Registerer) http.Handler {
 	requests := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "weir_http_requests_total",
 		Help: "HTTP requests on the remote-write port, by handler, method and status code.",
@@ -427,10 +431,11 @@ func remoteWriteMux(h http.Handler, reg prometheus.Registerer) http.Handler {
 	reg.MustRegister(requests, duration)
 
 	mux := http.NewServeMux()
-	for _, path := range []string{"/api/v1/receive", "/api/v1/write"} {
+	routes := map[string]http.Handler{"/api/v1/receive": h, "/api/v1/write": h, receive.OTLPPath: otlp, receive.OTLPThanosPath: otlp}
+	for path, handler := range routes {
 		labels := prometheus.Labels{"handler": path}
 		mux.Handle(path, promhttp.InstrumentHandlerDuration(duration.MustCurryWith(labels),
-			promhttp.InstrumentHandlerCounter(requests.MustCurryWith(labels), h)))
+			promhttp.InstrumentHandlerCounter(requests.MustCurryWith(labels), handler)))
 	}
 	return mux
 }

@@ -19,7 +19,6 @@ type thanosFlag struct {
 
 // Reasons shared by several flags.
 const (
-	whyPlanned     = "not implemented in Weir yet (see docs/thanos-migration.md)"
 	whyOwnProtocol = "Weir's node-to-node protocol is its own (gRPC with protobuf headers and pass-through payloads), and it needs no tuning"
 	whyBlocks      = "Weir's blocks always span 2h and are never compacted locally: the Thanos compactor expects exactly that from a receiver"
 )
@@ -29,8 +28,6 @@ var thanosOnly = []thanosFlag{
 	{name: "remote-write.client-tls-secure", bool: true, why: "Weir turns client TLS on when any --remote-write.client-tls-* flag is set"},
 	{name: "remote-write.client-tls-skip-verify", bool: true, why: "Weir always verifies the certificates of other nodes"},
 	{name: "receive.replica-header", why: "Weir's forwarded writes travel over its own gRPC protocol, which carries no replica header"},
-	{name: "receive.otlp-enable-target-info", bool: true, why: "Weir does not receive OTLP yet"},
-	{name: "receive.otlp-promote-resource-attributes", repeat: true, why: "Weir does not receive OTLP yet"},
 
 	// Without effect in Weir, by design.
 	{name: "receive.forward.async-workers", why: "Weir forwards each share of a request at once, bounded by the bytes in flight per endpoint, not by a worker pool"},
