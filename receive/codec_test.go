@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/encoding/protowire"
@@ -230,6 +231,14 @@ func FuzzParseWriteRequest(f *testing.F) {
 		req := ingestRequest{buf: mem.SliceBuffer(b)}
 		err := req.parse()
 		defer req.release()
+		var extras []write.SeriesExtra
+		if err == nil && req.extras != nil { // parsed after the payload, as the ingester does
+			extras, err = parseExtras(req.extras)
+			if werr == nil && err != nil {
+				require.ErrorContains(t, err, "unknown metric type") // the generated code takes any int32
+				return
+			}
+		}
 		if werr != nil {
 			// The generated code also checks that the tenant is UTF-8; the ingester validates it
 			// more strictly after parsing.
@@ -252,6 +261,16 @@ func FuzzParseWriteRequest(f *testing.F) {
 		require.Equal(t, want.GetCompression() == ingestpb.Compression_COMPRESSION_SNAPPY, req.compressed)
 		require.Equal(t, want.GetSeriesHashes(), got)
 		require.Equal(t, string(want.GetPayload()), string(req.payload))
+		require.Len(t, extras, len(want.GetExtras()))
+		for i, e := range want.GetExtras() {
+			require.Equal(t, e.GetHelp(), extras[i].Metadata.Help)
+			require.Equal(t, e.GetUnit(), extras[i].Metadata.Unit)
+			require.Equal(t, metricTypes[writev2.Metadata_MetricType(e.GetType())], extras[i].Metadata.Type)
+			require.Equal(t, len(e.GetStarts()), len(extras[i].Starts))
+			for j, st := range e.GetStarts() {
+				require.Equal(t, st, extras[i].Starts[j])
+			}
+		}
 	})
 }
 
