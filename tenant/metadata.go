@@ -32,15 +32,19 @@ const maxMetadataPerFamily = 8
 // record notes the metadata of the written series that is not known yet. Strings are copied: the
 // series alias a request's buffer.
 func (s *metadataStore) record(series []prompb.TimeSeries, extras []write.SeriesExtra) {
-	var missing []int
+	type entry struct {
+		family string
+		md     metadata.Metadata
+	}
+	var missing []entry
 	s.mu.RLock()
 	for i := range extras {
 		md := extras[i].Metadata
 		if md.IsEmpty() {
 			continue
 		}
-		if !slices.Contains(s.byFamily[familyName(series[i].Labels, md.Type)], md) {
-			missing = append(missing, i)
+		if name := familyName(series[i].Labels, md.Type); !slices.Contains(s.byFamily[name], md) {
+			missing = append(missing, entry{name, md})
 		}
 	}
 	s.mu.RUnlock()
@@ -52,18 +56,16 @@ func (s *metadataStore) record(series []prompb.TimeSeries, extras []write.Series
 	if s.byFamily == nil {
 		s.byFamily = map[string][]metadata.Metadata{}
 	}
-	for _, i := range missing {
-		md := extras[i].Metadata
-		name := familyName(series[i].Labels, md.Type)
-		known := s.byFamily[name]
-		if slices.Contains(known, md) {
+	for _, e := range missing {
+		known := s.byFamily[e.family]
+		if slices.Contains(known, e.md) { // an earlier entry of this write added it
 			continue
 		}
-		md = metadata.Metadata{Type: md.Type, Unit: strings.Clone(md.Unit), Help: strings.Clone(md.Help)}
+		md := metadata.Metadata{Type: e.md.Type, Unit: strings.Clone(e.md.Unit), Help: strings.Clone(e.md.Help)}
 		if len(known) == maxMetadataPerFamily {
 			known = known[1:] // the oldest goes
 		}
-		s.byFamily[strings.Clone(name)] = append(slices.Clip(known), md)
+		s.byFamily[strings.Clone(e.family)] = append(slices.Clip(known), md)
 	}
 }
 
@@ -88,6 +90,12 @@ func (s *metadataStore) get(name string, limit int) map[string][]metadata.Metada
 	return out
 }
 
+// The suffixes a classic histogram's and a summary's series add to their family's name.
+var (
+	histogramSuffixes = []string{"_bucket", "_sum", "_count"}
+	summarySuffixes   = []string{"_sum", "_count"}
+)
+
 // familyName is the metric family a series belongs to: its name, without the suffix its type adds to
 // a family's series (a classic histogram's _bucket, _sum and _count, a summary's _sum and _count).
 func familyName(ls []prompb.Label, t model.MetricType) string {
@@ -101,9 +109,9 @@ func familyName(ls []prompb.Label, t model.MetricType) string {
 	var suffixes []string
 	switch t {
 	case model.MetricTypeHistogram, model.MetricTypeGaugeHistogram:
-		suffixes = []string{"_bucket", "_sum", "_count"}
+		suffixes = histogramSuffixes
 	case model.MetricTypeSummary:
-		suffixes = []string{"_sum", "_count"}
+		suffixes = summarySuffixes
 	}
 	for _, s := range suffixes {
 		if base, ok := strings.CutSuffix(name, s); ok {
