@@ -319,11 +319,7 @@ func (o *OTLPHandler) write(ctx context.Context, tenantID string, tl *limits.Lim
 func (o *OTLPHandler) writeShares(ctx context.Context, shares []tenantShare, extras []write.SeriesExtra, validated []prompb.TimeSeries) (write.Stats, error) {
 	var total write.Stats
 	for _, s := range shares {
-		ex := make([]write.SeriesExtra, len(s.index))
-		for i, idx := range s.index {
-			ex[i] = extras[idx]
-		}
-		stats, err := o.h.storage.Write(ctx, Batch{Tenant: s.tenant, Series: s.series, Extras: ex})
+		stats, err := o.h.storage.Write(ctx, Batch{Tenant: s.tenant, Series: s.series, Extras: s.extras(extras)})
 		if err != nil {
 			return total, fmt.Errorf("tenant %s: %w", s.tenant, err)
 		}

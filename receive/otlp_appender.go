@@ -180,17 +180,17 @@ func (a *otlpAppender) seriesOf(ls labels.Labels) int32 {
 // (metadata, and start timestamps when any point has one). Both are valid until release.
 func (a *otlpAppender) series() ([]prompb.TimeSeries, []write.SeriesExtra) {
 	n := len(a.lsets)
-	a.out = otlpResize(a.out, n)
-	a.extras = otlpResize(a.extras, n)
+	a.out = resize(a.out, n)
+	a.extras = resize(a.extras, n)
 	nLabels := 0
 	for _, ls := range a.lsets {
 		nLabels += ls.Len()
 	}
-	a.labelArena = otlpResize(a.labelArena, nLabels)[:0]
-	a.sampleArena = otlpResize(a.sampleArena, len(a.floats))
-	a.histArena = otlpResize(a.histArena, len(a.hists))
-	a.exArena = otlpResize(a.exArena, len(a.exemplars))
-	a.startArena = otlpResize(a.startArena, len(a.floats)+len(a.hists))
+	a.labelArena = resize(a.labelArena, nLabels)[:0]
+	a.sampleArena = resize(a.sampleArena, len(a.floats))
+	a.histArena = resize(a.histArena, len(a.hists))
+	a.exArena = resize(a.exArena, len(a.exemplars))
+	a.startArena = resize(a.startArena, len(a.floats)+len(a.hists))
 	clear(a.startArena)
 
 	// Give each series its windows, and turn the counts into write cursors.
@@ -244,12 +244,4 @@ func anyNonZero(xs []int64) bool {
 		}
 	}
 	return false
-}
-
-// otlpResize returns s with length n, reusing its capacity.
-func otlpResize[T any](s []T, n int) []T {
-	if cap(s) < n {
-		return make([]T, n)
-	}
-	return s[:n]
 }

@@ -67,6 +67,18 @@ func splitTenants(series []prompb.TimeSeries, label, requestTenant string, bound
 	return shares, nil
 }
 
+// extras returns the share's series' entries of a request's extras (nil: none).
+func (s tenantShare) extras(all []write.SeriesExtra) []write.SeriesExtra {
+	if all == nil {
+		return nil
+	}
+	ex := make([]write.SeriesExtra, len(s.index))
+	for i, idx := range s.index {
+		ex[i] = all[idx]
+	}
+	return ex
+}
+
 func labelIndex(ls []prompb.Label, name string) int {
 	for j := range ls {
 		if ls[j].Name == name {
@@ -82,14 +94,7 @@ func labelIndex(ls []prompb.Label, name string) int {
 func (h *Handler) writeSplit(ctx context.Context, w http.ResponseWriter, requestTenant string, shares []tenantShare, v *validation, validated []prompb.TimeSeries, extras []write.SeriesExtra) error {
 	var total write.Stats
 	for _, s := range shares {
-		b := Batch{Tenant: s.tenant, Series: s.series}
-		if extras != nil {
-			b.Extras = make([]write.SeriesExtra, len(s.index))
-			for i, idx := range s.index {
-				b.Extras[i] = extras[idx]
-			}
-		}
-		stats, err := h.storage.Write(ctx, b)
+		stats, err := h.storage.Write(ctx, Batch{Tenant: s.tenant, Series: s.series, Extras: s.extras(extras)})
 		if err != nil {
 			h.metrics.storageErrors.WithLabelValues(s.tenant, className(ClassOf(err))).Inc()
 			h.logger.Error("write failed", "tenant", s.tenant, "series", len(s.series), "err", err)
