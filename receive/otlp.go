@@ -273,7 +273,10 @@ func (o *OTLPHandler) write(ctx context.Context, tenantID string, tl *limits.Lim
 	var stats write.Stats
 	switch {
 	case shares != nil:
-		stats, err = o.writeShares(ctx, shares, extras, kept)
+		var failed string
+		if stats, failed, err = h.writeShares(ctx, shares, extras, kept); err != nil {
+			err = fmt.Errorf("tenant %s: %w", failed, err)
+		}
 	case len(kept) > 0: // nothing valid: do not open (or create) the tenant's storage for it
 		if stats, err = h.storage.Write(ctx, Batch{Tenant: tenantID, Series: kept, Extras: extras}); err == nil {
 			for i := range stats.Rejected {
@@ -311,31 +314,4 @@ func (o *OTLPHandler) write(ctx context.Context, tenantID string, tl *limits.Lim
 		}
 	}
 	return res, nil
-}
-
-// writeShares writes each tenant's share of a split request (split.go) with its extras. The first
-// storage error ends it (the sender retries the request whole; what was written is accepted again as
-// duplicates). The rejections it returns index the validated series.
-func (o *OTLPHandler) writeShares(ctx context.Context, shares []tenantShare, extras []write.SeriesExtra, validated []prompb.TimeSeries) (write.Stats, error) {
-	var total write.Stats
-	for _, s := range shares {
-		stats, err := o.h.storage.Write(ctx, Batch{Tenant: s.tenant, Series: s.series, Extras: s.extras(extras)})
-		if err != nil {
-			return total, fmt.Errorf("tenant %s: %w", s.tenant, err)
-		}
-		for i := range stats.Rejected {
-			rj := &stats.Rejected[i]
-			idx := s.index[rj.Series]
-			if len(total.Rejected)+i < maxExamples {
-				rj.Err = fmt.Errorf("tenant %s: %s: %w", s.tenant, labelsString(validated[idx].Labels), rj.Err)
-			}
-			rj.Series = idx
-		}
-		o.h.record(s.tenant, stats, nil)
-		for k, n := range stats.Appended {
-			total.Appended[k] += n
-		}
-		total.Rejected = append(total.Rejected, stats.Rejected...)
-	}
-	return total, nil
 }

@@ -92,17 +92,33 @@ func labelIndex(ls []prompb.Label, name string) int {
 // answers the request (the sender retries it whole; what was written is accepted again as
 // duplicates), else the rejections of every share, by their index in the request as sent.
 func (h *Handler) writeSplit(ctx context.Context, w http.ResponseWriter, requestTenant string, shares []tenantShare, v *validation, validated []prompb.TimeSeries, extras []write.SeriesExtra) error {
-	var total write.Stats
+	total, failed, err := h.writeShares(ctx, shares, extras, validated)
+	if err != nil {
+		h.metrics.storageErrors.WithLabelValues(failed, className(ClassOf(err))).Inc()
+		h.logger.Error("write failed", "tenant", failed, "err", err)
+		h.answerWritten(w, total.Appended, err)
+		return err
+	}
+	for i := range total.Rejected {
+		total.Rejected[i].Series = v.originalIndex(total.Rejected[i].Series)
+	}
+	h.record(requestTenant, write.Stats{}, v.rejected)
+	h.answerWritten(w, total.Appended, partialError(total, v.rejected))
+	return nil
+}
+
+// writeShares writes each tenant's share of a split request with its extras and records each
+// tenant's stats. The first storage error ends it: failed names that share's tenant, and the stats
+// count what was written up to it (that share's points written anyway included). The rejections
+// index the validated series, the first few errors naming their tenant and series.
+func (h *Handler) writeShares(ctx context.Context, shares []tenantShare, extras []write.SeriesExtra, validated []prompb.TimeSeries) (total write.Stats, failed string, err error) {
 	for _, s := range shares {
 		stats, err := h.storage.Write(ctx, Batch{Tenant: s.tenant, Series: s.series, Extras: s.extras(extras)})
 		if err != nil {
-			h.metrics.storageErrors.WithLabelValues(s.tenant, className(ClassOf(err))).Inc()
-			h.logger.Error("write failed", "tenant", s.tenant, "series", len(s.series), "err", err)
 			for k, n := range stats.Appended { // written anyway (a quorum for some series)
 				total.Appended[k] += n
 			}
-			h.answerWritten(w, total.Appended, err)
-			return err
+			return total, s.tenant, err
 		}
 		for i := range stats.Rejected {
 			rj := &stats.Rejected[i]
@@ -110,7 +126,7 @@ func (h *Handler) writeSplit(ctx context.Context, w http.ResponseWriter, request
 			if len(total.Rejected)+i < maxExamples {
 				rj.Err = fmt.Errorf("tenant %s: %s: %w", s.tenant, labelsString(validated[idx].Labels), rj.Err)
 			}
-			rj.Series = v.originalIndex(idx)
+			rj.Series = idx
 		}
 		h.record(s.tenant, stats, nil)
 		for k, n := range stats.Appended {
@@ -118,7 +134,5 @@ func (h *Handler) writeSplit(ctx context.Context, w http.ResponseWriter, request
 		}
 		total.Rejected = append(total.Rejected, stats.Rejected...)
 	}
-	h.record(requestTenant, write.Stats{}, v.rejected)
-	h.answerWritten(w, total.Appended, partialError(total, v.rejected))
-	return nil
+	return total, "", nil
 }
