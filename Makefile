@@ -174,7 +174,7 @@ HELM_VERSION := v3.22.0
 
 ## deploy-check: helm lint --strict and helm template for every deploy/helm/weir/ci values file, the Go
 ## test of the rendered objects and plain manifests (./deploy), and promtool test rules on deploy/rules.
-deploy-check: $(BIN)/helm $(BIN)/promtool
+deploy-check: $(BIN)/helm $(BIN)/promtool $(BIN)/thanos
 	@for f in deploy/helm/weir/ci/*.yaml; do \
 	  echo "helm lint --strict / helm template -f $$f"; \
 	  $(BIN)/helm lint --strict deploy/helm/weir -f $$f >/dev/null; \
