@@ -16,6 +16,8 @@ VERSITYGW_VERSION     := v1.8.0
 THANOS_VERSION        := v0.42.5
 # Thanos needs a newer Go than the project and has replace directives: it is built as a tools module.
 THANOS_GOTOOLCHAIN    := go1.26.10
+# VictoriaMetrics single-node: the performance anchor of bench-system (not used by the tests).
+VICTORIAMETRICS_VERSION := v1.151.0
 
 export WEIR_PROMETHEUS := $(BIN)/prometheus
 export WEIR_PROMTOOL := $(BIN)/promtool
@@ -67,11 +69,11 @@ bench:
 bench-compare: $(BIN)/benchstat
 	$(BIN)/benchstat $(OLD) $(NEW)
 
-## bench-system: whole receivers under `weir bench` (weir, a 3-node weir ring, Prometheus, Thanos Receive):
-## samples/s, CPU-s per 1M samples, peak RSS per series. SERIES and DURATION adjust the load.
+## bench-system: whole receivers under `weir bench` (weir, a 3-node weir ring, Prometheus, Thanos Receive,
+## VictoriaMetrics): samples/s, CPU-s per 1M samples, peak RSS per series. SERIES and DURATION adjust the load.
 SERIES   ?= 100000
 DURATION ?= 30s
-bench-system: tools
+bench-system: tools $(BIN)/victoria-metrics
 	bash scripts/bench-system.sh --series $(SERIES) --duration $(DURATION)
 
 ## bench-system-tenants: the many-tenants case of bench-system (issue #23): TENANTS tenants of
@@ -122,6 +124,12 @@ $(BIN)/thanos: FORCE
 	  sed -n '/^replace (/,/^)/p' "$$($(GO) env GOMODCACHE)/cache/download/github.com/thanos-io/thanos/@v/$(THANOS_VERSION).mod" >> go.mod && \
 	  $(GO) get -tool github.com/thanos-io/thanos/cmd/thanos@$(THANOS_VERSION) && \
 	  $(GO) build -tags netgo,slicelabels -o $@ github.com/thanos-io/thanos/cmd/thanos; \
+	fi
+
+$(BIN)/victoria-metrics: FORCE
+	@if ! $(GO) version -m $@ 2>/dev/null | grep -q "VictoriaMetrics/VictoriaMetrics[[:space:]]*$(VICTORIAMETRICS_VERSION)"; then \
+	  echo "installing victoria-metrics $(VICTORIAMETRICS_VERSION) into $(BIN) (a few minutes, once)"; \
+	  GOBIN=$(BIN) $(GO) install github.com/VictoriaMetrics/VictoriaMetrics/app/victoria-metrics@$(VICTORIAMETRICS_VERSION); \
 	fi
 
 $(BIN)/golangci-lint: FORCE

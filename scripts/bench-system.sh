@@ -4,11 +4,12 @@
 # figures of DESIGN §4. Receivers: weir (one node, embedded default), weir-ring (three nodes, RF=3,
 # deploy/local/ring.sh), weir-otlp and weir-ring-otlp (the same, sent the same series as OTLP/HTTP,
 # `weir bench --protocol otlp`), prometheus (its remote-write receiver; prometheus-otlp: its OTLP
-# receiver, the same translator as Weir's) and thanos (Thanos Receive, one node),
-# the last two when their binaries are in ./bin (`make tools` builds them). Fixed ports below Linux's
+# receiver, the same translator as Weir's), thanos (Thanos Receive, one node) and vm (VictoriaMetrics
+# single-node with its defaults, the fastest open receiver; vm-otlp: its OpenTelemetry endpoint), the last
+# three when their binaries are in ./bin (`make tools` and `make $PWD/bin/victoria-metrics` build them). Fixed ports below Linux's
 # ephemeral range (32768+), so that no outgoing connection holds one.
 #
-#   scripts/bench-system.sh [--series N] [--tenants N] [--duration 30s] [--warmup 10s] [--receivers "weir weir-rw2 weir-otlp weir-ring weir-ring-otlp prometheus thanos"]
+#   scripts/bench-system.sh [--series N] [--tenants N] [--duration 30s] [--warmup 10s] [--receivers "weir weir-rw2 weir-otlp weir-ring weir-ring-otlp prometheus thanos vm vm-otlp"]
 #   (also prometheus-otlp)
 #
 # The generator shares the machine with the receiver: on two cores, samples/s is bounded by both, while
@@ -23,7 +24,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-series=100000 tenants=1 duration=30s warmup=10s receivers="weir weir-rw2 weir-otlp weir-ring weir-ring-otlp prometheus thanos"
+series=100000 tenants=1 duration=30s warmup=10s receivers="weir weir-rw2 weir-otlp weir-ring weir-ring-otlp prometheus thanos vm vm-otlp"
 while [ $# -gt 0 ]; do
   case "$1" in
     --series) series=$2; shift 2 ;;
@@ -131,10 +132,19 @@ for r in $receivers; do
         --grpc-address=127.0.0.1:23393 --label 'replica="r1"' >"$dir.log" 2>&1 &
       rpids=($!); metrics=(http://127.0.0.1:23392/metrics); url=http://127.0.0.1:23391/api/v1/receive
       wait_ready http://127.0.0.1:23392/-/ready "$dir.log" ;;
+    vm | vm-otlp)
+      [ -x bin/victoria-metrics ] || { echo "$r: bin/victoria-metrics missing (make \$PWD/bin/victoria-metrics)"; continue; }
+      [ "$tenants" -gt 1 ] && { echo "$r: single-node VictoriaMetrics has no tenants; skipped"; continue; }
+      require_free 23428
+      bin/victoria-metrics -storageDataPath="$dir/data" -httpListenAddr=127.0.0.1:23428 >"$dir.log" 2>&1 &
+      rpids=($!); metrics=(http://127.0.0.1:23428/metrics); url=http://127.0.0.1:23428/api/v1/write
+      wait_ready http://127.0.0.1:23428/health "$dir.log" ;;
     *) echo "unknown receiver $r" >&2; exit 2 ;;
   esac
   case "$r" in weir-ring*) ;; *) pids+=("${rpids[@]}") ;; esac
-  if [[ "$r" == *-otlp ]]; then # the same receiver, written over OTLP/HTTP
+  if [[ "$r" == vm-otlp ]]; then
+    url=${url%/api/v1/*}/opentelemetry/v1/metrics proto=otlp
+  elif [[ "$r" == *-otlp ]]; then # the same receiver, written over OTLP/HTTP
     url=${url%/api/v1/*}/api/v1/otlp/v1/metrics proto=otlp
   fi
 
@@ -194,3 +204,10 @@ ratio "weir-ring-otlp CPU per client sample / weir-ring" weir-ring-otlp weir-rin
 ratio "prometheus-otlp CPU per sample / weir-otlp" prometheus-otlp weir-otlp ""
 ratio "thanos CPU per sample / weir" thanos weir "(target >= 2)"
 ratio "prometheus CPU per sample / weir" prometheus weir ""
+ratio "weir CPU per sample / vm" weir vm "(target <= 1; 100k series: <= 0.67)"
+ratio "weir-otlp CPU per sample / vm-otlp" weir-otlp vm-otlp ""
+rss_ratio() { # LABEL A B TARGET: A/B of peak RSS per series
+  [ -n "${rss[$2]:-}" ] && [ -n "${rss[$3]:-}" ] || return 0
+  awk -v l="$1" -v a="${rss[$2]}" -v b="${rss[$3]}" -v t="$4" 'BEGIN{ printf "%-46s %6.2f  %s\n", l, a/b, t }'
+}
+rss_ratio "weir peak RSS per series / vm" weir vm "(target <= 1)"

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"testing"
@@ -26,8 +27,9 @@ import (
 //
 //	WEIR_REPLAY_SERIES=1000000 go test -run='^TestReplayFigures$' -v -count=1 -timeout=60m ./tenant/
 //
-// WEIR_REPLAY_SAMPLES sets the samples per series (default 4). With WEIR_REPLAY_SNAPSHOT=1 both phases run with --tsdb.memory-snapshot-on-shutdown: the close
-// writes a head snapshot and the open reads it.
+// WEIR_REPLAY_SAMPLES sets the samples per series (default 4), WEIR_REPLAY_CPUPROFILE a file for a CPU
+// profile of the replay. With WEIR_REPLAY_SNAPSHOT=1 both phases run with
+// --tsdb.memory-snapshot-on-shutdown: the close writes a head snapshot and the open reads it.
 //
 // The parent writes the series (10 labels each, replayN samples each, in requests of 2,000 series) and
 // closes without compacting, so that everything is in the WAL; then it runs the test binary again for
@@ -39,6 +41,7 @@ const (
 	replaySnapEnv    = "WEIR_REPLAY_SNAPSHOT"
 	replayResultTag  = "REPLAY_RESULT "
 	replaySamplesEnv = "WEIR_REPLAY_SAMPLES"
+	replayProfileEnv = "WEIR_REPLAY_CPUPROFILE" // a file for the CPU profile of the replay alone
 	replayTenant     = "replay"
 )
 
@@ -132,9 +135,16 @@ func replayOpen(t *testing.T, dir string) {
 	runtime.ReadMemStats(&ms)
 	res := replayResult{HeapInuseBefore: ms.HeapInuse, VMRSSBeforeOpen: procStatus(t, "VmRSS")}
 
+	if path := os.Getenv(replayProfileEnv); path != "" {
+		f, err := os.Create(path)
+		require.NoError(t, err)
+		require.NoError(t, pprof.StartCPUProfile(f))
+		defer f.Close()
+	}
 	start := time.Now()
 	require.NoError(t, m.OpenExisting(context.Background()))
 	res.Seconds = time.Since(start).Seconds()
+	pprof.StopCPUProfile()
 	res.VMHWMBytes = procStatus(t, "VmHWM")
 	res.VMRSSAfterOpen = procStatus(t, "VmRSS")
 	runtime.GC()
