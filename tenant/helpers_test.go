@@ -229,6 +229,15 @@ func labelValue[L interface {
 	return ""
 }
 
+// requireNoTenantSeries fails when a series with a tenant label is still exposed: a closed tenant's
+// registry is no longer read.
+func requireNoTenantSeries(t testing.TB, reg *prometheus.Registry) {
+	t.Helper()
+	for _, name := range metricNames(t, reg, "") {
+		require.True(t, strings.HasSuffix(name, "{tenant=}"), "%s: a closed tenant's series must be gone", name)
+	}
+}
+
 // metricNames returns the names of the metric families in reg that start with prefix, with the
 // tenants they are labelled with.
 func metricNames(t testing.TB, reg *prometheus.Registry, prefix string) []string {

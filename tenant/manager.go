@@ -128,8 +128,9 @@ type Manager struct {
 	cfg     Config
 	bkt     objstore.Bucket // receives every tenant's completed blocks; nil: blocks stay local only
 	logger  *slog.Logger
-	reg     prometheus.Registerer
 	metrics *managerMetrics
+	// tenantMetrics exposes what each open tenant's TSDB, shipper and limits register (metrics.go).
+	tenantMetrics *tenantMetrics
 	// now is the clock of idleness (replaced in tests); epoch is its origin, so that db.lastWrite is a
 	// monotonic offset rather than a wall-clock time.
 	now   func() time.Time
@@ -158,7 +159,7 @@ type db struct {
 	ready chan struct{}
 	tsdb  *tsdb.DB
 	err   error
-	reg   *unregisterer
+	reg   *tenantRegistry  // where this TSDB instance's metrics are registered
 	ship  *shipper.Shipper // nil when shipping is off
 	refs  *refCache        // series refs of this TSDB instance, set with tsdb
 	size  headSize         // what its head was sized for when it opened (headsize.go)
@@ -250,13 +251,16 @@ func NewManager(cfg Config, bkt objstore.Bucket, logger *slog.Logger, reg promet
 		cfg:           cfg,
 		bkt:           bkt,
 		logger:        logger,
-		reg:           reg,
 		metrics:       newManagerMetrics(reg),
+		tenantMetrics: newTenantMetrics(),
 		now:           time.Now,
 		epoch:         time.Now(),
 		pruneInterval: pruneCheckInterval(cfg.IdleTimeout),
 		space:         space,
 		tenants:       map[string]*db{},
+	}
+	if reg != nil {
+		reg.MustRegister(m.tenantMetrics)
 	}
 	for _, o := range opts {
 		o(m)
@@ -353,7 +357,7 @@ func (m *Manager) get(ctx context.Context, id string) (*db, error) {
 func (m *Manager) open(d *db) {
 	defer close(d.ready)
 	start := time.Now()
-	d.reg = newUnregisterer(m.reg, d.id)
+	d.reg = m.tenantMetrics.add(d.id)
 	dir := filepath.Join(m.cfg.Dir, d.id)
 	// Options are built afresh for each tenant: tsdb.Open fills in defaults in place.
 	opts := tsdbOptions(m.cfg)
@@ -391,7 +395,7 @@ func (m *Manager) open(d *db) {
 	self.Store(t)
 	m.metrics.openDuration.Observe(time.Since(start).Seconds())
 	if err != nil {
-		d.reg.unregisterAll()
+		m.tenantMetrics.remove(d.reg)
 		d.err = fmt.Errorf("%w: open TSDB of tenant %s: %w", ErrUnavailable, d.id, err)
 		d.mu.Lock()
 		d.mustSetState(stateFailed)

@@ -498,7 +498,7 @@ func TestCloseWaitsForWrites(t *testing.T) {
 	d.mu.RUnlock()
 	require.NoError(t, <-closed)
 
-	require.Empty(t, metricNames(t, reg, "prometheus_tsdb_"), "per-tenant TSDB metrics must be unregistered")
+	requireNoTenantSeries(t, reg)
 	v, _ := metricValue(t, reg, "weir_tenants_open")
 	require.Equal(t, 0.0, v)
 	require.NoError(t, m.Close(), "closing twice is harmless")
@@ -551,7 +551,7 @@ func TestCloseDuringWrites(t *testing.T) {
 	for g, err := range failed {
 		require.ErrorIs(t, err, ErrClosed, "writer %d", g)
 	}
-	require.Empty(t, metricNames(t, reg, "prometheus_tsdb_"))
+	requireNoTenantSeries(t, reg)
 
 	m2, _ := newManagerAt(t, cfg)
 	require.NoError(t, m2.OpenExisting(context.Background()))

@@ -286,13 +286,13 @@ func (m *Manager) pruneTenant(ctx context.Context, d *db) (closed bool, err erro
 	return true, nil
 }
 
-// closeLocked moves d to closed, closes its TSDB and unregisters its metrics (the TSDB's and the
-// shipper's), returning the memory they held. The caller holds d.mu exclusively and d is live. The
+// closeLocked moves d to closed, closes its TSDB and stops exposing its metrics (the TSDB's and the
+// shipper's; its counters stay in the node's sums), returning the memory they held. The caller holds d.mu exclusively and d is live. The
 // files stay: blocks, WAL and shipper state are what the next open starts from.
 func (m *Manager) closeLocked(d *db) error {
 	d.mustSetState(stateClosed)
 	err := d.tsdb.Close()
-	d.reg.unregisterAll()
+	m.tenantMetrics.remove(d.reg)
 	m.metrics.open.Dec()
 	return err
 }

@@ -216,8 +216,8 @@ func shipped(t *testing.T, dir string) []string {
 	return ids
 }
 
-// tenantMetrics returns the per-tenant metrics (TSDB and shipper) labelled with tenant id.
-func tenantMetrics(t *testing.T, reg *prometheus.Registry, id string) []string {
+// tenantLabelled returns the per-tenant metrics (TSDB and shipper) labelled with tenant id.
+func tenantLabelled(t *testing.T, reg *prometheus.Registry, id string) []string {
 	t.Helper()
 	var out []string
 	for _, prefix := range []string{"prometheus_tsdb_", "weir_shipper_"} {
@@ -340,13 +340,13 @@ func TestPruneIdleTenant(t *testing.T) {
 
 	// "idle" now is idle for exactly the timeout; "busy" for half of it.
 	clk.Add(time.Nanosecond)
-	require.NotEmpty(t, tenantMetrics(t, clk.reg, "idle"))
+	require.NotEmpty(t, tenantLabelled(t, clk.reg, "idle"))
 	pruned, err = m.Prune(ctx)
 	require.NoError(t, err)
 	require.Equal(t, []string{"idle"}, pruned)
 	require.Equal(t, []string{"busy"}, m.Tenants(), "the idle tenant is closed, the busy one is not")
-	require.Empty(t, tenantMetrics(t, clk.reg, "idle"), "a pruned tenant's metrics are unregistered")
-	require.NotEmpty(t, tenantMetrics(t, clk.reg, "busy"))
+	require.Empty(t, tenantLabelled(t, clk.reg, "idle"), "a pruned tenant's metrics are unregistered")
+	require.NotEmpty(t, tenantLabelled(t, clk.reg, "busy"))
 	require.Equal(t, 1.0, gauge(t, clk.reg, "weir_tenants_open"))
 	require.Equal(t, 1.0, gauge(t, clk.reg, "weir_tenants_pruned_total"))
 
@@ -366,7 +366,7 @@ func TestPruneIdleTenant(t *testing.T) {
 	// A new write reopens the tenant; old and new data are readable.
 	newData := writeSpan(t, m, "idle", 3, t0+6*hourMs, 10*time.Minute)
 	require.Equal(t, []string{"busy", "idle"}, m.Tenants())
-	require.NotEmpty(t, tenantMetrics(t, clk.reg, "idle"))
+	require.NotEmpty(t, tenantLabelled(t, clk.reg, "idle"))
 	requireSeries(t, m, "idle", merge(idleData, newData))
 	requireSeries(t, m, "busy", busyData)
 	require.Equal(t, local, localBlocks(t, dir)[:len(local)], "the reopened tenant kept its blocks")
@@ -382,7 +382,7 @@ func TestPruneWithoutBucket(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, []string{"t"}, pruned)
 	require.Empty(t, m.Tenants())
-	require.Empty(t, tenantMetrics(t, clk.reg, "t"))
+	require.Empty(t, tenantLabelled(t, clk.reg, "t"))
 
 	dir := filepath.Join(m.cfg.Dir, "t")
 	blocks := localBlocks(t, dir)
@@ -432,7 +432,7 @@ func TestPruneFailedUpload(t *testing.T) {
 		require.ErrorIs(t, err, errBucketDown)
 		require.Empty(t, pruned)
 		require.Equal(t, []string{"t"}, m.Tenants(), "a tenant whose blocks did not ship stays open")
-		require.NotEmpty(t, tenantMetrics(t, clk.reg, "t"))
+		require.NotEmpty(t, tenantLabelled(t, clk.reg, "t"))
 	}
 	require.Equal(t, 3.0, gauge(t, clk.reg, "weir_tenant_prune_failures_total"))
 	require.Zero(t, gauge(t, clk.reg, "weir_tenants_pruned_total"))
@@ -600,7 +600,7 @@ func TestCloseDuringPruneUpload(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, pruned)
 	require.Zero(t, gauge(t, clk.reg, "weir_tenants_open"))
-	require.Empty(t, tenantMetrics(t, clk.reg, "t"))
+	require.Empty(t, tenantLabelled(t, clk.reg, "t"))
 
 	m2, _ := newPruneManager(t, dataDir, bkt)
 	require.NoError(t, m2.OpenExisting(context.Background()))

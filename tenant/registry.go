@@ -6,50 +6,36 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// unregisterer registers a tenant's TSDB metrics under a tenant label and removes them all again when
-// the tenant's TSDB is closed or failed to open. Without it, reopening a tenant would panic on
-// duplicate registration inside the TSDB.
-type unregisterer struct {
-	prometheus.Registerer
+// tenantRegistry is where one open tenant's TSDB, shipper and limits register their metrics: a
+// registry of its own, which tenantMetrics reads at each scrape. An open gets a new one, so that a
+// reopened tenant registers afresh instead of colliding with what its previous TSDB registered.
+type tenantRegistry struct {
+	*prometheus.Registry
 
-	mu         sync.Mutex
-	collectors []prometheus.Collector
-	walFailed  []prometheus.Metric // the TSDB's counters of failed WAL writes (walguard.go)
+	mu        sync.Mutex
+	walFailed []prometheus.Metric // the TSDB's counters of failed WAL writes (walguard.go)
 }
 
-func newUnregisterer(reg prometheus.Registerer, tenantID string) *unregisterer {
-	return &unregisterer{Registerer: prometheus.WrapRegistererWith(prometheus.Labels{"tenant": tenantID}, reg)}
+func newTenantRegistry() *tenantRegistry {
+	return &tenantRegistry{Registry: prometheus.NewRegistry()}
 }
 
-func (u *unregisterer) Register(c prometheus.Collector) error {
-	if err := u.Registerer.Register(c); err != nil {
+func (r *tenantRegistry) Register(c prometheus.Collector) error {
+	if err := r.Registry.Register(c); err != nil {
 		return err
 	}
-	walFailed := walFailureMetric(c)
-	u.mu.Lock()
-	u.collectors = append(u.collectors, c)
-	if walFailed != nil {
-		u.walFailed = append(u.walFailed, walFailed)
+	if m := walFailureMetric(c); m != nil {
+		r.mu.Lock()
+		r.walFailed = append(r.walFailed, m)
+		r.mu.Unlock()
 	}
-	u.mu.Unlock()
 	return nil
 }
 
-func (u *unregisterer) MustRegister(cs ...prometheus.Collector) {
+func (r *tenantRegistry) MustRegister(cs ...prometheus.Collector) {
 	for _, c := range cs {
-		if err := u.Register(c); err != nil {
+		if err := r.Register(c); err != nil {
 			panic(err)
 		}
 	}
-}
-
-// unregisterAll removes every collector registered through u.
-func (u *unregisterer) unregisterAll() {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	for _, c := range u.collectors {
-		u.Unregister(c)
-	}
-	u.collectors = nil
-	u.walFailed = nil
 }

@@ -63,10 +63,10 @@ func walFailureMetric(c prometheus.Collector) prometheus.Metric {
 }
 
 // walFailures sums the counters of failed WAL writes of the tenant's open TSDB.
-func (u *unregisterer) walFailures() float64 {
-	u.mu.Lock()
-	ms := u.walFailed
-	u.mu.Unlock()
+func (r *tenantRegistry) walFailures() float64 {
+	r.mu.Lock()
+	ms := r.walFailed
+	r.mu.Unlock()
 	var sum float64
 	for _, m := range ms {
 		var pb dto.Metric
