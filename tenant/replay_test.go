@@ -12,6 +12,7 @@ import (
 	"runtime/pprof"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -48,6 +49,8 @@ const (
 type replayResult struct {
 	Series          uint64  `json:"series"`
 	Seconds         float64 `json:"seconds"`
+	CPUSeconds      float64 `json:"cpu_seconds"` // user + system of the replay: less sensitive to a loaded machine
+	GCCycles        uint32  `json:"gc_cycles"`
 	VMHWMBytes      uint64  `json:"vm_hwm_bytes"`       // peak RSS of the whole process
 	VMRSSBeforeOpen uint64  `json:"vm_rss_before_open"` // the process before replay: runtime, binary
 	VMRSSAfterOpen  uint64  `json:"vm_rss_after_open"`
@@ -113,7 +116,8 @@ func TestReplayFigures(t *testing.T) {
 	require.Equal(t, uint64(n), res.Series)
 
 	mib := func(b uint64) string { return strconv.FormatFloat(float64(b)/(1<<20), 'f', 1, 64) + " MiB" }
-	t.Logf("replay of %d series (%d samples each, WAL compression on, memory snapshot %v, %d cores): %.2f s", n, replayN, cfg.MemorySnapshotOnShutdown, runtime.NumCPU(), res.Seconds)
+	t.Logf("replay of %d series (%d samples each, WAL compression on, memory snapshot %v, %d cores): %.2f s, %.2f CPU-s, %d GC cycles",
+		n, replayN, cfg.MemorySnapshotOnShutdown, runtime.NumCPU(), res.Seconds, res.CPUSeconds, res.GCCycles)
 	t.Logf("peak RSS (VmHWM) %s; RSS before open %s, after %s; heap in use %s (before %s)",
 		mib(res.VMHWMBytes), mib(res.VMRSSBeforeOpen), mib(res.VMRSSAfterOpen), mib(res.HeapInuse), mib(res.HeapInuseBefore))
 	t.Logf("per series: peak RSS %.0f B, peak RSS above the idle process %.0f B, heap in use %.0f B",
@@ -141,12 +145,16 @@ func replayOpen(t *testing.T, dir string) {
 		require.NoError(t, pprof.StartCPUProfile(f))
 		defer f.Close()
 	}
+	cpuBefore, gcBefore := cpuSeconds(t), ms.NumGC
 	start := time.Now()
 	require.NoError(t, m.OpenExisting(context.Background()))
 	res.Seconds = time.Since(start).Seconds()
+	res.CPUSeconds = cpuSeconds(t) - cpuBefore
 	pprof.StopCPUProfile()
 	res.VMHWMBytes = procStatus(t, "VmHWM")
 	res.VMRSSAfterOpen = procStatus(t, "VmRSS")
+	runtime.ReadMemStats(&ms)
+	res.GCCycles = ms.NumGC - gcBefore
 	runtime.GC()
 	runtime.ReadMemStats(&ms)
 	res.HeapInuse = ms.HeapInuse
@@ -160,6 +168,13 @@ func replayOpen(t *testing.T, dir string) {
 	b, err := json.Marshal(res)
 	require.NoError(t, err)
 	os.Stdout.WriteString(replayResultTag + string(b) + "\n")
+}
+
+// cpuSeconds is the process' user and system CPU time so far.
+func cpuSeconds(t *testing.T) float64 {
+	var ru syscall.Rusage
+	require.NoError(t, syscall.Getrusage(syscall.RUSAGE_SELF, &ru))
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 }
 
 // procStatus returns a memory field of /proc/self/status in bytes.
