@@ -446,11 +446,11 @@ ipt_clean() {
 		while read -r rule; do
 			# eval: the rule's quoted comments must stay one word each.
 			eval "$cmd -t $t ${rule/-A/-D}" 2>/dev/null || true
-		done < <("$cmd-save" -t "$t" | grep -E '^-A (INPUT|OUTPUT|FORWARD|PREROUTING|POSTROUTING|DOCKER-USER) .*-j (KUBE-|CNI-)')
-		for chain in $("$cmd-save" -t "$t" | sed -n 's/^:\(\(KUBE\|CNI\)-[^ ]*\) .*/\1/p'); do
+		done < <("$cmd-save" -t "$t" 2>/dev/null | grep -E '^-A (INPUT|OUTPUT|FORWARD|PREROUTING|POSTROUTING|DOCKER-USER) .*-j (KUBE-|CNI-)')
+		for chain in $("$cmd-save" -t "$t" 2>/dev/null | sed -n 's/^:\(\(KUBE\|CNI\)-[^ ]*\) .*/\1/p'); do
 			"$cmd" -t "$t" -F "$chain" 2>/dev/null || true
 		done
-		for chain in $("$cmd-save" -t "$t" | sed -n 's/^:\(\(KUBE\|CNI\)-[^ ]*\) .*/\1/p'); do
+		for chain in $("$cmd-save" -t "$t" 2>/dev/null | sed -n 's/^:\(\(KUBE\|CNI\)-[^ ]*\) .*/\1/p'); do
 			"$cmd" -t "$t" -X "$chain" 2>/dev/null || true
 		done
 	done
@@ -529,8 +529,12 @@ down() {
 	for cg in /sys/fs/cgroup/*/kubepods; do
 		[[ -d $cg ]] && find "$cg" -depth -type d -exec rmdir {} + 2>/dev/null || true
 	done
-	# Log directories the kubelet created (pods' logs themselves are under the work directory).
-	local d
+	# Log directories the kubelet created (pods' logs themselves are under the work directory), and its
+	# links to our pods' logs that container garbage collection had not removed yet.
+	local d f
+	for f in /var/log/containers/*.log; do
+		[[ -L $f && $(readlink "$f") == "$W/"* ]] && rm -f "$f"
+	done
 	for d in /var/log/containers /var/log/pods; do
 		[[ -d $d ]] && ! grep -qxF "$d" "$W/before.logdirs" 2>/dev/null && rmdir "$d" 2>/dev/null || true
 	done
