@@ -11,6 +11,13 @@ ROOT=$(cd "$HERE/../.." && pwd)
 : "${HELM:?HELM: the helm binary (make e2e-k8s passes bin/helm)}"
 export WEIR_K8S_DIR=${WEIR_K8S_DIR:-/tmp/weir-k8s}
 
+# Fail before a half-hour build when the machine cannot run the cluster.
+[[ $EUID -eq 0 ]] || { echo "[e2e-k8s] must run as root (kubelet, containerd, CNI, iptables)" >&2; exit 1; }
+for f in /usr/bin/containerd /usr/bin/ctr /usr/bin/runc /usr/lib/cni/bridge /usr/lib/cni/firewall; do
+	[[ -x $f ]] || { echo "[e2e-k8s] $f missing: apt-get install -y containerd containernetworking-plugins" >&2; exit 1; }
+done
+command -v docker >/dev/null || { echo "[e2e-k8s] docker missing (the images are built and exported with it)" >&2; exit 1; }
+
 t0=$SECONDS
 WEIR_K8S_BIN=$(bash "$HERE/build.sh")
 export WEIR_K8S_BIN
