@@ -591,7 +591,7 @@ func TestK8sHashringsConfigMapEdit(t *testing.T) {
 // router Service sees no failed write while the budget holds. Once the first ingester is ready the
 // second eviction is allowed; the writes of that second phase are counted, not required to succeed: the
 // budget counts a pod as healthy when it is Ready, which can be before the routers write to it again
-// (one run of three saw 8 requests answered 503 there; senders retry them). Nothing acknowledged may be
+// (one run of four saw 8 requests answered 503 there; senders retry them). Nothing acknowledged may be
 // lost in either phase.
 func TestK8sPDBBlocksEviction(t *testing.T) {
 	k := requireK8s(t)
