@@ -185,7 +185,7 @@ deploy-check: $(BIN)/helm $(BIN)/promtool $(BIN)/thanos
 	WEIR_HELM=$(BIN)/helm $(GO) test -count=1 ./deploy/
 
 ## e2e-k8s: the chart on a real single-node Kubernetes built from source (k8s.io/kubernetes v1.37.2, etcd
-## v3.7.3, CoreDNS v1.15.0; binaries cached in $${XDG_CACHE_HOME:-~/.cache}/weir-k8s, 34 CPU-min cold): bring the
+## v3.7.3, CoreDNS v1.15.0; binaries cached in $${XDG_CACHE_HOME:-~/.cache}/weir-k8s, 38 CPU-min cold): bring the
 ## cluster up (root; apt packages containerd and containernetworking-plugins), install the chart, run the
 ## TestK8s* tests of ./e2e, tear everything down (see e2e/k8s/ and docs/deploy.md).
 e2e-k8s: docker $(BIN)/helm
