@@ -178,7 +178,7 @@ clean:
 # --- Kubernetes deployment (deploy/helm/weir, deploy/kubernetes, deploy/rules) ---
 HELM_VERSION := v3.22.0
 
-.PHONY: deploy-check deploy-render
+.PHONY: deploy-check deploy-render e2e-k8s
 
 ## deploy-check: helm lint --strict and helm template for every deploy/helm/weir/ci values file, the Go
 ## test of the rendered objects and plain manifests (./deploy), and promtool test rules on deploy/rules.
@@ -191,6 +191,13 @@ deploy-check: $(BIN)/helm $(BIN)/promtool $(BIN)/thanos
 	$(BIN)/promtool check rules deploy/rules/weir.rules.yml
 	$(BIN)/promtool test rules deploy/rules/weir.rules.test.yml
 	WEIR_HELM=$(BIN)/helm $(GO) test -count=1 ./deploy/
+
+## e2e-k8s: the chart on a real single-node Kubernetes built from source (k8s.io/kubernetes v1.37.2, etcd
+## v3.7.3, CoreDNS v1.15.0; binaries cached in $${XDG_CACHE_HOME:-~/.cache}/weir-k8s, 38 CPU-min cold): bring the
+## cluster up (root; apt packages containerd and containernetworking-plugins), install the chart, run the
+## TestK8s* tests of ./e2e, tear everything down (see e2e/k8s/ and docs/deploy.md).
+e2e-k8s: docker $(BIN)/helm
+	HELM=$(BIN)/helm WEIR_BINARY=$(BIN)/weir bash e2e/k8s/run.sh
 
 ## deploy-render: re-render the plain manifests (deploy/kubernetes/weir.yaml) from the chart's defaults.
 deploy-render: $(BIN)/helm

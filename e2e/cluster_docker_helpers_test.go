@@ -298,15 +298,27 @@ func verifyQuorum(t *testing.T, c *dockerCluster, ackLog string, quorum int) quo
 // nodeStore is what one node holds: tenant → series → timestamp → value bits.
 type nodeStore map[string]map[string]map[int64]uint64
 
-// readNodeStores reads the TSDBs of every ingester (the cluster must be stopped).
-func readNodeStores(t *testing.T, c *dockerCluster) []nodeStore {
-	t.Helper()
-	nodes := make([]nodeStore, len(c.nodes))
+// storeDir is one ingester's data directory on this machine and the name failures report it by.
+type storeDir struct{ name, dir string }
+
+// storeDirs are the data directories of every node of c.
+func (c *dockerCluster) storeDirs() []storeDir {
+	dirs := make([]storeDir, len(c.nodes))
 	for i, nd := range c.nodes {
+		dirs[i] = storeDir{name: nd.host, dir: nd.dataDir}
+	}
+	return dirs
+}
+
+// readNodeStores reads the TSDBs of every data directory (their nodes must be stopped).
+func readNodeStores(t *testing.T, dirs []storeDir) []nodeStore {
+	t.Helper()
+	nodes := make([]nodeStore, len(dirs))
+	for i, d := range dirs {
 		nodes[i] = nodeStore{}
-		for _, tenant := range tenantDirs(t, nd.dataDir) {
+		for _, tenant := range tenantDirs(t, d.dir) {
 			series := map[string]map[int64]uint64{}
-			for k, samples := range readTenant(t, nd.dataDir, tenant) {
+			for k, samples := range readTenant(t, d.dir, tenant) {
 				m := make(map[int64]uint64, len(samples))
 				for _, s := range samples {
 					m[s.T] = math.Float64bits(s.V)
@@ -324,8 +336,14 @@ func readNodeStores(t *testing.T, c *dockerCluster) []nodeStore {
 // move, so the copies are counted over every node that ever was an ingester.
 func verifyQuorumLogs(t *testing.T, c *dockerCluster, quorum int, ackLogs ...string) quorumResult {
 	t.Helper()
-	nodes := readNodeStores(t, c)
-	res := quorumResult{newest: make([]int64, len(c.nodes)), held: make([]int, len(c.nodes))}
+	return verifyQuorumDirs(t, c.storeDirs(), quorum, ackLogs...)
+}
+
+// verifyQuorumDirs is verifyQuorumLogs over data directories (whose nodes must be stopped).
+func verifyQuorumDirs(t *testing.T, dirs []storeDir, quorum int, ackLogs ...string) quorumResult {
+	t.Helper()
+	nodes := readNodeStores(t, dirs)
+	res := quorumResult{newest: make([]int64, len(dirs)), held: make([]int, len(dirs))}
 	var examples []string
 	for _, ackLog := range ackLogs {
 		spec, records, err := loadgen.ReadAckLog(ackLog)
@@ -346,7 +364,7 @@ func verifyQuorumLogs(t *testing.T, c *dockerCluster, quorum int, ackLogs ...str
 						res.diverging++
 						if len(examples) < 5 {
 							examples = append(examples, fmt.Sprintf("%s %s@%d on %s: %v, acknowledged %v",
-								s.Tenant, k, s.Timestamp, c.nodes[i].host, math.Float64frombits(v), s.Value))
+								s.Tenant, k, s.Timestamp, dirs[i].name, math.Float64frombits(v), s.Value))
 						}
 						continue
 					}
