@@ -179,45 +179,55 @@ func (f *family) add(mf *dto.MetricFamily) {
 		s := f.series[key]
 		first := s == nil
 		if first {
-			s = &aggSeries{}
-			for _, l := range m.Label {
-				s.names = append(s.names, l.GetName())
-				s.values = append(s.values, l.GetValue())
-			}
+			s = newAggSeries(m.Label)
 			f.series[key] = s
 		}
-		switch f.typ {
-		case dto.MetricType_COUNTER:
-			s.value += m.GetCounter().GetValue()
-		case dto.MetricType_GAUGE, dto.MetricType_UNTYPED:
-			v := m.GetGauge().GetValue()
-			if f.typ == dto.MetricType_UNTYPED {
-				v = m.GetUntyped().GetValue()
-			}
-			switch {
-			case first:
-				s.value = v
-			case f.agg == aggMax:
-				s.value = math.Max(s.value, v)
-			case f.agg == aggMin:
-				s.value = math.Min(s.value, v)
-			default:
-				s.value += v
-			}
-		case dto.MetricType_HISTOGRAM:
-			h := m.GetHistogram()
-			s.count += h.GetSampleCount()
-			s.sum += h.GetSampleSum()
-			if s.buckets == nil {
-				s.buckets = map[float64]uint64{}
-			}
-			for _, b := range h.Bucket {
-				s.buckets[b.GetUpperBound()] += b.GetCumulativeCount()
-			}
-		case dto.MetricType_SUMMARY:
-			s.count += m.GetSummary().GetSampleCount()
-			s.sum += m.GetSummary().GetSampleSum()
+		s.add(f.typ, f.agg, m, first)
+	}
+}
+
+func newAggSeries(ls []*dto.LabelPair) *aggSeries {
+	s := &aggSeries{names: make([]string, 0, len(ls)+1), values: make([]string, 0, len(ls)+1)}
+	for _, l := range ls {
+		s.names = append(s.names, l.GetName())
+		s.values = append(s.values, l.GetValue())
+	}
+	return s
+}
+
+// add adds m, of type typ, to s as agg says; first tells that s holds nothing yet.
+func (s *aggSeries) add(typ dto.MetricType, agg aggregation, m *dto.Metric, first bool) {
+	switch typ {
+	case dto.MetricType_COUNTER:
+		s.value += m.GetCounter().GetValue()
+	case dto.MetricType_GAUGE, dto.MetricType_UNTYPED:
+		v := m.GetGauge().GetValue()
+		if typ == dto.MetricType_UNTYPED {
+			v = m.GetUntyped().GetValue()
 		}
+		switch {
+		case first:
+			s.value = v
+		case agg == aggMax:
+			s.value = math.Max(s.value, v)
+		case agg == aggMin:
+			s.value = math.Min(s.value, v)
+		default:
+			s.value += v
+		}
+	case dto.MetricType_HISTOGRAM:
+		h := m.GetHistogram()
+		s.count += h.GetSampleCount()
+		s.sum += h.GetSampleSum()
+		if s.buckets == nil {
+			s.buckets = map[float64]uint64{}
+		}
+		for _, b := range h.Bucket {
+			s.buckets[b.GetUpperBound()] += b.GetCumulativeCount()
+		}
+	case dto.MetricType_SUMMARY:
+		s.count += m.GetSummary().GetSampleCount()
+		s.sum += m.GetSummary().GetSampleSum()
 	}
 }
 
@@ -265,37 +275,17 @@ func (f *family) send(ch chan<- prometheus.Metric) {
 
 // sendMetric sends m of family mf as it is, with the tenant label added.
 func sendMetric(ch chan<- prometheus.Metric, mf *dto.MetricFamily, m *dto.Metric, tenantID string) {
-	names := make([]string, 0, len(m.Label)+1)
-	values := make([]string, 0, len(m.Label)+1)
-	for _, l := range m.Label {
-		names = append(names, l.GetName())
-		values = append(values, l.GetValue())
-	}
-	names = append(names, "tenant")
-	values = append(values, tenantID)
-	f := &family{name: mf.GetName(), help: mf.GetHelp(), typ: mf.GetType()}
-	s := &aggSeries{names: names, values: values}
-	switch f.typ {
-	case dto.MetricType_COUNTER:
-		s.value = m.GetCounter().GetValue()
-	case dto.MetricType_GAUGE:
-		s.value = m.GetGauge().GetValue()
-	case dto.MetricType_UNTYPED:
-		s.value = m.GetUntyped().GetValue()
-	case dto.MetricType_HISTOGRAM:
-		s.count, s.sum = m.GetHistogram().GetSampleCount(), m.GetHistogram().GetSampleSum()
-		s.buckets = make(map[float64]uint64, len(m.GetHistogram().Bucket))
-		for _, b := range m.GetHistogram().Bucket {
-			s.buckets[b.GetUpperBound()] = b.GetCumulativeCount()
-		}
-	case dto.MetricType_SUMMARY:
-		s.count, s.sum = m.GetSummary().GetSampleCount(), m.GetSummary().GetSampleSum()
-		s.quantiles = make(map[float64]float64, len(m.GetSummary().Quantile))
-		for _, q := range m.GetSummary().Quantile {
-			s.quantiles[q.GetQuantile()] = q.GetValue()
+	s := newAggSeries(m.Label)
+	s.names = append(s.names, "tenant")
+	s.values = append(s.values, tenantID)
+	s.add(mf.GetType(), aggSum, m, true)
+	if q := m.GetSummary().GetQuantile(); len(q) > 0 { // a single tenant's quantiles are still true
+		s.quantiles = make(map[float64]float64, len(q))
+		for _, x := range q {
+			s.quantiles[x.GetQuantile()] = x.GetValue()
 		}
 	}
-	f.series = map[string]*aggSeries{"": s}
+	f := &family{name: mf.GetName(), help: mf.GetHelp(), typ: mf.GetType(), series: map[string]*aggSeries{"": s}}
 	f.send(ch)
 }
 
