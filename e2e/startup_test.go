@@ -65,6 +65,7 @@ func TestStartupUsageErrors(t *testing.T) {
 		{arg: "--tsdb.retention=1h", flag: "tsdb.retention"},
 		{arg: "--receive.tenant-label-name=a-b", flag: "receive.tenant-label-name"},
 		{arg: "--tsdb.open-concurrency=0", flag: "tsdb.open-concurrency"},
+		{arg: "--tsdb.head-compaction-concurrency=-1", flag: "tsdb.head-compaction-concurrency"},
 		{arg: "--tsdb.max-exemplars=-1", flag: "tsdb.max-exemplars"},
 		{arg: `--label=tenant_id="x"`, flag: "receive.tenant-label-name"},
 		{arg: "--receive.tenant-header=", flag: "receive.tenant-header"},

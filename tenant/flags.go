@@ -59,6 +59,9 @@ func (c *Config) RegisterFlags(r flags.Registry) {
 			return nil
 		})
 	r.Flag("tsdb.open-concurrency", "How many tenant TSDBs replay their WAL at once at start-up, and are flushed, shipped and closed at once on shutdown.").Default(strconv.Itoa(runtime.GOMAXPROCS(0))).IntVar(&c.OpenConcurrency)
+	r.Flag("tsdb.head-compaction-concurrency", "How many tenants cut their head into a 2h block at once (Mimir's -blocks-storage.tsdb.head-compaction-concurrency). "+
+		"Tenants whose data started together are due together; each compaction holds a block writer's buffers, so thousands at once would be a memory spike. "+
+		"Heads are checked every minute; one waiting for its turn keeps taking writes.").Default("1").IntVar(&c.HeadCompactionConcurrency)
 	// 3h = 1.5 × the 2h block: the idle time after which Thanos Receive cuts a quiet tenant's head, so an
 	// idle tenant's last data reaches the bucket no later than with Thanos. Thanos measures it from the
 	// newest sample's timestamp (so a backfill of old samples looks idle); Weir from the last write.

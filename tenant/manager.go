@@ -58,6 +58,9 @@ type Config struct {
 	// OpenConcurrency bounds how many tenants are opened (WAL replay) at once at start-up, and flushed,
 	// shipped and closed at once on shutdown.
 	OpenConcurrency int
+	// HeadCompactionConcurrency bounds how many tenants cut a head into a block at once (compact.go);
+	// 0 means 1.
+	HeadCompactionConcurrency int
 	// StripeSize is the series stripes of every tenant's head (a power of two), or StripeSizeAuto: each
 	// head sized from its tenant's WAL when it opens (headsize.go).
 	StripeSize int
@@ -98,6 +101,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("--tsdb.stripe-size: %d is not a power of two (or auto)", c.StripeSize)
 	case c.OpenConcurrency < 1:
 		return fmt.Errorf("--tsdb.open-concurrency: %d must be at least 1", c.OpenConcurrency)
+	case c.HeadCompactionConcurrency < 0:
+		return fmt.Errorf("--tsdb.head-compaction-concurrency: %d is negative", c.HeadCompactionConcurrency)
 	case c.UploadConcurrency < 0:
 		return fmt.Errorf("--shipper.upload-concurrency: %d is negative", c.UploadConcurrency)
 	case c.ShipInterval < 0:
@@ -137,7 +142,9 @@ type Manager struct {
 	epoch time.Time
 	// pruneInterval is how often Run looks for idle tenants (pruneCheckInterval; shorter in tests).
 	pruneInterval time.Duration
-	hooks         testHooks // nil functions outside tests
+	// compactInterval is how often Run looks for heads to compact (headCompactionInterval; shorter in tests).
+	compactInterval time.Duration
+	hooks           testHooks // nil functions outside tests
 	// space refuses writes while the volume is below its reserve; its statfs is also how the room
 	// check before a tenant opens reads the volume (replaced in tests).
 	space *spaceGuard
@@ -190,6 +197,8 @@ type managerMetrics struct {
 	startupTime   prometheus.Gauge
 	pruned        prometheus.Counter
 	pruneFailures prometheus.Counter
+
+	headCompactionsPending prometheus.Gauge
 }
 
 func newManagerMetrics(reg prometheus.Registerer) *managerMetrics {
@@ -228,6 +237,10 @@ func newManagerMetrics(reg prometheus.Registerer) *managerMetrics {
 			Name: "weir_tenant_prune_failures_total",
 			Help: "Attempts to prune an idle tenant that failed (flush or upload); the tenant stays open and is retried.",
 		}),
+		headCompactionsPending: f.NewGauge(prometheus.GaugeOpts{
+			Name: "weir_tsdb_head_compactions_pending",
+			Help: "Tenants whose head is due to be cut into a block and waits for a compaction slot (--tsdb.head-compaction-concurrency); staying above 0 for long means compactions fall behind.",
+		}),
 	}
 }
 
@@ -248,16 +261,17 @@ func NewManager(cfg Config, bkt objstore.Bucket, logger *slog.Logger, reg promet
 		return nil, err
 	}
 	m := &Manager{
-		cfg:           cfg,
-		bkt:           bkt,
-		logger:        logger,
-		metrics:       newManagerMetrics(reg),
-		tenantMetrics: newTenantMetrics(),
-		now:           time.Now,
-		epoch:         time.Now(),
-		pruneInterval: pruneCheckInterval(cfg.IdleTimeout),
-		space:         space,
-		tenants:       map[string]*db{},
+		cfg:             cfg,
+		bkt:             bkt,
+		logger:          logger,
+		metrics:         newManagerMetrics(reg),
+		tenantMetrics:   newTenantMetrics(),
+		now:             time.Now,
+		epoch:           time.Now(),
+		pruneInterval:   pruneCheckInterval(cfg.IdleTimeout),
+		compactInterval: headCompactionInterval,
+		space:           space,
+		tenants:         map[string]*db{},
 	}
 	if reg != nil {
 		reg.MustRegister(m.tenantMetrics)
@@ -405,6 +419,9 @@ func (m *Manager) open(d *db) {
 		m.forget(d)
 		return
 	}
+	// Head compactions are the Manager's, bounded across tenants (compact.go). Nothing triggers one
+	// before the first commit or the TSDB's first reload tick, so none starts before this.
+	t.DisableCompactions()
 	d.tsdb = t
 	d.refs = newRefCacheFor() // refs are only valid for this TSDB instance
 	// The WAL is replayed: from now on new series are checked against the limits.

@@ -48,6 +48,7 @@ func TestConfigValidate(t *testing.T) {
 		{"negative out-of-order window", func(c *Config) { c.OutOfOrderWindow = -time.Minute }, "--tsdb.out-of-order.time-window: -1m0s is negative"},
 		{"negative max exemplars", func(c *Config) { c.MaxExemplars = -1 }, "--tsdb.max-exemplars: -1 is negative"},
 		{"zero open concurrency", func(c *Config) { c.OpenConcurrency = 0 }, "--tsdb.open-concurrency: 0 must be at least 1"},
+		{"negative head compaction concurrency", func(c *Config) { c.HeadCompactionConcurrency = -1 }, "--tsdb.head-compaction-concurrency: -1 is negative"},
 		{"empty label name", func(c *Config) { c.LabelName = "" }, `--receive.tenant-label-name: "" is not a valid label name`},
 		{"invalid label name", func(c *Config) { c.LabelName = "tenant-id" }, `--receive.tenant-label-name: "tenant-id" is not a valid label name`},
 		{"label name starting with a digit", func(c *Config) { c.LabelName = "1tenant" }, "is not a valid label name"},

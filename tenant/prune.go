@@ -118,6 +118,8 @@ type testHooks struct {
 	pruneLocked func(d *db)
 	// pruneShipping runs after the head was flushed and the lock released, before the upload.
 	pruneShipping func(d *db)
+	// headCompaction runs when a round holds the tenant for its head compaction, before it compacts.
+	headCompaction func(d *db)
 }
 
 // clock is the Manager's time for idleness: nanoseconds since its epoch (monotonic with time.Now).

@@ -11,13 +11,32 @@ import (
 	"github.com/prometheus/prometheus/tsdb"
 )
 
-// Run does the background work of the tenants until ctx ends: every Config.ShipInterval it ships the
-// completed blocks of every open tenant (when a bucket is configured), and every pruneCheckInterval it
-// prunes the tenants idle for Config.IdleTimeout (when set; see Prune). Both run in this one goroutine,
-// so uploads never compete with each other. It never blocks ingestion or readiness: a tenant's upload
-// backlog or an object-storage outage only delays the next round, failed uploads are retried in it
-// (the shipper resumes with the failed block), and pruning holds only the tenant it prunes.
+// Run does the background work of the tenants until ctx ends: every headCompactionInterval it cuts
+// the heads that are due into blocks (compact.go); every Config.ShipInterval it ships the completed
+// blocks of every open tenant (when a bucket is configured), and every pruneCheckInterval it prunes
+// the tenants idle for Config.IdleTimeout (when set; see Prune). Compactions have their own goroutine,
+// so that a long round does not hold up shipping; shipping and pruning share one, so uploads never
+// compete with each other. None of it blocks ingestion or readiness: a tenant's upload backlog or an
+// object-storage outage only delays the next round, failed uploads are retried in it (the shipper
+// resumes with the failed block), and pruning holds only the tenant it prunes. Run returns once the
+// work in progress has finished.
 func (m *Manager) Run(ctx context.Context) error {
+	compacted := make(chan struct{})
+	go func() {
+		defer close(compacted)
+		ticker := time.NewTicker(m.compactInterval)
+		defer ticker.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-ticker.C:
+				m.compactHeads(ctx)
+			}
+		}
+	}()
+	defer func() { <-compacted }()
+
 	var shipC, pruneC <-chan time.Time
 	if m.bkt != nil {
 		ticker := time.NewTicker(m.cfg.ShipInterval)
