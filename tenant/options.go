@@ -12,12 +12,21 @@ import (
 // expects exactly this from a receiver.
 const BlockDuration = 2 * time.Hour
 
+// blockChunkSegmentSize caps the chunk files of the blocks the TSDBs cut. Each block write reserves
+// a whole segment on disk up front (fallocate) and gives back the unused part only when it closes,
+// so every concurrent head compaction or shutdown flush holds one segment of the volume: Prometheus'
+// 512 MiB each is 16 GiB for a shutdown flush on 32 cores, and a terabyte for 2,000 tenants left to
+// compact together (a full volume, whose failed head-chunk writes panic the TSDB). 64 MiB holds a 2h
+// block of ~100,000 series in one file; a bigger tenant's block simply has more files.
+const blockChunkSegmentSize = 64 << 20
+
 // tsdbOptions turns the storage part of Config into TSDB options. Each choice that differs from the
 // TSDB's defaults says why.
 func tsdbOptions(cfg Config) *tsdb.Options {
 	opts := tsdb.DefaultOptions()
 	opts.MinBlockDuration = BlockDuration.Milliseconds()
 	opts.MaxBlockDuration = BlockDuration.Milliseconds()
+	opts.MaxBlockChunkSegmentSize = blockChunkSegmentSize
 	opts.RetentionDuration = cfg.Retention.Milliseconds()
 	if cfg.WALCompression {
 		opts.WALCompression = compression.Snappy

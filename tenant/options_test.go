@@ -18,6 +18,7 @@ func TestTSDBOptionsFromFlags(t *testing.T) {
 	require.Equal(t, int64(tsdb.DefaultOutOfOrderCapMax), opts.OutOfOrderCapMax)
 	require.Zero(t, opts.MaxBytes)
 	require.False(t, opts.NoLockfile)
+	require.Equal(t, int64(blockChunkSegmentSize), opts.MaxBlockChunkSegmentSize, "each block write reserves one segment of disk")
 
 	cfg.OutOfOrderCapMax, cfg.MaxBytes, cfg.NoLockfile = 64, 512<<20, true
 	opts = tsdbOptions(cfg)
