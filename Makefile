@@ -70,11 +70,13 @@ bench-compare: $(BIN)/benchstat
 	$(BIN)/benchstat $(OLD) $(NEW)
 
 ## bench-system: whole receivers under `weir bench` (weir, a 3-node weir ring, Prometheus, Thanos Receive,
-## VictoriaMetrics): samples/s, CPU-s per 1M samples, peak RSS per series. SERIES and DURATION adjust the load.
+## VictoriaMetrics): samples/s, CPU-s per 1M samples, peak RSS per series. SERIES and DURATION adjust the load;
+## CHURN replaces that many series per minute during the measurement (adds new series/s).
 SERIES   ?= 100000
 DURATION ?= 30s
+CHURN    ?= 0
 bench-system: tools $(BIN)/victoria-metrics
-	bash scripts/bench-system.sh --series $(SERIES) --duration $(DURATION)
+	bash scripts/bench-system.sh --series $(SERIES) --duration $(DURATION) --churn $(CHURN)
 
 ## bench-system-tenants: the many-tenants case of bench-system (issue #23): TENANTS tenants of
 ## TENANT_SERIES series each, weir against Thanos Receive; adds peak RSS per tenant, tenants created per

@@ -9,8 +9,12 @@
 # three when their binaries are in ./bin (`make tools` and `make $PWD/bin/victoria-metrics` build them). Fixed ports below Linux's
 # ephemeral range (32768+), so that no outgoing connection holds one.
 #
-#   scripts/bench-system.sh [--series N] [--tenants N] [--duration 30s] [--warmup 10s] [--receivers "weir weir-rw2 weir-otlp weir-ring weir-ring-otlp prometheus thanos vm vm-otlp"]
+#   scripts/bench-system.sh [--series N] [--tenants N] [--churn N] [--duration 30s] [--warmup 10s] [--receivers "weir weir-rw2 weir-otlp weir-ring weir-ring-otlp prometheus thanos vm vm-otlp"]
 #   (also prometheus-otlp)
+#
+# Churn (--churn N): during the measurement (the warm-up only creates the active series), N of them are
+# replaced by new ones per minute (`weir bench --churn`), so CPU per sample includes creating series; the
+# report adds the new series per second the receiver took and its peak RSS per series it holds.
 #
 # The generator shares the machine with the receiver: on two cores, samples/s is bounded by both, while
 # CPU-seconds per million samples is the receiver's own cost.
@@ -24,11 +28,12 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-series=100000 tenants=1 duration=30s warmup=10s receivers="weir weir-rw2 weir-otlp weir-ring weir-ring-otlp prometheus thanos vm vm-otlp"
+series=100000 tenants=1 churn=0 duration=30s warmup=10s receivers="weir weir-rw2 weir-otlp weir-ring weir-ring-otlp prometheus thanos vm vm-otlp"
 while [ $# -gt 0 ]; do
   case "$1" in
     --series) series=$2; shift 2 ;;
     --tenants) tenants=$2; shift 2 ;;
+    --churn) churn=$2; shift 2 ;;
     --duration) duration=$2; shift 2 ;;
     --warmup) warmup=$2; shift 2 ;;
     --receivers) receivers=$2; shift 2 ;;
@@ -94,6 +99,8 @@ require_free() { # PORT…
 declare -A cost rss # per receiver: CPU-s per 1M samples, peak RSS per series (for the ratios at the end)
 if [ "$tenants" -gt 1 ]; then
   printf '%-12s %14s %18s %18s %16s %16s %12s\n' receiver samples/s "CPU-s per 1M" "peak RSS/series" "peak RSS/tenant" "tenants/s (1st)" "SIGTERM→exit"
+elif [ "$churn" -gt 0 ]; then
+  printf '%-12s %14s %18s %18s %16s %20s\n' receiver samples/s "CPU-s per 1M" "peak RSS/series" "new series/s" "RSS/series created"
 else
   printf '%-12s %14s %18s %18s %16s\n' receiver samples/s "CPU-s per 1M" "peak RSS/series" "wire B/sample"
 fi
@@ -164,7 +171,7 @@ for r in $receivers; do
   fi
   wait "$gen" || true
   before=$(cpu_of "${metrics[@]}")
-  "$weir" bench --url "$url" --protocol "$proto" "${load[@]}" --duration "$duration" --output json >"$dir.json" 2>/dev/null || true
+  "$weir" bench --url "$url" --protocol "$proto" "${load[@]}" --churn "$churn" --duration "$duration" --output json >"$dir.json" 2>/dev/null || true
   after=$(cpu_of "${metrics[@]}")
   acked=$(json_field "$dir.json" samples_acked)
   rate=$(json_field "$dir.json" samples_per_second)
@@ -185,6 +192,11 @@ for r in $receivers; do
   if [ "$tenants" -gt 1 ]; then
     awk -v r="$r" -v rate="$rate" -v c="${cost[$r]}" -v m="${rss[$r]}" -v pt="$(awk -v h="$hwm" -v t="$tenants" 'BEGIN{printf "%.0f", h/t/1024}')" -v cr="$created" -v st="$stop" \
       'BEGIN{ printf "%-12s %14.0f %18.2f %15.0f B %13s KiB %16s %12s\n", r, rate, c, m, pt, cr, st }'
+  elif [ "$churn" -gt 0 ]; then
+    n=$(json_field "$dir.json" series_created)
+    awk -v r="$r" -v rate="$rate" -v c="${cost[$r]}" -v m="${rss[$r]}" -v n="$n" -v s="$series" \
+      -v d="$(json_field "$dir.json" duration_seconds)" -v h="$hwm" \
+      'BEGIN{ printf "%-12s %14.0f %18.2f %15.0f B %16.0f %18.0f B\n", r, rate, c, m, (n-s)/d, h/n }'
   else
     awk -v r="$r" -v rate="$rate" -v c="${cost[$r]}" -v m="${rss[$r]}" -v w="$wire" \
       'BEGIN{ printf "%-12s %14.0f %18.2f %15.0f B %14.2f B\n", r, rate, c, m, w }'
