@@ -14,6 +14,11 @@ import (
 // waits for a slot costs nothing but a longer head: appends keep landing, and the next round cuts
 // every full range the head has.
 //
+// A round starts every headCompactionInterval, and as soon as a write finds its tenant's head due
+// (wakeCompactions), as a TSDB compacts on the commit that makes its head due; after a round with a
+// failure only the interval starts the next, so a compaction that keeps failing is not retried at the
+// rate of writes.
+//
 // Pruning (one tenant at a time) and the shutdown flush (Config.OpenConcurrency at a time) cut heads
 // themselves; the shutdown flush runs after Run returned, so never beside a round.
 
@@ -21,11 +26,38 @@ import (
 // looks for compactable heads by itself, so a quiet tenant's head is cut as soon as it would have been.
 const headCompactionInterval = time.Minute
 
+// runCompactions runs compaction rounds until ctx ends (see above).
+func (m *Manager) runCompactions(ctx context.Context) {
+	ticker := time.NewTicker(m.compactInterval)
+	defer ticker.Stop()
+	wake := m.compactWake
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		case <-wake:
+		}
+		wake = m.compactWake
+		if failed := m.compactHeads(ctx); failed > 0 {
+			wake = nil // until the next tick
+		}
+	}
+}
+
+// wakeCompactions asks for a round soon; it never blocks (a round already asked for covers it).
+func (m *Manager) wakeCompactions() {
+	select {
+	case m.compactWake <- struct{}{}:
+	default:
+	}
+}
+
 // compactHeads compacts every open tenant whose head is due, at most Config.HeadCompactionConcurrency
-// at once, and returns when all are done or ctx ended (the compactions running finish first). A failed
-// compaction is logged and counted by the TSDB (prometheus_tsdb_compactions_failed_total), and tried
-// again the next round.
-func (m *Manager) compactHeads(ctx context.Context) {
+// at once, and returns when all are done or ctx ended (the compactions running finish first), with the
+// number that failed. A failed compaction is logged and counted by the TSDB
+// (prometheus_tsdb_compactions_failed_total), and tried again the next round.
+func (m *Manager) compactHeads(ctx context.Context) (failed int) {
 	var due []*db
 	for _, d := range m.openDBs() {
 		if d.headCompactable() {
@@ -33,7 +65,7 @@ func (m *Manager) compactHeads(ctx context.Context) {
 		}
 	}
 	if len(due) == 0 {
-		return
+		return 0
 	}
 	start := time.Now()
 	m.metrics.headCompactionsPending.Set(float64(len(due)))
@@ -44,6 +76,7 @@ func (m *Manager) compactHeads(ctx context.Context) {
 	})
 	m.logger.Info("compacted tenant heads", "tenants", len(due), "failed", len(errs), "duration", time.Since(start),
 		"concurrency", m.cfg.HeadCompactionConcurrency)
+	return len(errs)
 }
 
 // compactHead runs the TSDB's compaction for d while holding d for reading: writes go on, and neither

@@ -144,7 +144,9 @@ type Manager struct {
 	pruneInterval time.Duration
 	// compactInterval is how often Run looks for heads to compact (headCompactionInterval; shorter in tests).
 	compactInterval time.Duration
-	hooks           testHooks // nil functions outside tests
+	// compactWake asks the compaction loop for a round now (wakeCompactions); it holds one request.
+	compactWake chan struct{}
+	hooks       testHooks // nil functions outside tests
 	// space refuses writes while the volume is below its reserve; its statfs is also how the room
 	// check before a tenant opens reads the volume (replaced in tests).
 	space *spaceGuard
@@ -270,6 +272,7 @@ func NewManager(cfg Config, bkt objstore.Bucket, logger *slog.Logger, reg promet
 		epoch:           time.Now(),
 		pruneInterval:   pruneCheckInterval(cfg.IdleTimeout),
 		compactInterval: headCompactionInterval,
+		compactWake:     make(chan struct{}, 1),
 		space:           space,
 		tenants:         map[string]*db{},
 	}

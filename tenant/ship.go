@@ -11,10 +11,10 @@ import (
 	"github.com/prometheus/prometheus/tsdb"
 )
 
-// Run does the background work of the tenants until ctx ends: every headCompactionInterval it cuts
-// the heads that are due into blocks (compact.go); every Config.ShipInterval it ships the completed
-// blocks of every open tenant (when a bucket is configured), and every pruneCheckInterval it prunes
-// the tenants idle for Config.IdleTimeout (when set; see Prune). Compactions have their own goroutine,
+// Run does the background work of the tenants until ctx ends: it cuts the heads that are due into
+// blocks (compact.go); every Config.ShipInterval it ships the completed blocks of every open tenant
+// (when a bucket is configured), and every pruneCheckInterval it prunes the tenants idle for
+// Config.IdleTimeout (when set; see Prune). Compactions have their own goroutine,
 // so that a long round does not hold up shipping; shipping and pruning share one, so uploads never
 // compete with each other. None of it blocks ingestion or readiness: a tenant's upload backlog or an
 // object-storage outage only delays the next round, failed uploads are retried in it (the shipper
@@ -24,16 +24,7 @@ func (m *Manager) Run(ctx context.Context) error {
 	compacted := make(chan struct{})
 	go func() {
 		defer close(compacted)
-		ticker := time.NewTicker(m.compactInterval)
-		defer ticker.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-ticker.C:
-				m.compactHeads(ctx)
-			}
-		}
+		m.runCompactions(ctx)
 	}()
 	defer func() { <-compacted }()
 

@@ -131,6 +131,9 @@ func (m *Manager) Write(ctx context.Context, id string, series []prompb.TimeSeri
 	if extras != nil {
 		d.meta.record(series, extras)
 	}
+	if d.headCompactable() {
+		m.wakeCompactions()
+	}
 	return stats, nil
 }
 
