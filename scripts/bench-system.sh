@@ -14,7 +14,10 @@
 #
 # Churn (--churn N): during the measurement (the warm-up only creates the active series), N of them are
 # replaced by new ones per minute (`weir bench --churn`), so CPU per sample includes creating series; the
-# report adds the new series per second the receiver took and its peak RSS per series it holds.
+# report adds the new series per second the receiver took and its peak RSS per series it holds. A slot
+# replaced faster than the generator comes back to it is never sent: new series/s is then at most
+# samples/s (every sample a new series), which makes a churn above samples/s a measure of how fast the
+# receiver creates series.
 #
 # The generator shares the machine with the receiver: on two cores, samples/s is bounded by both, while
 # CPU-seconds per million samples is the receiver's own cost.
@@ -196,7 +199,7 @@ for r in $receivers; do
     n=$(json_field "$dir.json" series_created)
     awk -v r="$r" -v rate="$rate" -v c="${cost[$r]}" -v m="${rss[$r]}" -v n="$n" -v s="$series" \
       -v d="$(json_field "$dir.json" duration_seconds)" -v h="$hwm" \
-      'BEGIN{ printf "%-12s %14.0f %18.2f %15.0f B %16.0f %18.0f B\n", r, rate, c, m, (n-s)/d, h/n }'
+      'BEGIN{ ns = (n-s)/d; if (rate < ns) ns = rate; made = s + ns*d; printf "%-12s %14.0f %18.2f %15.0f B %16.0f %18.0f B\n", r, rate, c, m, ns, h/made }'
   else
     awk -v r="$r" -v rate="$rate" -v c="${cost[$r]}" -v m="${rss[$r]}" -v w="$wire" \
       'BEGIN{ printf "%-12s %14.0f %18.2f %15.0f B %14.2f B\n", r, rate, c, m, w }'
