@@ -91,8 +91,9 @@ func otlpFastTranslate(ctx context.Context, cfg *otlpFastConfig, body []byte, ap
 	d.cfg, d.app, d.ctx = cfg, app, ctx
 	ok := d.request(body)
 	d.cfg, d.app, d.ctx = nil, nil, nil
-	clear(d.attrs)
-	clear(d.base)
+	// Drop every reference into the body, also beyond the lengths last used.
+	clear(d.attrs[:cap(d.attrs)])
+	clear(d.base[:cap(d.base)])
 	clear(d.seen)
 	d.res.reset()
 	if len(d.names) > maxCachedLabelNames {
@@ -103,8 +104,8 @@ func otlpFastTranslate(ctx context.Context, cfg *otlpFastConfig, body []byte, ap
 }
 
 func (r *otlpFastResource) reset() {
-	clear(r.attrs)
-	clear(r.promoted)
+	clear(r.attrs[:cap(r.attrs)])
+	clear(r.promoted[:cap(r.promoted)])
 	*r = otlpFastResource{attrs: r.attrs[:0], promoted: r.promoted[:0], minT: math.MaxUint64}
 }
 

@@ -30,11 +30,13 @@ func (d *otlpFastDecoder) labelName(key string) (string, bool) {
 	if name, ok := d.names[key]; ok {
 		return name, name != ""
 	}
+	// The cache outlives the body key aliases, and Build may return its argument: build from a copy.
+	key = strings.Clone(key)
 	name, err := d.cfg.labelName.Build(key)
 	if err != nil || strings.HasPrefix(name, "__") {
 		name = ""
 	}
-	d.names[strings.Clone(key)] = name
+	d.names[key] = name
 	return name, name != ""
 }
 

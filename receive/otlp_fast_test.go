@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"net/http"
@@ -17,6 +18,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/pmetric"
+	"go.opentelemetry.io/otel/attribute"
+	otelmetric "go.opentelemetry.io/otel/metric"
 
 	"github.com/weir-metrics/weir/write"
 )
@@ -325,4 +328,150 @@ func otlpFastDeclined() []pmetric.Metrics {
 	})
 	out[len(out)-1].ResourceMetrics().At(0).ScopeMetrics().At(0).Metrics().At(1).Gauge().DataPoints().At(0).SetTimestamp(1)
 	return out
+}
+
+// TestOTLPFastSDKRequest checks the fast path takes what the OpenTelemetry Go SDK sends (counter,
+// gauge, explicit histogram, up-down counter) with the translator's result.
+func TestOTLPFastSDKRequest(t *testing.T) {
+	body := otlpSDKBody(t)
+	for _, cfg := range otlpFastConfigs() {
+		p := newOTLPPair(t, cfg)
+		require.True(t, p.compare(t, body, otlpProtobuf), "the SDK's request takes the fast path")
+	}
+}
+
+// otlpSDKBody is the body the OpenTelemetry Go SDK's OTLP/HTTP exporter sends for a few instruments
+// (its exponential histograms left out: they are the translator's).
+func otlpSDKBody(t *testing.T) []byte {
+	t.Helper()
+	var mu sync.Mutex
+	var bodies [][]byte
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, err := io.ReadAll(r.Body)
+		if err == nil {
+			mu.Lock()
+			bodies = append(bodies, b)
+			mu.Unlock()
+		}
+		w.Header().Set("Content-Type", otlpProtobuf)
+	}))
+	t.Cleanup(srv.Close)
+	mp := sdkMeterProvider(t, srv.URL+OTLPPath, "team-a")
+	ctx := context.Background()
+	m := mp.Meter("weir-test", otelmetric.WithInstrumentationVersion("1.2.3"))
+	c, err := m.Int64Counter("http.requests", otelmetric.WithUnit("{request}"), otelmetric.WithDescription("Requests served."))
+	require.NoError(t, err)
+	c.Add(ctx, 3, otelmetric.WithAttributes(attribute.String("code", "200"), attribute.Bool("tls", true), attribute.Int("shard", 4)))
+	g, err := m.Float64Gauge("temperature", otelmetric.WithUnit("Cel"))
+	require.NoError(t, err)
+	g.Record(ctx, 21.5, otelmetric.WithAttributes(attribute.String("room", "a")))
+	h, err := m.Float64Histogram("request.duration", otelmetric.WithUnit("s"))
+	require.NoError(t, err)
+	h.Record(ctx, 0.2)
+	h.Record(ctx, 0.7)
+	u, err := m.Int64UpDownCounter("queue.items")
+	require.NoError(t, err)
+	u.Add(ctx, -2)
+	require.NoError(t, mp.ForceFlush(ctx))
+	mu.Lock()
+	defer mu.Unlock()
+	require.Len(t, bodies, 1)
+	return bodies[0]
+}
+
+// FuzzOTLPFastStructured builds well-formed requests from fuzzed names, attributes, values, flags and
+// times, so that the fast path takes most of them, and compares it with the translator as
+// FuzzOTLPFastMatches does.
+func FuzzOTLPFastStructured(f *testing.F) {
+	f.Add("http.requests", "{request}", "Requests.", "code", "200", "service.name", "api", uint8(1), uint64(fuzzNow.UnixNano()), uint64(0), 1.5, uint32(0), 0.5, true)
+	f.Add("latency", "ms", "", "le", "x", "k8s.cluster.name", "", uint8(2), uint64(fuzzNow.UnixNano()), uint64(1), math.Inf(-1), uint32(1), math.NaN(), false)
+	f.Add("rpc", "", "", "a.b", "1", "a_b", "2", uint8(3), uint64(0), uint64(fuzzNow.UnixNano()), -0.0, uint32(3), 1e300, true)
+	f.Add("target_info", "1", "", "job", "j", "service.instance.id", "i", uint8(0), uint64(fuzzNow.UnixNano()), uint64(fuzzNow.UnixNano()), 0.0, uint32(0), 0.0, true)
+	cfgs := otlpFastConfigs()
+	pairs := []*otlpPair{newOTLPPair(f, cfgs[0]), newOTLPPair(f, cfgs[1])}
+	f.Fuzz(func(t *testing.T, name, unit, desc, k1, v1, k2, v2 string, kind uint8, ts, start uint64, v float64, flags uint32, bound float64, targetInfo bool) {
+		md := pmetric.NewMetrics()
+		rm := md.ResourceMetrics().AppendEmpty()
+		rm.Resource().Attributes().PutStr(k2, v2)
+		rm.Resource().Attributes().PutStr("host.name", v1)
+		m := rm.ScopeMetrics().AppendEmpty().Metrics().AppendEmpty()
+		m.SetName(name)
+		m.SetUnit(unit)
+		m.SetDescription(desc)
+		var attrs pcommon.Map
+		var dp interface {
+			SetTimestamp(pcommon.Timestamp)
+			SetStartTimestamp(pcommon.Timestamp)
+		}
+		switch kind % 4 {
+		case 0, 1:
+			var p pmetric.NumberDataPoint
+			if kind%4 == 0 {
+				p = m.SetEmptyGauge().DataPoints().AppendEmpty()
+			} else {
+				s := m.SetEmptySum()
+				s.SetAggregationTemporality(pmetric.AggregationTemporalityCumulative)
+				s.SetIsMonotonic(kind&4 != 0)
+				p = s.DataPoints().AppendEmpty()
+			}
+			p.SetDoubleValue(v)
+			p.SetFlags(pmetric.DataPointFlags(flags))
+			attrs, dp = p.Attributes(), p
+		case 2:
+			h := m.SetEmptyHistogram()
+			h.SetAggregationTemporality(pmetric.AggregationTemporalityCumulative)
+			p := h.DataPoints().AppendEmpty()
+			p.SetCount(uint64(flags))
+			if kind&4 != 0 {
+				p.SetSum(v)
+			}
+			p.ExplicitBounds().FromRaw([]float64{bound, v})
+			p.BucketCounts().FromRaw([]uint64{uint64(kind), 1, 2}[:1+int(kind>>4)%3])
+			p.SetFlags(pmetric.DataPointFlags(flags))
+			attrs, dp = p.Attributes(), p
+		case 3:
+			p := m.SetEmptySummary().DataPoints().AppendEmpty()
+			p.SetSum(v)
+			p.SetCount(uint64(flags))
+			q := p.QuantileValues().AppendEmpty()
+			q.SetQuantile(bound)
+			q.SetValue(v)
+			p.SetFlags(pmetric.DataPointFlags(flags))
+			attrs, dp = p.Attributes(), p
+		}
+		attrs.PutStr(k1, v1)
+		attrs.PutStr(k2, v2)
+		dp.SetTimestamp(pcommon.Timestamp(ts))
+		dp.SetStartTimestamp(pcommon.Timestamp(start))
+		p := pairs[1]
+		if targetInfo {
+			p = pairs[0]
+		}
+		p.compare(t, marshalOTLP(t, md, false), otlpProtobuf)
+	})
+}
+
+// TestOTLPFastLabelNamesOutliveBody checks the label-name cache, kept across requests, holds no
+// string of a body, whose buffer the next request reuses.
+func TestOTLPFastLabelNamesOutliveBody(t *testing.T) {
+	cfg := newOTLPFastConfig(testOTLPConfig())
+	body := func() []byte {
+		return marshalOTLP(t, otlpRequest(fuzzNow, pmetric.AggregationTemporalityCumulative), false)
+	}
+	first := body()
+	app := getOTLPAppender()
+	require.True(t, otlpFastTranslate(context.Background(), cfg, first, app))
+	app.release()
+	for i := range first {
+		first[i] = 'x'
+	}
+	app = getOTLPAppender()
+	defer app.release()
+	require.True(t, otlpFastTranslate(context.Background(), cfg, body(), app))
+	series, _ := app.series()
+	var names []string
+	for _, ts := range series {
+		names = append(names, labelsString(ts.Labels))
+	}
+	require.Contains(t, names, `{__name__="jobs_done_total", job="api", queue="a"}`)
 }
