@@ -82,7 +82,8 @@ func (c OTLPConfig) settings() prw.Settings {
 }
 
 // OTLPHandler serves OTLP/HTTP metrics (POST /api/v1/otlp/v1/metrics, /api/v1/otlp). It translates a
-// request once, with Prometheus' translator, into the series of a Batch, and from there does what the
+// request once into the series of a Batch — with the fast path (otlp_fast.go) when it takes the
+// request, else with Prometheus' translator, to the same series — and from there does what the
 // remote-write Handler it shares does: the same tenant, limits, validation and storage (the ring,
 // through a Router). Answers follow the OTLP/HTTP specification (see doc.go).
 type OTLPHandler struct {
