@@ -82,19 +82,23 @@ func (c OTLPConfig) settings() prw.Settings {
 }
 
 // OTLPHandler serves OTLP/HTTP metrics (POST /api/v1/otlp/v1/metrics, /api/v1/otlp). It translates a
-// request once, with Prometheus' translator, into the series of a Batch, and from there does what the
+// request once into the series of a Batch — with the fast path (otlp_fast.go) when it takes the
+// request, else with Prometheus' translator, to the same series — and from there does what the
 // remote-write Handler it shares does: the same tenant, limits, validation and storage (the ring,
 // through a Router). Answers follow the OTLP/HTTP specification (see doc.go).
 type OTLPHandler struct {
 	h        *Handler
 	settings prw.Settings
 	convs    sync.Pool // *prw.PrometheusConverter
-	metrics  *otlpMetrics
+	// fast is the fast path's configuration, nil when the configuration needs the translator.
+	fast    *otlpFastConfig
+	metrics *otlpMetrics
 }
 
 type otlpMetrics struct {
 	warnings *prometheus.CounterVec
 	refused  *prometheus.CounterVec
+	fast     *prometheus.CounterVec
 }
 
 // NewOTLPHandler returns the OTLP handler writing through h (its storage, limiter, tenant limits,
@@ -107,6 +111,7 @@ func NewOTLPHandler(h *Handler, cfg OTLPConfig, reg prometheus.Registerer) (*OTL
 	return &OTLPHandler{
 		h:        h,
 		settings: cfg.settings(),
+		fast:     newOTLPFastConfig(cfg),
 		convs:    sync.Pool{New: func() any { return prw.NewPrometheusConverter(nil) }},
 		metrics: &otlpMetrics{
 			warnings: f.NewCounterVec(prometheus.CounterOpts{
@@ -117,6 +122,10 @@ func NewOTLPHandler(h *Handler, cfg OTLPConfig, reg prometheus.Registerer) (*OTL
 				Name: "weir_receive_otlp_refused_points_total",
 				Help: "OTLP data points refused before translation (delta temporality, no type), by tenant and reason.",
 			}, []string{"tenant", "reason"}),
+			fast: f.NewCounterVec(prometheus.CounterOpts{
+				Name: "weir_receive_otlp_fast_path_requests_total",
+				Help: "Protobuf OTLP requests the fast decoder translated (taken) or left to Prometheus' translator (declined).",
+			}, []string{"result"}),
 		},
 	}, nil
 }
@@ -167,27 +176,23 @@ func (o *OTLPHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer slot.Release()
 	ctx = withSlot(ctx, slot)
 
-	_, dspan := tracer.Start(ctx, "decode")
-	md, err := otlpUnmarshal(body.data, format)
-	endSpan(dspan, err)
-	if err != nil {
-		o.refuse(w, format, refusedDecode, err)
-		return
-	}
-	refusal := dropUntranslatable(md)
-	if refusal.points > 0 {
-		reason := "delta_temporality"
-		if len(refusal.delta) == 0 {
-			reason = "untyped"
-		}
-		o.metrics.refused.WithLabelValues(tenantID, reason).Add(float64(refusal.points))
-	}
 	app := getOTLPAppender()
-	defer app.release()
-	translateErr, err := o.translate(ctx, md, app)
-	if err != nil {
-		o.refuse(w, format, refusedOverloaded, err)
-		return
+	defer func() { app.release() }()
+	var pre otlpRefusal // what was refused before translation
+	var translateErr string
+	if o.tryFast(ctx, body.data, format, app) {
+		o.metrics.fast.WithLabelValues("taken").Inc()
+	} else {
+		if o.fast != nil && format == otlpFormatProtobuf {
+			o.metrics.fast.WithLabelValues("declined").Inc()
+		}
+		app.release() // the fast path may have appended part of the request
+		app = getOTLPAppender()
+		var reason string
+		if pre, translateErr, reason, err = o.slowPath(ctx, body.data, format, tenantID, app); err != nil {
+			o.refuse(w, format, reason, err)
+			return
+		}
 	}
 	series, extras := app.series()
 	if span.IsRecording() {
@@ -199,9 +204,46 @@ func (o *OTLPHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		o.refuse(w, format, res.refusal, err)
 		return
 	}
-	res.points += refusal.points
-	res.messages = append([]string{refusal.message(), translateErr}, res.messages...)
+	res.points += pre.points
+	res.messages = append([]string{pre.message(), translateErr}, res.messages...)
 	o.answerOK(w, format, res)
+}
+
+// tryFast translates a protobuf body with the fast path (otlp_fast.go) when the configuration allows,
+// reporting false when it declined (or did not run): app may then hold part of the request.
+func (o *OTLPHandler) tryFast(ctx context.Context, body []byte, format otlpFormat, app *otlpAppender) bool {
+	if o.fast == nil || format != otlpFormatProtobuf {
+		return false
+	}
+	_, span := tracer.Start(ctx, "decode fast")
+	ok := otlpFastTranslate(ctx, o.fast, body, app)
+	span.SetAttributes(attribute.Bool("taken", ok))
+	span.End()
+	return ok
+}
+
+// slowPath decodes the body with pdata, drops what cannot be translated (counted in pre) and
+// translates the rest into app with Prometheus' translator. A non-nil err refuses the request with
+// reason.
+func (o *OTLPHandler) slowPath(ctx context.Context, body []byte, format otlpFormat, tenantID string, app *otlpAppender) (pre otlpRefusal, translateErr, reason string, err error) {
+	_, dspan := tracer.Start(ctx, "decode")
+	md, err := otlpUnmarshal(body, format)
+	endSpan(dspan, err)
+	if err != nil {
+		return pre, "", refusedDecode, err
+	}
+	pre = dropUntranslatable(md)
+	if pre.points > 0 {
+		reason := "delta_temporality"
+		if len(pre.delta) == 0 {
+			reason = "untyped"
+		}
+		o.metrics.refused.WithLabelValues(tenantID, reason).Add(float64(pre.points))
+	}
+	if translateErr, err = o.translate(ctx, md, app); err != nil {
+		return pre, "", refusedOverloaded, err
+	}
+	return pre, translateErr, "", nil
 }
 
 // translate appends md to app with Prometheus' translator. The translator's errors are per metric
