@@ -385,7 +385,7 @@ func otlpSDKBody(t *testing.T) []byte {
 func FuzzOTLPFastStructured(f *testing.F) {
 	f.Add("http.requests", "{request}", "Requests.", "code", "200", "service.name", "api", uint8(1), uint64(fuzzNow.UnixNano()), uint64(0), 1.5, uint32(0), 0.5, true)
 	f.Add("latency", "ms", "", "le", "x", "k8s.cluster.name", "", uint8(2), uint64(fuzzNow.UnixNano()), uint64(1), math.Inf(-1), uint32(1), math.NaN(), false)
-	f.Add("rpc", "", "", "a.b", "1", "a_b", "2", uint8(3), uint64(0), uint64(fuzzNow.UnixNano()), -0.0, uint32(3), 1e300, true)
+	f.Add("rpc", "", "", "a.b", "1", "a_b", "2", uint8(3), uint64(0), uint64(fuzzNow.UnixNano()), math.Copysign(0, -1), uint32(3), 1e300, true)
 	f.Add("target_info", "1", "", "job", "j", "service.instance.id", "i", uint8(0), uint64(fuzzNow.UnixNano()), uint64(fuzzNow.UnixNano()), 0.0, uint32(0), 0.0, true)
 	cfgs := otlpFastConfigs()
 	pairs := []*otlpPair{newOTLPPair(f, cfgs[0]), newOTLPPair(f, cfgs[1])}
