@@ -2,7 +2,6 @@ package receive
 
 import (
 	"strconv"
-	"unsafe"
 
 	"google.golang.org/protobuf/encoding/protowire"
 )
@@ -80,7 +79,7 @@ func (d *otlpFastDecoder) parseKeyValue(b []byte) (otlpKV, bool) {
 		b = rest
 		switch f.num {
 		case 1:
-			kv.key = d.str(f.b)
+			kv.key = str(f.b, 0, len(f.b))
 		case 2:
 			if kv.value, ok = d.parseAnyValue(f.b); !ok {
 				return kv, false
@@ -101,25 +100,13 @@ func (d *otlpFastDecoder) parseAnyValue(b []byte) (string, bool) {
 	}
 	switch {
 	case f.num == 1 && f.typ == protowire.BytesType:
-		return d.str(f.b), true
+		return str(f.b, 0, len(f.b)), true
 	case f.num == 2 && f.typ == protowire.VarintType:
 		return strconv.FormatBool(f.v != 0), true
 	case f.num == 3 && f.typ == protowire.VarintType:
 		return strconv.FormatInt(int64(f.v), 10), true
 	}
 	return "", false
-}
-
-// str is b as a string: aliasing the body (valid until the handler releases it, after the write), or
-// a copy where label builders keep their callers' strings (copyStrings, unmarshal.go).
-func (d *otlpFastDecoder) str(b []byte) string {
-	if len(b) == 0 {
-		return ""
-	}
-	if copyStrings {
-		return string(b)
-	}
-	return unsafe.String(&b[0], len(b))
 }
 
 // packedFixed64 is the number of values of a packed repeated fixed64/double field, ok false when its
