@@ -150,6 +150,8 @@ type Manager struct {
 	// space refuses writes while the volume is below its reserve; its statfs is also how the room
 	// check before a tenant opens reads the volume (replaced in tests).
 	space *spaceGuard
+	// files refuses to open a new tenant near the process' open-file limit (files.go).
+	files *fileGuard
 
 	// seriesLimits gives each tenant's series limits (WithSeriesLimits; nil: none).
 	seriesLimits SeriesLimits
@@ -274,6 +276,7 @@ func NewManager(cfg Config, bkt objstore.Bucket, logger *slog.Logger, reg promet
 		compactInterval: headCompactionInterval,
 		compactWake:     make(chan struct{}, 1),
 		space:           space,
+		files:           newFileGuard(reg),
 		tenants:         map[string]*db{},
 	}
 	if reg != nil {
@@ -351,10 +354,24 @@ func (m *Manager) get(ctx context.Context, id string) (*db, error) {
 			m.mu.Unlock()
 			return nil, err
 		}
-		d = &db{id: id, ready: make(chan struct{})}
-		m.tenants[id] = d
-		d.rank = len(m.tenants)
-		go m.open(d)
+		// The guard may list the process' descriptors (milliseconds with thousands open): not while
+		// holding the lock every write takes.
+		opened := len(m.tenants)
+		m.mu.Unlock()
+		if err := m.files.admit(opened); err != nil {
+			return nil, err
+		}
+		m.mu.Lock()
+		if m.closing {
+			m.mu.Unlock()
+			return nil, ErrClosed
+		}
+		if d, ok = m.tenants[id]; !ok { // or another write opened it meanwhile
+			d = &db{id: id, ready: make(chan struct{})}
+			m.tenants[id] = d
+			d.rank = len(m.tenants)
+			go m.open(d)
+		}
 	}
 	m.mu.Unlock()
 

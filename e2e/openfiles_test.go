@@ -1,0 +1,71 @@
+package e2e
+
+import (
+	"fmt"
+	"net/http"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
+)
+
+// TestOpenFileLimit: a flood of new tenants against a node whose open-file limit (lowered with
+// prlimit once it is ready, as a small container runtime limit would have it) cannot hold them all.
+//  1. New tenants are opened while there is room and then refused with 503, saying why; no answer is
+//     other than 204 or 503.
+//  2. The node keeps a reserve: it accepts new connections and the tenants it opened keep taking
+//     writes, over a new connection too; it stays healthy.
+//  3. It stops cleanly (flushing every open tenant), and every acknowledged sample is on disk.
+func TestOpenFileLimit(t *testing.T) {
+	t.Parallel()
+	n := startWeir(t, t.TempDir())
+	ts := baseTime()
+	r := n.Write(t, writeReq(series(lbls("__name__", "probe"), smp(ts, 1))), "THANOS-TENANT", "first")
+	require.Equal(t, 204, r.Code, "%s", r)
+
+	const limit = 256
+	rl := unix.Rlimit{Cur: limit, Max: limit}
+	require.NoError(t, unix.Prlimit(n.proc.cmd.Process.Pid, unix.RLIMIT_NOFILE, &rl, nil))
+
+	// 1. The flood, over the connection opened before the limit.
+	acked := []string{"first"}
+	first := map[string]float64{"first": 1} // the first sample of each acknowledged tenant
+	refused := 0
+	for i := range 150 {
+		tenant := fmt.Sprintf("flood-%d", i)
+		r := n.Write(t, writeReq(series(lbls("__name__", "probe"), smp(ts, float64(i)))), "THANOS-TENANT", tenant)
+		switch r.Code {
+		case 204:
+			acked = append(acked, tenant)
+			first[tenant] = float64(i)
+		case 503:
+			refused++
+			require.Contains(t, r.Body, "open files are in use", "a refusal says why")
+		default:
+			t.Fatalf("tenant %s: %s", tenant, r)
+		}
+	}
+	t.Logf("limit %d: %d new tenants opened, %d refused", limit, len(acked)-1, refused)
+	require.Positive(t, refused, "the limit cannot hold 150 more tenants")
+	require.Greater(t, len(acked), 2, "tenants open while there is room")
+	v, _ := n.Metric(t, "weir_tenant_opens_refused_total")
+	require.Equal(t, float64(refused), v)
+
+	// 2. New connections, and the open tenants' writes.
+	fresh := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	for i, tenant := range acked {
+		resp, err := post(fresh, n.RemoteWriteURL, encodeWrite(t, writeReq(series(lbls("__name__", "probe"), smp(ts+1000, float64(i))))), rwHeaders("THANOS-TENANT", tenant))
+		require.NoError(t, err, "a new connection to the node")
+		require.Equal(t, 204, resp.Code, "tenant %s: %s", tenant, resp)
+	}
+	code, body := n.Get(t, "/-/healthy")
+	require.Equal(t, 200, code, body)
+
+	// 3. A clean stop, and every acknowledged sample on disk.
+	n.Stop()
+	require.NotContains(t, n.Log(), "panic", "no panic on the way")
+	for i, tenant := range acked {
+		want := []sample{{T: ts, V: first[tenant]}, {T: ts + 1000, V: float64(i)}}
+		require.Equal(t, want, readTenant(t, n.Dir, tenant)[key("__name__", "probe")], "tenant %s", tenant)
+	}
+}
