@@ -3,10 +3,14 @@ package e2e
 import (
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
+
+	"github.com/weir-metrics/weir/internal/testutil"
 )
 
 // TestOpenFileLimit: a flood of new tenants against a node whose open-file limit (lowered with
@@ -67,5 +71,53 @@ func TestOpenFileLimit(t *testing.T) {
 	for i, tenant := range acked {
 		want := []sample{{T: ts, V: first[tenant]}, {T: ts + 1000, V: float64(i)}}
 		require.Equal(t, want, readTenant(t, n.Dir, tenant)[key("__name__", "probe")], "tenant %s", tenant)
+	}
+}
+
+// TestOpenFileLimitRing: the same flood through a 3-node RF=3 ring whose node 0 runs short of
+// descriptors. Node 0 refuses the tenants it has no room for; the other two replicas make the quorum,
+// so every write is acknowledged, node 0 stays up, and every acknowledged sample is on two nodes or
+// more after a clean stop.
+func TestOpenFileLimitRing(t *testing.T) {
+	t.Parallel()
+	addrs := testutil.LoopbackAddrs(t, 3)
+	file := filepath.Join(t.TempDir(), "hashrings.json")
+	writeHashrings(t, file, addrs...)
+	nodes := make([]*weirNode, 3)
+	for i := range nodes {
+		nodes[i] = startWeir(t, t.TempDir(), append(routerArgs(file, 3, "ketama", "--receive.local-endpoint="+addrs[i]),
+			"--grpc-address="+addrs[i])...)
+	}
+	// Room for the connections of the ring and a few dozen tenants, as in TestOpenFileLimit.
+	rl := unix.Rlimit{Cur: 256, Max: 256}
+	require.NoError(t, unix.Prlimit(nodes[0].proc.cmd.Process.Pid, unix.RLIMIT_NOFILE, &rl, nil))
+
+	ts := baseTime()
+	const tenants = 150
+	for i := range tenants {
+		tenant := fmt.Sprintf("flood-%d", i)
+		r := nodes[1].Write(t, writeReq(series(lbls("__name__", "probe"), smp(ts, float64(i)))), "THANOS-TENANT", tenant)
+		require.Equal(t, 204, r.Code, "tenant %s: the two other replicas make the quorum: %s", tenant, r)
+	}
+	refused, _ := nodes[0].Metric(t, "weir_tenant_opens_refused_total")
+	t.Logf("node 0 refused %v opens for %d new tenants (the router retries a refused forward)", refused, tenants)
+	require.Positive(t, refused)
+	code, body := nodes[0].Get(t, "/-/healthy")
+	require.Equal(t, 200, code, body)
+
+	stopAll(nodes...)
+	for i := range tenants {
+		tenant := fmt.Sprintf("flood-%d", i)
+		copies := 0
+		for _, n := range nodes {
+			if _, err := os.Stat(filepath.Join(n.Dir, tenant)); err != nil {
+				continue
+			}
+			if got := readTenant(t, n.Dir, tenant)[key("__name__", "probe")]; len(got) > 0 {
+				require.Equal(t, []sample{{T: ts, V: float64(i)}}, got, "tenant %s on %s", tenant, n.Dir)
+				copies++
+			}
+		}
+		require.GreaterOrEqual(t, copies, 2, "tenant %s", tenant)
 	}
 }
