@@ -150,8 +150,8 @@ type Manager struct {
 	// space refuses writes while the volume is below its reserve; its statfs is also how the room
 	// check before a tenant opens reads the volume (replaced in tests).
 	space *spaceGuard
-	// files refuses to open a new tenant near the process' open-file limit (files.go).
-	files *fileGuard
+	// opens refuses to open a new tenant near the process' limits (openguard.go).
+	opens *openGuard
 
 	// seriesLimits gives each tenant's series limits (WithSeriesLimits; nil: none).
 	seriesLimits SeriesLimits
@@ -276,7 +276,7 @@ func NewManager(cfg Config, bkt objstore.Bucket, logger *slog.Logger, reg promet
 		compactInterval: headCompactionInterval,
 		compactWake:     make(chan struct{}, 1),
 		space:           space,
-		files:           newFileGuard(reg),
+		opens:           newOpenGuard(reg),
 		tenants:         map[string]*db{},
 	}
 	if reg != nil {
@@ -358,7 +358,7 @@ func (m *Manager) get(ctx context.Context, id string) (*db, error) {
 		// holding the lock every write takes.
 		opened := len(m.tenants)
 		m.mu.Unlock()
-		if err := m.files.admit(opened); err != nil {
+		if err := m.opens.admit(opened); err != nil {
 			return nil, err
 		}
 		m.mu.Lock()
