@@ -5,12 +5,12 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strconv"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
+	"github.com/prometheus/procfs"
 	"golang.org/x/sys/unix"
 )
 
@@ -95,7 +95,7 @@ func (g *openGuard) admit(tenants int) error {
 		}
 	}
 	for _, r := range g.resources {
-		if r.max > 0 && r.countErr == nil {
+		if r.guarded() {
 			r.used += r.perOpen
 		}
 	}
@@ -118,13 +118,16 @@ func (r *resource) admit(now time.Time, tenants int) error {
 		r.counted = now
 		r.used, r.countErr = r.count()
 	}
-	if r.countErr != nil || r.room(tenants) {
+	if !r.guarded() || r.room(tenants) {
 		return nil
 	}
 	r.refused.Inc()
 	return fmt.Errorf("%w: %d of the process' %d %s are in use, and %d are kept free for the %d open tenants and the rest of the node: no new tenant is opened until idle tenants are pruned or %s",
 		ErrUnavailable, r.used, r.max, r.what, r.reserve(tenants), tenants, r.raise)
 }
+
+// guarded tells whether the last admit knew both the limit and the use.
+func (r *resource) guarded() bool { return r.max > 0 && r.countErr == nil }
 
 // room tells whether one more open fits beside the reserve, as of the last count.
 func (r *resource) room(tenants int) bool {
@@ -148,36 +151,35 @@ func openFileLimit() (int, error) {
 	return int(rl.Cur), nil
 }
 
-// openFiles counts the process' open descriptors. Where there is no /proc (not Linux) it fails, and
-// the descriptors are not guarded.
+// openFiles counts the process' open descriptors (procfs: one stat of /proc/self/fd on Linux 6.2+, a
+// listing before). Where there is no /proc (not Linux) it fails, and the descriptors are not guarded.
 func openFiles() (int, error) {
-	d, err := os.Open("/proc/self/fd")
+	p, err := procfs.Self()
 	if err != nil {
 		return 0, fmt.Errorf("count open files: %w", err)
 	}
-	names, err := d.Readdirnames(-1)
-	_ = d.Close() // read-only: nothing to lose
+	n, err := p.FileDescriptorsLen()
 	if err != nil {
 		return 0, fmt.Errorf("count open files: %w", err)
-	}
-	return len(names) - 1, nil // not the directory being read
-}
-
-// mapLimit is the kernel's vm.max_map_count, read each time (a sysctl may change it).
-func mapLimit() (int, error) {
-	b, err := os.ReadFile("/proc/sys/vm/max_map_count")
-	if err != nil {
-		return 0, fmt.Errorf("read vm.max_map_count: %w", err)
-	}
-	n, err := strconv.Atoi(string(bytes.TrimSpace(b)))
-	if err != nil {
-		return 0, fmt.Errorf("read vm.max_map_count: %w", err)
 	}
 	return n, nil
 }
 
+// mapLimit is the kernel's vm.max_map_count, read each time (a sysctl may change it).
+func mapLimit() (int, error) {
+	fs, err := procfs.NewDefaultFS()
+	if err != nil {
+		return 0, fmt.Errorf("read vm.max_map_count: %w", err)
+	}
+	v, err := fs.SysctlInts("vm.max_map_count")
+	if err != nil || len(v) != 1 {
+		return 0, fmt.Errorf("read vm.max_map_count: %v %w", v, err)
+	}
+	return v[0], nil
+}
+
 // memoryMaps counts the process' memory maps: the lines of /proc/self/maps, read in pieces (at tens
-// of thousands of maps the file is megabytes).
+// of thousands of maps the file is megabytes; procfs' ProcMaps would parse every line into a struct).
 func memoryMaps() (int, error) {
 	f, err := os.Open("/proc/self/maps")
 	if err != nil {
