@@ -62,7 +62,11 @@ func TestDashboardMetricsExist(t *testing.T) {
 		}
 		replicas := map[string]bool{}
 		for _, m := range metas {
-			replicas[readThanosMeta(t, filepath.Dir(m)).Thanos.Labels["replica"]] = true
+			meta, err := loadThanosMeta(filepath.Dir(m))
+			if err != nil {
+				return err
+			}
+			replicas[meta.Thanos.Labels["replica"]] = true
 		}
 		if len(replicas) != 2 {
 			return fmt.Errorf("blocks of replicas %v in the bucket", replicas)

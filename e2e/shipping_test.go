@@ -236,11 +236,23 @@ type thanosMeta struct {
 
 func readThanosMeta(t *testing.T, dir string) thanosMeta {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(dir, "meta.json"))
+	m, err := loadThanosMeta(dir)
 	require.NoError(t, err)
-	var m thanosMeta
-	require.NoError(t, json.Unmarshal(b, &m))
 	return m
+}
+
+// loadThanosMeta is readThanosMeta for polls: a block may go away between listing and reading (a
+// TSDB renames it to *.tmp-for-deletion, a compactor deletes it), so its error means "look again".
+func loadThanosMeta(dir string) (thanosMeta, error) {
+	var m thanosMeta
+	b, err := os.ReadFile(filepath.Join(dir, "meta.json"))
+	if err != nil {
+		return m, err
+	}
+	if err := json.Unmarshal(b, &m); err != nil {
+		return m, fmt.Errorf("%s: %w", dir, err)
+	}
+	return m, nil
 }
 
 // readBlock returns every float sample of a block, by series.

@@ -196,7 +196,10 @@ func waitCompacted(t *testing.T, data string, from, to int64) (raw, down string)
 			if _, err := os.Stat(filepath.Join(dir, "deletion-mark.json")); err == nil {
 				continue
 			}
-			m := readThanosMeta(t, dir)
+			m, err := loadThanosMeta(dir)
+			if err != nil {
+				return err
+			}
 			if m.Thanos.Labels["tenant_id"] != "history" {
 				continue
 			}
@@ -231,7 +234,11 @@ func waitLocalBlocksDropped(t *testing.T, data string, from int64) {
 				return err
 			}
 			for _, m := range metas {
-				if meta := readThanosMeta(t, filepath.Dir(m)); meta.MinTime == from {
+				meta, err := loadThanosMeta(filepath.Dir(m))
+				if err != nil {
+					return err
+				}
+				if meta.MinTime == from {
 					return fmt.Errorf("ingester %d still has %s", i, filepath.Dir(m))
 				}
 			}
