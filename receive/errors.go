@@ -242,6 +242,10 @@ func ingestClass(err error) (codes.Code, Class) {
 		}
 	}
 	switch {
+	case errors.Is(err, tenant.ErrNoRoom):
+		// Still unavailable (503), but not Unavailable: routers of every build retry only that code
+		// (retryable), and this refusal lasts until the ingester prunes tenants.
+		return codes.ResourceExhausted, class
 	case class == ClassUnavailable, class == ClassLimited:
 		return codes.Unavailable, class
 	case class.clientFault():
@@ -272,7 +276,8 @@ func forwardError(endpoint string, err error) error {
 
 // retryable reports whether a failed call to the ingest service may succeed if made again at once:
 // Unavailable, from the transport (a connection being made) or from the service (not ready, storage
-// opening, no write slot). Other codes would fail the same way, or the deadline is gone.
+// opening, no write slot). Other codes would fail the same way (ResourceExhausted: no room for another
+// tenant on the ingester), or the deadline is gone.
 func retryable(err error) bool { return status.Code(err) == codes.Unavailable }
 
 // endpointHealth is what the result of a call says about the endpoint it went to.

@@ -113,6 +113,7 @@ func TestIngestStatus(t *testing.T) {
 		{"storage deadline", fmt.Errorf("write: %w", context.DeadlineExceeded), codes.DeadlineExceeded, ClassUnavailable},
 		{"storage cancelled", fmt.Errorf("write: %w", context.Canceled), codes.Canceled, ClassUnavailable},
 		{"tenant opening", tenant.ErrUnavailable, codes.Unavailable, ClassUnavailable},
+		{"no room for another tenant", fmt.Errorf("%w: 900 of 1000 open files", tenant.ErrNoRoom), codes.ResourceExhausted, ClassUnavailable},
 		{"invalid tenant", tenant.ValidateID(".."), codes.InvalidArgument, ClassInvalid},
 		{"too large", errorf(ClassTooLarge, "big"), codes.InvalidArgument, ClassInvalid},
 		{"conflict", errorf(ClassConflict, "ooo"), codes.InvalidArgument, ClassInvalid},
@@ -174,6 +175,7 @@ func TestRetryable(t *testing.T) {
 	require.True(t, retryable(status.Error(codes.Unavailable, "connection refused")))
 	require.True(t, retryable(forwardError("e", ingestStatus(tenant.ErrUnavailable))))
 	require.False(t, retryable(ingestStatus(errors.New("disk full"))))
+	require.False(t, retryable(forwardError("e", ingestStatus(tenant.ErrNoRoom))), "lasts until tenants are pruned")
 	require.False(t, retryable(status.Error(codes.DeadlineExceeded, "late")))
 	require.False(t, retryable(errors.New("x")))
 }

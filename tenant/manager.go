@@ -29,6 +29,11 @@ var ErrClosed = errors.New("tenant storage is closing")
 // ErrUnavailable wraps every failure to open a tenant's TSDB: the tenant is unavailable, the others are not.
 var ErrUnavailable = errors.New("tenant storage unavailable")
 
+// ErrNoRoom wraps ErrUnavailable for a tenant not opened because the process is near one of its
+// limits (openguard.go). Unlike a tenant that is opening, it stays so until idle tenants are pruned
+// or the limit is raised: asking again at once cannot succeed.
+var ErrNoRoom = fmt.Errorf("%w: no room for another tenant", ErrUnavailable)
+
 // Config is the storage configuration of an ingester.
 type Config struct {
 	// Dir holds one TSDB directory per tenant, named by the tenant ID.

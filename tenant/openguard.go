@@ -83,7 +83,7 @@ func newOpenGuard(reg prometheus.Registerer) *openGuard {
 }
 
 // admit returns nil when one more tenant may be opened besides the tenants already open, else an
-// ErrUnavailable error saying why. An admitted open is counted at once, so that a burst of opens
+// ErrNoRoom error saying why. An admitted open is counted at once, so that a burst of opens
 // between two counts cannot overshoot.
 func (g *openGuard) admit(tenants int) error {
 	g.mu.Lock()
@@ -123,7 +123,7 @@ func (r *resource) admit(now time.Time, tenants int) error {
 	}
 	r.refused.Inc()
 	return fmt.Errorf("%w: %d of the process' %d %s are in use, and %d are kept free for the %d open tenants and the rest of the node: no new tenant is opened until idle tenants are pruned or %s",
-		ErrUnavailable, r.used, r.max, r.what, r.reserve(tenants), tenants, r.raise)
+		ErrNoRoom, r.used, r.max, r.what, r.reserve(tenants), tenants, r.raise)
 }
 
 // guarded tells whether the last admit knew both the limit and the use.

@@ -47,14 +47,15 @@ func TestOpenGuard(t *testing.T) {
 		require.NoError(t, g.admit(10), "open %d", k)
 	}
 	err := g.admit(10)
-	require.ErrorIs(t, err, ErrUnavailable)
+	require.ErrorIs(t, err, ErrNoRoom)
+	require.ErrorIs(t, err, ErrUnavailable, "a refused open is an unavailable tenant (503)")
 	require.ErrorContains(t, err, "878 of the process' 1000 open files are in use")
 	require.Equal(t, 1, f.counts, "admitted opens are counted without counting again")
 
 	// Tenants closed meanwhile: the next count finds room, but not before recountInterval.
 	f.used = 700
 	*now = now.Add(recountInterval - 1)
-	require.ErrorIs(t, g.admit(10), ErrUnavailable)
+	require.ErrorIs(t, g.admit(10), ErrNoRoom)
 	*now = now.Add(1)
 	require.NoError(t, g.admit(10))
 	require.Equal(t, 2, f.counts)
@@ -143,7 +144,7 @@ func TestOpenGuardKeepsOpenTenantsWriting(t *testing.T) {
 			opened++
 		}
 	}
-	require.ErrorIs(t, refused, ErrUnavailable)
+	require.ErrorIs(t, refused, ErrNoRoom)
 	require.ErrorContains(t, refused, "open files are in use")
 	require.Less(t, opened, 4, "no more than the room above the reserve")
 	for i := range 20 {
