@@ -147,9 +147,12 @@ func dumpLog(t testing.TB, name, path string) {
 // weirNode is one weir process (re)started on a data directory. Its methods that change the process
 // must be called from the test goroutine that started it.
 type weirNode struct {
-	t       testing.TB
-	Dir     string   // --tsdb.path
-	args    []string // extra flags
+	t    testing.TB
+	Dir  string   // --tsdb.path
+	args []string // extra flags
+	// nofile, when set, is the open-file limit (soft and hard) the process starts with: a shell
+	// lowers it before it execs weir (Go raises the soft limit to the hard one at start).
+	nofile  int
 	logPath string
 	proc    *proc
 	client  *http.Client
@@ -193,7 +196,11 @@ func (n *weirNode) start() {
 		"--log.level=debug",
 	}, n.args...)
 	offset := fileSize(n.logPath)
-	p, err := launch(n.logPath, filepath.Dir(n.logPath), weirBinary, args...)
+	bin := weirBinary
+	if n.nofile > 0 {
+		bin, args = "bash", append([]string{"-c", fmt.Sprintf(`ulimit -n %d && exec "$0" "$@"`, n.nofile), weirBinary}, args...)
+	}
+	p, err := launch(n.logPath, filepath.Dir(n.logPath), bin, args...)
 	require.NoError(t, err)
 	n.proc = p
 	n.RemoteWriteAddr, n.RemoteWriteURL, n.OpsURL = "", "", ""

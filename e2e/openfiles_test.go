@@ -136,3 +136,51 @@ func TestOpenFileLimitRing(t *testing.T) {
 		require.GreaterOrEqual(t, copies, 2, "tenant %s", tenant)
 	}
 }
+
+// TestOpenFileLimitRestart: a node killed with more tenants on disk than its limit lets it open at
+// the next start. It starts anyway and is ready with the tenants it has room for; the others wait
+// (weir_startup_tenants_waiting) and are opened, flushed, shipped and closed one by one as pruning
+// idle tenants makes room. In the end every acknowledged sample is in the bucket, none of them
+// waiting for a write that may never come.
+func TestOpenFileLimitRestart(t *testing.T) {
+	t.Parallel()
+	bucket := t.TempDir()
+	n := startWeir(t, t.TempDir(), "--objstore.config="+fmt.Sprintf("type: FILESYSTEM\nconfig:\n  directory: %s\n", bucket))
+	ts := baseTime()
+	const tenants = 100
+	for i := range tenants {
+		r := n.Write(t, writeReq(series(lbls("__name__", "probe"), smp(ts, float64(i)))), "THANOS-TENANT", fmt.Sprintf("t-%d", i))
+		require.Equal(t, 204, r.Code, "%s", r)
+	}
+	n.Kill() // every sample in the WALs only
+
+	n.nofile = 256
+	n.args = append(n.args, "--tsdb.tenant-idle-timeout=1s")
+	n.Restart()
+	opened, _ := n.Metric(t, "weir_startup_tenants_opened")
+	waiting, _ := n.Metric(t, "weir_startup_tenants_waiting")
+	t.Logf("at 256 open files: %v tenants opened at start, %v waiting", opened, waiting)
+	require.Positive(t, waiting, "the limit cannot hold %d tenants", tenants)
+	require.Equal(t, float64(tenants), opened+waiting)
+
+	waitFor(t, 2*time.Minute, "every tenant drained", func() error {
+		if v, _ := n.Metric(t, "weir_startup_tenants_waiting"); v > 0 {
+			return fmt.Errorf("%v tenants waiting", v)
+		}
+		return nil
+	})
+	n.Stop()
+	require.NotContains(t, n.Log(), "panic")
+
+	metas, err := filepath.Glob(filepath.Join(bucket, "*", "meta.json"))
+	require.NoError(t, err)
+	got := map[string][]sample{}
+	for _, m := range metas {
+		id := readThanosMeta(t, filepath.Dir(m)).Thanos.Labels["tenant_id"]
+		got[id] = append(got[id], readBlock(t, filepath.Dir(m))[key("__name__", "probe")]...)
+	}
+	for i := range tenants {
+		id := fmt.Sprintf("t-%d", i)
+		require.Equal(t, []sample{{T: ts, V: float64(i)}}, got[id], "tenant %s in the bucket", id)
+	}
+}

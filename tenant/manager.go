@@ -164,6 +164,9 @@ type Manager struct {
 	mu      sync.Mutex
 	tenants map[string]*db
 	closing bool
+	// backlog lists, sorted, the tenants found on disk at start-up that are not open for lack of
+	// room, until Run drained them (backlog.go).
+	backlog []string
 }
 
 // db is one tenant's TSDB and its lifecycle. ready is closed once the open attempt ended; then exactly
@@ -206,6 +209,7 @@ type managerMetrics struct {
 	startupTime   prometheus.Gauge
 	pruned        prometheus.Counter
 	pruneFailures prometheus.Counter
+	backlog       prometheus.Gauge
 
 	headCompactionsPending prometheus.Gauge
 }
@@ -245,6 +249,10 @@ func newManagerMetrics(reg prometheus.Registerer) *managerMetrics {
 		pruneFailures: f.NewCounter(prometheus.CounterOpts{
 			Name: "weir_tenant_prune_failures_total",
 			Help: "Attempts to prune an idle tenant that failed (flush or upload); the tenant stays open and is retried.",
+		}),
+		backlog: f.NewGauge(prometheus.GaugeOpts{
+			Name: "weir_startup_tenants_waiting",
+			Help: "Tenant TSDBs found on disk at start-up and not open yet for lack of room (weir_tenant_opens_refused_total): each is opened, flushed, shipped and closed as room appears, or opened by its next write.",
 		}),
 		headCompactionsPending: f.NewGauge(prometheus.GaugeOpts{
 			Name: "weir_tsdb_head_compactions_pending",
@@ -295,8 +303,9 @@ func NewManager(cfg Config, bkt objstore.Bucket, logger *slog.Logger, reg promet
 
 // OpenExisting opens, in parallel up to Config.OpenConcurrency, every tenant TSDB found in Config.Dir,
 // replaying their WALs, so that data acknowledged before a crash is queryable and the node is ready
-// only once all of it is back. A directory counts as a tenant TSDB when its name is a valid tenant ID
-// and it has a WAL; anything else (an object-storage directory, say) is left alone.
+// only once all of it is back — all that the process' limits have room for: the others wait in the
+// backlog that Run drains (backlog.go). A directory counts as a tenant TSDB when its name is a valid
+// tenant ID and it has a WAL; anything else (an object-storage directory, say) is left alone.
 func (m *Manager) OpenExisting(ctx context.Context) error {
 	start := time.Now()
 	ids, err := m.existingTenants()
@@ -306,8 +315,19 @@ func (m *Manager) OpenExisting(ctx context.Context) error {
 	m.metrics.startupTotal.Set(float64(len(ids)))
 	m.logger.Info("opening tenant TSDBs found on disk", "tenants", len(ids), "concurrency", m.cfg.OpenConcurrency)
 
+	var (
+		mu     sync.Mutex
+		noRoom []string
+	)
 	errs := forEach(ctx, ids, m.cfg.OpenConcurrency, func(id string) error {
-		if _, err := m.get(ctx, id); err != nil {
+		_, err := m.get(ctx, id)
+		switch {
+		case errors.Is(err, ErrNoRoom):
+			mu.Lock()
+			noRoom = append(noRoom, id)
+			mu.Unlock()
+			return nil
+		case err != nil:
 			return err
 		}
 		m.metrics.startupOpened.Inc()
@@ -316,12 +336,17 @@ func (m *Manager) OpenExisting(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	m.setBacklog(noRoom)
 	m.metrics.startupTime.Set(time.Since(start).Seconds())
-	m.logger.Info("tenant TSDBs opened", "tenants", len(ids), "failed", len(errs), "duration", time.Since(start))
+	m.logger.Info("tenant TSDBs opened", "tenants", len(ids), "failed", len(errs), "no_room", len(noRoom), "duration", time.Since(start))
 	// A tenant that fails to open must not keep the others from serving: it answers 503 on its own
 	// writes and is retried on each of them.
 	for _, err := range errs {
 		m.logger.Error("tenant TSDB failed to open at start-up", "err", err)
+	}
+	if len(noRoom) > 0 {
+		m.logger.Warn("no room to open every tenant found on disk: the others are opened, flushed, shipped and closed one at a time as room appears, or opened by their next write",
+			"waiting", len(noRoom), "first", noRoom[0])
 	}
 	return nil
 }

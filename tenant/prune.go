@@ -125,10 +125,10 @@ type testHooks struct {
 // clock is the Manager's time for idleness: nanoseconds since its epoch (monotonic with time.Now).
 func (m *Manager) clock() int64 { return int64(m.now().Sub(m.epoch)) }
 
-// idle reports whether d received no write for Config.IdleTimeout. The caller holds d.mu exclusively, so
-// that no write is in flight.
-func (m *Manager) idle(d *db) bool {
-	return m.cfg.IdleTimeout > 0 && time.Duration(m.clock()-d.lastWrite.Load()) >= m.cfg.IdleTimeout
+// idle reports whether a tenant last written at lastWrite (Manager.clock) received no write for
+// Config.IdleTimeout: what Prune closes a tenant for.
+func (m *Manager) idle(lastWrite int64) bool {
+	return m.cfg.IdleTimeout > 0 && time.Duration(m.clock()-lastWrite) >= m.cfg.IdleTimeout
 }
 
 // pruneCheckInterval is how often Run looks for idle tenants: often enough that a tenant is pruned
@@ -209,7 +209,7 @@ func (m *Manager) Prune(ctx context.Context) ([]string, error) {
 		if err := ctx.Err(); err != nil {
 			return pruned, errors.Join(append(errs, err)...)
 		}
-		closed, err := m.pruneTenant(ctx, d)
+		closed, err := m.pruneTenant(ctx, d, m.idle)
 		if err != nil && ctx.Err() != nil { // shutting down: not a failure; Flush takes over
 			return pruned, errors.Join(append(errs, err)...)
 		}
@@ -225,21 +225,23 @@ func (m *Manager) Prune(ctx context.Context) ([]string, error) {
 	return pruned, errors.Join(errs...)
 }
 
-// pruneTenant prunes d if it is idle, and reports whether it closed it (an error may come with a close:
-// the TSDB failed to close cleanly, but is closed). In three steps:
+// pruneTenant prunes d if quiet says it may, given when d was last written (Manager.clock): Prune asks
+// m.idle, the backlog drain whether any write came since it opened d (backlog.go). It reports whether
+// it closed d (an error may come with a close: the TSDB failed to close cleanly, but is closed). In
+// three steps:
 //
-//  1. Exclusively: check that d is open and idle, move it to pruning, and cut its head into blocks.
+//  1. Exclusively: check that d is open and quiet, move it to pruning, and cut its head into blocks.
 //  2. Shared (when shipping): upload the blocks. Writes land meanwhile; they make the tenant active.
 //  3. Exclusively: if a write came in during step 2, or the upload failed, back to open; otherwise
 //     close the TSDB and remove d from the map.
 //
 // Without a bucket, steps 1 and 3 run under one lock.
-func (m *Manager) pruneTenant(ctx context.Context, d *db) (closed bool, err error) {
+func (m *Manager) pruneTenant(ctx context.Context, d *db, quiet func(lastWrite int64) bool) (closed bool, err error) {
 	d.mu.Lock()
 	if m.hooks.pruneLocked != nil {
 		m.hooks.pruneLocked(d)
 	}
-	if d.state != stateOpen || !m.idle(d) {
+	if d.state != stateOpen || !quiet(d.lastWrite.Load()) {
 		d.mu.Unlock()
 		return false, nil
 	}

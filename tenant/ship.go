@@ -13,8 +13,9 @@ import (
 
 // Run does the background work of the tenants until ctx ends: it cuts the heads that are due into
 // blocks (compact.go); every Config.ShipInterval it ships the completed blocks of every open tenant
-// (when a bucket is configured), and every pruneCheckInterval it prunes the tenants idle for
-// Config.IdleTimeout (when set; see Prune). Compactions have their own goroutine,
+// (when a bucket is configured), every pruneCheckInterval it prunes the tenants idle for
+// Config.IdleTimeout (when set; see Prune), and every drainInterval it drains the tenants found on
+// disk that there was no room to open (backlog.go). Compactions have their own goroutine,
 // so that a long round does not hold up shipping; shipping and pruning share one, so uploads never
 // compete with each other. None of it blocks ingestion or readiness: a tenant's upload backlog or an
 // object-storage outage only delays the next round, failed uploads are retried in it (the shipper
@@ -40,6 +41,9 @@ func (m *Manager) Run(ctx context.Context) error {
 		defer ticker.Stop()
 		pruneC = ticker.C
 	}
+	drain := time.NewTicker(drainInterval)
+	defer drain.Stop()
+	drainC := drain.C
 	for {
 		select {
 		case <-ctx.Done():
@@ -48,6 +52,11 @@ func (m *Manager) Run(ctx context.Context) error {
 			_ = m.shipAll(ctx)
 		case <-pruneC:
 			_, _ = m.Prune(ctx) // failures are logged per tenant; the tenant stays open and is retried
+		case <-drainC:
+			if !m.drainBacklog(ctx) {
+				drain.Stop()
+				drainC = nil
+			}
 		}
 	}
 }
