@@ -3,6 +3,7 @@ package tenant
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -10,7 +11,42 @@ import (
 	"github.com/prometheus/prometheus/prompb"
 	"github.com/stretchr/testify/require"
 	"github.com/thanos-io/objstore"
+
+	wtestutil "github.com/weir-metrics/weir/internal/testutil"
 )
+
+// backlogSeries is tenant id's one series, with one sample at ts.
+func backlogSeries(id string, ts int64) prompb.TimeSeries {
+	return prompb.TimeSeries{Labels: lbls("__name__", "backlog", "of", id), Samples: floats(float64(ts), 1)}
+}
+
+// writeAndClose writes one sample to each tenant with a Manager on dir and closes it: the samples are
+// in the WALs only. It returns them, by series.
+func writeAndClose(t *testing.T, dir string, ids []string) map[string][]point {
+	t.Helper()
+	m, _ := newManagerAt(t, testConfig(dir))
+	want := map[string][]point{}
+	for i, id := range ids {
+		mustWrite(t, m, id, backlogSeries(id, t0+int64(i)))
+		want[key("__name__", "backlog", "of", id)] = []point{fp(t0+int64(i), 1)}
+	}
+	require.NoError(t, m.Close(), "the WALs keep every sample; nothing is flushed")
+	return want
+}
+
+// limitOpenFiles makes m's open guard see limit open files, of which 866 are in use besides the
+// tenants and 10 more per open tenant, on clk's time. With a limit of 1000 (and the reserve: 100 + 2
+// per tenant) that is room for two tenants.
+func limitOpenFiles(m *Manager, clk *pruneEnv, limit *atomic.Int64) {
+	m.opens.mu.Lock()
+	defer m.opens.mu.Unlock()
+	files := m.opens.resources[0]
+	m.opens.now = clk.Now
+	m.opens.resources = m.opens.resources[:1]
+	files.perOpen = 10
+	files.limit = func() (int, error) { return int(limit.Load()), nil }
+	files.count = func() (int, error) { return 866 + 10*int(testutil.ToFloat64(m.metrics.open)), nil }
+}
 
 // TestBacklogDrained: five tenants on disk, room for two. OpenExisting opens two and leaves three in
 // the backlog, without an error; the drain waits while there is no room, and once pruning made room
@@ -20,32 +56,13 @@ func TestBacklogDrained(t *testing.T) {
 	dir := t.TempDir()
 	ctx := context.Background()
 	ids := []string{"t0", "t1", "t2", "t3", "t4"}
-	series := func(id string, ts int64) prompb.TimeSeries {
-		return prompb.TimeSeries{Labels: lbls("__name__", "backlog", "of", id), Samples: floats(float64(ts), 1)}
-	}
-	want := map[string][]point{}
-	{
-		cfg := testConfig(dir)
-		m1, _ := newManagerAt(t, cfg)
-		for i, id := range ids {
-			mustWrite(t, m1, id, series(id, t0+int64(i)))
-			want[key("__name__", "backlog", "of", id)] = []point{fp(t0+int64(i), 1)}
-		}
-		require.NoError(t, m1.Close(), "the WALs keep every sample; nothing is flushed")
-	}
+	want := writeAndClose(t, dir, ids)
 
 	bkt := objstore.NewInMemBucket()
 	m, clk := newPruneManager(t, dir, bkt)
-	// Open files: 866 in use besides the tenants, 10 per open tenant, a limit of 1000: with the reserve
-	// (100 + 2 per tenant) there is room for two tenants, and for three more once those are closed.
-	files := m.opens.resources[0]
-	m.opens.mu.Lock()
-	m.opens.now = clk.Now
-	m.opens.resources = m.opens.resources[:1]
-	files.perOpen = 10
-	files.limit = func() (int, error) { return 1000, nil }
-	files.count = func() (int, error) { return 866 + 10*int(testutil.ToFloat64(m.metrics.open)), nil }
-	m.opens.mu.Unlock()
+	var limit atomic.Int64
+	limit.Store(1000)
+	limitOpenFiles(m, clk, &limit)
 
 	require.NoError(t, m.OpenExisting(ctx), "no room is no start-up error")
 	require.Equal(t, []string{"t0", "t1"}, m.Tenants())
@@ -61,7 +78,7 @@ func TestBacklogDrained(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, []string{"t0", "t1"}, pruned)
 	clk.Add(time.Second)
-	mustWrite(t, m, "t3", series("t3", t0+10)) // a write opens a backlog tenant itself
+	mustWrite(t, m, "t3", backlogSeries("t3", t0+10)) // a write opens a backlog tenant itself
 	want[key("__name__", "backlog", "of", "t3")] = append(want[key("__name__", "backlog", "of", "t3")], fp(t0+10, 1))
 
 	require.False(t, m.drainBacklog(ctx), "room for all: the backlog is empty")
@@ -72,6 +89,49 @@ func TestBacklogDrained(t *testing.T) {
 	require.NoError(t, m.Flush(ctx)) // what a stop does: t3's head goes to the bucket too
 	got := bucketData(t, bkt)
 	for _, id := range ids {
+		k := key("__name__", "backlog", "of", id)
+		requirePoints(t, want[k], got[k], fmt.Sprintf("tenant %s in the bucket", id))
+	}
+}
+
+// TestRunDrainsBacklog: Run is started before OpenExisting (as the node starts them) and drains the
+// backlog that OpenExisting leaves, once the limit is raised.
+func TestRunDrainsBacklog(t *testing.T) {
+	dir := t.TempDir()
+	ids := []string{"t0", "t1", "t2", "t3"}
+	want := writeAndClose(t, dir, ids)
+
+	bkt := objstore.NewInMemBucket()
+	m, clk := newPruneManager(t, dir, bkt)
+	var limit atomic.Int64
+	limit.Store(1000)
+	limitOpenFiles(m, clk, &limit)
+	looked := make(chan struct{}, 1)
+	m.hooks.drained = func() {
+		select {
+		case looked <- struct{}{}:
+		default:
+		}
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- m.Run(ctx) }()
+	defer func() { cancel(); require.NoError(t, <-done) }()
+	<-looked // Run looked at the backlog before there was one
+	require.NoError(t, m.OpenExisting(ctx))
+	require.Equal(t, 2.0, gauge(t, clk.reg, "weir_startup_tenants_waiting"))
+
+	limit.Store(2000)
+	clk.Add(time.Second) // the guard counts again
+	wtestutil.Eventually(t, 10*time.Second, 10*time.Millisecond, "the backlog drained", func() error {
+		if v := gauge(t, clk.reg, "weir_startup_tenants_waiting"); v > 0 {
+			return fmt.Errorf("%v waiting", v)
+		}
+		return nil
+	})
+	got := bucketData(t, bkt)
+	for _, id := range []string{"t2", "t3"} {
 		k := key("__name__", "backlog", "of", id)
 		requirePoints(t, want[k], got[k], fmt.Sprintf("tenant %s in the bucket", id))
 	}

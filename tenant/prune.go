@@ -120,6 +120,8 @@ type testHooks struct {
 	pruneShipping func(d *db)
 	// headCompaction runs when a round holds the tenant for its head compaction, before it compacts.
 	headCompaction func(d *db)
+	// drained runs after each of Run's looks at the backlog.
+	drained func()
 }
 
 // clock is the Manager's time for idleness: nanoseconds since its epoch (monotonic with time.Now).

@@ -41,9 +41,9 @@ func (m *Manager) Run(ctx context.Context) error {
 		defer ticker.Stop()
 		pruneC = ticker.C
 	}
+	// Always on: OpenExisting may fill the backlog after Run started, and an empty one costs a look.
 	drain := time.NewTicker(drainInterval)
 	defer drain.Stop()
-	drainC := drain.C
 	for {
 		select {
 		case <-ctx.Done():
@@ -52,10 +52,10 @@ func (m *Manager) Run(ctx context.Context) error {
 			_ = m.shipAll(ctx)
 		case <-pruneC:
 			_, _ = m.Prune(ctx) // failures are logged per tenant; the tenant stays open and is retried
-		case <-drainC:
-			if !m.drainBacklog(ctx) {
-				drain.Stop()
-				drainC = nil
+		case <-drain.C:
+			m.drainBacklog(ctx)
+			if m.hooks.drained != nil {
+				m.hooks.drained()
 			}
 		}
 	}
