@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -449,4 +450,49 @@ func TestPruneIdleTenantProcess(t *testing.T) {
 	for id, c := range uploadCounts(n.Log()) {
 		require.Equal(t, 1, c, "block %s uploaded %d times", id, c)
 	}
+}
+
+// TestExpiredTenantRemoved: with --tsdb.retention=2h, a tenant whose newest sample is 3h old (a
+// tenant that stopped writing long ago, or a backfill) is pruned, shipped, and its directory removed
+// from local disk, as Thanos Receive removes such a tenant; a pruned tenant with recent samples stays
+// on disk. The bucket holds every sample of both.
+func TestExpiredTenantRemoved(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	bucketDir := filepath.Join(dir, "bucket")
+	n := startWeir(t, dir, "--tsdb.tenant-idle-timeout=1s", "--shipper.interval=200ms", "--tsdb.retention=2h")
+	want := map[string][]sample{}
+	resp := n.Write(t, spanRequest(want, "expire_old", 2, minutesAgo(4*time.Hour), time.Hour), "THANOS-TENANT", "old")
+	require.Equal(t, 204, resp.Code, resp.String())
+	resp = n.Write(t, spanRequest(want, "expire_recent", 2, minutesAgo(30*time.Minute), 10*time.Minute), "THANOS-TENANT", "recent")
+	require.Equal(t, 204, resp.Code, resp.String())
+
+	waitFor(t, time.Minute, "the expired tenant's directory removed", func() error {
+		if v, _ := n.Metric(t, "weir_tenants_expired_total"); v < 1 {
+			return fmt.Errorf("weir_tenants_expired_total is %g", v)
+		}
+		return nil
+	})
+	require.NoDirExists(t, filepath.Join(dir, "old"))
+	waitFor(t, 30*time.Second, "the recent tenant pruned", func() error {
+		if v, _ := n.Metric(t, "weir_tenants_pruned_total"); v < 2 {
+			return fmt.Errorf("weir_tenants_pruned_total is %g", v)
+		}
+		return nil
+	})
+	expired, _ := n.Metric(t, "weir_tenants_expired_total")
+	require.Equal(t, 1.0, expired, "the recent tenant is within retention")
+	require.DirExists(t, filepath.Join(dir, "recent"))
+	n.Stop()
+
+	got := map[string][]sample{}
+	for _, id := range shippedBlocks(t, bucketDir) {
+		for k, s := range readBlock(t, filepath.Join(bucketDir, id)) {
+			got[k] = append(got[k], s...)
+		}
+	}
+	for k := range got {
+		slices.SortFunc(got[k], func(a, b sample) int { return cmp.Compare(a.T, b.T) })
+	}
+	require.Equal(t, want, got, "every sample of both tenants in the bucket")
 }

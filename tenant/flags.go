@@ -20,7 +20,7 @@ import (
 func (c *Config) RegisterFlags(r flags.Registry) {
 	r.Flag("tsdb.path", "Directory holding one TSDB per tenant, in a subdirectory named by the tenant ID.").Default("./data").StringVar(&c.Dir)
 	c.Retention = 15 * 24 * time.Hour
-	flags.Duration(r.Flag("tsdb.retention", "How long to keep blocks on local disk (units ms, s, m, h, d, w, y)."), &c.Retention)
+	flags.Duration(r.Flag("tsdb.retention", "How long to keep blocks on local disk (units ms, s, m, h, d, w, y); a pruned tenant whose newest sample is older has its directory removed (every block of it shipped)."), &c.Retention)
 	flags.Duration(r.Flag("tsdb.out-of-order.time-window", "Accept samples up to this much older than a series' newest sample (0: refuse out-of-order samples). "+
 		"Out-of-order blocks overlap in-order ones: the Thanos compactor then needs vertical compaction, or it halts on the overlap."), &c.OutOfOrderWindow)
 	r.Flag("tsdb.out-of-order.cap-max", "Most samples in one out-of-order chunk (0: the TSDB's default, 32).").Default("0").Int64Var(&c.OutOfOrderCapMax)

@@ -167,6 +167,9 @@ type Manager struct {
 	// backlog lists, sorted, the tenants found on disk at start-up that are not open for lack of
 	// room, until Run drained them (backlog.go).
 	backlog []string
+	// expiries holds, for each tenant pruned and not reopened since, when all its data is past
+	// retention and its directory is removed (expire.go).
+	expiries map[string]time.Time
 }
 
 // db is one tenant's TSDB and its lifecycle. ready is closed once the open attempt ended; then exactly
@@ -210,6 +213,7 @@ type managerMetrics struct {
 	pruned        prometheus.Counter
 	pruneFailures prometheus.Counter
 	backlog       prometheus.Gauge
+	expired       prometheus.Counter
 
 	headCompactionsPending prometheus.Gauge
 }
@@ -254,6 +258,10 @@ func newManagerMetrics(reg prometheus.Registerer) *managerMetrics {
 			Name: "weir_startup_tenants_waiting",
 			Help: "Tenant TSDBs found on disk at start-up and not open yet for lack of room (weir_tenant_opens_refused_total): each is opened, flushed, shipped and closed as room appears, or opened by its next write.",
 		}),
+		expired: f.NewCounter(prometheus.CounterOpts{
+			Name: "weir_tenants_expired_total",
+			Help: "Pruned tenants whose newest sample became older than --tsdb.retention, every block shipped: their directory was removed from local disk.",
+		}),
 		headCompactionsPending: f.NewGauge(prometheus.GaugeOpts{
 			Name: "weir_tsdb_head_compactions_pending",
 			Help: "Tenants whose head is due to be cut into a block and waits for a compaction slot (--tsdb.head-compaction-concurrency); staying above 0 for long means compactions fall behind.",
@@ -291,6 +299,7 @@ func NewManager(cfg Config, bkt objstore.Bucket, logger *slog.Logger, reg promet
 		space:           space,
 		opens:           newOpenGuard(reg),
 		tenants:         map[string]*db{},
+		expiries:        map[string]time.Time{},
 	}
 	if reg != nil {
 		reg.MustRegister(m.tenantMetrics)
@@ -308,6 +317,9 @@ func NewManager(cfg Config, bkt objstore.Bucket, logger *slog.Logger, reg promet
 // tenant ID and it has a WAL; anything else (an object-storage directory, say) is left alone.
 func (m *Manager) OpenExisting(ctx context.Context) error {
 	start := time.Now()
+	if err := m.removeLeftovers(); err != nil {
+		return err
+	}
 	ids, err := m.existingTenants()
 	if err != nil {
 		return err
@@ -399,6 +411,7 @@ func (m *Manager) get(ctx context.Context, id string) (*db, error) {
 		if d, ok = m.tenants[id]; !ok { // or another write opened it meanwhile
 			d = &db{id: id, ready: make(chan struct{})}
 			m.tenants[id] = d
+			delete(m.expiries, id) // it has new data, or a replay to do
 			d.rank = len(m.tenants)
 			go m.open(d)
 		}

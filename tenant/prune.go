@@ -140,6 +140,15 @@ func pruneCheckInterval(idle time.Duration) time.Duration {
 	return min(time.Minute, max(idle/4, 100*time.Millisecond))
 }
 
+// expireCheckInterval is how often Run looks for pruned tenants past retention: as often as it
+// prunes, and every minute when it does not (tenants drained from the backlog expire too).
+func expireCheckInterval(idle time.Duration) time.Duration {
+	if idle <= 0 {
+		return time.Minute
+	}
+	return pruneCheckInterval(idle)
+}
+
 // acquire returns the tenant's db holding d.mu for reading, in a state that takes writes, and records
 // the write for idleness. It reopens a tenant that a prune closed meanwhile: the pruner removed that db
 // from the map before releasing it, so the next get opens a new one. The caller appends, commits, and
@@ -279,6 +288,7 @@ func (m *Manager) pruneTenant(ctx context.Context, d *db, quiet func(lastWrite i
 		d.mustSetState(stateOpen)
 		return false, nil
 	}
+	m.recordPruned(d)
 	err = m.closeLocked(d)
 	// Out of the map before the lock is released: a writer that finds d closed and asks again for
 	// the tenant opens a new db. (Lock order: db.mu before Manager.mu.)

@@ -14,8 +14,9 @@ import (
 // Run does the background work of the tenants until ctx ends: it cuts the heads that are due into
 // blocks (compact.go); every Config.ShipInterval it ships the completed blocks of every open tenant
 // (when a bucket is configured), every pruneCheckInterval it prunes the tenants idle for
-// Config.IdleTimeout (when set; see Prune), and every drainInterval it drains the tenants found on
-// disk that there was no room to open (backlog.go). Compactions have their own goroutine,
+// Config.IdleTimeout (when set; see Prune), every drainInterval it drains the tenants found on
+// disk that there was no room to open (backlog.go), and it removes pruned tenants whose data is all
+// past retention (expire.go). Compactions have their own goroutine,
 // so that a long round does not hold up shipping; shipping and pruning share one, so uploads never
 // compete with each other. None of it blocks ingestion or readiness: a tenant's upload backlog or an
 // object-storage outage only delays the next round, failed uploads are retried in it (the shipper
@@ -44,6 +45,8 @@ func (m *Manager) Run(ctx context.Context) error {
 	// Always on: OpenExisting may fill the backlog after Run started, and an empty one costs a look.
 	drain := time.NewTicker(drainInterval)
 	defer drain.Stop()
+	expire := time.NewTicker(expireCheckInterval(m.cfg.IdleTimeout))
+	defer expire.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -57,6 +60,8 @@ func (m *Manager) Run(ctx context.Context) error {
 			if m.hooks.drained != nil {
 				m.hooks.drained()
 			}
+		case <-expire.C:
+			m.expireTenants()
 		}
 	}
 }

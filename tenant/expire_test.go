@@ -1,0 +1,72 @@
+package tenant
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"github.com/thanos-io/objstore"
+)
+
+// TestExpirePrunedTenant: a pruned tenant's directory is removed once its newest sample is older
+// than the retention (6h here), not before; its blocks are in the bucket. A tenant written to again
+// after its prune is not removed, and a write for a removed tenant starts it afresh.
+func TestExpirePrunedTenant(t *testing.T) {
+	bkt := objstore.NewInMemBucket()
+	dir := t.TempDir()
+	m, clk := newPruneManager(t, dir, bkt)
+	ctx := context.Background()
+	oldData := writeSpan(t, m, "old", 2, t0, time.Hour) // newest sample at t0+59m
+	mustWrite(t, m, "recent", backlogSeries("recent", t0+5*hourMs))
+
+	clk.Add(idleTimeout)
+	pruned, err := m.Prune(ctx)
+	require.NoError(t, err)
+	require.Equal(t, []string{"old", "recent"}, pruned)
+	require.Empty(t, m.expireTenants(), "nothing is past retention yet")
+
+	clk.Add(6*time.Hour - time.Minute) // t0+6h59m: old's newest sample is 6h old
+	require.Empty(t, m.expireTenants())
+	clk.Add(time.Minute)
+	require.Equal(t, []string{"old"}, m.expireTenants())
+	require.NoDirExists(t, filepath.Join(dir, "old"))
+	require.NoDirExists(t, filepath.Join(dir, "old"+deletingSuffix))
+	require.DirExists(t, filepath.Join(dir, "recent"))
+	require.Equal(t, 1.0, gauge(t, clk.reg, "weir_tenants_expired_total"))
+	inBucket := bucketData(t, bkt)
+	for k, want := range oldData {
+		requirePoints(t, want, inBucket[k], k+" in the bucket")
+	}
+
+	// Reopened by a write: no longer the pruned tenant it was.
+	mustWrite(t, m, "recent", backlogSeries("recent", t0+5*hourMs+60_000))
+	clk.Add(24 * time.Hour)
+	require.Empty(t, m.expireTenants())
+	require.DirExists(t, filepath.Join(dir, "recent"))
+
+	// A removed tenant starts again empty.
+	again := writeSpan(t, m, "old", 1, t0+31*hourMs, time.Minute)
+	requireSeries(t, m, "old", again)
+}
+
+// TestExpireLeftoversRemovedAtStart: a removal cut short by a crash leaves a renamed directory,
+// which no tenant can be named; the next start removes it and opens the tenants beside it.
+func TestExpireLeftoversRemovedAtStart(t *testing.T) {
+	dir := t.TempDir()
+	{
+		m, _ := newManagerAt(t, testConfig(dir))
+		mustWrite(t, m, "kept", backlogSeries("kept", t0))
+		require.NoError(t, m.Close())
+	}
+	left := filepath.Join(dir, "gone"+deletingSuffix)
+	require.NoError(t, os.MkdirAll(filepath.Join(left, "wal"), 0o750))
+	require.NoError(t, os.WriteFile(filepath.Join(left, "wal", "00000000"), []byte("x"), 0o600))
+
+	m, _ := newManagerAt(t, testConfig(dir))
+	require.NoError(t, m.OpenExisting(context.Background()))
+	require.NoDirExists(t, left)
+	require.Equal(t, []string{"kept"}, m.Tenants())
+}
