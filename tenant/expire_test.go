@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/prometheus/prompb"
 	"github.com/stretchr/testify/require"
 	"github.com/thanos-io/objstore"
 )
@@ -69,4 +70,27 @@ func TestExpireLeftoversRemovedAtStart(t *testing.T) {
 	require.NoError(t, m.OpenExisting(context.Background()))
 	require.NoDirExists(t, left)
 	require.Equal(t, []string{"kept"}, m.Tenants())
+}
+
+// TestPruneShipsOutOfOrderSamples: with an out-of-order window, the prune's flush cuts the
+// out-of-order head too, so the samples that came late are in the bucket before the tenant is closed
+// (and may expire with it), not only in its WBL until a later open.
+func TestPruneShipsOutOfOrderSamples(t *testing.T) {
+	bkt := objstore.NewInMemBucket()
+	cfg := testConfig(t.TempDir())
+	cfg.IdleTimeout, cfg.ShipInterval, cfg.OutOfOrderWindow = idleTimeout, time.Minute, time.Hour
+	m, _ := newManagerWith(t, cfg, bkt)
+	clk := &fakeClock{}
+	m.now, m.epoch = clk.Now, clk.Now()
+
+	ls := lbls("__name__", "late")
+	mustWrite(t, m, "ooo", prompb.TimeSeries{Labels: ls, Samples: floats(float64(t0+30*60_000), 30)})
+	st := mustWrite(t, m, "ooo", prompb.TimeSeries{Labels: ls, Samples: floats(float64(t0+10*60_000), 10)})
+	require.Empty(t, st.Rejected, "within the out-of-order window")
+
+	clk.Add(idleTimeout)
+	pruned, err := m.Prune(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, []string{"ooo"}, pruned)
+	requirePoints(t, []point{fp(t0+10*60_000, 10), fp(t0+30*60_000, 30)}, bucketData(t, bkt)[key("__name__", "late")])
 }

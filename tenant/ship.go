@@ -156,18 +156,19 @@ func (d *db) flushLocked() error {
 	if head.NumSeries() == 0 {
 		return nil
 	}
-	mint, maxt := head.MinTime(), head.MaxTime()
-	if mint > maxt {
-		return nil
-	}
-	step := BlockDuration.Milliseconds()
-	for start := mint - mod(mint, step); start <= maxt; start += step {
-		lo, hi := max(start, mint), min(start+step-1, maxt)
-		if err := d.tsdb.CompactHead(tsdb.NewRangeHeadWithIsolationDisabled(head, lo, hi)); err != nil {
-			return err
+	if mint, maxt := head.MinTime(), head.MaxTime(); mint <= maxt {
+		step := BlockDuration.Milliseconds()
+		for start := mint - mod(mint, step); start <= maxt; start += step {
+			lo, hi := max(start, mint), min(start+step-1, maxt)
+			if err := d.tsdb.CompactHead(tsdb.NewRangeHeadWithIsolationDisabled(head, lo, hi)); err != nil {
+				return err
+			}
 		}
 	}
-	return nil
+	// The samples that came out of order (--tsdb.out-of-order.time-window) have a head of their own,
+	// which the TSDB cuts only after an in-order head compaction of its own: without this they would
+	// stay in the WBL, unshipped, until the tenant's next open. A no-op without such samples.
+	return d.tsdb.CompactOOOHead(context.Background())
 }
 
 // mod is the non-negative remainder, for timestamps before 1970 too.
