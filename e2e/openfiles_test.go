@@ -115,8 +115,6 @@ func TestOpenFileLimitRing(t *testing.T) {
 	t.Logf("node 0 opened %v tenants and refused %v", open, refused)
 	require.Positive(t, refused)
 	require.Equal(t, float64(tenants), refused+open, "a refused open is not retried")
-	retries, _ := nodes[1].Metric(t, "weir_forward_retries_total", "endpoint", addrs[0])
-	require.Zero(t, retries, "the router retried node 0's refusals")
 	code, body := nodes[0].Get(t, "/-/healthy")
 	require.Equal(t, 200, code, body)
 
@@ -157,11 +155,12 @@ func TestOpenFileLimitRestart(t *testing.T) {
 	n.nofile = 256
 	n.args = append(n.args, "--tsdb.tenant-idle-timeout=1s")
 	n.Restart()
+	// The drain may have started by now: the start's own figures are the gauge it set and its log.
 	opened, _ := n.Metric(t, "weir_startup_tenants_opened")
-	waiting, _ := n.Metric(t, "weir_startup_tenants_waiting")
-	t.Logf("at 256 open files: %v tenants opened at start, %v waiting", opened, waiting)
-	require.Positive(t, waiting, "the limit cannot hold %d tenants", tenants)
-	require.Equal(t, float64(tenants), opened+waiting)
+	t.Logf("at 256 open files: %v tenants opened at start, the others waiting", opened)
+	require.Positive(t, opened)
+	require.Less(t, opened, float64(tenants), "the limit cannot hold %d tenants", tenants)
+	require.Contains(t, n.Log(), fmt.Sprintf("waiting=%d", tenants-int(opened)), "the start says how many wait")
 
 	waitFor(t, 2*time.Minute, "every tenant drained", func() error {
 		if v, _ := n.Metric(t, "weir_startup_tenants_waiting"); v > 0 {
