@@ -25,7 +25,7 @@ import (
 )
 
 // Paths are the endpoints that API serves; mount it on each.
-var Paths = []string{"/api/v1/query", "/api/v1/query_range", "/api/v1/series", "/api/v1/labels", "/api/v1/metadata"}
+var Paths = []string{"/api/v1/query", "/api/v1/query_range", "/api/v1/series", "/api/v1/labels", "/api/v1/metadata", "/api/v1/status/tsdb"}
 
 // Defaults of Options.
 const (
@@ -105,6 +105,7 @@ func New(m *tenant.Manager, opts Options) *API {
 	a.mux.HandleFunc("/api/v1/series", a.series)
 	a.mux.HandleFunc("/api/v1/labels", a.labelNames)
 	a.mux.HandleFunc("/api/v1/metadata", a.metadata)
+	a.mux.HandleFunc("/api/v1/status/tsdb", a.tsdbStatusHandler)
 	return a
 }
 

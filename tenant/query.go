@@ -20,6 +20,21 @@ type Reader struct {
 // Release lets the tenant's TSDB be pruned or closed again. Call it exactly once.
 func (r Reader) Release() { r.d.mu.RUnlock() }
 
+// HeadChunks is the number of chunks in the tenant's head, as its TSDB counts them
+// (prometheus_tsdb_head_chunks); -1 if the TSDB does not say.
+func (r Reader) HeadChunks() int64 {
+	families, err := r.d.reg.Gather()
+	if err != nil {
+		return -1
+	}
+	for _, f := range families {
+		if f.GetName() == "prometheus_tsdb_head_chunks" && len(f.GetMetric()) == 1 {
+			return int64(f.GetMetric()[0].GetGauge().GetValue())
+		}
+	}
+	return -1
+}
+
 // Readers returns every tenant whose TSDB is open (being pruned included), sorted by ID, each held for
 // reading: the caller releases each one. A tenant that is opening, failed or closed is left out: its
 // data is either not there yet or in object storage. Readers never opens a TSDB.
