@@ -14,7 +14,7 @@ import (
 // into blocks, the blocks shipped, and closed again as an idle tenant is pruned, which gives the room
 // back to the next. Pruning idle tenants makes room too.
 
-// drainInterval is how often Run tries the backlog while it is not empty; drainBudget bounds the time
+// drainInterval is how often Run looks at the backlog (an empty one costs a look); drainBudget bounds the time
 // of one try, so that shipping and pruning, which share Run's loop, are not held up by a long backlog.
 const (
 	drainInterval = time.Second
