@@ -420,8 +420,8 @@ func TestShipWithCorruptedState(t *testing.T) {
 }
 
 // TestPruneIdleTenantProcess: with --tsdb.tenant-idle-timeout, an idle tenant's head is cut, shipped
-// and its TSDB closed by the running process (its metrics go away); its next write reopens it, and in
-// the end the bucket holds everything, each block uploaded once.
+// and its TSDB closed by the running process (its metrics go away); a restart leaves it closed; its
+// next write reopens it, and in the end the bucket holds everything, each block uploaded once.
 func TestPruneIdleTenantProcess(t *testing.T) {
 	dir := t.TempDir()
 	tenantDir, bucketDir := filepath.Join(dir, "team-a"), filepath.Join(dir, "bucket")
@@ -441,6 +441,14 @@ func TestPruneIdleTenantProcess(t *testing.T) {
 	_, ok := n.Metric(t, "prometheus_tsdb_head_series", "tenant", "team-a")
 	require.False(t, ok, "a pruned tenant's TSDB metrics are unregistered")
 	require.Equal(t, localBlocks(t, tenantDir), shippedBlocks(t, bucketDir), "pruning shipped the flushed head")
+
+	// A restart leaves the pruned tenant closed: it has nothing to replay.
+	n.Stop()
+	n.Restart()
+	startup, _ := n.Metric(t, "weir_startup_tenants")
+	require.Zero(t, startup, "the pruned tenant is not opened at start")
+	open, _ = n.Metric(t, "weir_tenants_open")
+	require.Zero(t, open)
 
 	resp = n.Write(t, spanRequest(want, "prune_test", 2, minutesAgo(5*time.Minute), 3*time.Minute), "THANOS-TENANT", "team-a")
 	require.Equal(t, 204, resp.Code, "a write reopens a pruned tenant: %s", resp)

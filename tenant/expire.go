@@ -1,7 +1,10 @@
 package tenant
 
 import (
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,20 +18,34 @@ import (
 // while it stays closed, has its directory removed: everything in it is past retention, and with a
 // bucket every block of it is there.
 //
-// Only tenants this process pruned are removed: their head was cut into blocks before the close, so
-// nothing of theirs is in the WAL alone. A tenant closed any other way (a failed open, a WAL failure,
-// the end of the process) holds data only a replay can read, and is left to its next open.
+// Only pruned tenants are removed (by this process, or by an earlier one: prunedFile): their head was
+// cut into blocks before the close, so nothing of theirs is in the WAL alone. A tenant closed any
+// other way (a failed open, a WAL failure, the end of the process) holds data only a replay can read,
+// and is left to its next open.
 
 // deletingSuffix marks a tenant directory being removed. '~' is no tenant ID character, so no tenant
 // can be named so and existingTenants never takes it for one; leftovers of a crash are removed at the
 // next start.
 const deletingSuffix = "~deleting"
 
-// pruned records that d, being closed by a prune, holds nothing past its blocks (its head was cut),
-// and when its newest data expires. With a bucket it is recorded only if every block reached it. The
-// caller holds d.mu exclusively, with the TSDB still open.
-func (m *Manager) recordPruned(d *db) {
-	newest := d.tsdb.Head().MaxTime() // math.MinInt64 when the head never held a sample
+// prunedFile marks the directory of a tenant a prune closed: its head was cut into blocks, so its
+// WAL holds nothing its blocks do not, and the next start need not open it (a restart costs what the
+// active tenants cost, not every tenant that ever wrote). Opening the tenant removes the file first;
+// a file that cannot be read counts as absent, and the tenant is opened as any other.
+const prunedFile = "weir-pruned.json"
+
+// prunedState is what prunedFile holds.
+type prunedState struct {
+	// Newest is the time of the tenant's newest sample, ms (math.MinInt64 when it had none).
+	Newest int64 `json:"newest"`
+	// Shipped is false when a local block had not reached the bucket (then nothing is removed).
+	Shipped bool `json:"shipped"`
+}
+
+// stateOfPruned is the prunedState of d, being closed by a prune: the caller holds d.mu exclusively,
+// with the TSDB still open.
+func stateOfPruned(d *db) prunedState {
+	st := prunedState{Newest: d.tsdb.Head().MaxTime(), Shipped: true} // math.MinInt64 for a head that never held a sample
 	uploaded := map[string]bool{}
 	if d.ship != nil {
 		for id := range d.ship.Uploaded() {
@@ -37,13 +54,62 @@ func (m *Manager) recordPruned(d *db) {
 	}
 	for _, b := range d.tsdb.Blocks() {
 		if d.ship != nil && !uploaded[b.Meta().ULID.String()] {
-			return
+			st.Shipped = false
 		}
-		newest = max(newest, b.Meta().MaxTime)
+		st.Newest = max(st.Newest, b.Meta().MaxTime)
+	}
+	return st
+}
+
+// markPruned records that a prune closed tenant id with state st: on disk for the next start, and
+// for expiry. Failing to write the file only costs an open at the next start.
+func (m *Manager) markPruned(id string, st prunedState) {
+	if err := writePruned(filepath.Join(m.cfg.Dir, id), st); err != nil {
+		m.logger.Warn("cannot mark a pruned tenant; the next start opens it", "tenant", id, "err", err)
+	}
+	m.expireAfter(id, st)
+}
+
+// expireAfter schedules the removal of pruned tenant id's directory for when its data is past
+// retention, if every block of it was shipped.
+func (m *Manager) expireAfter(id string, st prunedState) {
+	if !st.Shipped {
+		return
 	}
 	m.mu.Lock()
-	m.expiries[d.id] = time.UnixMilli(newest).Add(m.cfg.Retention)
+	m.expiries[id] = time.UnixMilli(st.Newest).Add(m.cfg.Retention)
 	m.mu.Unlock()
+}
+
+func writePruned(dir string, st prunedState) error {
+	b, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	tmp := filepath.Join(dir, prunedFile+".tmp")
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, filepath.Join(dir, prunedFile))
+}
+
+// readPruned returns the prunedState of the tenant in dir, if a prune closed it last.
+func readPruned(dir string) (prunedState, bool) {
+	var st prunedState
+	b, err := os.ReadFile(filepath.Join(dir, prunedFile))
+	if err != nil || json.Unmarshal(b, &st) != nil {
+		return prunedState{}, false
+	}
+	return st, true
+}
+
+// unmarkPruned removes the mark before the tenant's TSDB opens: from then on its WAL may hold what
+// its blocks do not. A mark that stays would make the next start leave such data unread.
+func unmarkPruned(dir string) error {
+	if err := os.Remove(filepath.Join(dir, prunedFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove %s: %w", prunedFile, err)
+	}
+	return nil
 }
 
 // expireTenants removes the directories of the pruned tenants, not reopened since, whose data is

@@ -94,3 +94,41 @@ func TestPruneShipsOutOfOrderSamples(t *testing.T) {
 	require.Equal(t, []string{"ooo"}, pruned)
 	requirePoints(t, []point{fp(t0+10*60_000, 10), fp(t0+30*60_000, 30)}, bucketData(t, bkt)[key("__name__", "late")])
 }
+
+// TestPrunedTenantStaysClosedAtStart: a tenant a prune closed is not opened by the next start (it
+// has nothing to replay) and still expires; its next write opens it, first removing the mark, so
+// that the start after that replays what the write left in the WAL.
+func TestPrunedTenantStaysClosedAtStart(t *testing.T) {
+	bkt := objstore.NewInMemBucket()
+	dir := t.TempDir()
+	ctx := context.Background()
+	m1, clk := newPruneManager(t, dir, bkt)
+	idleData := writeSpan(t, m1, "idle", 1, t0, 10*time.Minute)
+	writeSpan(t, m1, "gone", 1, t0, 10*time.Minute)
+	clk.Add(idleTimeout)
+	mustWrite(t, m1, "busy", backlogSeries("busy", t0))
+	pruned, err := m1.Prune(ctx)
+	require.NoError(t, err)
+	require.Equal(t, []string{"gone", "idle"}, pruned)
+	require.FileExists(t, filepath.Join(dir, "idle", prunedFile))
+	require.NoFileExists(t, filepath.Join(dir, "busy", prunedFile))
+	require.NoError(t, m1.Close())
+
+	m2, clk2 := newPruneManager(t, dir, bkt)
+	require.NoError(t, m2.OpenExisting(ctx))
+	require.Equal(t, []string{"busy"}, m2.Tenants(), "the pruned tenants stay closed")
+	require.Equal(t, 1.0, gauge(t, clk2.reg, "weir_startup_tenants"))
+
+	newData := writeSpan(t, m2, "idle", 1, t0+20*60_000, 10*time.Minute)
+	require.NoFileExists(t, filepath.Join(dir, "idle", prunedFile), "an open removes the mark")
+	requireSeries(t, m2, "idle", merge(idleData, newData))
+
+	clk2.Add(6*time.Hour + time.Hour) // past retention of "gone"'s data, as of the clock
+	require.Equal(t, []string{"gone"}, m2.expireTenants(), "a tenant pruned before the restart expires too")
+	require.NoError(t, m2.Close())
+
+	m3, _ := newPruneManager(t, dir, bkt)
+	require.NoError(t, m3.OpenExisting(ctx))
+	require.Equal(t, []string{"busy", "idle"}, m3.Tenants(), "written since its prune: opened and replayed")
+	requireSeries(t, m3, "idle", merge(idleData, newData))
+}

@@ -320,9 +320,21 @@ func (m *Manager) OpenExisting(ctx context.Context) error {
 	if err := m.removeLeftovers(); err != nil {
 		return err
 	}
-	ids, err := m.existingTenants()
+	found, err := m.existingTenants()
 	if err != nil {
 		return err
+	}
+	// Pruned tenants stay closed until their next write: nothing to replay.
+	var ids []string
+	for _, id := range found {
+		if st, ok := readPruned(filepath.Join(m.cfg.Dir, id)); ok {
+			m.expireAfter(id, st)
+			continue
+		}
+		ids = append(ids, id)
+	}
+	if n := len(found) - len(ids); n > 0 {
+		m.logger.Info("tenants pruned before the stop stay closed until their next write", "tenants", n)
 	}
 	m.metrics.startupTotal.Set(float64(len(ids)))
 	m.logger.Info("opening tenant TSDBs found on disk", "tenants", len(ids), "concurrency", m.cfg.OpenConcurrency)
@@ -465,7 +477,10 @@ func (m *Manager) open(d *db) {
 		}
 	}
 	var t *tsdb.DB
-	err := prepareWAL(dir, m.space.statfs, m.logger.With("tenant", d.id))
+	err := unmarkPruned(dir)
+	if err == nil {
+		err = prepareWAL(dir, m.space.statfs, m.logger.With("tenant", d.id))
+	}
 	if err == nil {
 		t, err = tsdb.Open(dir, m.logger.With("tenant", d.id), d.reg, opts, nil)
 	}

@@ -288,8 +288,11 @@ func (m *Manager) pruneTenant(ctx context.Context, d *db, quiet func(lastWrite i
 		d.mustSetState(stateOpen)
 		return false, nil
 	}
-	m.recordPruned(d)
+	st := stateOfPruned(d)
 	err = m.closeLocked(d)
+	if err == nil { // a TSDB that did not close cleanly is opened again at the next start
+		m.markPruned(d.id, st)
+	}
 	// Out of the map before the lock is released: a writer that finds d closed and asks again for
 	// the tenant opens a new db. (Lock order: db.mu before Manager.mu.)
 	m.forget(d)
