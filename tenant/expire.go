@@ -62,8 +62,12 @@ func stateOfPruned(d *db) prunedState {
 }
 
 // markPruned records that a prune closed tenant id with state st: on disk for the next start, and
-// for expiry. Failing to write the file only costs an open at the next start.
+// for expiry. A tenant with a block not in the bucket is not marked: the next start opens it, and its
+// shipper tries again. Failing to write the file only costs an open at the next start.
 func (m *Manager) markPruned(id string, st prunedState) {
+	if !st.Shipped {
+		return
+	}
 	if err := writePruned(filepath.Join(m.cfg.Dir, id), st); err != nil {
 		m.logger.Warn("cannot mark a pruned tenant; the next start opens it", "tenant", id, "err", err)
 	}
