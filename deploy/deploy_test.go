@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
@@ -87,7 +88,31 @@ type objects struct {
 	hpas         []*autoscalingv2.HorizontalPodAutoscaler
 	netpols      []*networkingv1.NetworkPolicy
 	monitors     []*serviceMonitor
+	rules        []*prometheusRule
 	certificates []*certificate
+}
+
+// prometheusRule is monitoring.coreos.com/v1 PrometheusRule as the chart renders it, decoded strictly
+// as serviceMonitor is; its groups are those of a Prometheus rules file.
+type prometheusRule struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata"`
+	Spec              ruleFile `json:"spec"`
+}
+
+// ruleFile is a Prometheus rules file, with the fields Weir's rules use.
+type ruleFile struct {
+	Groups []struct {
+		Name  string `json:"name"`
+		Rules []struct {
+			Record      string            `json:"record,omitempty"`
+			Alert       string            `json:"alert,omitempty"`
+			Expr        string            `json:"expr"`
+			For         string            `json:"for,omitempty"`
+			Labels      map[string]string `json:"labels,omitempty"`
+			Annotations map[string]string `json:"annotations,omitempty"`
+		} `json:"rules"`
+	} `json:"groups"`
 }
 
 // certificate is the part of cert-manager.io/v1 Certificate the chart uses, decoded strictly as
@@ -203,6 +228,9 @@ func decode(t *testing.T, data []byte) *objects {
 		case "monitoring.coreos.com/v1/ServiceMonitor":
 			o := &serviceMonitor{}
 			objs.monitors, obj = append(objs.monitors, o), o
+		case "monitoring.coreos.com/v1/PrometheusRule":
+			o := &prometheusRule{}
+			objs.rules, obj = append(objs.rules, o), o
 		case "cert-manager.io/v1/Certificate":
 			o := &certificate{}
 			objs.certificates, obj = append(objs.certificates, o), o
@@ -781,16 +809,38 @@ func TestChartOptionalObjects(t *testing.T) {
 		t.Fatal(err)
 	}
 	objs := decode(t, def)
-	if len(objs.monitors)+len(objs.netpols)+len(objs.hpas) != 0 {
-		t.Errorf("defaults render optional objects: %d ServiceMonitors, %d NetworkPolicies, %d HPAs", len(objs.monitors), len(objs.netpols), len(objs.hpas))
+	if len(objs.monitors)+len(objs.rules)+len(objs.netpols)+len(objs.hpas) != 0 {
+		t.Errorf("defaults render optional objects: %d ServiceMonitors, %d PrometheusRules, %d NetworkPolicies, %d HPAs",
+			len(objs.monitors), len(objs.rules), len(objs.netpols), len(objs.hpas))
 	}
 	full, err := render(t, "-f", filepath.Join(chartDir, "ci", "full-values.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	objs = decode(t, full)
-	if len(objs.monitors) != 1 || len(objs.netpols) != 1 || len(objs.hpas) != 1 {
-		t.Errorf("full-values.yaml: want one each of ServiceMonitor, NetworkPolicy, HPA, got %d, %d, %d", len(objs.monitors), len(objs.netpols), len(objs.hpas))
+	if len(objs.monitors) != 1 || len(objs.rules) != 1 || len(objs.netpols) != 1 || len(objs.hpas) != 1 {
+		t.Errorf("full-values.yaml: want one each of ServiceMonitor, PrometheusRule, NetworkPolicy, HPA, got %d, %d, %d, %d",
+			len(objs.monitors), len(objs.rules), len(objs.netpols), len(objs.hpas))
+	}
+	// The PrometheusRule holds the rules file promtool tests (deploy/rules), group by group.
+	src, err := os.ReadFile(filepath.Join("rules", "weir.rules.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if copied, err := os.ReadFile(filepath.Join(chartDir, "rules", "weir.rules.yml")); err != nil || !bytes.Equal(copied, src) {
+		t.Errorf("%s/rules/weir.rules.yml differs from rules/weir.rules.yml (copy it): %v", chartDir, err)
+	}
+	var want ruleFile
+	if err := yaml.UnmarshalStrict(src, &want); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range objs.rules {
+		if !reflect.DeepEqual(r.Spec, want) {
+			t.Errorf("PrometheusRule %s: its groups are not those of rules/weir.rules.yml", r.Name)
+		}
+		if r.Labels["release"] != "prometheus" {
+			t.Errorf("PrometheusRule %s: labels %v, want release=prometheus from the values", r.Name, r.Labels)
+		}
 	}
 	for _, m := range objs.monitors {
 		for _, e := range m.Spec.Endpoints {
