@@ -93,9 +93,16 @@ var rows = []row{
 			{`sum by (instance) (weir_shipper_blocks_pending{` + sel + `})`, "{{instance}}"},
 			{`sum by (instance) (rate(weir_shipper_upload_failures_total{` + sel + `}[$__rate_interval]))`, "failed uploads/s {{instance}}"},
 		}},
-		{"WAL replay progress at start-up", "Tenant TSDBs opened out of those found on disk: a node is ready once all are.", "short", []query{
+		{"WAL replay progress at start-up", "Tenant TSDBs opened out of those found on disk (pruned tenants stay closed): a node is ready once all are, or all it has room for; the rest wait, drained one at a time as room appears.", "short", []query{
 			{`max by (instance) (weir_startup_tenants_opened{` + sel + `})`, "opened {{instance}}"},
 			{`max by (instance) (weir_startup_tenants{` + sel + `})`, "on disk {{instance}}"},
+			{`max by (instance) (weir_startup_tenants_waiting{` + sel + `})`, "waiting for room {{instance}}"},
+		}},
+		{"Tenants open, pruned, expired and refused", "Open tenant TSDBs; idle tenants pruned (head cut, shipped, closed); pruned tenants whose data passed --tsdb.retention removed from local disk; new tenants refused near the process' open-file or memory-map limit (503).", "short", []query{
+			{`sum by (instance) (weir_tenants_open{` + sel + `})`, "open {{instance}}"},
+			{`sum by (instance) (rate(weir_tenants_pruned_total{` + sel + `}[$__rate_interval]))`, "pruned/s {{instance}}"},
+			{`sum by (instance) (rate(weir_tenants_expired_total{` + sel + `}[$__rate_interval]))`, "expired/s {{instance}}"},
+			{`sum by (instance, resource) (rate(weir_tenant_opens_refused_total{` + sel + `}[$__rate_interval]))`, "opens refused/s {{instance}} {{resource}}"},
 		}},
 	}},
 }
