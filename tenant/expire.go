@@ -108,10 +108,26 @@ func readPruned(dir string) (prunedState, bool) {
 }
 
 // unmarkPruned removes the mark before the tenant's TSDB opens: from then on its WAL may hold what
-// its blocks do not. A mark that stays would make the next start leave such data unread.
+// its blocks do not. A mark that stays, or comes back after a power loss, would make the next start
+// leave such data unread: the removal is made durable first.
 func unmarkPruned(dir string) error {
-	if err := os.Remove(filepath.Join(dir, prunedFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	err := os.Remove(filepath.Join(dir, prunedFile))
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil
+	case err != nil:
 		return fmt.Errorf("remove %s: %w", prunedFile, err)
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("sync %s after removing %s: %w", dir, prunedFile, err)
 	}
 	return nil
 }
