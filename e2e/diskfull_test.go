@@ -106,15 +106,8 @@ func diskFull(t *testing.T, reserve string) {
 func TestDiskFullRing(t *testing.T) {
 	t.Parallel()
 	vol := testutil.MountTmpfs(t, 64<<20)
-	addrs := testutil.LoopbackAddrs(t, 3)
-	file := filepath.Join(t.TempDir(), "hashrings.json")
-	writeHashrings(t, file, addrs...)
 	dirs := []string{filepath.Join(vol, "data"), t.TempDir(), t.TempDir()}
-	nodes := make([]*weirNode, 3)
-	for i := range nodes {
-		nodes[i] = startWeir(t, dirs[i], append(routerArgs(file, 3, "ketama", "--receive.local-endpoint="+addrs[i]),
-			"--grpc-address="+addrs[i], "--tsdb.min-free-space=8MiB")...)
-	}
+	nodes := startRouterIngesters(t, 3, dirs, "--tsdb.min-free-space=8MiB")
 	load := startSteadyLoad(t, nodes[1].RemoteWriteURL)
 	load.waitMore(t, "acknowledged writes", 20)
 

@@ -10,8 +10,6 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
-
-	"github.com/weir-metrics/weir/internal/testutil"
 )
 
 // TestOpenFileLimit: a flood of new tenants against a node whose open-file limit (lowered with
@@ -81,14 +79,7 @@ func TestOpenFileLimit(t *testing.T) {
 // more after a clean stop.
 func TestOpenFileLimitRing(t *testing.T) {
 	t.Parallel()
-	addrs := testutil.LoopbackAddrs(t, 3)
-	file := filepath.Join(t.TempDir(), "hashrings.json")
-	writeHashrings(t, file, addrs...)
-	nodes := make([]*weirNode, 3)
-	for i := range nodes {
-		nodes[i] = startWeir(t, t.TempDir(), append(routerArgs(file, 3, "ketama", "--receive.local-endpoint="+addrs[i]),
-			"--grpc-address="+addrs[i])...)
-	}
+	nodes := startRouterIngesters(t, 3, []string{t.TempDir(), t.TempDir(), t.TempDir()})
 	// Room for the connections of the ring and a few dozen tenants, as in TestOpenFileLimit.
 	rl := unix.Rlimit{Cur: 256, Max: 256}
 	require.NoError(t, unix.Prlimit(nodes[0].proc.cmd.Process.Pid, unix.RLIMIT_NOFILE, &rl, nil))

@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/weir-metrics/weir/hashring"
+	"github.com/weir-metrics/weir/internal/testutil"
 )
 
 // Helpers of the hashring tests (ring_test.go): clusters of weir processes on loopback, the hashrings
@@ -83,6 +84,21 @@ func routerArgs(file string, rf int, alg string, extra ...string) []string {
 		"--receive.replication-factor=" + strconv.Itoa(rf),
 		"--receive.forward-timeout=3s",
 	}, extra...)
+}
+
+// startRouterIngesters starts one node per data directory, each both router and ingester of one ring
+// (a hashrings file of their gRPC addresses, ketama, replication factor rf), with extraArgs appended.
+func startRouterIngesters(t testing.TB, rf int, dirs []string, extraArgs ...string) []*weirNode {
+	t.Helper()
+	addrs := testutil.LoopbackAddrs(t, len(dirs))
+	file := filepath.Join(t.TempDir(), "hashrings.json")
+	writeHashrings(t, file, addrs...)
+	nodes := make([]*weirNode, len(dirs))
+	for i, dir := range dirs {
+		args := append(routerArgs(file, rf, "ketama", "--receive.local-endpoint="+addrs[i], "--grpc-address="+addrs[i]), extraArgs...)
+		nodes[i] = startWeir(t, dir, args...)
+	}
+	return nodes
 }
 
 // ringStatus is what a node answers on /api/v1/status/ring.

@@ -3,12 +3,9 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
-	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/require"
-
-	"github.com/weir-metrics/weir/internal/testutil"
 )
 
 // TestTSDBStatusRing: each node of a 3-node ring with RF=1 answers /api/v1/status/tsdb, in Thanos
@@ -16,14 +13,7 @@ import (
 // and every node holding series lists the metric.
 func TestTSDBStatusRing(t *testing.T) {
 	t.Parallel()
-	addrs := testutil.LoopbackAddrs(t, 3)
-	file := filepath.Join(t.TempDir(), "hashrings.json")
-	writeHashrings(t, file, addrs...)
-	nodes := make([]*weirNode, 3)
-	for i := range nodes {
-		nodes[i] = startWeir(t, t.TempDir(), append(routerArgs(file, 1, "ketama", "--receive.local-endpoint="+addrs[i]),
-			"--grpc-address="+addrs[i])...)
-	}
+	nodes := startRouterIngesters(t, 1, []string{t.TempDir(), t.TempDir(), t.TempDir()})
 	const n = 60
 	req := writeReq()
 	for i := range n {
