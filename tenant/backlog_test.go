@@ -48,21 +48,29 @@ func limitOpenFiles(m *Manager, clk *pruneEnv, limit *atomic.Int64) {
 	files.count = func() (int, error) { return 866 + 10*int(testutil.ToFloat64(m.metrics.open)), nil }
 }
 
+// backlogManager writes one sample to each tenant and closes, then returns a Manager on the same data
+// (not opened yet) with an in-memory bucket, the samples written, and the open-file limit it sees
+// (1000 at first: room for two tenants, limitOpenFiles).
+func backlogManager(t *testing.T, ids []string) (*Manager, *pruneEnv, *objstore.InMemBucket, map[string][]point, *atomic.Int64) {
+	t.Helper()
+	dir := t.TempDir()
+	want := writeAndClose(t, dir, ids)
+	bkt := objstore.NewInMemBucket()
+	m, clk := newPruneManager(t, dir, bkt)
+	limit := &atomic.Int64{}
+	limit.Store(1000)
+	limitOpenFiles(m, clk, limit)
+	return m, clk, bkt, want, limit
+}
+
 // TestBacklogDrained: five tenants on disk, room for two. OpenExisting opens two and leaves three in
 // the backlog, without an error; the drain waits while there is no room, and once pruning made room
 // it opens, flushes, ships and closes each of them, except the one a write opened meanwhile, which
 // stays open. Every sample written before the restart ends up in the bucket.
 func TestBacklogDrained(t *testing.T) {
-	dir := t.TempDir()
 	ctx := context.Background()
 	ids := []string{"t0", "t1", "t2", "t3", "t4"}
-	want := writeAndClose(t, dir, ids)
-
-	bkt := objstore.NewInMemBucket()
-	m, clk := newPruneManager(t, dir, bkt)
-	var limit atomic.Int64
-	limit.Store(1000)
-	limitOpenFiles(m, clk, &limit)
+	m, clk, bkt, want, _ := backlogManager(t, ids)
 
 	require.NoError(t, m.OpenExisting(ctx), "no room is no start-up error")
 	require.Equal(t, []string{"t0", "t1"}, m.Tenants())
@@ -97,15 +105,7 @@ func TestBacklogDrained(t *testing.T) {
 // TestRunDrainsBacklog: Run is started before OpenExisting (as the node starts them) and drains the
 // backlog that OpenExisting leaves, once the limit is raised.
 func TestRunDrainsBacklog(t *testing.T) {
-	dir := t.TempDir()
-	ids := []string{"t0", "t1", "t2", "t3"}
-	want := writeAndClose(t, dir, ids)
-
-	bkt := objstore.NewInMemBucket()
-	m, clk := newPruneManager(t, dir, bkt)
-	var limit atomic.Int64
-	limit.Store(1000)
-	limitOpenFiles(m, clk, &limit)
+	m, clk, bkt, want, limit := backlogManager(t, []string{"t0", "t1", "t2", "t3"})
 	looked := make(chan struct{}, 1)
 	m.hooks.drained = func() {
 		select {
