@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/oklog/ulid/v2"
 )
 
 // A tenant's TSDB applies --tsdb.retention to its blocks only while it is open, and a pruned tenant
@@ -38,36 +40,30 @@ const prunedFile = "weir-pruned.json"
 type prunedState struct {
 	// Newest is the time of the tenant's newest sample, ms (math.MinInt64 when it had none).
 	Newest int64 `json:"newest"`
-	// Shipped is false when a local block had not reached the bucket (then nothing is removed).
-	Shipped bool `json:"shipped"`
 }
 
-// stateOfPruned is the prunedState of d, being closed by a prune: the caller holds d.mu exclusively,
-// with the TSDB still open.
-func stateOfPruned(d *db) prunedState {
-	st := prunedState{Newest: d.tsdb.Head().MaxTime(), Shipped: true} // math.MinInt64 for a head that never held a sample
-	uploaded := map[string]bool{}
+// stateOfPruned is the prunedState of d, being closed by a prune, and whether every local block of
+// it is in the bucket (always, without one): only then is it marked and may it expire. The caller
+// holds d.mu exclusively, with the TSDB still open.
+func stateOfPruned(d *db) (st prunedState, shipped bool) {
+	st.Newest = d.tsdb.Head().MaxTime()
+	var uploaded map[ulid.ULID]struct{}
 	if d.ship != nil {
-		for id := range d.ship.Uploaded() {
-			uploaded[id.String()] = true
-		}
+		uploaded = d.ship.Uploaded()
 	}
+	shipped = true
 	for _, b := range d.tsdb.Blocks() {
-		if d.ship != nil && !uploaded[b.Meta().ULID.String()] {
-			st.Shipped = false
+		if _, ok := uploaded[b.Meta().ULID]; d.ship != nil && !ok {
+			shipped = false
 		}
 		st.Newest = max(st.Newest, b.Meta().MaxTime)
 	}
-	return st
+	return st, shipped
 }
 
-// markPruned records that a prune closed tenant id with state st: on disk for the next start, and
-// for expiry. A tenant with a block not in the bucket is not marked: the next start opens it, and its
-// shipper tries again. Failing to write the file only costs an open at the next start.
+// markPruned records that a prune closed tenant id, every block of it shipped: on disk for the next
+// start, and for expiry. Failing to write the file only costs an open at the next start.
 func (m *Manager) markPruned(id string, st prunedState) {
-	if !st.Shipped {
-		return
-	}
 	if err := writePruned(filepath.Join(m.cfg.Dir, id), st); err != nil {
 		m.logger.Warn("cannot mark a pruned tenant; the next start opens it", "tenant", id, "err", err)
 	}
@@ -75,11 +71,8 @@ func (m *Manager) markPruned(id string, st prunedState) {
 }
 
 // expireAfter schedules the removal of pruned tenant id's directory for when its data is past
-// retention, if every block of it was shipped.
+// retention.
 func (m *Manager) expireAfter(id string, st prunedState) {
-	if !st.Shipped {
-		return
-	}
 	m.mu.Lock()
 	m.expiries[id] = time.UnixMilli(st.Newest).Add(m.cfg.Retention)
 	m.mu.Unlock()

@@ -327,7 +327,7 @@ func (m *Manager) OpenExisting(ctx context.Context) error {
 	// Pruned tenants stay closed until their next write: nothing to replay.
 	var ids []string
 	for _, id := range found {
-		if st, ok := readPruned(filepath.Join(m.cfg.Dir, id)); ok && st.Shipped {
+		if st, ok := readPruned(filepath.Join(m.cfg.Dir, id)); ok {
 			m.expireAfter(id, st)
 			continue
 		}

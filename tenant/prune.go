@@ -288,9 +288,11 @@ func (m *Manager) pruneTenant(ctx context.Context, d *db, quiet func(lastWrite i
 		d.mustSetState(stateOpen)
 		return false, nil
 	}
-	st := stateOfPruned(d)
+	st, shipped := stateOfPruned(d)
 	err = m.closeLocked(d)
-	if err == nil { // a TSDB that did not close cleanly is opened again at the next start
+	// A TSDB that did not close cleanly, or with a block not in the bucket, is opened again at the
+	// next start (and its shipper tries again).
+	if err == nil && shipped {
 		m.markPruned(d.id, st)
 	}
 	// Out of the map before the lock is released: a writer that finds d closed and asks again for
