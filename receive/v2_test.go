@@ -181,6 +181,9 @@ func labelsOf(ls []prompb.Label) labels.Labels {
 	for _, l := range ls {
 		b.Add(l.Name, l.Value)
 	}
+	// Sorted, as Prometheus' codec desymbolizes them: the decoder keeps the wire's order and
+	// validation sorts (validate.go).
+	b.Sort()
 	return b.Labels()
 }
 
